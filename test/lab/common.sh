@@ -28,9 +28,9 @@ apt_ensure() {
   local prc=/usr/sbin/policy-rc.d created=0
   if [ ! -e "$prc" ]; then printf '#!/bin/sh\nexit 101\n' > "$prc"; chmod +x "$prc"; created=1; fi
   if [ ! -f "$LAB/.apt-updated" ] || [ -n "$(find "$LAB/.apt-updated" -mmin +360 2>/dev/null)" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && touch "$LAB/.apt-updated"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null && touch "$LAB/.apt-updated"
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$LAB/apt.log" 2>&1 \
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >"$LAB/apt.log" 2>&1 \
     || { [ $created = 1 ] && rm -f "$prc"; tail -20 "$LAB/apt.log" >&2; lab_die "apt-get install ${missing[*]} failed"; }
   [ $created = 1 ] && rm -f "$prc"
   return 0
