@@ -1,0 +1,753 @@
+// Archives: a directory packed into NAME.tar.gz (optionally age-encrypted) with a
+// manifest.json inside that lists every entry with its size, mode and sha256.
+//
+// Pack streams each file once: the tar stream is teed into node-tar's own Parser, which
+// hashes exactly the bytes that went into the archive, and the manifest is appended as
+// the last entry. The archive is written to a hidden `.partial-…` file and renamed into
+// place only when complete, so a killed run never leaves a complete-looking archive.
+//
+// Verify reads the whole archive, checks every entry against the manifest and checks
+// every path for safety. Unpack verifies first and only then writes, so a damaged,
+// truncated or hostile archive is refused before the target is touched.
+import { createHash } from "node:crypto";
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { hostname } from "node:os";
+import { PassThrough, Readable, Transform, type Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
+import process from "node:process";
+import { Decrypter, Encrypter } from "age-encryption";
+import { Header, Pack, Parser, ReadEntry, Unpack } from "tar";
+import { LifeboatError, RefusedError, VerifyError } from "./errors.ts";
+import { createParallelGzip } from "./compress.ts";
+import { useContext, type Context } from "./context.ts";
+import { pidAlive } from "./lock.ts";
+import { formatBytes } from "./log.ts";
+
+/** The manifest's file name inside every lifeboat archive. */
+export const MANIFEST_NAME = "manifest.json";
+/** Format tag written into every manifest. */
+export const MANIFEST_FORMAT = "lifeboat-archive/1";
+
+/** One entry of the archive, as the manifest records it. */
+export interface ManifestEntry {
+  /** Relative path, "/"-separated, no trailing slash. */
+  path: string;
+  type: "file" | "dir" | "symlink" | "hardlink";
+  /** Bytes of content (0 for dirs and links). */
+  size: number;
+  /** Permission bits, e.g. 0o640. */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Modification time, ISO 8601. */
+  mtime: string;
+  /** sha256 of the content (files only). */
+  sha256?: string;
+  /** Link target (symlinks and hardlinks). */
+  target?: string;
+}
+
+/** What manifest.json holds. */
+export interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  /** Recipe or task that made the archive. */
+  recipe: string;
+  host: string;
+  startedAt: string;
+  finishedAt: string;
+  /** Versions of the tools involved (lifeboat, node, zlib, tar, and whatever the recipe adds). */
+  tools: Record<string, string>;
+  /** Whatever the recipe adds: endpoints, object counts, dump sizes … */
+  meta: Record<string, unknown>;
+  totals: { files: number; dirs: number; symlinks: number; hardlinks: number; bytes: number };
+  entries: ManifestEntry[];
+}
+
+/** age encryption settings: a passphrase or recipients (age1…) for packing; a passphrase or identities for reading. */
+export interface AgeOptions {
+  /** Passphrase (scrypt). Take it from a file, env or a command: never argv alone. */
+  passphrase?: string;
+  /** age recipients (age1…) to encrypt for. */
+  recipients?: string[];
+  /** age identities (AGE-SECRET-KEY-1…) to decrypt with; see {@link readAgeIdentities}. */
+  identities?: string[];
+}
+
+/** Options for {@link packArchive}. */
+export interface PackOptions {
+  /** Recorded as manifest.recipe (default: the context's name). */
+  recipe?: string;
+  /** Recipe-specific facts recorded in the manifest. */
+  meta?: Record<string, unknown>;
+  /** Extra tool versions for the manifest. */
+  tools?: Record<string, string>;
+  /** When the backup started (default: now). */
+  startedAt?: Date;
+  /** Encrypt with age (passphrase or recipients). */
+  encrypt?: AgeOptions;
+  /** gzip level 1–9 (default 6). */
+  level?: number;
+  /** Compression workers (default: CPU count, max 4). */
+  workers?: number;
+  /** Show byte progress (default true). */
+  progress?: boolean;
+  ctx?: Context;
+}
+
+/** Options for {@link verifyArchive}. */
+export interface VerifyOptions {
+  /** Key material for an encrypted archive. */
+  decrypt?: AgeOptions;
+  /** Refuse archives without a manifest (default true). With false, plain tarballs from other tools pass the path checks only. */
+  requireManifest?: boolean;
+  /** Show byte progress (default true). */
+  progress?: boolean;
+  ctx?: Context;
+}
+
+/** Options for {@link unpackArchive}. */
+export interface UnpackOptions extends VerifyOptions {
+  /** Extract into a target that is not empty (existing files are replaced). */
+  force?: boolean;
+  /** Restore owners (uid/gid) from the archive; only effective as root. */
+  sameOwner?: boolean;
+}
+
+/** What verifyArchive found. */
+export interface VerifyReport {
+  /** The manifest, when the archive has one. */
+  manifest: Manifest | null;
+  /** Entries seen (manifest excluded). */
+  entries: number;
+  /** Content bytes seen. */
+  bytes: number;
+  /** sha256 of the archive file itself. */
+  sha256: string;
+  encrypted: boolean;
+}
+
+const AGE_MAGIC = "age-encryption.org/v1\n";
+
+/** Reads age identities (AGE-SECRET-KEY-…) from an identity file, as `age -i` does. */
+export function readAgeIdentities(path: string): string[] {
+  const keys = readFileSync(path, "utf8")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith("AGE-SECRET-KEY-"));
+  if (keys.length === 0) throw new LifeboatError(`identity file ${path} holds no AGE-SECRET-KEY line`);
+  const ctx = useContext();
+  for (const k of keys) ctx.secrets.add(k);
+  return keys;
+}
+
+// ---------------------------------------------------------------------------------
+// pack
+
+interface WalkEntry {
+  rel: string;
+  type: ManifestEntry["type"];
+  size: number;
+}
+
+/** Lists a tree in sorted order; sockets, fifos and devices are skipped with a warning. */
+function walk(root: string, ctx: Context): { entries: WalkEntry[]; bytes: number; skipped: string[] } {
+  const entries: WalkEntry[] = [];
+  const skipped: string[] = [];
+  let bytes = 0;
+  const inodes = new Set<string>();
+  const visit = (dir: string, prefix: string) => {
+    const names = readdirSync(dir).sort();
+    for (const name of names) {
+      const rel = prefix ? `${prefix}/${name}` : name;
+      const st = lstatSync(join(dir, name));
+      if (st.isDirectory()) {
+        entries.push({ rel, type: "dir", size: 0 });
+        visit(join(dir, name), rel);
+      } else if (st.isFile()) {
+        const ino = `${st.dev}:${st.ino}`;
+        const hard = st.nlink > 1 && inodes.has(ino);
+        if (st.nlink > 1) inodes.add(ino);
+        entries.push({ rel, type: hard ? "hardlink" : "file", size: hard ? 0 : st.size });
+        if (!hard) bytes += st.size;
+      } else if (st.isSymbolicLink()) {
+        entries.push({ rel, type: "symlink", size: 0 });
+      } else {
+        skipped.push(rel);
+        ctx.log.warn(`not archived (socket, fifo or device): ${rel}`);
+      }
+    }
+  };
+  visit(root, "");
+  return { entries, bytes, skipped };
+}
+
+/** Removes what killed runs left in a backups folder: `.partial-*` files of dead processes and sidecars without an archive. */
+export function cleanLeftovers(dir: string, ctx: Context = useContext()): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const m = /^\.partial-.*\.(\d+)$/.exec(name);
+    if (m && !pidAlive(Number(m[1]))) {
+      rmSync(join(dir, name), { force: true, recursive: true });
+      removed.push(name);
+    }
+    const side = /^(.*)\.(sha256|info\.json|verified)$/.exec(name);
+    if (side && !names.includes(side[1])) {
+      rmSync(join(dir, name), { force: true });
+      removed.push(name);
+    }
+  }
+  if (removed.length) ctx.log.warn(`removed leftovers of an interrupted run in ${dir}: ${removed.join(", ")}`);
+  return removed;
+}
+
+function toolVersions(extra: Record<string, string> = {}): Record<string, string> {
+  let lifeboat = "unknown";
+  try {
+    lifeboat = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
+  } catch { /* not in a checkout */ }
+  return { lifeboat, node: process.version, zlib: process.versions.zlib ?? "", tar: "node-tar 7", ...extra };
+}
+
+/** Hashes a stream of bytes on the way through. */
+function hashing(hash: ReturnType<typeof createHash>, onBytes?: (n: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      hash.update(chunk);
+      onBytes?.(chunk.length);
+      cb(null, chunk);
+    },
+  });
+}
+
+function entryType(t: string): ManifestEntry["type"] | null {
+  switch (t) {
+    case "File":
+    case "OldFile":
+    case "ContiguousFile":
+      return "file";
+    case "Directory":
+      return "dir";
+    case "SymbolicLink":
+      return "symlink";
+    case "Link":
+      return "hardlink";
+    default:
+      return null;
+  }
+}
+
+function normPath(p: string): string {
+  let s = p.replace(/\/+$/, "");
+  while (s.startsWith("./")) s = s.slice(2);
+  return s === "." ? "" : s;
+}
+
+/**
+ * Packs a directory into a verified archive and resolves to its manifest.
+ * Files are 0600 and a missing backups directory is created 0700.
+ * @example
+ * const manifest = await packArchive("/tmp/stage", "/backups/deis-2026-11-21T101500Z.tar.gz", { meta: { buckets: 2 } });
+ */
+export async function packArchive(sourceDir: string, archivePath: string, options: PackOptions = {}): Promise<Manifest> {
+  const ctx = options.ctx ?? useContext();
+  const started = options.startedAt ?? new Date();
+  const st = statSync(sourceDir);
+  if (!st.isDirectory()) throw new LifeboatError(`packArchive: ${sourceDir} is not a directory`);
+  const outDir = dirname(archivePath);
+  const tree = walk(sourceDir, ctx);
+  if (tree.entries.some((e) => e.rel === MANIFEST_NAME)) {
+    throw new LifeboatError(`packArchive: ${sourceDir} has a top-level ${MANIFEST_NAME}; lifeboat reserves that name for the archive's manifest`, {
+      hint: "move it into a subdirectory of the staging dir",
+    });
+  }
+  const encrypt = options.encrypt && (options.encrypt.passphrase || options.encrypt.recipients?.length) ? options.encrypt : undefined;
+  if (ctx.dryRun) {
+    ctx.log.command(
+      `pack ${sourceDir} (${tree.entries.length} entries, ${formatBytes(tree.bytes)}) into ${archivePath}${encrypt ? " (age-encrypted)" : ""}`,
+      "dry-run",
+    );
+    return manifestOf(ctx, options, started, new Date(), tree.entries.map((e) => ({ path: e.rel, type: e.type, size: e.size, mode: 0, uid: 0, gid: 0, mtime: "" })));
+  }
+  mkdirSync(outDir, { recursive: true, mode: 0o700 });
+  cleanLeftovers(outDir, ctx);
+  const partial = join(outDir, `.partial-${basename(archivePath)}.${process.pid}`);
+
+  const seen: ManifestEntry[] = [];
+  const parser = new Parser({ strict: true });
+  let expect = tree.entries.length;
+  let allSeen: () => void = () => {};
+  const allSeenP = new Promise<void>((r) => (allSeen = r));
+  if (expect === 0) allSeen();
+  parser.on("entry", (e: ReadEntry) => {
+    const type = entryType(e.type);
+    const hash = type === "file" ? createHash("sha256") : null;
+    let size = 0;
+    e.on("data", (d: Buffer) => {
+      hash?.update(d);
+      size += d.length;
+    });
+    e.on("end", () => {
+      if (e.path === MANIFEST_NAME) return;
+      seen.push({
+        path: normPath(e.path),
+        type: type ?? "file",
+        size,
+        mode: (e.mode ?? 0) & 0o7777,
+        uid: e.uid ?? 0,
+        gid: e.gid ?? 0,
+        mtime: (e.mtime ?? new Date(0)).toISOString(),
+        ...(hash ? { sha256: hash.digest("hex") } : {}),
+        ...(type === "symlink" || type === "hardlink" ? { target: e.linkpath } : {}),
+      });
+      if (--expect === 0) allSeen();
+    });
+  });
+
+  const pack = new Pack({ cwd: sourceDir, noDirRecurse: true, strict: true, portable: false });
+  const progress = options.progress === false ? null : ctx.log.progress(`pack ${basename(archivePath)}`, { total: tree.bytes });
+  const fileHash = createHash("sha256");
+  const tee = new PassThrough();
+  pack.on("data", (d: Buffer) => {
+    parser.write(d);
+  });
+  let fed = 0;
+  const counting = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      fed += chunk.length;
+      progress?.add(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  const gz = createParallelGzip({ level: options.level, workers: options.workers });
+  let body: Readable = (pack as unknown as Readable).pipe(counting).pipe(gz);
+  let packError: Error | null = null;
+  const fail = (e: Error) => {
+    packError ??= e;
+    tee.destroy(e);
+  };
+  (pack as unknown as Readable).on("error", fail);
+  parser.on("error", fail);
+  counting.on("error", fail);
+  gz.on("error", fail);
+  if (encrypt) body = await ageEncrypt(body, encrypt);
+  body.on("error", fail);
+  const out = createWriteStream(partial, { mode: 0o600 });
+  const done = pipeline(body, tee, hashing(fileHash), out);
+
+  try {
+    for (const e of tree.entries) pack.add(e.rel);
+    await Promise.race([allSeenP, done.then(() => { throw new LifeboatError("archive stream ended early"); })]);
+    if (packError) throw packError;
+    const manifest = manifestOf(ctx, options, started, new Date(), seen);
+    const text = Buffer.from(JSON.stringify(manifest, null, 2) + "\n");
+    const header = new Header({ path: MANIFEST_NAME, mode: 0o600, size: text.length, type: "File", mtime: new Date(), uid: 0, gid: 0 });
+    const re = new ReadEntry(header);
+    pack.add(re);
+    re.end(text);
+    pack.end();
+    await done;
+    parser.end();
+    const fd = openSync(partial, "r");
+    fsyncSync(fd);
+    closeSync(fd);
+    const sha = fileHash.digest("hex");
+    const base = basename(archivePath);
+    writeSidecar(`${archivePath}.sha256`, `${sha}  ${base}\n`);
+    writeSidecar(`${archivePath}.info.json`, JSON.stringify(infoOf(manifest, sha, fed, !!encrypt), null, 2) + "\n");
+    renameSync(partial, archivePath);
+    fsyncDir(outDir);
+    progress?.done(`packed ${base}: ${manifest.entries.length} entries, ${formatBytes(manifest.totals.bytes)} → ${formatBytes(statSync(archivePath).size)}`);
+    return manifest;
+  } catch (e) {
+    progress?.fail(`pack ${basename(archivePath)} failed`);
+    (pack as unknown as Readable).destroy?.();
+    await done.catch(() => {});
+    rmSync(partial, { force: true });
+    const err = packError ?? (e as Error);
+    if ((err as NodeJS.ErrnoException).code === "ENOSPC") {
+      throw new LifeboatError(`no space left on the device of ${outDir} while writing ${basename(archivePath)}`, {
+        hint: "free space or choose another backups folder; nothing was left behind",
+        cause: err,
+      });
+    }
+    throw err instanceof LifeboatError ? err : new LifeboatError(`packing ${sourceDir} into ${archivePath} failed: ${err.message}`, { cause: err });
+  }
+}
+
+function writeSidecar(path: string, text: string): void {
+  const tmp = join(dirname(path), `.partial-${basename(path)}.${process.pid}`);
+  writeFileSync(tmp, text, { mode: 0o600 });
+  const fd = openSync(tmp, "r");
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+}
+
+function fsyncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, "r");
+    fsyncSync(fd);
+    closeSync(fd);
+  } catch { /* not supported everywhere */ }
+}
+
+function manifestOf(ctx: Context, o: PackOptions, started: Date, finished: Date, entries: ManifestEntry[]): Manifest {
+  const totals = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0 };
+  for (const e of entries) {
+    if (e.type === "file") {
+      totals.files++;
+      totals.bytes += e.size;
+    } else if (e.type === "dir") totals.dirs++;
+    else if (e.type === "symlink") totals.symlinks++;
+    else totals.hardlinks++;
+  }
+  return {
+    format: MANIFEST_FORMAT,
+    recipe: o.recipe ?? ctx.name,
+    host: hostname(),
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    tools: toolVersions(o.tools),
+    meta: o.meta ?? {},
+    totals,
+    entries,
+  };
+}
+
+/** The sidecar NAME.info.json: what `list` shows without opening the archive. */
+export interface ArchiveInfo {
+  recipe: string;
+  host: string;
+  startedAt: string;
+  finishedAt: string;
+  sha256: string;
+  encrypted: boolean;
+  totals: Manifest["totals"];
+  tarBytes: number;
+  meta: Record<string, unknown>;
+}
+
+function infoOf(m: Manifest, sha256: string, tarBytes: number, encrypted: boolean): ArchiveInfo {
+  return { recipe: m.recipe, host: m.host, startedAt: m.startedAt, finishedAt: m.finishedAt, sha256, encrypted, totals: m.totals, tarBytes, meta: m.meta };
+}
+
+async function ageEncrypt(input: Readable, o: AgeOptions): Promise<Readable> {
+  const e = new Encrypter();
+  if (o.passphrase) e.setPassphrase(o.passphrase);
+  for (const r of o.recipients ?? []) e.addRecipient(r);
+  const web = Readable.toWeb(input) as unknown as ReadableStream<Uint8Array>;
+  return Readable.fromWeb((await e.encrypt(web)) as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
+}
+
+// ---------------------------------------------------------------------------------
+// read side: open (decrypt, gunzip), check paths, compare with the manifest
+
+function sniff(path: string): "age" | "gzip" | "tar" | "unknown" {
+  const fd = openSync(path, "r");
+  try {
+    const buf = Buffer.alloc(512);
+    const n = readSync(fd, buf, 0, 512, 0);
+    if (buf.subarray(0, AGE_MAGIC.length).toString("latin1") === AGE_MAGIC) return "age";
+    if (n >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) return "gzip";
+    if (n === 512 && buf.subarray(257, 262).toString("latin1") === "ustar") return "tar";
+    return "unknown";
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Opens an archive as a stream of tar bytes; feeds the raw file's sha256 and byte progress. */
+async function openTarStream(
+  path: string,
+  o: VerifyOptions,
+  fileHash: ReturnType<typeof createHash>,
+  onBytes: (n: number) => void,
+): Promise<{ stream: Readable; encrypted: boolean; streams: (Readable | Writable)[] }> {
+  const kind = sniff(path);
+  const raw = createReadStream(path).pipe(hashing(fileHash, onBytes));
+  const streams: (Readable | Writable)[] = [raw];
+  let s: Readable = raw;
+  if (kind === "age") {
+    const d = new Decrypter();
+    const k = o.decrypt ?? {};
+    if (!k.passphrase && !k.identities?.length) {
+      throw new VerifyError(`archive ${basename(path)} is encrypted and no passphrase or identity was given`, [], "pass the passphrase (file, env or command) or the age identity file");
+    }
+    if (k.passphrase) d.addPassphrase(k.passphrase);
+    for (const id of k.identities ?? []) d.addIdentity(id);
+    try {
+      s = Readable.fromWeb((await d.decrypt(Readable.toWeb(raw) as unknown as ReadableStream<Uint8Array>)) as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
+    } catch (e) {
+      raw.destroy();
+      throw new VerifyError(`archive ${basename(path)}: the passphrase or identity does not open it (${(e as Error).message})`, [], "check the key; nothing was written");
+    }
+    streams.push(s);
+  }
+  const inner = kind === "age" ? "gzip" : kind;
+  if (inner === "gzip") {
+    const g = createGunzip();
+    s = s.pipe(g);
+    streams.push(g);
+  } else if (inner !== "tar") {
+    throw new VerifyError(`${basename(path)} is not a tar, tar.gz or age file`, [], "is this the right file?");
+  }
+  return { stream: s, encrypted: kind === "age", streams };
+}
+
+/** Why a path is unsafe to extract, or null. */
+function pathProblem(p: string): string | null {
+  if (p.includes("\0")) return "contains a NUL byte";
+  if (p.startsWith("/") || /^[A-Za-z]:[\\/]/.test(p)) return "is an absolute path";
+  if (p.split(/[\\/]/).includes("..")) return "contains '..'";
+  return null;
+}
+
+interface Scan {
+  manifest: Manifest | null;
+  seen: Map<string, ManifestEntry>;
+  problems: string[];
+  entries: number;
+  bytes: number;
+}
+
+/** Reads every entry once: hashes, path safety and type checks. */
+async function scan(path: string, o: VerifyOptions, ctx: Context): Promise<Scan & { sha256: string; encrypted: boolean }> {
+  const fileHash = createHash("sha256");
+  const size = statSync(path).size;
+  const progress = o.progress === false ? null : ctx.log.progress(`verify ${basename(path)}`, { total: size });
+  const problems: string[] = [];
+  const seen = new Map<string, ManifestEntry>();
+  const symlinks = new Set<string>();
+  let manifestText: string | null = null;
+  let entries = 0;
+  let bytes = 0;
+  const parser = new Parser({ strict: true });
+  parser.on("entry", (e: ReadEntry) => {
+    const p = normPath(e.path);
+    const type = entryType(e.type);
+    const isManifest = p === MANIFEST_NAME && type === "file";
+    const chunks: Buffer[] = [];
+    const hash = type === "file" ? createHash("sha256") : null;
+    let n = 0;
+    e.on("data", (d: Buffer) => {
+      hash?.update(d);
+      n += d.length;
+      if (isManifest && n <= 64 << 20) chunks.push(d);
+    });
+    e.on("end", () => {
+      if (isManifest) {
+        manifestText = Buffer.concat(chunks).toString("utf8");
+        return;
+      }
+      if (p === "") return; // "./", the root itself
+      entries++;
+      bytes += n;
+      const bad = pathProblem(e.path);
+      if (bad) problems.push(`${JSON.stringify(e.path)}: ${bad}; refused`);
+      if (!type) problems.push(`${JSON.stringify(e.path)}: ${e.type} entries (devices, fifos …) are refused`);
+      const parts = p.split("/");
+      for (let i = 1; i < parts.length; i++) {
+        const prefix = parts.slice(0, i).join("/");
+        if (symlinks.has(prefix)) {
+          problems.push(`${JSON.stringify(p)}: goes through the symlink ${JSON.stringify(prefix)}; refused`);
+          break;
+        }
+      }
+      if (type === "hardlink") {
+        const t = e.linkpath ?? "";
+        const tb = pathProblem(t);
+        const tn = normPath(t);
+        if (tb || !seen.has(tn) || seen.get(tn)!.type !== "file") {
+          problems.push(`${JSON.stringify(p)}: hardlink to ${JSON.stringify(t)} ${tb ?? "outside the archive's earlier files"}; refused`);
+        }
+      }
+      if (seen.has(p)) problems.push(`${JSON.stringify(p)}: appears twice; refused`);
+      if (type === "symlink") symlinks.add(p);
+      seen.set(p, {
+        path: p,
+        type: type ?? "file",
+        size: n,
+        mode: (e.mode ?? 0) & 0o7777,
+        uid: e.uid ?? 0,
+        gid: e.gid ?? 0,
+        mtime: (e.mtime ?? new Date(0)).toISOString(),
+        ...(hash ? { sha256: hash.digest("hex") } : {}),
+        ...(type === "symlink" || type === "hardlink" ? { target: e.linkpath } : {}),
+      });
+    });
+  });
+  const warnings: string[] = [];
+  parser.on("warn", (_code: string, message: string) => warnings.push(message));
+
+  let encrypted = false;
+  try {
+    const opened = await openTarStream(path, o, fileHash, (n) => progress?.add(n));
+    encrypted = opened.encrypted;
+    await pipeline(opened.stream, parser as unknown as Writable);
+  } catch (e) {
+    progress?.fail(`verify ${basename(path)} failed`);
+    if (e instanceof VerifyError) throw e;
+    const msg = (e as Error).message;
+    const what = /unexpected end|premature|truncat/i.test(msg)
+      ? "is truncated"
+      : /incorrect header check|invalid|crc|check|stored block|distance|bad/i.test(msg)
+        ? "is damaged"
+        : "could not be read";
+    throw new VerifyError(`archive ${basename(path)} ${what} (${msg})`, [], "the archive is unusable; nothing was written. Use another copy.");
+  }
+  if (warnings.length) {
+    progress?.fail(`verify ${basename(path)} failed`);
+    throw new VerifyError(`archive ${basename(path)} is damaged (${warnings[0]})`, warnings, "the archive is unusable; nothing was written. Use another copy.");
+  }
+  let manifest: Manifest | null = null;
+  if (manifestText !== null) {
+    try {
+      manifest = JSON.parse(manifestText);
+      if (manifest?.format !== MANIFEST_FORMAT) problems.push(`manifest.json: unknown format ${JSON.stringify(manifest?.format)}`);
+    } catch {
+      problems.push("manifest.json: not valid JSON");
+    }
+  }
+  const sha256 = fileHash.digest("hex");
+  if (problems.length) progress?.fail(`verify ${basename(path)}: ${problems.length} problem(s)`);
+  else progress?.done(`verified ${basename(path)}: ${entries} entries, ${formatBytes(bytes)}`);
+  return { manifest, seen, problems, entries, bytes, sha256, encrypted };
+}
+
+function compareWithManifest(m: Manifest, seen: Map<string, ManifestEntry>): string[] {
+  const problems: string[] = [];
+  const listed = new Map(m.entries.map((e) => [e.path, e]));
+  for (const [p, got] of seen) {
+    const want = listed.get(p);
+    if (!want) {
+      problems.push(`${p}: in the archive but not in the manifest`);
+      continue;
+    }
+    if (want.type !== got.type) problems.push(`${p}: type ${got.type}, manifest says ${want.type}`);
+    else if (want.size !== got.size) problems.push(`${p}: size ${got.size}, manifest says ${want.size}`);
+    else if (want.sha256 !== got.sha256) problems.push(`${p}: sha256 mismatch`);
+    else if (want.mode !== got.mode) problems.push(`${p}: mode ${got.mode.toString(8)}, manifest says ${want.mode.toString(8)}`);
+    else if ((want.target ?? "") !== (got.target ?? "")) problems.push(`${p}: link target differs from the manifest`);
+  }
+  for (const p of listed.keys()) if (!seen.has(p)) problems.push(`${p}: listed in the manifest but missing from the archive`);
+  return problems;
+}
+
+/**
+ * Reads the whole archive and checks every entry against the manifest and every path
+ * for safety. Rejects with VerifyError (exit 3) listing what is wrong.
+ * @example const report = await verifyArchive("/backups/deis-….tar.gz", { decrypt: { passphrase } });
+ */
+export async function verifyArchive(archivePath: string, options: VerifyOptions = {}): Promise<VerifyReport> {
+  const ctx = options.ctx ?? useContext();
+  const base = basename(archivePath);
+  try {
+    statSync(archivePath);
+  } catch {
+    throw new VerifyError(`archive ${archivePath} does not exist`, [], "check the path");
+  }
+  const r = await scan(archivePath, options, ctx);
+  const problems = [...r.problems];
+  if (!r.manifest && options.requireManifest !== false && !problems.length) {
+    throw new VerifyError(`archive ${base} has no ${MANIFEST_NAME}: not a lifeboat archive, or cut short`, [], "for a tarball made by another tool, extract it with requireManifest: false");
+  }
+  if (r.manifest) problems.push(...compareWithManifest(r.manifest, r.seen));
+  try {
+    const side = readFileSync(`${archivePath}.sha256`, "utf8").split(/\s+/)[0];
+    if (side && side !== r.sha256) problems.push(`${base}: file sha256 differs from ${base}.sha256`);
+  } catch { /* no sidecar: the manifest is the authority */ }
+  if (problems.length) {
+    const first = problems[0];
+    throw new VerifyError(`archive ${base}: ${first}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ""}; the archive is damaged or unsafe`, problems, "restore refused before touching anything; use another copy");
+  }
+  return { manifest: r.manifest, entries: r.entries, bytes: r.bytes, sha256: r.sha256, encrypted: r.encrypted };
+}
+
+/**
+ * Verifies an archive, then extracts it into targetDir. Refuses a non-empty target
+ * unless `force`; never writes outside the target.
+ * @example await unpackArchive(archive, "/var/lib/app", { sameOwner: true, decrypt: { identities } });
+ */
+export async function unpackArchive(archivePath: string, targetDir: string, options: UnpackOptions = {}): Promise<VerifyReport> {
+  const ctx = options.ctx ?? useContext();
+  const report = await verifyArchive(archivePath, options);
+  let existing: string[] = [];
+  try {
+    existing = readdirSync(targetDir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+  if (existing.length && !options.force) {
+    throw new RefusedError(
+      `target ${targetDir} is not empty (${existing.length} entries: ${existing.slice(0, 5).join(", ")}${existing.length > 5 ? " …" : ""})`,
+      "restore into an empty directory, or pass force to replace what is there",
+    );
+  }
+  if (ctx.dryRun) {
+    ctx.log.command(`extract ${basename(archivePath)} (${report.entries} entries, ${formatBytes(report.bytes)}) into ${targetDir}`, "dry-run");
+    return report;
+  }
+  mkdirSync(targetDir, { recursive: true, mode: 0o700 });
+  const isRoot = process.getuid?.() === 0;
+  const progress = options.progress === false ? null : ctx.log.progress(`extract ${basename(archivePath)}`, { total: statSync(archivePath).size });
+  const warnings: string[] = [];
+  const unpack = new Unpack({
+    cwd: targetDir,
+    strict: true,
+    preservePaths: false,
+    preserveOwner: !!options.sameOwner && isRoot,
+    processUmask: 0,
+    filter: (p: string) => !(report.manifest && normPath(p) === MANIFEST_NAME),
+    onwarn: (_code: string, message: string) => warnings.push(message),
+  });
+  const fileHash = createHash("sha256");
+  try {
+    const opened = await openTarStream(archivePath, options, fileHash, (n) => progress?.add(n));
+    await pipeline(opened.stream, unpack as unknown as Writable);
+  } catch (e) {
+    progress?.fail();
+    throw new LifeboatError(`extracting ${basename(archivePath)} into ${targetDir} failed: ${(e as Error).message}`, { cause: e });
+  }
+  if (fileHash.digest("hex") !== report.sha256) {
+    throw new VerifyError(`archive ${basename(archivePath)} changed while it was being restored`, [], "the archive file was modified during the restore; check the target and run again");
+  }
+  if (warnings.length) {
+    progress?.fail();
+    throw new LifeboatError(`extracting ${basename(archivePath)}: ${warnings[0]}`);
+  }
+  progress?.done(`restored ${report.entries} entries (${formatBytes(report.bytes)}) into ${targetDir}`);
+  return report;
+}
+
+/** Deletes an archive with its sidecars. */
+export function removeArchive(archivePath: string): void {
+  for (const p of [archivePath, `${archivePath}.sha256`, `${archivePath}.info.json`, `${archivePath}.verified`]) {
+    try {
+      unlinkSync(p);
+    } catch { /* gone */ }
+  }
+}

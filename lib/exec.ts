@@ -1,0 +1,214 @@
+// Running commands: argv arrays in, streams through, dry-run and secrets honoured.
+//
+// Every helper that starts a process goes through `exec`. It never builds a shell
+// string: argv goes straight to the kernel. Output streams to files, fds or Node
+// streams without being held in memory; only `stdout: "capture"` collects it, for
+// small answers. In dry-run, a command that changes state is printed, quoted as a
+// POSIX shell would need it, and not run; a read-only probe runs and says so.
+import { spawn, type ChildProcess } from "node:child_process";
+import { accessSync, closeSync, constants as fsConstants, createWriteStream, openSync } from "node:fs";
+import { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import process from "node:process";
+import { LifeboatError } from "./errors.ts";
+import { useContext, type Context } from "./context.ts";
+
+/** Where a child's stdin comes from. */
+export type StdinSpec = "ignore" | "inherit" | string | Uint8Array | Readable | { file: string };
+/** Where a child's stdout goes. */
+export type StdoutSpec = "capture" | "inherit" | "ignore" | Writable | { file: string; mode?: number; append?: boolean };
+
+/** Options for {@link exec}. */
+export interface ExecOptions {
+  /** Working directory. */
+  cwd?: string;
+  /** Extra environment variables (merged over process.env); values are masked in prints when registered as secrets. */
+  env?: Record<string, string | undefined>;
+  /** Stdin: "ignore" (default), "inherit", text or bytes, a Readable, or { file }. */
+  stdin?: StdinSpec;
+  /** Stdout: "capture" (default), "inherit", "ignore", a Writable, or { file, mode }. */
+  stdout?: StdoutSpec;
+  /** Read-only probe: runs even in dry-run (and says so). */
+  readOnly?: boolean;
+  /** Exit codes that count as success (default [0]). */
+  okCodes?: number[];
+  /** Kill the command after this many ms. */
+  timeoutMs?: number;
+  /** Called with each stderr chunk (for progress parsing); stderr is kept in a bounded tail either way. */
+  onStderr?: (chunk: Buffer) => void;
+  /** Called with each stdout chunk's byte length when stdout is streamed (for progress). */
+  onStdoutBytes?: (n: number) => void;
+  /** End a Writable stdout when the command ends (default true). */
+  endStdout?: boolean;
+  /** Text shown in place of the argv (e.g. a redirect "> dump.sql"); appended to the quoted argv. */
+  note?: string;
+  /** The context (default: the current one). */
+  ctx?: Context;
+}
+
+/** What a finished command left. */
+export interface ExecResult {
+  /** Exit code (0 in dry-run). */
+  code: number;
+  /** Captured stdout (only with stdout: "capture"). */
+  stdout: string;
+  /** The last 64 KiB of stderr. */
+  stderr: string;
+  /** True when the command was printed, not run. */
+  dryRun: boolean;
+}
+
+/** A command exited with a code not in okCodes, or could not start. */
+export class ExecError extends LifeboatError {
+  readonly code: number | null;
+  readonly stderr: string;
+  constructor(display: string, code: number | null, stderr: string, signal?: string | null, cause?: unknown) {
+    const why = signal ? `killed by ${signal}` : code === null ? "could not start" : `exit ${code}`;
+    const tail = stderr.trim().split("\n").slice(-8).join("\n    ");
+    super(`command failed (${why}): ${display}${tail ? `\n    ${tail}` : ""}`, { cause });
+    this.code = code;
+    this.stderr = stderr;
+  }
+}
+
+const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+/**
+ * Quotes one word for a POSIX shell (sh, dash, bash, zsh): the one quoting function
+ * lifeboat has. Used for printing commands and for the remote command of ssh.
+ * @example shellQuote("it's") // 'it'\''s'
+ */
+export function shellQuote(word: string): string {
+  if (word !== "" && SAFE.test(word)) return word;
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Quotes an argv for a POSIX shell: ["ls", "a b"] → "ls 'a b'". */
+export function shellJoin(argv: readonly string[]): string {
+  return argv.map(shellQuote).join(" ");
+}
+
+/** How a command would be typed: env prefix, quoted argv and redirects. */
+export function displayCommand(argv: readonly string[], opts: ExecOptions = {}): string {
+  const env = Object.entries(opts.env ?? {})
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${shellQuote(v!)}`);
+  const parts = [...env, shellJoin(argv)];
+  if (opts.cwd) parts.unshift(`cd ${shellQuote(opts.cwd)} &&`);
+  if (typeof opts.stdin === "object" && opts.stdin && "file" in opts.stdin) parts.push(`< ${shellQuote(opts.stdin.file)}`);
+  else if (opts.stdin instanceof Readable) parts.push("< (stream)");
+  if (typeof opts.stdout === "object" && opts.stdout && "file" in opts.stdout) parts.push(`${opts.stdout.append ? ">>" : ">"} ${shellQuote(opts.stdout.file)}`);
+  else if (opts.stdout instanceof Writable) parts.push("> (stream)");
+  if (opts.note) parts.push(opts.note);
+  return parts.join(" ");
+}
+
+const children = new Set<ChildProcess>();
+
+/** Sends a signal to every command still running (used on SIGINT/SIGTERM). */
+export function killRunning(signal: NodeJS.Signals = "SIGTERM"): void {
+  for (const c of children) c.kill(signal);
+}
+
+/**
+ * Runs a command from an argv array. Streams stdin and stdout, keeps a bounded
+ * stderr tail, and honours dry-run.
+ * @example
+ * await exec(["pg_dumpall", "-h", host], { stdout: { file: "dump.sql", mode: 0o600 }, env: { PGPASSWORD: pw } });
+ * const { stdout } = await exec(["docker", "ps", "-q"], { readOnly: true });
+ */
+export async function exec(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  const ctx = opts.ctx ?? useContext();
+  if (argv.length === 0) throw new LifeboatError("exec: empty argv");
+  const display = displayCommand(argv, opts);
+  if (ctx.dryRun && !opts.readOnly) {
+    ctx.log.command(display, "dry-run");
+    return { code: 0, stdout: "", stderr: "", dryRun: true };
+  }
+  ctx.log.command(display, ctx.dryRun ? "probe" : "run");
+
+  const toClose: number[] = [];
+  const stdio: ("pipe" | "ignore" | "inherit" | number)[] = ["ignore", "pipe", "pipe"];
+  const stdin = opts.stdin ?? "ignore";
+  if (stdin === "inherit" || stdin === "ignore") stdio[0] = stdin;
+  else if (typeof stdin === "object" && !(stdin instanceof Uint8Array) && !(stdin instanceof Readable)) {
+    stdio[0] = openSync(stdin.file, "r");
+    toClose.push(stdio[0]);
+  } else stdio[0] = "pipe";
+  const stdout = opts.stdout ?? "capture";
+  if (stdout === "inherit" || stdout === "ignore") stdio[1] = stdout;
+  else if (typeof stdout === "object" && !(stdout instanceof Writable) && !opts.onStdoutBytes) {
+    stdio[1] = openSync(stdout.file, stdout.append ? "a" : "w", stdout.mode ?? 0o600);
+    toClose.push(stdio[1]);
+  }
+
+  const child = spawn(argv[0], argv.slice(1), {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    stdio,
+    timeout: opts.timeoutMs,
+  });
+  children.add(child);
+  for (const fd of toClose) closeSync(fd);
+
+  const jobs: Promise<unknown>[] = [];
+  let captured = "";
+  let tail = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    opts.onStderr?.(d);
+    tail = (tail + d.toString("utf8")).slice(-65536);
+  });
+  if (stdio[0] === "pipe") {
+    const src = stdin instanceof Readable ? stdin : Readable.from([Buffer.from(stdin as string | Uint8Array)]);
+    jobs.push(pipeline(src, child.stdin!).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== "EPIPE" && e.code !== "ERR_STREAM_PREMATURE_CLOSE") throw e;
+    }));
+  }
+  if (stdio[1] === "pipe") {
+    if (stdout === "capture") {
+      child.stdout!.setEncoding("utf8");
+      child.stdout!.on("data", (d: string) => (captured += d));
+    } else {
+      const dest = stdout instanceof Writable
+        ? stdout
+        : createWriteStream((stdout as { file: string }).file, {
+          flags: (stdout as { append?: boolean }).append ? "a" : "w",
+          mode: (stdout as { mode?: number }).mode ?? 0o600,
+        });
+      if (opts.onStdoutBytes) child.stdout!.on("data", (d: Buffer) => opts.onStdoutBytes!(d.length));
+      jobs.push(pipeline(child.stdout!, dest, { end: opts.endStdout ?? true }));
+    }
+  }
+
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+    child.once("error", (e) => reject(new ExecError(display, null, String((e as Error).message), null, e)));
+    child.once("close", (c, s) => resolve([c, s]));
+  }).finally(() => children.delete(child));
+  await Promise.all(jobs);
+  const ok = opts.okCodes ?? [0];
+  if (signal || code === null || !ok.includes(code)) {
+    throw new ExecError(ctx.secrets.redact(display), code, ctx.secrets.redact(tail), signal);
+  }
+  return { code, stdout: captured, stderr: tail, dryRun: false };
+}
+
+/** Runs a read-only command and returns its trimmed stdout (runs in dry-run too). */
+export async function probe(argv: readonly string[], opts: Omit<ExecOptions, "readOnly" | "stdout"> = {}): Promise<string> {
+  const r = await exec(argv, { ...opts, readOnly: true, stdout: "capture" });
+  return r.stdout.trim();
+}
+
+/** True when a program is on PATH (no process is started). */
+export function which(program: string): boolean {
+  if (program.includes("/")) return isExecutable(program);
+  return (process.env.PATH ?? "").split(":").some((dir) => dir && isExecutable(`${dir}/${program}`));
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}

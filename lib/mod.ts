@@ -1,0 +1,31 @@
+// lifeboat's public surface: the one import for recipes and tasks.
+//
+//   import { recipe, step, packArchive, s3Sync, … } from "../lib/mod.ts";
+
+export { ExitCode, LifeboatError, UsageError, VerifyError, LockedError, RefusedError, InterruptedError, exitCodeOf } from "./errors.ts";
+export { Secrets } from "./secrets.ts";
+export { Logger, formatBytes, formatDuration, type LogSink, type Spinner, type Progress } from "./log.ts";
+export { GLOBAL_SETTINGS, envName, helpText, parseSettings, type SettingSpec, type SettingSpecs, type SettingValues } from "./settings.ts";
+export { createContext, useContext, withContext, setDefaultContext, type Context, type ContextOptions } from "./context.ts";
+export { exec, probe, which, shellQuote, shellJoin, displayCommand, killRunning, ExecError, type ExecOptions, type ExecResult } from "./exec.ts";
+export { acquireLock, pidAlive, type Lock, type LockOptions } from "./lock.ts";
+export { step, runSteps, readJournal, printOutcomes, StepFailed, type Step, type StepApi, type StepOptions, type StepOutcome, type RunState } from "./steps.ts";
+export { main, recipe, targetKey, type MainDefinition, type RecipeDefinition, type MainResult } from "./recipe.ts";
+export { createParallelGzip, type ParallelGzipOptions } from "./compress.ts";
+export {
+  packArchive,
+  verifyArchive,
+  unpackArchive,
+  cleanLeftovers,
+  removeArchive,
+  readAgeIdentities,
+  MANIFEST_NAME,
+  type Manifest,
+  type ManifestEntry,
+  type ArchiveInfo,
+  type AgeOptions,
+  type PackOptions,
+  type VerifyOptions,
+  type UnpackOptions,
+  type VerifyReport,
+} from "./archive.ts";

@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# Lab piece "ceph": a single-node Ceph 16 (Debian) with one mon, one bluestore OSD (file-backed),
+# no mgr, and radosgw serving S3 on 127.0.0.1:7480 (path-style works). See NOTES.md, "Ceph RADOS Gateway".
+#
+#   ceph.sh up       create (first time) or restart the cluster, create the S3 user, write $LAB/ceph.env
+#   ceph.sh down     stop radosgw, osd, mon by pid file (data survives), leave no process behind
+#   ceph.sh status   exit 0 when radosgw answers an anonymous GET / on 127.0.0.1:7480
+#   ceph.sh reset    delete every bucket (and its objects) of the lifeboat user
+#
+# Everything (conf, data, run dir, admin sockets, logs, keys) lives under $LAB/ceph/.
+# A cluster that does not come back (kill -9 leftovers, half-made state) is wiped and recreated.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/common.sh"
+
+D=$LAB/ceph
+CONF=$D/ceph.conf
+RGW_PORT=7480
+MON_V2=33300
+MON_V1=36789
+S3_USER=lifeboat
+ENDPOINT=http://127.0.0.1:$RGW_PORT
+# The pools radosgw creates on first use; made up front, in parallel (saves a 4 s stall later).
+RGW_POOLS=(.rgw.root default.rgw.log default.rgw.control default.rgw.meta
+  default.rgw.buckets.index default.rgw.buckets.data default.rgw.buckets.non-ec)
+
+# Timeouts (seconds) for each wait.
+T_MON=30 T_OSD=60 T_RGW=60 T_CLI=60
+
+pidf() { echo "$D/run/$1.pid"; }          # mon.a osd.0 client.rgw.a
+logf() { echo "$D/log/$1.log"; }
+outf() { echo "$D/log/$1.out"; }           # stdout/stderr of the daemon (early errors)
+
+# Tail of a daemon's logs, for error messages.
+log_tail() {
+  local n=$1 f
+  for f in "$(outf "$n")" "$(logf "$n")"; do
+    [ -s "$f" ] && { printf -- '--- tail of %s\n' "$f"; tail -n 15 "$f"; }
+  done
+  true
+}
+fail() { # fail DAEMON MESSAGE: error naming the daemon, with its log tail (does not exit)
+  printf 'lab: ceph: %s: %s\n' "$1" "$2" >&2
+  log_tail "$1" >&2
+  return 1
+}
+
+cephc() { timeout "$T_CLI" ceph -c "$CONF" --connect-timeout 30 "$@"; }
+rgwadm() { timeout "$T_CLI" radosgw-admin -c "$CONF" "$@"; }
+
+http_code() { curl -s -o /dev/null -m 5 -w '%{http_code}' "$ENDPOINT/" 2>/dev/null || true; }
+rgw_answers() { [ "$(http_code)" = 200 ]; }
+
+write_conf() {
+  local fsid; fsid=$(cat "$D/fsid")
+  mkdir -p "$D/run" "$D/log" "$D/crash" "$D/mon" "$D/osd" "$D/rgw"
+  cat > "$CONF.tmp" <<EOF
+# Written by test/lab/ceph.sh; regenerated on every up.
+[global]
+fsid = $fsid
+mon initial members = a
+mon host = [v2:127.0.0.1:$MON_V2,v1:127.0.0.1:$MON_V1]
+public addr = 127.0.0.1
+cluster addr = 127.0.0.1
+ms bind ipv6 = false
+ms bind port min = 36800
+ms bind port max = 36899
+auth cluster required = none
+auth service required = none
+auth client required = none
+keyring = $D/keyring
+run dir = $D/run
+crash dir = $D/crash
+mon data = $D/mon/\$cluster-\$id
+osd data = $D/osd/\$cluster-\$id
+rgw data = $D/rgw/\$cluster-\$id
+mgr data = $D/mgr/\$cluster-\$id
+mon cluster log file = $D/log/cluster.log
+osd pool default size = 1
+osd pool default min size = 1
+mon allow pool size one = true
+mon allow pool delete = true
+mon warn on pool no redundancy = false
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+osd crush chooseleaf type = 0
+mon data avail crit = 1
+mon data avail warn = 2
+mon warn on insecure global id reclaim allowed = false
+
+[mon]
+admin socket = $D/run/\$cluster-\$name.asok
+pid file = $D/run/\$name.pid
+log file = $D/log/\$name.log
+
+[osd]
+admin socket = $D/run/\$cluster-\$name.asok
+pid file = $D/run/\$name.pid
+log file = $D/log/\$name.log
+osd objectstore = bluestore
+bluestore block create = true
+bluestore block size = 8589934592
+bluestore block db create = false
+bluestore block wal create = false
+bluestore fsck on mount = false
+osd memory target = 1073741824
+bluestore cache autotune = false
+bluestore cache size = 268435456
+
+# Command-line clients (ceph, radosgw-admin): no log file, no admin socket.
+[client]
+log to file = false
+admin socket =
+ms mon client mode = crc secure
+
+[client.rgw.a]
+log to file = true
+admin socket = $D/run/\$cluster-\$name.asok
+pid file = $D/run/\$name.pid
+log file = $D/log/\$name.log
+ms mon client mode = crc secure
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
+rgw enable usage log = false
+EOF
+  mv "$CONF.tmp" "$CONF"
+}
+
+# Processes started with our conf (also ones whose pid file was lost), not zombies.
+our_pids() {
+  local p cmd st
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    cmd=$(tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline") || continue
+    case $cmd in
+      *ceph-mon*"-c $CONF "*|*ceph-osd*"-c $CONF "*|*radosgw*"-c $CONF "*)
+        case $cmd in radosgw-admin*|*/radosgw-admin*) continue ;; esac
+        st=$(ps -o stat= -p "$p" 2>/dev/null) || continue
+        [[ "$st" == Z* ]] || echo "$p" ;;
+    esac
+  done
+}
+
+stop_all() {
+  stop_pidfile "$(pidf client.rgw.a)" 30
+  stop_pidfile "$(pidf osd.0)" 30
+  stop_pidfile "$(pidf mon.a)" 15
+  # Strays: daemons whose pid file is gone or stale (kill -9 leftovers, an interrupted up).
+  local pids i
+  pids=$(our_pids)
+  if [ -n "$pids" ]; then
+    lab_log "ceph: stopping stray daemons: "$pids
+    kill -TERM $pids 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do pids=$(our_pids); [ -z "$pids" ] && break; sleep 0.1; done
+    [ -n "$pids" ] && kill -KILL $pids 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do [ -z "$(our_pids)" ] && break; sleep 0.1; done
+  fi
+  [ -z "$(our_pids)" ] || lab_die "ceph: daemons still running after down: "$(our_pids)
+}
+
+# After stop_all, our ports must be free: a foreign listener would make the restart fail and
+# look like a broken cluster (which up would then wipe).
+check_ports_free() {
+  local port
+  for port in $MON_V2 $MON_V1 $RGW_PORT; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      lab_die "ceph: port 127.0.0.1:$port is in use by another process: $(ss -ltnpH "sport = :$port" 2>/dev/null | head -1)"
+    fi
+  done
+}
+
+# start DAEMON CMD...: runs a daemon in the foreground of its own session, in the background here.
+start_daemon() {
+  local n=$1; shift
+  setsid "$@" -f < /dev/null > "$(outf "$n")" 2>&1 &
+  echo $! > "$(pidf "$n")"   # the daemon rewrites the same pid itself
+}
+
+daemon_dead() { ! pid_alive "$(pidf "$1")"; }
+
+wait_mon() {
+  local i asok=$D/run/ceph-mon.a.asok
+  for ((i = 0; i < T_MON * 5; i++)); do
+    daemon_dead mon.a && { fail mon.a "ceph-mon exited during startup"; return 1; }
+    if [ -S "$asok" ] && timeout 10 ceph --admin-daemon "$asok" mon_status 2>/dev/null | grep -q '"state": "leader"'; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  fail mon.a "ceph-mon did not become leader within ${T_MON}s"
+}
+
+wait_osd() {
+  local i asok=$D/run/ceph-osd.0.asok
+  for ((i = 0; i < T_OSD * 5; i++)); do
+    daemon_dead osd.0 && { fail osd.0 "ceph-osd exited during startup"; return 1; }
+    if [ -S "$asok" ] && timeout 10 ceph --admin-daemon "$asok" status 2>/dev/null | grep -q '"state": "active"'; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  fail osd.0 "ceph-osd did not become active within ${T_OSD}s"
+}
+
+wait_rgw() {
+  local i
+  for ((i = 0; i < T_RGW * 5; i++)); do
+    daemon_dead client.rgw.a && { fail client.rgw.a "radosgw exited during startup"; return 1; }
+    rgw_answers && return 0
+    sleep 0.2
+  done
+  fail client.rgw.a "radosgw did not answer GET $ENDPOINT/ within ${T_RGW}s (last HTTP code: $(http_code))"
+}
+
+start_mon() { start_daemon mon.a ceph-mon -c "$CONF" -i a && wait_mon; }
+start_osd() { start_daemon osd.0 ceph-osd -c "$CONF" -i 0 && wait_osd; }
+start_rgw() { start_daemon client.rgw.a radosgw -c "$CONF" -n client.rgw.a && wait_rgw; }
+
+# Generated once; survive a recreate of the cluster.
+ensure_keys() {
+  mkdir -p "$D"; chmod 700 "$D"
+  local f len
+  for f in access_key secret_key; do
+    [ -s "$D/$f" ] && continue
+    [ $f = access_key ] && len=20 || len=40
+    ( umask 077; set +o pipefail
+      if [ $f = access_key ]; then LC_ALL=C tr -dc 'A-Z0-9' < /dev/urandom | head -c $len
+      else LC_ALL=C tr -dc 'A-Za-z0-9' < /dev/urandom | head -c $len; fi > "$D/$f.tmp" )
+    mv "$D/$f.tmp" "$D/$f"
+  done
+  chmod 600 "$D/access_key" "$D/secret_key"
+}
+
+wipe() {
+  rm -rf "$D/mon" "$D/osd" "$D/rgw" "$D/mgr" "$D/run" "$D/crash" "$D/log" "$D/.complete" "$D/fsid" "$D/monmap"
+}
+
+# First-time creation: monmap, mon mkfs, osd new + mkfs, start all, pools, user.
+create() {
+  wipe
+  uuidgen > "$D/fsid"
+  write_conf
+  monmaptool --create --clobber --fsid "$(cat "$D/fsid")" \
+    --addv a "[v2:127.0.0.1:$MON_V2,v1:127.0.0.1:$MON_V1]" "$D/monmap" > "$D/log/monmaptool.out" 2>&1 \
+    || { fail monmaptool "monmaptool --create failed"; return 1; }
+  mkdir -p "$D/mon/ceph-a"
+  timeout 60 ceph-mon -c "$CONF" --mkfs -i a --monmap "$D/monmap" > "$(outf mon.a)" 2>&1 \
+    || { fail mon.a "ceph-mon --mkfs failed"; return 1; }
+  start_mon || return 1
+  local uuid id; uuid=$(uuidgen)
+  id=$(cephc osd new "$uuid" 0 2> "$D/log/osd-new.out") || { fail osd-new "ceph osd new failed"; return 1; }
+  [ "$id" = 0 ] || { fail osd-new "ceph osd new returned id '$id', expected 0"; return 1; }
+  mkdir -p "$D/osd/ceph-0"
+  timeout 120 ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$uuid" > "$(outf osd.0)" 2>&1 \
+    || { fail osd.0 "ceph-osd --mkfs failed"; return 1; }
+  start_osd || return 1
+  local p pids=() rc=0
+  for p in "${RGW_POOLS[@]}"; do
+    ( cephc osd pool create "$p" 8 8 replicated && cephc osd pool application enable "$p" rgw ) \
+      > "$D/log/pool-$p.out" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  if [ $rc != 0 ]; then
+    for p in "${RGW_POOLS[@]}"; do log_tail "pool-$p" >&2; done
+    fail osd.0 "creating the gateway's pools failed"; return 1
+  fi
+  start_rgw || return 1
+  ensure_user || return 1
+  touch "$D/.complete"
+}
+
+ensure_user() {
+  local ak sk info
+  ak=$(cat "$D/access_key"); sk=$(cat "$D/secret_key")
+  if info=$(rgwadm user info --uid="$S3_USER" 2>/dev/null); then
+    grep -q "\"access_key\": \"$ak\"" <<< "$info" && grep -q "\"secret_key\": \"$sk\"" <<< "$info" && return 0
+    rgwadm user rm --uid="$S3_USER" > "$D/log/user.out" 2>&1 || true
+  fi
+  rgwadm user create --uid="$S3_USER" --display-name="$S3_USER" \
+    --access-key="$ak" --secret="$sk" > "$D/log/user.out" 2>&1 \
+    || { fail user "radosgw-admin user create failed"; return 1; }
+}
+
+# Restart an existing cluster; non-zero when it does not come back.
+restart() {
+  write_conf
+  start_mon && start_osd && start_rgw && ensure_user
+}
+
+do_env() {
+  write_env ceph LAB_S3_ENDPOINT="$ENDPOINT" \
+    LAB_S3_ACCESS_KEY="$(cat "$D/access_key")" LAB_S3_SECRET_KEY="$(cat "$D/secret_key")" \
+    LAB_S3_REGION=default LAB_CEPH_CONF="$CONF"
+}
+
+all_running() {
+  [ -f "$D/.complete" ] && [ -f "$CONF" ] &&
+    pid_alive "$(pidf mon.a)" && pid_alive "$(pidf osd.0)" && pid_alive "$(pidf client.rgw.a)" &&
+    rgw_answers
+}
+
+cmd_up() {
+  local t0; t0=$(date +%s%N)
+  apt_ensure radosgw ceph-mon ceph-osd ceph-common curl jq uuid-runtime
+  ensure_keys
+  if all_running; then
+    do_env; ready ceph "$ENDPOINT (already running)" "$t0"; return 0
+  fi
+  stop_all
+  check_ports_free
+  local how=created
+  if [ -f "$D/.complete" ]; then
+    if restart; then how=restarted
+    else
+      lab_log "ceph: the existing cluster did not come back (stale or killed); wiping and recreating it"
+      stop_all
+      create || { stop_all; lab_die "ceph: creating the cluster failed (logs in $D/log)"; }
+    fi
+  else
+    [ -d "$D/mon" ] && lab_log "ceph: found a half-made cluster; recreating it"
+    create || { stop_all; lab_die "ceph: creating the cluster failed (logs in $D/log)"; }
+  fi
+  do_env
+  ready ceph "$ENDPOINT user $S3_USER, bluestore ($how)" "$t0"
+}
+
+cmd_down() {
+  stop_all
+  rm -f "$LAB/ceph.env"
+  lab_log "ceph: down"
+}
+
+cmd_status() {
+  if rgw_answers; then echo "ceph: up ($ENDPOINT)"; return 0; fi
+  echo "ceph: down"; return 1
+}
+
+cmd_reset() {
+  [ -f "$D/.complete" ] || lab_die "ceph: no cluster (run ceph.sh up)"
+  pid_alive "$(pidf osd.0)" || lab_die "ceph: osd.0 is not running (run ceph.sh up)"
+  local buckets
+  buckets=$(rgwadm bucket list --uid="$S3_USER" | jq -r '.[]') || lab_die "ceph: radosgw-admin bucket list failed"
+  [ -z "$buckets" ] && return 0
+  # shellcheck disable=SC2016
+  printf '%s\n' "$buckets" | xargs -r -d '\n' -P 4 -I{} \
+    timeout 300 radosgw-admin -c "$CONF" bucket rm --bucket={} --purge-objects --bypass-gc \
+    || lab_die "ceph: removing buckets failed"
+  lab_log "ceph: reset: removed $(wc -l <<< "$buckets") bucket(s)"
+}
+
+case ${1:-status} in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  reset) cmd_reset ;;
+  *) echo "usage: ceph.sh up|down|status|reset" >&2; exit 2 ;;
+esac
