@@ -11,6 +11,7 @@
 // truncated or hostile archive is refused before the target is touched.
 import { createHash } from "node:crypto";
 import {
+  chmodSync,
   closeSync,
   createReadStream,
   createWriteStream,
@@ -663,6 +664,10 @@ function compareWithManifest(m: Manifest, seen: Map<string, ManifestEntry>): str
  * @example const report = await verifyArchive("/backups/deis-….tar.gz", { decrypt: { passphrase } });
  */
 export async function verifyArchive(archivePath: string, options: VerifyOptions = {}): Promise<VerifyReport> {
+  return (await verifyScan(archivePath, options)).report;
+}
+
+async function verifyScan(archivePath: string, options: VerifyOptions): Promise<{ report: VerifyReport; seen: Map<string, ManifestEntry> }> {
   const ctx = options.ctx ?? useContext();
   const base = basename(archivePath);
   try {
@@ -684,7 +689,7 @@ export async function verifyArchive(archivePath: string, options: VerifyOptions 
     const first = problems[0];
     throw new VerifyError(`archive ${base}: ${first}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ""}; the archive is damaged or unsafe`, problems, "restore refused before touching anything; use another copy");
   }
-  return { manifest: r.manifest, entries: r.entries, bytes: r.bytes, sha256: r.sha256, encrypted: r.encrypted };
+  return { report: { manifest: r.manifest, entries: r.entries, bytes: r.bytes, sha256: r.sha256, encrypted: r.encrypted }, seen: r.seen };
 }
 
 /**
@@ -694,7 +699,7 @@ export async function verifyArchive(archivePath: string, options: VerifyOptions 
  */
 export async function unpackArchive(archivePath: string, targetDir: string, options: UnpackOptions = {}): Promise<VerifyReport> {
   const ctx = options.ctx ?? useContext();
-  const report = await verifyArchive(archivePath, options);
+  const { report, seen } = await verifyScan(archivePath, options);
   let existing: string[] = [];
   try {
     existing = readdirSync(targetDir);
@@ -739,6 +744,10 @@ export async function unpackArchive(archivePath: string, targetDir: string, opti
     progress?.fail();
     throw new LifeboatError(`extracting ${basename(archivePath)}: ${warnings[0]}`);
   }
+  // node-tar creates directories u+rwx so it can fill them; set their recorded modes
+  // now, deepest first, as GNU tar does.
+  const dirs = [...seen.values()].filter((e) => e.type === "dir").sort((a, b) => b.path.length - a.path.length);
+  for (const d of dirs) chmodSync(join(targetDir, d.path), d.mode);
   progress?.done(`restored ${report.entries} entries (${formatBytes(report.bytes)}) into ${targetDir}`);
   return report;
 }

@@ -29,3 +29,18 @@ export {
   type UnpackOptions,
   type VerifyReport,
 } from "./archive.ts";
+export {
+  listBackups,
+  verifyBackup,
+  planPrune,
+  prune,
+  diskSpace,
+  checkFreeSpace,
+  stamp,
+  type BackupEntry,
+  type PrunePolicy,
+  type PrunePlan,
+  type PruneOptions,
+} from "./store.ts";
+export { task, type Task } from "./recipe.ts";
+export { compareTrees, type CompareOptions } from "./compare.ts";

@@ -167,3 +167,22 @@ export function recipe<T extends SettingSpecs>(def: RecipeDefinition<T>): Promis
     }
   });
 }
+
+/** A named task for tasks/run.ts: settings plus a body run under main(). */
+export interface Task<T extends SettingSpecs = SettingSpecs> {
+  /** "archive:verify" */
+  name: string;
+  /** One line for --list and --help. */
+  description: string;
+  usage?: string;
+  settings?: T;
+  run: (ctx: Context<T>) => Promise<Partial<MainResult> | void>;
+}
+
+/**
+ * Declares a task (typed settings for its body).
+ * @example export default task({ name: "archive:list", description: "…", settings: {…}, run: async (ctx) => {…} });
+ */
+export function task<T extends SettingSpecs>(def: Task<T>): Task<T> {
+  return def;
+}

@@ -1,0 +1,27 @@
+// The task runner: named tasks with --help, --dry-run and --list.
+//
+//   npx zx tasks/run.ts --list
+//   npx zx tasks/run.ts archive:verify /var/backups/deis-2026-11-21T101500Z.tar.gz
+//   make verify ARCHIVE=…   (the Makefile calls these)
+import process from "node:process";
+import chalk from "chalk";
+import { main, type Task } from "../lib/mod.ts";
+import archive from "./archive.ts";
+import lab from "./lab.ts";
+import drills from "./drills.ts";
+
+export const tasks: Task[] = [...archive, ...lab, ...drills] as Task[];
+
+const [name, ...rest] = process.argv.slice(2);
+if (!name || name === "--list" || name === "--help" || name === "-h") {
+  process.stdout.write(`${chalk.bold("lifeboat tasks")}  (npx zx tasks/run.ts NAME [flags]; NAME --help for its settings)\n\n`);
+  const w = Math.max(...tasks.map((t) => t.name.length));
+  for (const t of tasks) process.stdout.write(`  ${chalk.cyan(t.name.padEnd(w))}  ${t.description}\n`);
+  process.exit(name ? 0 : 2);
+}
+const t = tasks.find((x) => x.name === name);
+if (!t) {
+  process.stderr.write(`${chalk.red("✖ error:")} no task '${name}'; npx zx tasks/run.ts --list shows them\n`);
+  process.exit(2);
+}
+await main({ name: t.name, description: t.description, usage: `npx zx ${t.usage ?? `tasks/run.ts ${t.name}`}`, settings: t.settings }, (ctx) => t.run.call(t, ctx));
