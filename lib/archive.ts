@@ -481,42 +481,47 @@ function sniff(path: string): "age" | "gzip" | "tar" | "unknown" {
   }
 }
 
-/** Opens an archive as a stream of tar bytes; feeds the raw file's sha256 and byte progress. */
+/**
+ * Opens an archive as pipeline stages that yield tar bytes (file → sha256 → [age] → [gunzip]),
+ * feeding the raw file's sha256 and byte progress. Callers pipeline(...stages, consumer), so
+ * an error anywhere rejects that one pipeline.
+ */
 async function openTarStream(
   path: string,
   o: VerifyOptions,
   fileHash: ReturnType<typeof createHash>,
   onBytes: (n: number) => void,
-): Promise<{ stream: Readable; encrypted: boolean; streams: (Readable | Writable)[] }> {
+): Promise<{ stages: (Readable | Transform)[]; encrypted: boolean }> {
   const kind = sniff(path);
-  const raw = createReadStream(path).pipe(hashing(fileHash, onBytes));
-  const streams: (Readable | Writable)[] = [raw];
-  let s: Readable = raw;
+  const file = createReadStream(path);
+  const hasher = hashing(fileHash, onBytes);
+  let stages: (Readable | Transform)[] = [file, hasher];
   if (kind === "age") {
     const d = new Decrypter();
     const k = o.decrypt ?? {};
     if (!k.passphrase && !k.identities?.length) {
+      file.destroy();
       throw new VerifyError(`archive ${basename(path)} is encrypted and no passphrase or identity was given`, [], "pass the passphrase (file, env or command) or the age identity file");
     }
     if (k.passphrase) d.addPassphrase(k.passphrase);
     for (const id of k.identities ?? []) d.addIdentity(id);
+    file.on("error", (e) => hasher.destroy(e));
+    file.pipe(hasher);
     try {
-      s = Readable.fromWeb((await d.decrypt(Readable.toWeb(raw) as unknown as ReadableStream<Uint8Array>)) as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
+      const plain = await d.decrypt(Readable.toWeb(hasher) as unknown as ReadableStream<Uint8Array>);
+      stages = [Readable.fromWeb(plain as unknown as import("node:stream/web").ReadableStream<Uint8Array>)];
     } catch (e) {
-      raw.destroy();
+      file.destroy();
       throw new VerifyError(`archive ${basename(path)}: the passphrase or identity does not open it (${(e as Error).message})`, [], "check the key; nothing was written");
     }
-    streams.push(s);
   }
   const inner = kind === "age" ? "gzip" : kind;
-  if (inner === "gzip") {
-    const g = createGunzip();
-    s = s.pipe(g);
-    streams.push(g);
-  } else if (inner !== "tar") {
+  if (inner === "gzip") stages.push(createGunzip());
+  else if (inner !== "tar") {
+    file.destroy();
     throw new VerifyError(`${basename(path)} is not a tar, tar.gz or age file`, [], "is this the right file?");
   }
-  return { stream: s, encrypted: kind === "age", streams };
+  return { stages, encrypted: kind === "age" };
 }
 
 /** Why a path is unsafe to extract, or null. */
@@ -608,7 +613,7 @@ async function scan(path: string, o: VerifyOptions, ctx: Context): Promise<Scan 
   try {
     const opened = await openTarStream(path, o, fileHash, (n) => progress?.add(n));
     encrypted = opened.encrypted;
-    await pipeline(opened.stream, parser as unknown as Writable);
+    await pipeline([...opened.stages, parser as unknown as Writable]);
   } catch (e) {
     progress?.fail(`verify ${basename(path)} failed`);
     if (e instanceof VerifyError) throw e;
@@ -732,7 +737,7 @@ export async function unpackArchive(archivePath: string, targetDir: string, opti
   const fileHash = createHash("sha256");
   try {
     const opened = await openTarStream(archivePath, options, fileHash, (n) => progress?.add(n));
-    await pipeline(opened.stream, unpack as unknown as Writable);
+    await pipeline([...opened.stages, unpack as unknown as Writable]);
   } catch (e) {
     progress?.fail();
     throw new LifeboatError(`extracting ${basename(archivePath)} into ${targetDir} failed: ${(e as Error).message}`, { cause: e });

@@ -1,0 +1,237 @@
+// Archives: round trips, damage, wrong keys, hostile tarballs, killed runs, full disks.
+// deno: yes
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { join } from "node:path";
+import { generateIdentity, identityToRecipient } from "age-encryption";
+import { compareTrees, listBackups, packArchive, RefusedError, unpackArchive, verifyArchive, VerifyError } from "../lib/mod.ts";
+import { cleanupTmp, testContext, tmp } from "./helpers.ts";
+import { makeSampleTree, seededBytes } from "./fixtures/tree.ts";
+import { hostileCorpus, writeHostile } from "./fixtures/hostile.ts";
+
+const PASS = "correct horse battery staple";
+
+function sample(): { src: string; backups: string; archive: string } {
+  const root = tmp();
+  const src = makeSampleTree(join(root, "src"));
+  return { src, backups: join(root, "backups"), archive: join(root, "backups", "s.tar.gz") };
+}
+
+async function rejects<E>(p: Promise<unknown>, type: new (...a: never[]) => E, match: RegExp): Promise<E> {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, type, `expected ${type.name}, got ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`);
+    assert.match((e as Error).message, match);
+    return e as E;
+  }
+  assert.unreachable(`expected a ${type.name} matching ${match}`);
+  throw new Error("unreachable");
+}
+
+/** Flips one byte in the middle of a file. */
+function corrupt(path: string, at = Math.floor(statSync(path).size / 2)): void {
+  const buf = readFileSync(path);
+  const fd = openSync(path, "r+");
+  writeSync(fd, Buffer.from([buf[at] ^ 0xff]), 0, 1, at);
+  closeSync(fd);
+}
+
+test.after.each(() => cleanupTmp());
+
+test("round trip keeps awkward names, contents, modes, symlinks, hardlinks and empty dirs", async () => {
+  testContext();
+  const { src, archive } = sample();
+  const m = await packArchive(src, archive, { meta: { purpose: "test" } });
+  assert.ok(m.totals.files >= 10);
+  assert.is(m.meta.purpose, "test");
+  const out = join(tmp(), "restored");
+  await unpackArchive(archive, out);
+  assert.equal(await compareTrees(src, out), []);
+  assert.ok(existsSync(join(out, "data", "awkward names", "new\nline.txt")));
+  assert.is(statSync(join(out, "data", "run.sh")).ino, statSync(join(out, "data", "run-hardlink.sh")).ino, "hardlink restored as a hardlink");
+});
+
+test("archives are written 0600 in a 0700 folder, with sha256 and info sidecars", async () => {
+  testContext();
+  const { src, backups, archive } = sample();
+  await packArchive(src, archive);
+  assert.is(statSync(archive).mode & 0o777, 0o600);
+  assert.is(statSync(backups).mode & 0o777, 0o700);
+  const side = readFileSync(`${archive}.sha256`, "utf8");
+  assert.match(side, /^[0-9a-f]{64}  s\.tar\.gz\n$/);
+  const r = spawnSync("sha256sum", ["-c", "s.tar.gz.sha256"], { cwd: backups });
+  assert.is(r.status, 0, "sha256sum -c accepts the sidecar");
+  assert.is(JSON.parse(readFileSync(`${archive}.info.json`, "utf8")).recipe, "test");
+});
+
+test("GNU tar reads a lifeboat archive (multi-member gzip, standard tar)", async () => {
+  testContext();
+  const { src, archive } = sample();
+  await packArchive(src, archive, { workers: 4 });
+  const out = tmp();
+  const r = spawnSync("tar", ["-xzf", archive, "-C", out]);
+  assert.is(r.status, 0, String(r.stderr));
+  assert.equal(await compareTrees(src, out, { ignore: ["manifest.json"] }), []);
+});
+
+test("encrypted round trip with a passphrase; the ciphertext holds no plaintext", async () => {
+  testContext();
+  const { src, archive } = sample();
+  const enc = `${archive}.age`;
+  await packArchive(src, enc, { encrypt: { passphrase: PASS } });
+  assert.not.ok(readFileSync(enc).includes(Buffer.from("listen = 127.0.0.1:8080")));
+  const out = join(tmp(), "r");
+  await unpackArchive(enc, out, { decrypt: { passphrase: PASS } });
+  assert.equal(await compareTrees(src, out), []);
+});
+
+test("encrypted round trip with an age recipient and identity", async () => {
+  testContext();
+  const { src, archive } = sample();
+  const identity = await generateIdentity();
+  const recipient = await identityToRecipient(identity);
+  await packArchive(src, `${archive}.age`, { encrypt: { recipients: [recipient] } });
+  const out = join(tmp(), "r");
+  await unpackArchive(`${archive}.age`, out, { decrypt: { identities: [identity] } });
+  assert.equal(await compareTrees(src, out), []);
+});
+
+test("restore refuses a corrupted byte before touching the target", async () => {
+  testContext();
+  const { src, archive } = sample();
+  await packArchive(src, archive);
+  corrupt(archive);
+  const out = join(tmp(), "never");
+  await rejects(unpackArchive(archive, out), VerifyError, /damaged|sha256|mismatch/);
+  assert.not.ok(existsSync(out), "target was not created");
+});
+
+test("restore refuses a truncated archive before touching the target", async () => {
+  testContext();
+  const { src, archive } = sample();
+  await packArchive(src, archive);
+  truncateSync(archive, Math.floor(statSync(archive).size * 0.6));
+  const out = join(tmp(), "never");
+  await rejects(unpackArchive(archive, out), VerifyError, /truncated|damaged/);
+  assert.not.ok(existsSync(out));
+});
+
+test("restore refuses a tampered encrypted archive and a wrong passphrase", async () => {
+  testContext();
+  const { src, archive } = sample();
+  const enc = `${archive}.age`;
+  await packArchive(src, enc, { encrypt: { passphrase: PASS } });
+  const out = join(tmp(), "never");
+  await rejects(unpackArchive(enc, out, { decrypt: { passphrase: "wrong passphrase" } }), VerifyError, /passphrase or identity does not open it/);
+  await rejects(unpackArchive(enc, out), VerifyError, /encrypted and no passphrase/);
+  corrupt(enc);
+  await rejects(unpackArchive(enc, out, { decrypt: { passphrase: PASS } }), VerifyError, /damaged|could not be read|truncated/);
+  assert.not.ok(existsSync(out));
+});
+
+test("a tarball without manifest is refused unless requireManifest is false", async () => {
+  testContext();
+  const { src } = sample();
+  const plain = join(tmp(), "store_file_backup.tar.gz");
+  // the runbook's way: cd /var/lib/deis/store && tar cpzf … .
+  assert.is(spawnSync("tar", ["-C", src, "-cpzf", plain, "."]).status, 0);
+  const out = join(tmp(), "r");
+  await rejects(unpackArchive(plain, out), VerifyError, /no manifest\.json/);
+  assert.not.ok(existsSync(out));
+  await unpackArchive(plain, out, { requireManifest: false });
+  assert.equal(await compareTrees(src, out), []);
+});
+
+test("hostile tarballs write nothing outside the target and are refused whole", async () => {
+  testContext();
+  const root = tmp();
+  const outside = join(root, "outside");
+  mkdirSync(outside);
+  writeFileSync(join(outside, "victim.txt"), "original");
+  for (const [name, entries] of Object.entries(hostileCorpus(outside))) {
+    const file = writeHostile(join(root, `${name.replace(/\W+/g, "-")}.tar.gz`), entries);
+    const target = join(root, "targets", name.replace(/\W+/g, "-"));
+    await rejects(unpackArchive(file, target, { requireManifest: false }), VerifyError, /refused|unsafe/);
+    assert.not.ok(existsSync(target), `${name}: target untouched`);
+    assert.equal(readdirSync(outside), ["victim.txt"], `${name}: nothing written outside`);
+    assert.is(readFileSync(join(outside, "victim.txt"), "utf8"), "original");
+  }
+});
+
+test("restore refuses a non-empty target unless forced", async () => {
+  testContext();
+  const { src, archive } = sample();
+  await packArchive(src, archive);
+  const out = tmp();
+  writeFileSync(join(out, "precious.db"), "do not overwrite");
+  await rejects(unpackArchive(archive, out), RefusedError, /not empty.*precious\.db/);
+  assert.is(readFileSync(join(out, "precious.db"), "utf8"), "do not overwrite");
+  await unpackArchive(archive, out, { force: true });
+  assert.ok(existsSync(join(out, "etc", "app.conf")));
+});
+
+test("a pack killed with SIGKILL leaves nothing that looks complete, and the next run succeeds", async () => {
+  testContext();
+  const root = tmp();
+  const src = join(root, "src");
+  mkdirSync(src);
+  for (let i = 0; i < 12; i++) writeFileSync(join(src, `blob-${i}.bin`), seededBytes(`b${i}`, 8 << 20));
+  const backups = join(root, "backups");
+  const archive = join(backups, "big.tar.gz");
+  // The packing process itself is killed (not a wrapper like npx), under Node and Deno alike.
+  const args = ["--import=tsx", new URL("./fixtures/pack-child.ts", import.meta.url).pathname, src, archive];
+  for (const delayMs of [0, 150, 400, 900]) {
+    await new Promise<void>((resolve) => {
+      const p = spawn("node", args, { stdio: ["ignore", "pipe", "ignore"] });
+      p.stdout!.once("data", () => setTimeout(() => p.kill("SIGKILL"), delayMs));
+      p.once("exit", () => resolve());
+    });
+    assert.equal(listBackups(backups).map((b) => b.name), [], `after a kill at ${delayMs}ms, no backup is listed`);
+    assert.not.ok(existsSync(archive), `after a kill at ${delayMs}ms, no archive under the final name`);
+  }
+  await packArchive(src, archive, { workers: 2 });
+  assert.equal(readdirSync(backups).filter((n) => n.startsWith(".partial-")), [], "leftovers were cleaned");
+  await verifyArchive(archive);
+});
+
+test("a full disk fails the pack with a clear error and leaves no partial file", async () => {
+  testContext();
+  const root = tmp();
+  const mnt = join(root, "small");
+  mkdirSync(mnt);
+  if (spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt]).status !== 0) {
+    console.log("  (skipped: cannot mount a tmpfs here)");
+    return;
+  }
+  try {
+    const src = join(root, "src");
+    mkdirSync(src);
+    writeFileSync(join(src, "incompressible.bin"), seededBytes("full", 4 << 20));
+    const e = await rejects(packArchive(src, join(mnt, "x.tar.gz")), Error, /no space left/);
+    assert.match(String((e as { hint?: string }).hint), /free space/);
+    assert.equal(readdirSync(mnt), [], "nothing left on the full disk");
+  } finally {
+    spawnSync("umount", [mnt]);
+  }
+});
+
+test("verifyArchive reports a file sha256 that differs from the .sha256 sidecar", async () => {
+  testContext();
+  const { src, archive } = sample();
+  await packArchive(src, archive);
+  writeFileSync(`${archive}.sha256`, `${"0".repeat(64)}  s.tar.gz\n`);
+  await rejects(verifyArchive(archive), VerifyError, /differs from s\.tar\.gz\.sha256/);
+});
+
+test("dry-run pack writes nothing", async () => {
+  testContext({ argv: ["--dry-run"] });
+  const { src, backups, archive } = sample();
+  const m = await packArchive(src, archive);
+  assert.ok(m.entries.length > 5);
+  assert.not.ok(existsSync(backups));
+});
+
+test.run();
