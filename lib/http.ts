@@ -1,0 +1,238 @@
+// http: JSON over HTTP for management APIs (Prometheus, RabbitMQ, Elasticsearch, Xenon).
+//
+// One call is one request with Node's global fetch, retried with zx's `retry` and
+// `expBackoff` when the failure may pass: connection errors, timeouts, 5xx and 429.
+// A 4xx is an answer, not a hiccup, and fails at once. Passwords (basic auth, or
+// `user:pass@` in the URL) are registered as secrets, sent only in a header and masked
+// in every message. In dry-run, GET and HEAD run (they only read) and everything else
+// is printed, not sent.
+import { expBackoff, retry } from "zx";
+import { useContext, type Context } from "./context.ts";
+import { LifeboatError } from "./errors.ts";
+
+/** User name and password for HTTP basic auth. */
+export interface BasicAuth {
+  username: string;
+  /** Registered as a secret: masked wherever lifeboat prints. */
+  password: string;
+}
+
+/** Options for {@link httpJson}. */
+export interface HttpJsonOptions {
+  /** HTTP method (default GET). */
+  method?: string;
+  /** Request body: sent as JSON (content-type application/json); a string or bytes is sent as-is. */
+  body?: unknown;
+  /** Extra request headers. Values of headers named like authorization, cookie, token, key, secret or password are registered as secrets. */
+  headers?: Record<string, string>;
+  /** Basic auth. Credentials in the URL (`http://user:pass@host/`) are moved here. */
+  auth?: BasicAuth;
+  /** Time limit of one attempt, in ms (default 30 000). */
+  timeoutMs?: number;
+  /** Retries after the first attempt, on connection errors, timeouts, 5xx and 429 (default 3). Pass 0 for a call that must not repeat. */
+  retries?: number;
+  /** Pause before the first retry, in ms (default 500); it doubles each time up to maxDelayMs. */
+  retryDelayMs?: number;
+  /** Longest pause between retries, in ms (default 10 000). */
+  maxDelayMs?: number;
+  /** Statuses that count as success (default: any 2xx). */
+  expect?: number[];
+  /** Send in dry-run too: for a POST that only reads (a search, a query). GET and HEAD always run. */
+  readOnly?: boolean;
+  /** What a request that dry-run did not send resolves to (default undefined). */
+  dryRunResult?: unknown;
+  ctx?: Context;
+}
+
+/** A request failed: connection error (status null) or an unexpected status. */
+export class HttpError extends LifeboatError {
+  /** The HTTP status, or null when no answer came. */
+  readonly status: number | null;
+  /** The response body (trimmed), "" when none. */
+  readonly body: string;
+  constructor(message: string, status: number | null, body: string, opts: { hint?: string; cause?: unknown } = {}) {
+    super(message, opts);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+/**
+ * Sends one JSON request and resolves to the parsed answer (null for an empty body, the
+ * text when the answer is not JSON). Fails with an {@link HttpError} naming method, URL
+ * (password masked), status and a trimmed body.
+ * @example
+ * await httpJson("http://es:9200/_snapshot/backups", { method: "PUT", body: { type: "fs", settings: { location: "/snap" } } });
+ * const snap = await httpJson<{ data: { name: string } }>(`${prom}/api/v1/admin/tsdb/snapshot`, { method: "POST", dryRunResult: { data: { name: "DRY-RUN" } } });
+ * const defs = await httpJson(`${rabbit}/api/definitions`, { auth: { username: "admin", password: pw } });
+ */
+export async function httpJson<T = unknown>(url: string, opts: HttpJsonOptions = {}): Promise<T> {
+  const ctx = opts.ctx ?? useContext();
+  const method = (opts.method ?? "GET").toUpperCase();
+  const req = prepare(url, opts, ctx);
+  const shown = `${method} ${req.display}`;
+  const reads = method === "GET" || method === "HEAD" || !!opts.readOnly;
+  if (ctx.dryRun && !reads) {
+    ctx.log.command(`${shown}${req.bodyText !== undefined ? ` ${preview(req.bodyText)}` : ""}`, "dry-run");
+    return opts.dryRunResult as T;
+  }
+  ctx.log.command(shown, ctx.dryRun ? "probe" : "run");
+  const total = Math.max(0, opts.retries ?? 3) + 1;
+  const expect = (s: number) => (opts.expect ? opts.expect.includes(s) : s >= 200 && s < 300);
+  let attempt = 0;
+  // The callback throws only to ask zx's retry for another attempt; the final outcome is returned.
+  const outcome = await retry(total, expBackoff(opts.maxDelayMs ?? 10_000, opts.retryDelayMs ?? 500), async (): Promise<{ value: unknown } | { error: HttpError }> => {
+    attempt++;
+    const more = attempt < total;
+    let res: FetchResult;
+    try {
+      res = await fetchOnce(req, method, opts.timeoutMs ?? 30_000);
+    } catch (e) {
+      const why = describeFetchError(e, opts.timeoutMs ?? 30_000);
+      if (more) {
+        ctx.log.debug(`${shown}: ${why}; retrying (attempt ${attempt + 1}/${total})`);
+        throw e;
+      }
+      return {
+        error: new HttpError(`${shown}: ${why}${total > 1 ? ` (${total} attempts)` : ""}`, null, "", {
+          hint: "is the service up and listening there? check the host, port and scheme",
+          cause: e,
+        }),
+      };
+    }
+    if (expect(res.status)) return { value: parseBody(res, shown) };
+    const body = ctx.secrets.redact(trimBody(res.text));
+    const error = new HttpError(`${shown}: HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}${body ? `: ${body}` : ""}`, res.status, body, {
+      hint: hintFor(res.status),
+    });
+    if (more && (res.status >= 500 || res.status === 429)) {
+      ctx.log.debug(`${shown}: HTTP ${res.status}; retrying (attempt ${attempt + 1}/${total})`);
+      throw error;
+    }
+    return { error: total > 1 && attempt > 1 ? new HttpError(`${error.message} (${attempt} attempts)`, error.status, error.body, { hint: error.hint }) : error };
+  });
+  if ("error" in outcome) throw outcome.error;
+  return outcome.value as T;
+}
+
+// ---------------------------------------------------------------------------------
+// shared with health.ts
+
+/** A request ready to send: URL without credentials, headers, body text. */
+export interface PreparedRequest {
+  url: string;
+  /** The URL as messages show it (password masked). */
+  display: string;
+  headers: Record<string, string>;
+  bodyText?: string | Uint8Array;
+}
+
+/** What one fetch returned. */
+export interface FetchResult {
+  status: number;
+  statusText: string;
+  text: string;
+  contentType: string;
+}
+
+/** Moves URL credentials into an Authorization header, registers secrets, serialises the body. */
+export function prepare(url: string, opts: Pick<HttpJsonOptions, "headers" | "auth" | "body">, ctx: Context): PreparedRequest {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new LifeboatError(`not a URL: ${ctx.secrets.redact(url)}`);
+  }
+  let auth = opts.auth;
+  if (u.username || u.password) {
+    auth ??= { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
+    ctx.secrets.add(u.password);
+    ctx.secrets.add(decodeURIComponent(u.password));
+    u.username = "";
+    u.password = "";
+  }
+  const headers: Record<string, string> = { accept: "application/json" };
+  for (const [k, v] of Object.entries(opts.headers ?? {})) {
+    if (/authorization|cookie|token|key|secret|password/i.test(k)) ctx.secrets.add(v);
+    headers[k.toLowerCase()] = v;
+  }
+  if (auth) {
+    ctx.secrets.add(auth.password);
+    const token = Buffer.from(`${auth.username}:${auth.password}`).toString("base64");
+    ctx.secrets.add(token);
+    headers.authorization = `Basic ${token}`;
+  }
+  let bodyText: string | Uint8Array | undefined;
+  if (opts.body !== undefined) {
+    if (typeof opts.body === "string" || opts.body instanceof Uint8Array) bodyText = opts.body;
+    else {
+      bodyText = JSON.stringify(opts.body);
+      headers["content-type"] ??= "application/json";
+    }
+  }
+  const display = auth ? u.href.replace(/^([a-z][a-z0-9+.-]*:\/\/)/i, `$1${encodeURIComponent(auth.username)}:***@`) : u.href;
+  return { url: u.href, display, headers, bodyText };
+}
+
+/** One request, no retries; throws on connection errors and timeouts. */
+export async function fetchOnce(req: PreparedRequest, method: string, timeoutMs: number): Promise<FetchResult> {
+  const res = await fetch(req.url, {
+    method,
+    headers: req.headers,
+    body: req.bodyText as BodyInit | undefined,
+    signal: AbortSignal.timeout(timeoutMs),
+    redirect: "follow",
+  });
+  const text = method === "HEAD" ? "" : await res.text();
+  return { status: res.status, statusText: res.statusText, text, contentType: res.headers.get("content-type") ?? "" };
+}
+
+/** "connection refused (ECONNREFUSED)", "timed out after 30s" … for a failed fetch. */
+export function describeFetchError(e: unknown, timeoutMs: number): string {
+  const err = e as Error & { cause?: { code?: string; message?: string } };
+  if (err?.name === "TimeoutError" || err?.name === "AbortError") return `no answer within ${Math.round(timeoutMs / 100) / 10}s`;
+  const code = err?.cause?.code;
+  const words: Record<string, string> = {
+    ECONNREFUSED: "connection refused",
+    ECONNRESET: "connection reset",
+    ENOTFOUND: "host not found",
+    EAI_AGAIN: "host name lookup failed",
+    EHOSTUNREACH: "host unreachable",
+    ENETUNREACH: "network unreachable",
+    ETIMEDOUT: "connection timed out",
+    UND_ERR_SOCKET: "connection closed",
+    UND_ERR_CONNECT_TIMEOUT: "connection timed out",
+  };
+  if (code) return `${words[code] ?? err.cause?.message ?? "failed"} (${code})`;
+  return err?.cause?.message ?? err?.message ?? String(e);
+}
+
+/** The body trimmed for a message: one line, at most 300 characters. */
+export function trimBody(text: string, max = 300): string {
+  const one = text.replace(/\s+/g, " ").trim();
+  return one.length > max ? `${one.slice(0, max)}…` : one;
+}
+
+function parseBody(res: FetchResult, shown: string): unknown {
+  if (res.text.trim() === "") return null;
+  try {
+    return JSON.parse(res.text);
+  } catch (e) {
+    if (/json/i.test(res.contentType)) {
+      throw new HttpError(`${shown}: HTTP ${res.status} answered with invalid JSON: ${trimBody(res.text)}`, res.status, trimBody(res.text), { cause: e });
+    }
+    return res.text;
+  }
+}
+
+function preview(body: string | Uint8Array): string {
+  if (typeof body !== "string") return `(${body.length} bytes)`;
+  return body.length > 200 ? `${body.slice(0, 199)}…` : body;
+}
+
+function hintFor(status: number): string | undefined {
+  if (status === 401 || status === 403) return "check the user name and password (or token) and that the user may do this";
+  if (status === 404) return "check the URL path and that the resource exists";
+  if (status >= 500) return "the service is failing: check its logs";
+  return undefined;
+}
