@@ -191,7 +191,10 @@ export async function fetchOnce(req: PreparedRequest, method: string, timeoutMs:
 export function describeFetchError(e: unknown, timeoutMs: number): string {
   const err = e as Error & { cause?: { code?: string; message?: string } };
   if (err?.name === "TimeoutError" || err?.name === "AbortError") return `no answer within ${Math.round(timeoutMs / 100) / 10}s`;
-  const code = err?.cause?.code;
+  // Node's fetch puts the errno code on the cause; Deno's only names it in the text.
+  const text = `${err?.cause?.message ?? ""} ${err?.message ?? ""}`;
+  const code = err?.cause?.code ??
+    (/connection refused/i.test(text) ? "ECONNREFUSED" : /connection reset/i.test(text) ? "ECONNRESET" : /dns error|failed to lookup/i.test(text) ? "ENOTFOUND" : undefined);
   const words: Record<string, string> = {
     ECONNREFUSED: "connection refused",
     ECONNRESET: "connection reset",

@@ -1,5 +1,6 @@
 // waitForHealthy against local servers that come up late, never come up, or answer wrong.
 // Run: node --import=tsx test/health.test.ts
+// deno: yes
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, writeFileSync } from "node:fs";

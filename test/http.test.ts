@@ -1,5 +1,6 @@
 // httpJson against a local node:http server: retries, refusals, masking, dry-run.
 // Run: node --import=tsx test/http.test.ts
+// deno: yes
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createServer, type IncomingMessage, type Server } from "node:http";
@@ -33,6 +34,17 @@ await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
 const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 const fast = { retryDelayMs: 10, maxDelayMs: 20 };
 
+/** The HttpError a call fails with (the test fails if it succeeds). */
+function failure(p: Promise<unknown>): Promise<HttpError> {
+  return p.then(
+    () => assert.unreachable("expected the call to fail") as never,
+    (e: unknown) => {
+      assert.instance(e, HttpError);
+      return e as HttpError;
+    },
+  );
+}
+
 test.after(() => void server.close());
 
 test("httpJson retries a 503 and then returns the JSON", async () => {
@@ -45,7 +57,7 @@ test("httpJson retries a 503 and then returns the JSON", async () => {
 test("httpJson does not retry a 404 and names method, URL and status", async () => {
   testContext();
   hits["/missing"] = 0;
-  const err = await httpJson(`${base}/missing`, fast).catch((e) => e);
+  const err = await failure(httpJson(`${base}/missing`, fast));
   assert.instance(err, HttpError);
   assert.is(err.status, 404);
   assert.is(hits["/missing"], 1);
@@ -55,7 +67,7 @@ test("httpJson does not retry a 404 and names method, URL and status", async () 
 test("httpJson gives up after its retries on a 5xx and says how many attempts", async () => {
   testContext();
   hits["/always-500"] = 0;
-  const err = await httpJson(`${base}/always-500`, { ...fast, retries: 2 }).catch((e) => e);
+  const err = await failure(httpJson(`${base}/always-500`, { ...fast, retries: 2 }));
   assert.is(hits["/always-500"], 3);
   assert.is(err.status, 500);
   assert.match(err.message, "(3 attempts)");
@@ -63,8 +75,8 @@ test("httpJson gives up after its retries on a 5xx and says how many attempts", 
 
 test("httpJson masks the password from auth or the URL in errors and logs", async () => {
   const { logs } = testContext({ argv: ["--verbose"] });
-  const e1 = await httpJson(`${base}/always-500`, { ...fast, retries: 1, auth: { username: "admin", password: PASSWORD } }).catch((e) => e);
-  const e2 = await httpJson(`http://admin:${encodeURIComponent(PASSWORD)}@127.0.0.1:${new URL(base).port}/always-500`, { ...fast, retries: 0 }).catch((e) => e);
+  const e1 = await failure(httpJson(`${base}/always-500`, { ...fast, retries: 1, auth: { username: "admin", password: PASSWORD } }));
+  const e2 = await failure(httpJson(`http://admin:${encodeURIComponent(PASSWORD)}@127.0.0.1:${new URL(base).port}/always-500`, { ...fast, retries: 0 }));
   const basic = Buffer.from(`admin:${PASSWORD}`).toString("base64");
   assert.is(seen.at(-1)!.auth, `Basic ${basic}`, "the URL's credentials are sent as basic auth");
   for (const text of [e1.message, e2.message, logs()]) {
@@ -103,7 +115,7 @@ test("httpJson fails on a refused connection with a clear message", async () => 
   await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
   const port = (closed.address() as AddressInfo).port;
   await new Promise((r) => closed.close(r));
-  const err = await httpJson(`http://127.0.0.1:${port}/api/definitions`, { ...fast, retries: 2 }).catch((e) => e);
+  const err = await failure(httpJson(`http://127.0.0.1:${port}/api/definitions`, { ...fast, retries: 2 }));
   assert.instance(err, HttpError);
   assert.is(err.status, null);
   assert.match(err.message, `GET http://127.0.0.1:${port}/api/definitions: connection refused (ECONNREFUSED) (3 attempts)`);
