@@ -1,0 +1,104 @@
+// Settings: flags win over env, env over the site file, the site file over defaults;
+// every bad value is named with where it came from.
+// deno: yes
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseSettings, Secrets, UsageError } from "../lib/mod.ts";
+import { cleanupTmp, tmp } from "./helpers.ts";
+
+const specs = {
+  "gateway.endpoint": { describe: "S3 endpoint", default: "http://127.0.0.1:7480" },
+  "gateway.secret-key": { describe: "S3 secret", secret: true },
+  buckets: { type: "list", describe: "buckets", default: ["db_wal", "registry"] },
+  parallel: { type: "number", describe: "transfers", default: 16 },
+  mode: { describe: "mode", choices: ["full", "incremental"], default: "full" },
+} as const;
+
+function site(text: string): string {
+  const f = join(tmp(), "site.yaml");
+  writeFileSync(f, text);
+  return f;
+}
+
+const parse = (argv: string[], env: Record<string, string> = {}, ignoreSections?: string[]) =>
+  parseSettings(specs, { argv, env, secrets: new Secrets(), ignoreSections });
+
+function usage(fn: () => unknown, re: RegExp) {
+  try {
+    fn();
+  } catch (e) {
+    assert.instance(e, UsageError);
+    assert.match((e as Error).message, re);
+    return;
+  }
+  assert.unreachable("expected a UsageError");
+}
+
+test.after.each(() => cleanupTmp());
+
+test("defaults apply when nothing sets a value", () => {
+  const r = parse([]);
+  assert.is(r.values["gateway.endpoint"], "http://127.0.0.1:7480");
+  assert.equal(r.values.buckets, ["db_wal", "registry"]);
+  assert.is(r.values.parallel, 16);
+  assert.is(r.sources.parallel, "default");
+});
+
+test("flags win over env, env over the site file, the site file over defaults", () => {
+  const f = site("gateway:\n  endpoint: http://site:1\nparallel: 4\nbuckets: [a, b]\n");
+  const onlySite = parse([`--config=${f}`]);
+  assert.is(onlySite.values["gateway.endpoint"], "http://site:1");
+  assert.is(onlySite.values.parallel, 4);
+  assert.equal(onlySite.values.buckets, ["a", "b"]);
+  const env = parse([`--config=${f}`], { LIFEBOAT_GATEWAY_ENDPOINT: "http://env:2" });
+  assert.is(env.values["gateway.endpoint"], "http://env:2");
+  assert.is(env.sources["gateway.endpoint"], "env LIFEBOAT_GATEWAY_ENDPOINT");
+  const flag = parse([`--config=${f}`, "--gateway.endpoint=http://flag:3", "--buckets", "x,y"], { LIFEBOAT_GATEWAY_ENDPOINT: "http://env:2" });
+  assert.is(flag.values["gateway.endpoint"], "http://flag:3");
+  assert.equal(flag.values.buckets, ["x", "y"]);
+});
+
+test("the site file may be named by LIFEBOAT_CONFIG", () => {
+  const f = site("parallel: 7\n");
+  assert.is(parse([], { LIFEBOAT_CONFIG: f }).values.parallel, 7);
+});
+
+test("an unknown site key is refused, naming the key and the file; sibling sections can be ignored", () => {
+  const f = site("gatway:\n  endpoint: typo\n");
+  usage(() => parse([`--config=${f}`]), /unknown setting 'gatway.endpoint' in site file .*site\.yaml/);
+  const g = site("restore:\n  platform: true\nparallel: 2\n");
+  assert.is(parse([`--config=${g}`], {}, ["restore"]).values.parallel, 2);
+});
+
+test("ill-typed values name the key and their source", () => {
+  usage(() => parse(["--parallel=lots"]), /setting 'parallel' from --parallel: expected a number, got "lots"/);
+  const f = site("parallel: [1, 2]\n");
+  usage(() => parse([`--config=${f}`]), /setting 'parallel' from site file .*: expected a number/);
+  usage(() => parse(["--mode=sometimes"]), /expected one of full\|incremental/);
+  usage(() => parse([`--config=${site("a: [unclosed\n")}`]), /not valid YAML/);
+});
+
+test("a secret comes from env, a file, a command or the site file, never argv, and is registered", () => {
+  const secrets = new Secrets();
+  const dir = tmp();
+  writeFileSync(join(dir, "key"), "from-file-123\n", { mode: 0o600 });
+  const r = parseSettings(specs, { argv: [`--gateway.secret-key-file=${join(dir, "key")}`], env: {}, secrets });
+  assert.is(r.values["gateway.secret-key"], "from-file-123");
+  assert.is(secrets.redact("key=from-file-123"), "key=***");
+  const c = parseSettings(specs, { argv: ["--gateway.secret-key-command=echo from-command-456"], env: {}, secrets: new Secrets() });
+  assert.is(c.values["gateway.secret-key"], "from-command-456");
+  const s = parseSettings(specs, { argv: [`--config=${site("gateway:\n  secret-key: from-site-789\n")}`], env: {}, secrets: new Secrets() });
+  assert.is(s.values["gateway.secret-key"], "from-site-789");
+  usage(() => parse(["--gateway.secret-key=on-argv"]), /cannot be given on the command line/);
+});
+
+test("Secrets masks every registered value and passwords in URLs", () => {
+  const s = new Secrets();
+  s.add("p@ss w0rd");
+  assert.is(s.redact("login with p@ss w0rd now"), "login with *** now");
+  assert.is(s.redact("postgres://app:letmein@db:5432/x"), "postgres://app:***@db:5432/x");
+});
+
+test.run();
