@@ -1,9 +1,26 @@
 // ssh: run commands and stream tar on a remote host.
 //
 // The remote command is an argv array, quoted once, here, for the remote POSIX shell
-// (sshd hands the command line to the login shell). Nothing else in lifeboat quotes
-// for a remote shell.
-import { shellJoin } from "./exec.ts";
+// (sshd hands the command line to the login shell: sh, dash or bash all read the same
+// single quotes). Nothing else in lifeboat quotes for a remote shell.
+//
+// sshTar writes the remote tar stream straight into a hidden `.partial-…` file (ssh's
+// stdout is the file descriptor, so no byte passes through Node unless gzip runs
+// locally or the destination is a stream) and renames it only when ssh and tar both
+// say the stream is complete. GNU tar's exit 1 with "file changed as we read it" is the
+// Deis runbook's expected warning on live logs: the archive is complete and holds those
+// files as they were mid-write, so it is reported, not fatal. Every other tar or ssh
+// failure removes the partial file and throws.
+import { closeSync, createReadStream, createWriteStream, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { Readable, Transform, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import process from "node:process";
+import { createParallelGzip } from "./compress.ts";
+import { useContext, type Context } from "./context.ts";
+import { LifeboatError } from "./errors.ts";
+import { exec, ExecError, shellJoin, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
+import { formatBytes } from "./log.ts";
 
 /** How to reach a host over ssh. Comes from the site config. */
 export interface SshTarget {
@@ -34,4 +51,374 @@ export function sshCommand(target: SshTarget, remoteArgv: readonly string[]): st
   argv.push(target.user ? `${target.user}@${target.host}` : target.host);
   argv.push("--", shellJoin(remoteArgv));
   return argv;
+}
+
+/** "core@store-1:2222", for messages. */
+export function sshWhere(target: SshTarget): string {
+  return `${target.user ? `${target.user}@` : ""}${target.host}${target.port ? `:${target.port}` : ""}`;
+}
+
+/** Options for {@link ssh}. */
+export interface SshOptions {
+  /** Run the remote argv under `sudo -n` (fails instead of prompting for a password). */
+  sudo?: boolean;
+  /** Stdin for the remote command: text, bytes, a Readable or { file } (default: nothing). */
+  stdin?: StdinSpec;
+  /** Stdout of the remote command: "capture" (default), a Writable, { file, mode } … */
+  stdout?: StdoutSpec;
+  /** Read-only probe: runs in dry-run too. */
+  readOnly?: boolean;
+  /** Remote exit codes that count as success (default [0]). */
+  okCodes?: number[];
+  /** Kill ssh after this many ms. */
+  timeoutMs?: number;
+  /** Called with each stderr chunk. */
+  onStderr?: (chunk: Buffer) => void;
+  /** Called with each stdout chunk's length when stdout is streamed. */
+  onStdoutBytes?: (n: number) => void;
+  ctx?: Context;
+}
+
+/**
+ * Runs an argv on a remote host. The argv is quoted once for the remote shell, so names
+ * with spaces, quotes or `$()` arrive as one word each. Exit 255 (ssh itself failed)
+ * becomes an error that says the connection failed; other exit codes name the remote command.
+ * @example
+ * const { stdout } = await ssh(store, ["cat", "/etc/hostname"], { readOnly: true });
+ * await ssh(store, ["systemctl", "stop", "deis-logger"], { sudo: true });
+ */
+export async function ssh(target: SshTarget, argv: readonly string[], opts: SshOptions = {}): Promise<ExecResult> {
+  const ctx = opts.ctx ?? useContext();
+  const remote = withSudo(argv, opts.sudo);
+  try {
+    return await exec(sshCommand(target, remote), {
+      stdin: opts.stdin,
+      stdout: opts.stdout,
+      readOnly: opts.readOnly,
+      okCodes: opts.okCodes,
+      timeoutMs: opts.timeoutMs,
+      onStderr: opts.onStderr,
+      onStdoutBytes: opts.onStdoutBytes,
+      ctx,
+    });
+  } catch (e) {
+    throw sshFailure(target, remote, e, ctx);
+  }
+}
+
+/** Options for {@link sshTar}. */
+export interface SshTarOptions {
+  /** Run tar under `sudo -n` on the remote host (as the Deis runbook's `sudo tar`). */
+  sudo?: boolean;
+  /** gzip the stream: "remote" (tar -z on the host: less traffic), "local" (parallel gzip here: less load on the host), or false (default). */
+  gzip?: false | "remote" | "local";
+  /** gzip level 1–9 (default 6). */
+  level?: number;
+  /** Record owners as numbers only (`--numeric-owner`); by default tar records names and numbers. */
+  numericOwner?: boolean;
+  /** Patterns passed to tar as `--exclude=PATTERN` (relative to remoteDir, e.g. "./tmp"). */
+  exclude?: string[];
+  /** Show byte progress (default true). */
+  progress?: boolean;
+  /** For a stream destination: end it when the tar stream ends (default true). */
+  end?: boolean;
+  ctx?: Context;
+}
+
+/** What {@link sshTar} did. */
+export interface SshTarResult {
+  /** Bytes written (compressed bytes when gzip is on; 0 in dry-run). */
+  bytes: number;
+  /** Files tar reported as changed, shrunk or removed while it read them (they are in the archive as tar saw them). */
+  changed: string[];
+  /** Other tar warnings that did not fail the run (e.g. "socket ignored"). */
+  warnings: string[];
+  /** True when the command was printed, not run. */
+  dryRun: boolean;
+}
+
+/**
+ * Streams `tar -C remoteDir -cpf - .` from a host into a local file or a Writable.
+ * A file is created 0600 under a hidden temp name and renamed into place only when the
+ * stream is complete. Files that change while tar reads them are a warning, listed.
+ * @example
+ * // ssh core@host 'cd /var/lib/deis/store && sudo tar cpzf - .' > store.tar.gz
+ * const r = await sshTar({ host: "deis-1", user: "core" }, "/var/lib/deis/store", "/backups/store.tar.gz", { sudo: true, gzip: "remote" });
+ * if (r.changed.length) manifest.meta.changedWhileRead = r.changed;
+ */
+export async function sshTar(target: SshTarget, remoteDir: string, dest: string | Writable, opts: SshTarOptions = {}): Promise<SshTarResult> {
+  const ctx = opts.ctx ?? useContext();
+  const tarArgv = ["env", "LC_ALL=C", "tar", "-C", remoteDir, "-c", "-p", "-f", "-"];
+  if (opts.numericOwner) tarArgv.push("--numeric-owner");
+  for (const x of opts.exclude ?? []) tarArgv.push(`--exclude=${x}`);
+  if (opts.gzip === "remote") tarArgv.push(opts.level ? `--use-compress-program=gzip -${opts.level}` : "-z");
+  tarArgv.push(".");
+  const remote = withSudo(tarArgv, opts.sudo);
+  const argv = sshCommand(target, remote);
+  const label = `tar ${sshWhere(target)}:${remoteDir}`;
+  const toFile = typeof dest === "string";
+  const result: SshTarResult = { bytes: 0, changed: [], warnings: [], dryRun: false };
+
+  if (ctx.dryRun) {
+    const note = opts.gzip === "local" ? "| gzip" : undefined;
+    await exec(argv, { stdout: toFile ? { file: dest } : (dest as Writable), note, ctx });
+    return { ...result, dryRun: true };
+  }
+
+  const diag = tarDiagnostics();
+  const progress = opts.progress === false ? null : ctx.log.progress(label);
+  const partial = toFile ? join(dirname(dest), `.partial-${basename(dest)}.${process.pid}`) : null;
+  let poll: NodeJS.Timeout | undefined;
+  let sink: Writable | null = null;
+  let downstream: Promise<void> = Promise.resolve();
+  const counted = (n: number) => {
+    result.bytes += n;
+    progress?.add(n);
+  };
+  try {
+    let stdout: StdoutSpec;
+    let onStdoutBytes: ((n: number) => void) | undefined;
+    if (partial && opts.gzip !== "local") {
+      // ssh writes to the file itself; progress follows the file's size.
+      mkdirSync(dirname(partial), { recursive: true, mode: 0o700 });
+      stdout = { file: partial, mode: 0o600 };
+      poll = setInterval(() => {
+        try {
+          const size = statSync(partial).size;
+          if (size > result.bytes) counted(size - result.bytes);
+        } catch { /* not created yet */ }
+      }, 250);
+    } else {
+      let out: Writable;
+      if (partial) {
+        mkdirSync(dirname(partial), { recursive: true, mode: 0o700 });
+        out = createWriteStream(partial, { mode: 0o600 });
+      } else out = dest as Writable;
+      if (opts.gzip === "local") {
+        const gz = createParallelGzip({ level: opts.level });
+        const tally = new Transform({
+          transform(chunk: Buffer, _e, cb) {
+            counted(chunk.length);
+            cb(null, chunk);
+          },
+        });
+        downstream = pipeline(gz, tally, out, { end: partial ? true : opts.end ?? true });
+        sink = gz;
+      } else {
+        sink = out;
+        onStdoutBytes = counted;
+      }
+      stdout = sink;
+    }
+    let code: number;
+    try {
+      ({ code } = await exec(argv, {
+        stdout,
+        onStdoutBytes,
+        endStdout: partial || opts.gzip === "local" ? true : opts.end ?? true,
+        okCodes: [0, 1],
+        onStderr: diag.feed,
+        ctx,
+      }));
+    } catch (e) {
+      throw sshFailure(target, remote, e, ctx, label, opts.sudo);
+    } finally {
+      clearInterval(poll);
+    }
+    await downstream;
+    const { changed, warnings, errors } = diag.end();
+    result.changed = changed;
+    // Exit 1 is GNU tar's "some files differ": fine only when every message is a "changed while read" notice.
+    if (code === 1 && (errors.length > 0 || changed.length === 0)) {
+      const lines = errors.length ? errors : diag.other();
+      throw new LifeboatError(`${label}: remote tar failed (exit 1)${lines.length ? `:\n    ${lines.slice(-8).join("\n    ")}` : ""}`, {
+        hint: hintFor(lines.join("\n"), opts.sudo),
+      });
+    }
+    result.warnings = [...warnings, ...errors];
+    if (partial) {
+      if (result.bytes < statSync(partial).size) counted(statSync(partial).size - result.bytes);
+      const fd = openSync(partial, "r");
+      fsyncSync(fd);
+      closeSync(fd);
+      renameSync(partial, dest as string);
+      fsyncDir(dirname(dest as string));
+    }
+    for (const w of warnings) ctx.log.warn(`${label}: ${w}`);
+    if (changed.length) {
+      ctx.log.warn(
+        `${label}: ${changed.length} file${changed.length > 1 ? "s" : ""} changed while tar read ${changed.length > 1 ? "them" : "it"}; ` +
+          `the archive holds ${changed.length > 1 ? "them" : "it"} as read (normal for live logs): ${changed.slice(0, 20).join(", ")}${changed.length > 20 ? ", …" : ""}`,
+      );
+    }
+    progress?.done(`${label}: ${formatBytes(result.bytes)}${toFile ? ` → ${dest}` : ""}`);
+    return result;
+  } catch (e) {
+    clearInterval(poll);
+    progress?.fail(`${label} failed`);
+    sink?.destroy();
+    await downstream.catch(() => {});
+    if (partial) rmSync(partial, { force: true });
+    throw e;
+  }
+}
+
+/** Options for {@link sshUntar}. */
+export interface SshUntarOptions {
+  /** Run tar (and mkdir) under `sudo -n` on the remote host. */
+  sudo?: boolean;
+  /** Create remoteDir (mkdir -p) when missing (default false: a missing dir is an error). */
+  mkdir?: boolean;
+  /** true: `--same-owner` (restore owners; needs root); false: `--no-same-owner`; default: tar's own (owners restored when tar runs as root). */
+  sameOwner?: boolean;
+  /** Map owners by number, ignoring the names in the archive (`--numeric-owner`). */
+  numericOwner?: boolean;
+  /** The input is gzip-compressed (decompressed by tar -z on the host). Default: detected for a file, false for a stream. */
+  gzip?: boolean;
+  /** Show byte progress (default true). */
+  progress?: boolean;
+  ctx?: Context;
+}
+
+/**
+ * Streams a local tar or tar.gz into `tar -C remoteDir -xpf -` on a host: modes always,
+ * owners as root (the Deis runbook's `sudo tar -xzpf … --same-owner`).
+ * @example
+ * await sshUntar({ host: "deis-1", user: "core" }, "/backups/store.tar.gz", "/var/lib/deis/store", { sudo: true, sameOwner: true });
+ */
+export async function sshUntar(target: SshTarget, src: string | Readable, remoteDir: string, opts: SshUntarOptions = {}): Promise<void> {
+  const ctx = opts.ctx ?? useContext();
+  const fromFile = typeof src === "string";
+  if (fromFile && !existsSync(src) && !ctx.dryRun) throw new LifeboatError(`untar into ${sshWhere(target)}:${remoteDir}: ${src} does not exist`);
+  // A dry-run restore may name an archive a dry-run backup never wrote: judge it by its name then.
+  const gzip = opts.gzip ?? (fromFile ? (existsSync(src) ? isGzip(src) : /\.(gz|tgz)$/.test(src)) : false);
+  const tarArgv = ["tar", "-C", remoteDir, "-x", "-p", "-f", "-"];
+  if (gzip) tarArgv.push("-z");
+  if (opts.sameOwner === true) tarArgv.push("--same-owner");
+  if (opts.sameOwner === false) tarArgv.push("--no-same-owner");
+  if (opts.numericOwner) tarArgv.push("--numeric-owner");
+  // mkdir and tar in one session: sh gets the dir as "$1" and the tar argv as "$@", never as text.
+  const body = opts.mkdir ? ["sh", "-c", 'mkdir -p -- "$1" && shift && exec "$@"', "sh", remoteDir, ...tarArgv] : tarArgv;
+  const remote = withSudo(["env", "LC_ALL=C", ...body], opts.sudo);
+  const argv = sshCommand(target, remote);
+  const label = `untar into ${sshWhere(target)}:${remoteDir}`;
+  if (ctx.dryRun) {
+    await exec(argv, { stdin: fromFile ? { file: src } : src, ctx });
+    return;
+  }
+  const total = fromFile ? statSync(src).size : undefined;
+  const progress = opts.progress === false ? null : ctx.log.progress(label, { total });
+  const input: Readable = fromFile ? createReadStream(src) : src;
+  const tally = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      progress?.add(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  input.on("error", (e: Error) => tally.destroy(e));
+  try {
+    await exec(argv, { stdin: input.pipe(tally), stdout: "ignore", ctx });
+    progress?.done(`${label}: ${total !== undefined ? formatBytes(total) : "done"}`);
+  } catch (e) {
+    progress?.fail(`${label} failed`);
+    input.destroy();
+    throw sshFailure(target, remote, e, ctx, label, opts.sudo);
+  }
+}
+
+// ---------------------------------------------------------------------------------
+
+function withSudo(argv: readonly string[], sudo?: boolean): string[] {
+  return sudo ? ["sudo", "-n", "--", ...argv] : [...argv];
+}
+
+/**
+ * Turns an ExecError of ssh into an error that says whether the connection (exit 255) or
+ * the remote command failed. label names the operation ("tar host:/dir").
+ */
+function sshFailure(target: SshTarget, remote: readonly string[], e: unknown, ctx: Context, label?: string, sudo?: boolean): unknown {
+  if (!(e instanceof ExecError)) return e;
+  const where = sshWhere(target);
+  const head = label ? `${label}: ` : "";
+  const lines = ctx.secrets.redact(e.stderr).trim().split("\n").filter(Boolean);
+  if (e.code === null) {
+    return new LifeboatError(`${head}ssh to ${where} could not run: ${e.message}`, { hint: "is the OpenSSH client (ssh) installed and on PATH?", cause: e });
+  }
+  if (e.code === 255) {
+    const why = lines.filter((l) => !l.startsWith("tar: ")).slice(-3).join("; ") || "ssh exited 255";
+    return new LifeboatError(`${head}ssh to ${where} failed: ${why}`, {
+      hint: "the connection could not be made or broke off: check that the host is up, the port, the user's key and known_hosts " +
+        `(try: ssh -v${target.port ? ` -p ${target.port}` : ""} ${target.user ? `${target.user}@` : ""}${target.host} true)`,
+      cause: e,
+    });
+  }
+  const why = e.message.startsWith("command failed (") ? e.message.slice("command failed (".length).split(")")[0] : "failed";
+  const cmd = ctx.secrets.redact(shellJoin(remote));
+  return new LifeboatError(`${label ? `${label}: remote command failed` : `remote command on ${where} failed`} (${why}): ${cmd}${lines.length ? `\n    ${lines.slice(-8).join("\n    ")}` : ""}`, {
+    hint: hintFor(e.stderr, sudo),
+    cause: e,
+  });
+}
+
+function hintFor(stderr: string, sudo?: boolean): string | undefined {
+  if (/sudo: .*password is required|sudo: a terminal is required/.test(stderr)) return "sudo asks for a password on the host: allow this user NOPASSWD for tar, or log in as root";
+  if (/Cannot change ownership|Operation not permitted/.test(stderr)) return sudo ? undefined : "restoring owners needs root: pass sudo: true, log in as root, or sameOwner: false";
+  if (/Permission denied/.test(stderr)) return sudo ? undefined : "the login user cannot read or write there: pass sudo: true or log in as a user who can";
+  if (/Cannot (open|chdir): No such file or directory/.test(stderr)) return "check the remote directory (sshUntar can create it with mkdir: true)";
+  return undefined;
+}
+
+const CHANGED = /^tar: (.*): (file changed as we read it|File shrank by \d+ bytes; padding with zeros|File removed before we read it|file changed dev\/ino)$/;
+const BENIGN = /^tar: (.*): (socket ignored|door ignored)$/;
+const EXIT1 = /^tar: Exiting with failure status due to previous errors$/;
+
+/** Reads tar's stderr line by line and sorts it into changed files, warnings and errors. */
+function tarDiagnostics() {
+  let buf = "";
+  const changed: string[] = [];
+  const warnings: string[] = [];
+  const errors: string[] = [];
+  const other: string[] = [];
+  const take = (line: string) => {
+    if (!line) return;
+    let m: RegExpExecArray | null;
+    if ((m = CHANGED.exec(line))) changed.length < 10000 && changed.push(m[1]);
+    else if (BENIGN.test(line)) warnings.length < 1000 && warnings.push(line.slice(5));
+    else if (EXIT1.test(line)) return;
+    else if (line.startsWith("tar: ") || line.startsWith("sudo: ") || line.startsWith("gzip: ")) errors.length < 1000 && errors.push(line);
+    else other.push(line), other.length > 20 && other.shift();
+  };
+  return {
+    feed(chunk: Buffer) {
+      buf += chunk.toString("utf8");
+      const lines = buf.split("\n");
+      buf = lines.pop()!;
+      for (const l of lines) take(l);
+    },
+    end() {
+      take(buf);
+      buf = "";
+      return { changed, warnings, errors };
+    },
+    /** The last lines that came from neither tar nor sudo (ssh's own). */
+    other: () => other,
+  };
+}
+
+function isGzip(path: string): boolean {
+  const fd = openSync(path, "r");
+  try {
+    const b = Buffer.alloc(2);
+    return readSync(fd, b, 0, 2, 0) === 2 && b[0] === 0x1f && b[1] === 0x8b;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fsyncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, "r");
+    fsyncSync(fd);
+    closeSync(fd);
+  } catch { /* not supported everywhere */ }
 }
