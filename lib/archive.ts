@@ -328,7 +328,8 @@ export async function packArchive(sourceDir: string, archivePath: string, option
     });
   });
 
-  const pack = new Pack({ cwd: sourceDir, noDirRecurse: true, strict: true, portable: false });
+  // Small reads and few entries in flight keep memory flat (node-tar reads 16 MiB at a time by default).
+  const pack = new Pack({ cwd: sourceDir, noDirRecurse: true, strict: true, portable: false, maxReadSize: 1 << 20, jobs: 2 });
   const progress = options.progress === false ? null : ctx.log.progress(`pack ${basename(archivePath)}`, { total: tree.bytes });
   const fileHash = createHash("sha256");
   const tee = new PassThrough();
