@@ -3,7 +3,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { join } from "node:path";
 import { generateIdentity, identityToRecipient } from "age-encryption";
 import { compareTrees, listBackups, packArchive, RefusedError, unpackArchive, verifyArchive, VerifyError } from "../lib/mod.ts";
@@ -52,6 +52,22 @@ test("round trip keeps awkward names, contents, modes, symlinks, hardlinks and e
   assert.equal(await compareTrees(src, out), []);
   assert.ok(existsSync(join(out, "data", "awkward names", "new\nline.txt")));
   assert.is(statSync(join(out, "data", "run.sh")).ino, statSync(join(out, "data", "run-hardlink.sh")).ino, "hardlink restored as a hardlink");
+});
+
+test("owners are restored with sameOwner (as root) and not without it", async () => {
+  testContext();
+  if (process.getuid?.() !== 0) return void console.log("  (skipped: needs root)");
+  const { src, archive } = sample();
+  chownSync(join(src, "etc", "app.conf"), 1234, 2345);
+  chownSync(join(src, "data"), 4321, 4321);
+  await packArchive(src, archive);
+  const kept = join(tmp(), "kept");
+  await unpackArchive(archive, kept, { sameOwner: true });
+  assert.equal(await compareTrees(src, kept), []);
+  assert.is(statSync(join(kept, "etc", "app.conf")).uid, 1234);
+  const mine = join(tmp(), "mine");
+  await unpackArchive(archive, mine);
+  assert.is(statSync(join(mine, "etc", "app.conf")).uid, 0, "without sameOwner the restoring user owns the files");
 });
 
 test("archives are written 0600 in a 0700 folder, with sha256 and info sidecars", async () => {
