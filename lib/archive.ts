@@ -15,6 +15,7 @@ import {
   closeSync,
   createReadStream,
   createWriteStream,
+  existsSync,
   fsyncSync,
   lstatSync,
   mkdirSync,
@@ -276,6 +277,11 @@ function normPath(p: string): string {
 export async function packArchive(sourceDir: string, archivePath: string, options: PackOptions = {}): Promise<Manifest> {
   const ctx = options.ctx ?? useContext();
   const started = options.startedAt ?? new Date();
+  if (ctx.dryRun && !existsSync(sourceDir)) {
+    // A dry run stages nothing, so a recipe's staging dir may not exist yet: say what would be packed.
+    ctx.log.command(`pack ${sourceDir} (as the steps before would fill it) into ${archivePath}`, "dry-run");
+    return manifestOf(ctx, options, started, new Date(), []);
+  }
   const st = statSync(sourceDir);
   if (!st.isDirectory()) throw new LifeboatError(`packArchive: ${sourceDir} is not a directory`);
   const outDir = dirname(archivePath);
