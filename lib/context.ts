@@ -17,7 +17,7 @@ export interface ContextOptions<T extends SettingSpecs> {
   name: string;
   /** The settings this recipe reads. */
   settings?: T;
-  /** argv without node and the script (default process.argv.slice(2)). */
+  /** argv without node and the script (default: scriptArgs()). */
   argv?: string[];
   /** Environment (default process.env). */
   env?: Record<string, string | undefined>;
@@ -51,6 +51,15 @@ export interface Context<T extends SettingSpecs = SettingSpecs> {
   confirm(question: string): Promise<void>;
 }
 
+/**
+ * The script's own arguments, whoever started it: `node --import=tsx x.ts a`, `tsx x.ts a`,
+ * `deno run -A x.ts a` and `npx zx x.ts a` all give ["a"] (zx puts its own CLI before the script).
+ */
+export function scriptArgs(argv: string[] = process.argv): string[] {
+  const launcher = argv[1] ?? "";
+  return /(^|\/)zx(\.m?js)?$|\/zx\/build\/cli\.js$/.test(launcher) ? argv.slice(3) : argv.slice(2);
+}
+
 const storage = new AsyncLocalStorage<Context>();
 let fallback: Context | null = null;
 
@@ -59,7 +68,7 @@ export function createContext<T extends SettingSpecs>(opts: ContextOptions<T>): 
   const secrets = new Secrets();
   const env = opts.env ?? process.env;
   const parsed = parseSettings(opts.settings ?? ({} as T), {
-    argv: opts.argv ?? process.argv.slice(2),
+    argv: opts.argv ?? scriptArgs(),
     env,
     secrets,
     ignoreSections: opts.ignoreSections,

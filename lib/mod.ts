@@ -6,7 +6,7 @@ export { ExitCode, LifeboatError, UsageError, VerifyError, LockedError, RefusedE
 export { Secrets } from "./secrets.ts";
 export { Logger, formatBytes, formatDuration, type LogSink, type Spinner, type Progress } from "./log.ts";
 export { GLOBAL_SETTINGS, envName, helpText, parseSettings, type SettingSpec, type SettingSpecs, type SettingValues } from "./settings.ts";
-export { createContext, useContext, withContext, setDefaultContext, type Context, type ContextOptions } from "./context.ts";
+export { createContext, scriptArgs, useContext, withContext, setDefaultContext, type Context, type ContextOptions } from "./context.ts";
 export { exec, probe, which, shellQuote, shellJoin, displayCommand, killRunning, ExecError, type ExecOptions, type ExecResult } from "./exec.ts";
 export { acquireLock, pidAlive, type Lock, type LockOptions } from "./lock.ts";
 export { step, runSteps, readJournal, printOutcomes, StepFailed, type Step, type StepApi, type StepOptions, type StepOutcome, type RunState } from "./steps.ts";
@@ -47,5 +47,26 @@ export { compareTrees, type CompareOptions } from "./compare.ts";
 export { ssh, sshTar, sshUntar, sshCommand, sshWhere, type SshTarget, type SshOptions, type SshTarOptions, type SshTarResult, type SshUntarOptions } from "./ssh.ts";
 export { waitForHealthy, describeProbe, type HealthProbe, type HttpProbe, type TcpProbe, type CommandProbe, type WaitOptions, type WaitResult } from "./health.ts";
 export { httpJson, HttpError, type HttpJsonOptions, type BasicAuth } from "./http.ts";
+export {
+  s3Client,
+  s3BucketExists,
+  s3MakeBucket,
+  s3RemoveBucket,
+  s3List,
+  s3Sync,
+  readS3Index,
+  parseS3Url,
+  S3Error,
+  S3_INDEX_NAME,
+  S3_ESCAPED_DIR,
+  type S3Options,
+  type S3Handle,
+  type S3Object,
+  type S3BucketOptions,
+  type S3RemoveBucketOptions,
+  type S3SyncOptions,
+  type S3SyncReport,
+  type S3IndexEntry,
+} from "./s3.ts";
 // zx's .env reader, for platforms configured by one (Hoss's ~/.hoss/.env): dotenv.loadSafe(file) → { KEY: value }, {} when missing.
 export { dotenv } from "zx";

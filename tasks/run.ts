@@ -5,14 +5,14 @@
 //   make verify ARCHIVE=…   (the Makefile calls these)
 import process from "node:process";
 import chalk from "chalk";
-import { main, type Task } from "../lib/mod.ts";
+import { main, scriptArgs, type Task } from "../lib/mod.ts";
 import archive from "./archive.ts";
 import lab from "./lab.ts";
 import drills from "./drills.ts";
 
 export const tasks: Task[] = [...archive, ...lab, ...drills] as Task[];
 
-const [name, ...rest] = process.argv.slice(2);
+const [name, ...rest] = scriptArgs();
 if (!name || name === "--list" || name === "--help" || name === "-h") {
   process.stdout.write(`${chalk.bold("lifeboat tasks")}  (npx zx tasks/run.ts NAME [flags]; NAME --help for its settings)\n\n`);
   const w = Math.max(...tasks.map((t) => t.name.length));
@@ -24,4 +24,4 @@ if (!t) {
   process.stderr.write(`${chalk.red("✖ error:")} no task '${name}'; npx zx tasks/run.ts --list shows them\n`);
   process.exit(2);
 }
-await main({ name: t.name, description: t.description, usage: `npx zx ${t.usage ?? `tasks/run.ts ${t.name}`}`, settings: t.settings }, (ctx) => t.run.call(t, ctx));
+await main({ name: t.name, description: t.description, usage: `npx zx ${t.usage ?? `tasks/run.ts ${t.name}`}`, settings: t.settings, argv: rest }, (ctx) => t.run.call(t, ctx));

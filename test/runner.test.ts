@@ -36,6 +36,19 @@ test("a successful run exits 0, runs every step in order, then cleanup", () => {
   assert.match(r.out, /mini summary/);
 });
 
+test("npx zx, node --import=tsx and tasks/run.ts all hand the recipe the same arguments", () => {
+  const { dir, state } = setup();
+  const r = spawnSync("npx", ["zx", MINI, `--dir=${dir}`, `--state-dir=${state}`], {
+    encoding: "utf8",
+    env: { ...process.env, LIFEBOAT_TOKEN: TOKEN, CI: "1" },
+  });
+  assert.is(r.status, 0, r.stderr);
+  assert.equal(ran(dir), ["prepare", "use the token", "finish", "cleanup"]);
+  const list = spawnSync("npx", ["zx", new URL("../tasks/run.ts", import.meta.url).pathname, "archive:list", dir], { encoding: "utf8" });
+  assert.is(list.status, 0, list.stderr);
+  assert.match(list.stderr, /no backups in/);
+});
+
 test("--help lists settings with defaults and env names, and exits 0", () => {
   const r = run(["--help"]);
   assert.is(r.code, 0);
