@@ -22,7 +22,7 @@ export interface SettingSpec {
   /** Value type (default "string"). A "list" takes a YAML list or comma-separated text. */
   type?: "string" | "number" | "boolean" | "list";
   /** Value when nothing sets it. */
-  default?: string | number | boolean | string[];
+  default?: string | number | boolean | readonly string[];
   /** More env var names to read, after LIFEBOAT_<KEY>. */
   env?: string[];
   /** Never printed, masked in all output, never accepted on argv. */
@@ -273,7 +273,8 @@ export function helpText(opts: { name: string; usage: string; description: strin
         : spec.type === "boolean"
           ? `--${key}`
           : `--${key}=${(spec.type ?? "string").toUpperCase()}`;
-      const def = spec.default === undefined || spec.default === "" ? "" : `  [default: ${Array.isArray(spec.default) ? spec.default.join(",") : spec.default}]`;
+      const d = spec.default;
+      const def = d === undefined || d === "" ? "" : `  [default: ${typeof d === "object" ? d.join(",") : d}]`;
       const req = spec.required ? "  (required)" : "";
       const choices = spec.choices ? `  (${spec.choices.join("|")})` : "";
       return `  ${flag}\n      ${spec.describe}${choices}${def}${req}\n      env ${[envName(key), ...(spec.env ?? [])].join(", ")}`;
