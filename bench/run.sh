@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# make bench: every benchmark, on the lab, one after another (they share 2 cores).
+# Each writes its table to bench/<name>.md; bench/README.md indexes them.
+#   bash bench/run.sh [archive|s3|pg|ssh]...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export NODE_OPTIONS="--import=tsx"
+which=("$@"); [ ${#which[@]} -eq 0 ] && which=(archive s3 pg ssh)
+started=()
+cleanup() { [ ${#started[@]} -gt 0 ] && bash test/lab/lab.sh down "${started[@]}" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+need() { for p in "$@"; do bash "test/lab/$p.sh" status >/dev/null 2>&1 || { started+=("$p"); bash "test/lab/$p.sh" up; }; done; }
+for b in "${which[@]}"; do
+  case $b in
+    archive) ;;
+    s3) need ceph ;;
+    pg) need docker pg ;;
+    ssh) need sshd ;;
+  esac
+  echo "== bench/$b.ts (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+  node "bench/$b.ts"
+done
