@@ -162,6 +162,7 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
   if (ctx.dryRun) {
     const note = opts.gzip === "local" ? "| gzip" : undefined;
     await exec(argv, { stdout: toFile ? { file: dest } : (dest as Writable), note, ctx });
+    if (!toFile && opts.end !== false) (dest as Writable).end(); // nothing will come: let a reader finish
     return { ...result, dryRun: true };
   }
 
@@ -244,7 +245,7 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
       renameSync(partial, dest as string);
       fsyncDir(dirname(dest as string));
     }
-    for (const w of warnings) ctx.log.warn(`${label}: ${w}`);
+    for (const w of result.warnings) ctx.log.warn(`${label}: ${w}`);
     if (changed.length) {
       ctx.log.warn(
         `${label}: ${changed.length} file${changed.length > 1 ? "s" : ""} changed while tar read ${changed.length > 1 ? "them" : "it"}; ` +

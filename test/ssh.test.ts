@@ -162,7 +162,7 @@ test("sshTar into a stream with local gzip feeds sshUntar directly", async () =>
   await assertSameTree(src, dst);
 });
 
-test("a file appended to while sshTar reads it is a warning, and the archive is complete", async () => {
+test("a file appended to while sshTar reads it is a warning (so is a socket), and the archive is complete", async () => {
   const { logs } = testContext();
   const base = tmp();
   const src = join(base, "store");
@@ -172,6 +172,8 @@ test("a file appended to while sshTar reads it is a warning, and the archive is 
   const fd = openSync(live, "w");
   ftruncateSync(fd, 512 << 20); // 512 MiB to read: long enough to be caught mid-read
   closeSync(fd);
+  const sock = createServer();
+  await new Promise<void>((r) => sock.listen(join(src, "logs", "app.sock"), r));
   const writer = setInterval(() => appendFileSync(live, "GET /v2/ 200\n"), 2);
   const archive = join(base, "store.tar");
   let r;
@@ -179,8 +181,10 @@ test("a file appended to while sshTar reads it is a warning, and the archive is 
     r = await sshTar(target(), src, archive);
   } finally {
     clearInterval(writer);
+    sock.close();
   }
   assert.equal(r.changed, ["./logs/deis-registry.log"]);
+  assert.equal(r.warnings, ["./logs/app.sock: socket ignored"]);
   assert.match(logs(), "1 file changed while tar read it");
   assert.match(logs(), "./logs/deis-registry.log");
   const out = join(base, "out");
