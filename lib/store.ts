@@ -4,8 +4,8 @@
 // An archive is NAME.tar.gz or NAME.tar.gz.age. Beside it: NAME….sha256 (sha256sum
 // format), NAME….info.json (what list shows without opening the archive) and, once a
 // verify has run, NAME….verified (when, and whether it passed).
-import { readdirSync, readFileSync, statfsSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync, readFileSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { LifeboatError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
 import { removeArchive, verifyArchive, type ArchiveInfo, type VerifyOptions, type VerifyReport } from "./archive.ts";
@@ -183,9 +183,11 @@ export function prune(dir: string, opts: PruneOptions): PrunePlan {
   return plan;
 }
 
-/** Free and total bytes of the filesystem holding dir (statfs). */
+/** Free and total bytes of the filesystem holding dir (statfs); a dir not made yet counts as its nearest existing parent. */
 export function diskSpace(dir: string): { free: number; total: number } {
-  const s = statfsSync(dir);
+  let d = resolve(dir);
+  while (!existsSync(d) && dirname(d) !== d) d = dirname(d);
+  const s = statfsSync(d);
   return { free: Number(s.bavail) * Number(s.bsize), total: Number(s.blocks) * Number(s.bsize) };
 }
 
