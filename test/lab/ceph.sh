@@ -87,6 +87,7 @@ osd pool default pg autoscale mode = off
 osd crush chooseleaf type = 0
 mon data avail crit = 1
 mon data avail warn = 2
+paxos propose interval = 0.1
 mon warn on insecure global id reclaim allowed = false
 
 [mon]
@@ -107,6 +108,13 @@ bluestore fsck on mount = false
 osd memory target = 1073741824
 bluestore cache autotune = false
 bluestore cache size = 268435456
+# The block file counts as a rotational device: 5 op shards, each probing the block file on
+# startup, and every close waits out the aio poll interval. Fewer shards, shorter poll: faster start.
+osd op num shards = 2
+osd op num threads per shard = 2
+bdev aio poll ms = 50
+# Mounting replays the BlueFS log (twice); by default it grows to 16 MiB+ before being compacted.
+bluefs log compact min size = 1048576
 
 # Command-line clients (ceph, radosgw-admin): no log file, no admin socket.
 [client]
@@ -126,36 +134,55 @@ EOF
   mv "$CONF.tmp" "$CONF"
 }
 
-# Processes started with our conf (also ones whose pid file was lost), not zombies.
-our_pids() {
-  local p cmd st
+# pids_of KIND: live processes of KIND (ceph-mon, ceph-osd, radosgw) started with our conf,
+# also ones whose pid file was lost or is stale (kill -9 leftovers, an interrupted up).
+pids_of() {
+  local kind=$1 p arg0 cmd st
   for p in /proc/[0-9]*; do
-    p=${p#/proc/}
-    cmd=$(tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline") || continue
-    case $cmd in
-      *ceph-mon*"-c $CONF "*|*ceph-osd*"-c $CONF "*|*radosgw*"-c $CONF "*)
-        case $cmd in radosgw-admin*|*/radosgw-admin*) continue ;; esac
-        st=$(ps -o stat= -p "$p" 2>/dev/null) || continue
-        [[ "$st" == Z* ]] || echo "$p" ;;
-    esac
+    { IFS= read -r -d '' arg0 < "$p/cmdline"; } 2>/dev/null || continue
+    [ "${arg0##*/}" = "$kind" ] || continue
+    cmd=$(tr '\0' ' ' 2>/dev/null < "$p/cmdline") || continue
+    [[ "$cmd" == *" -c $CONF "* ]] || continue
+    st=$(ps -o stat= -p "${p#/proc/}" 2>/dev/null) || continue
+    [[ "$st" == Z* ]] || echo "${p#/proc/}"
   done
 }
 
+# ours NAME: the daemon's pid file names a live process that was started with our conf
+# (a stale pid file may name an unrelated process that reused the pid).
+ours() {
+  local f c; f=$(pidf "$1")
+  pid_alive "$f" || return 1
+  c=$(tr '\0' ' ' 2>/dev/null < "/proc/$(cat "$f")/cmdline") || return 1
+  [[ "$c" == *" -c $CONF "* ]]
+}
+
+# stop_kind KIND NAME SECONDS: by pid file, then any stray of that kind; TERM, then KILL.
+stop_kind() {
+  local kind=$1 n=$2 secs=$3 pids end
+  ours "$n" || rm -f "$(pidf "$n")"
+  stop_pidfile "$(pidf "$n")" "$secs"
+  pids=$(pids_of "$kind")
+  [ -z "$pids" ] && return 0
+  lab_log "ceph: stopping stray $kind: "$pids
+  kill -TERM $pids 2>/dev/null || true
+  end=$((SECONDS + secs))
+  while ((SECONDS < end)) && [ -n "$(pids_of "$kind")" ]; do sleep 0.2; done
+  pids=$(pids_of "$kind")
+  [ -n "$pids" ] && kill -KILL $pids 2>/dev/null || true
+  end=$((SECONDS + 5))
+  while ((SECONDS < end)) && [ -n "$(pids_of "$kind")" ]; do sleep 0.1; done
+}
+
+# Gateway first (it hangs on TERM once the mon/osd are gone; it keeps no data, so 10 s then KILL).
 stop_all() {
-  stop_pidfile "$(pidf client.rgw.a)" 30
-  stop_pidfile "$(pidf osd.0)" 30
-  stop_pidfile "$(pidf mon.a)" 15
-  # Strays: daemons whose pid file is gone or stale (kill -9 leftovers, an interrupted up).
-  local pids i
-  pids=$(our_pids)
-  if [ -n "$pids" ]; then
-    lab_log "ceph: stopping stray daemons: "$pids
-    kill -TERM $pids 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do pids=$(our_pids); [ -z "$pids" ] && break; sleep 0.1; done
-    [ -n "$pids" ] && kill -KILL $pids 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do [ -z "$(our_pids)" ] && break; sleep 0.1; done
-  fi
-  [ -z "$(our_pids)" ] || lab_die "ceph: daemons still running after down: "$(our_pids)
+  local rgw_secs=10
+  [ -n "$(pids_of ceph-mon)" ] && [ -n "$(pids_of ceph-osd)" ] || rgw_secs=1
+  stop_kind radosgw client.rgw.a $rgw_secs
+  stop_kind ceph-osd osd.0 30
+  stop_kind ceph-mon mon.a 15
+  local left; left=$(pids_of radosgw; pids_of ceph-osd; pids_of ceph-mon)
+  [ -z "$left" ] || lab_die "ceph: daemons still running after stop: "$left
 }
 
 # After stop_all, our ports must be free: a foreign listener would make the restart fail and
@@ -176,11 +203,11 @@ start_daemon() {
   echo $! > "$(pidf "$n")"   # the daemon rewrites the same pid itself
 }
 
-daemon_dead() { ! pid_alive "$(pidf "$1")"; }
+daemon_dead() { ! pid_alive "$(pidf "$1")"; }   # we just started it: the pid is ours
 
 wait_mon() {
-  local i asok=$D/run/ceph-mon.a.asok
-  for ((i = 0; i < T_MON * 5; i++)); do
+  local end=$((SECONDS + T_MON)) asok=$D/run/ceph-mon.a.asok
+  while ((SECONDS < end)); do
     daemon_dead mon.a && { fail mon.a "ceph-mon exited during startup"; return 1; }
     if [ -S "$asok" ] && timeout 10 ceph --admin-daemon "$asok" mon_status 2>/dev/null | grep -q '"state": "leader"'; then
       return 0
@@ -191,8 +218,8 @@ wait_mon() {
 }
 
 wait_osd() {
-  local i asok=$D/run/ceph-osd.0.asok
-  for ((i = 0; i < T_OSD * 5; i++)); do
+  local end=$((SECONDS + T_OSD)) asok=$D/run/ceph-osd.0.asok
+  while ((SECONDS < end)); do
     daemon_dead osd.0 && { fail osd.0 "ceph-osd exited during startup"; return 1; }
     if [ -S "$asok" ] && timeout 10 ceph --admin-daemon "$asok" status 2>/dev/null | grep -q '"state": "active"'; then
       return 0
@@ -202,9 +229,23 @@ wait_osd() {
   fail osd.0 "ceph-osd did not become active within ${T_OSD}s"
 }
 
+# On a restart: the OSD must hold every PG of the osdmap. One that lost its data (an OSD recreated
+# behind the mon's back, a memstore after kill -9) holds none, and radosgw would hang on startup.
+wait_pgs() {
+  local end=$((SECONDS + 10)) want have asok=$D/run/ceph-osd.0.asok
+  want=$(cephc osd dump -f json 2>/dev/null | jq '[.pools[].pg_num] | add // 0') \
+    || { fail mon.a "ceph osd dump failed"; return 1; }
+  while ((SECONDS < end)); do
+    have=$(timeout 10 ceph --admin-daemon "$asok" status 2>/dev/null | jq .num_pgs) || have=?
+    [ "$have" = "$want" ] && return 0
+    sleep 0.2
+  done
+  fail osd.0 "ceph-osd holds $have of the cluster's $want PGs (its data is gone)"
+}
+
 wait_rgw() {
-  local i
-  for ((i = 0; i < T_RGW * 5; i++)); do
+  local end=$((SECONDS + T_RGW))
+  while ((SECONDS < end)); do
     daemon_dead client.rgw.a && { fail client.rgw.a "radosgw exited during startup"; return 1; }
     rgw_answers && return 0
     sleep 0.2
@@ -285,7 +326,7 @@ ensure_user() {
 # Restart an existing cluster; non-zero when it does not come back.
 restart() {
   write_conf
-  start_mon && start_osd && start_rgw && ensure_user
+  start_mon && start_osd && wait_pgs && start_rgw && ensure_user
 }
 
 do_env() {
@@ -296,7 +337,7 @@ do_env() {
 
 all_running() {
   [ -f "$D/.complete" ] && [ -f "$CONF" ] &&
-    pid_alive "$(pidf mon.a)" && pid_alive "$(pidf osd.0)" && pid_alive "$(pidf client.rgw.a)" &&
+    ours mon.a && ours osd.0 && ours client.rgw.a &&
     rgw_answers
 }
 
@@ -338,11 +379,10 @@ cmd_status() {
 
 cmd_reset() {
   [ -f "$D/.complete" ] || lab_die "ceph: no cluster (run ceph.sh up)"
-  pid_alive "$(pidf osd.0)" || lab_die "ceph: osd.0 is not running (run ceph.sh up)"
+  ours osd.0 || lab_die "ceph: osd.0 is not running (run ceph.sh up)"
   local buckets
   buckets=$(rgwadm bucket list --uid="$S3_USER" | jq -r '.[]') || lab_die "ceph: radosgw-admin bucket list failed"
   [ -z "$buckets" ] && return 0
-  # shellcheck disable=SC2016
   printf '%s\n' "$buckets" | xargs -r -d '\n' -P 4 -I{} \
     timeout 300 radosgw-admin -c "$CONF" bucket rm --bucket={} --purge-objects --bypass-gc \
     || lab_die "ceph: removing buckets failed"
