@@ -70,3 +70,39 @@ export {
 } from "./s3.ts";
 // zx's .env reader, for platforms configured by one (Hoss's ~/.hoss/.env): dotenv.loadSafe(file) → { KEY: value }, {} when missing.
 export { dotenv } from "zx";
+export {
+  dockerExec,
+  dockerCp,
+  parseCpArg,
+  containerState,
+  containerExists,
+  dockerRm,
+  checkContainerName,
+  type DockerExecOptions,
+  type DockerCpOptions,
+  type CpSide,
+  type ContainerStatus,
+  type ContainerOptions,
+  type DockerRmOptions,
+} from "./docker.ts";
+export {
+  pgDumpAll,
+  pgDump,
+  psqlFile,
+  pgRestore,
+  psqlQuery,
+  describeWhere,
+  type PgWhere,
+  type PgLocal,
+  type PgContainer,
+  type PgSsh,
+  type PgConnection,
+  type PgDumpOutputOptions,
+  type PgDumpAllOptions,
+  type PgDumpOptions,
+  type DumpResult,
+  type PsqlFileOptions,
+  type PgRestoreOptions,
+  type PsqlQueryOptions,
+  type LoadResult,
+} from "./postgres.ts";
