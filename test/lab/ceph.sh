@@ -130,6 +130,7 @@ log file = $D/log/\$name.log
 ms mon client mode = crc secure
 rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
 rgw enable usage log = false
+rgw relaxed s3 bucket names = true
 EOF
   mv "$CONF.tmp" "$CONF"
 }
