@@ -80,10 +80,17 @@ export function listBackups(dir: string): BackupEntry[] {
 
 /**
  * Verifies an archive and records the result beside it (NAME.verified), so list and
- * prune know which backups are good. Rethrows the VerifyError when it fails.
+ * prune know which backups are good. Rethrows the VerifyError when it fails. In dry-run,
+ * an archive that does not exist (a dry run packs nothing) is reported, not an error.
  * @example await verifyBackup("/var/backups/deis-2026-11-21T101500Z.tar.gz");
  */
 export async function verifyBackup(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  const ctx = opts.ctx ?? useContext();
+  if (ctx.dryRun && !existsSync(path)) {
+    // A dry run's pack step wrote nothing: say what would be verified.
+    ctx.log.command(`verify ${path}`, "dry-run");
+    return { manifest: null, entries: 0, bytes: 0, sha256: "", encrypted: false };
+  }
   const st = statSync(path);
   const stamp = (ok: boolean, error?: string) =>
     writeFileSync(`${path}.verified`, JSON.stringify({ ok, at: new Date().toISOString(), size: st.size, mtimeMs: st.mtimeMs, error }) + "\n", { mode: 0o600 });
