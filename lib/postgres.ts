@@ -586,7 +586,8 @@ async function loadFrom(
   const ctx = opts.ctx;
   const started = Date.now();
   const file = typeof input === "string" ? resolve(input) : undefined;
-  if (file !== undefined && !existsSync(file)) throw new UsageError(`${tool}: dump file ${file} does not exist`);
+  // In dry-run the file may be one the dry run did not write (an archive it did not unpack): report, do not fail.
+  if (file !== undefined && !existsSync(file) && !ctx.dryRun) throw new UsageError(`${tool}: dump file ${file} does not exist`);
   const gz = opts.gzip ?? (file !== undefined && file.endsWith(".gz"));
   const label = `${tool} ${file !== undefined ? basename(file) : "(stream)"} into ${describeWhere(where)}`;
   const fail = (e: unknown) => {
