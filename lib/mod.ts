@@ -44,7 +44,7 @@ export {
 } from "./store.ts";
 export { task, type Task } from "./recipe.ts";
 export { compareTrees, type CompareOptions } from "./compare.ts";
-export { ssh, sshTar, sshUntar, sshCommand, sshWhere, type SshTarget, type SshOptions, type SshTarOptions, type SshTarResult, type SshUntarOptions } from "./ssh.ts";
+export { ssh, sshTar, sshUntar, sshDiskUsage, sshCommand, sshWhere, type SshTarget, type SshOptions, type SshTarOptions, type SshTarResult, type SshUntarOptions } from "./ssh.ts";
 export { waitForHealthy, describeProbe, type HealthProbe, type HttpProbe, type TcpProbe, type CommandProbe, type WaitOptions, type WaitResult } from "./health.ts";
 export { httpJson, HttpError, type HttpJsonOptions, type BasicAuth } from "./http.ts";
 export {

@@ -106,6 +106,18 @@ export async function ssh(target: SshTarget, argv: readonly string[], opts: SshO
   }
 }
 
+/**
+ * Bytes used under a remote directory (`du -s -b`), for a free-space estimate before copying
+ * it. A read-only probe: it runs in dry-run too.
+ * @example const need = await sshDiskUsage(store, "/var/lib/deis/store", { sudo: true });
+ */
+export async function sshDiskUsage(target: SshTarget, remoteDir: string, opts: { sudo?: boolean; ctx?: Context } = {}): Promise<number> {
+  const r = await ssh(target, ["du", "-s", "-b", "--", remoteDir], { readOnly: true, sudo: opts.sudo, ctx: opts.ctx });
+  const bytes = Number(/^(\d+)\t/.exec(r.stdout)?.[1]);
+  if (!Number.isFinite(bytes)) throw new LifeboatError(`du ${sshWhere(target)}:${remoteDir}: unexpected output ${JSON.stringify(r.stdout.slice(0, 200))}`);
+  return bytes;
+}
+
 /** Options for {@link sshTar}. */
 export interface SshTarOptions {
   /** Run tar under `sudo -n` on the remote host (as the Deis runbook's `sudo tar`). */
