@@ -9,9 +9,10 @@ import { main, scriptArgs, type Task } from "../lib/mod.ts";
 import archive from "./archive.ts";
 import lab from "./lab.ts";
 import drills from "./drills.ts";
+import deis from "./deis.ts";
 import hoss from "./hoss.ts";
 
-export const tasks: Task[] = [...archive, ...lab, ...drills, ...hoss] as Task[];
+export const tasks: Task[] = [...archive, ...lab, ...drills, ...hoss, ...deis] as Task[];
 
 const [name, ...rest] = scriptArgs();
 if (!name || name === "--list" || name === "--help" || name === "-h") {

@@ -1,0 +1,126 @@
+// The Deis recipes on the lab, run as an operator runs them (child processes with a site file):
+// the drill (backup → destroy → restore → compare), dry runs, a damaged archive, --resume.
+// Run: bash test/run.sh test/deis.test.ts
+// needs: docker sshd ceph
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import process from "node:process";
+import { createContext, exec, setDefaultContext, type Context } from "../lib/mod.ts";
+import {
+  bucketSnapshot,
+  databaseCounts,
+  deisDrill,
+  drillSummary,
+  DEIS_LAB,
+  labGateway,
+  runRecipe,
+  RUNBOOK_CALLS,
+  takeDeisctlCalls,
+  type DeisDrillReport,
+} from "./drills/deis.ts";
+
+const WORK = mkdtempSync(join(tmpdir(), "lifeboat-deis-test-"));
+const ctx = createContext({ name: "deis.test", argv: [], env: {}, sink: process.stderr, interactive: false }) as Context;
+setDefaultContext(ctx);
+let drill: DeisDrillReport | undefined;
+
+test.after(() => rmSync(WORK, { recursive: true, force: true }));
+
+/** Everything a dry run could touch: objects, the store volume's entries, the databases, the backups folder. */
+async function fingerprint(): Promise<string> {
+  const s3 = labGateway();
+  try {
+    const objects = await bucketSnapshot(s3);
+    const store = (await exec(["find", DEIS_LAB.storeDir, "-printf", "%P %s %m %U %G %T@\\n"], { readOnly: true })).stdout;
+    const db = await databaseCounts();
+    const backups = (await exec(["ls", "-A", drill!.work.backups], { readOnly: true })).stdout;
+    return JSON.stringify({ objects, store, db, backups });
+  } finally {
+    s3.destroy();
+  }
+}
+
+test("drill: backup → destroy → restore brings back every object (keys, bytes, ETags), the store volume (owners, modes, the live log as archived) and the databases row for row, with deisctl called in the runbook's order", async () => {
+  drill = await deisDrill({ workdir: join(WORK, "drill"), passphrase: "correct horse battery staple", ctx });
+  for (const line of drillSummary(drill)) ctx.log.info(`  ${line}`);
+  assert.equal(drill.problems, []);
+  assert.ok(drill.objects.db_wal.objects + drill.objects.registry.objects >= 300, "a few hundred objects");
+  assert.ok(drill.multipart >= 1, "one multipart object");
+  assert.equal(drill.calls.restore, RUNBOOK_CALLS.restore);
+  assert.match(basename(drill.archive), /^deis-backup-\d{4}-\d\d-\d\dT\d{6}Z\.tar\.gz\.age$/);
+});
+
+test("--dry-run of backup and restore changes nothing and prints every command", async () => {
+  const work = drill!.work;
+  takeDeisctlCalls(work);
+  const before = await fingerprint();
+  const backup = await runRecipe("deis-backup", ["--config", work.site, "--dry-run"], work);
+  assert.is(backup.code, 0, backup.output);
+  for (const want of [/\[dry-run\] s3 download s3:\/\/db_wal\//, /\[dry-run\] s3 download s3:\/\/registry\//, /\[dry-run\] ssh .* tar -C .*deis\/store -c -p -f - \./, /\[dry-run\] docker exec -u postgres deis-database pg_dumpall/, /\[dry-run\] pack /]) {
+    assert.match(backup.output, want, `${want} not in the dry run's output:\n${backup.output.slice(-4000)}`);
+  }
+  assert.equal(takeDeisctlCalls(work), RUNBOOK_CALLS.backup, "only the read-only key lookups ran");
+
+  const restore = await runRecipe("deis-restore", [drill!.archive, "--config", work.site, "--dry-run"], work);
+  assert.is(restore.code, 0, restore.output);
+  for (const call of RUNBOOK_CALLS.restore.filter((c) => !c.startsWith("config store get"))) {
+    assert.match(restore.output, new RegExp(`\\[dry-run\\] \\S*deisctl ${call.replace(/[.@]/g, "\\$&")}\\n`), `prints deisctl ${call}`);
+  }
+  for (const want of [/\[dry-run\] s3 mb s3:\/\/db_wal/, /\[dry-run\] s3 sync .*buckets\/registry s3:\/\/registry/, /\[dry-run\] ssh .* tar -C .*deis\/store -x -p -f - --same-owner/, /\[dry-run\] docker exec .*deis-database psql/, /\[dry-run\] (ETCD=\S+ )?docker exec -i -w \/app -e ETCD deis-controller \.\/manage\.py shell/]) {
+    assert.match(restore.output, want, `${want} not in the dry run's output:\n${restore.output}`);
+  }
+  assert.equal(takeDeisctlCalls(work), ["config store get gateway/accessKey", "config store get gateway/secretKey"], "only the read-only key lookups ran");
+  assert.is(await fingerprint(), before, "no object, file, row or archive changed");
+});
+
+test("restore refuses a damaged archive before any platform step (exit 3)", async () => {
+  const work = drill!.work;
+  takeDeisctlCalls(work);
+  const damaged = join(WORK, basename(drill!.archive));
+  copyFileSync(drill!.archive, damaged);
+  const at = Math.floor(statSync(damaged).size / 2);
+  const fd = openSync(damaged, "r+");
+  const b = Buffer.alloc(1);
+  readSync(fd, b, 0, 1, at);
+  writeSync(fd, Buffer.from([b[0] ^ 0xff]), 0, 1, at);
+  closeSync(fd);
+  const run = await runRecipe("deis-restore", [damaged, "--config", work.site, "--yes"], work);
+  assert.is(run.code, 3, run.output);
+  assert.match(run.output, /verify the archive/);
+  assert.match(run.output, /damaged|does not open|mismatch/);
+  assert.equal(takeDeisctlCalls(work), [], "no deisctl call");
+});
+
+test("--resume after a failed step continues at it and skips the finished ones", async () => {
+  const work = drill!.work;
+  takeDeisctlCalls(work);
+  writeFileSync(join(work.standin, "fail-once"), "config router set bodySize=100m\n");
+  const args = [drill!.archive, "--config", work.site, "--yes", "--restore.load-dump=false"];
+  const first = await runRecipe("deis-restore", args, work);
+  assert.is(first.code, 1, first.output);
+  assert.match(first.output, /step 'deisctl config router set bodySize=100m' failed/);
+  assert.match(first.output, /--resume/);
+  assert.equal(takeDeisctlCalls(work), RUNBOOK_CALLS.restore.slice(0, 8), "stopped at the failed call");
+  assert.not.ok(existsSync(join(work.standin, "fail-once")), "the cause is fixed (the stand-in fails once)");
+
+  const second = await runRecipe("deis-restore", [...args, "--resume"], work);
+  assert.is(second.code, 0, second.output);
+  assert.match(second.output, /resuming deis-restore: 9 of \d+ steps already done, continuing at 'deisctl config router set bodySize=100m'/);
+  assert.match(second.output, /verify the archive: done in an earlier run/);
+  assert.equal(takeDeisctlCalls(work), RUNBOOK_CALLS.restore.slice(7), "the finished deisctl steps were not run again");
+  assert.equal(Object.keys((await bucketSnapshotOnce()).registry).length, drill!.objects.registry.objects);
+});
+
+async function bucketSnapshotOnce() {
+  const s3 = labGateway();
+  try {
+    return await bucketSnapshot(s3);
+  } finally {
+    s3.destroy();
+  }
+}
+
+test.run();
