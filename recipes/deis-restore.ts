@@ -60,6 +60,7 @@ import {
   dockerExec,
   exec,
   formatBytes,
+  probe,
   psqlFile,
   recipe,
   s3Client,
@@ -145,7 +146,8 @@ await recipe({
       step(`deisctl ${args.join(" ") || name}`, () => exec([...s["deisctl.command"], ...args], { env: deisctlEnv, stdout: "inherit" }), { when: args.length > 0, ...opts });
     const store = { host: s["store.host"], port: s["store.port"], user: s["store.user"] || undefined, identityFile: s["store.identity-file"] || undefined, knownHostsFile: s["store.known-hosts"] || undefined };
     const database = { container: s["database.container"], osUser: s["database.exec-user"], dockerHost: s["database.docker-host"] || undefined };
-    const controller = { container: s["controller.container"], dockerHost: s["controller.docker-host"] || undefined };
+    const controller = s["controller.container"];
+    const controllerHost = { dockerHost: s["controller.docker-host"] || undefined };
     const gateway = (api: StepApi) => (s3 ??= s3Client({ endpoint: s["gateway.endpoint"], region: s["gateway.region"], accessKey: api.state.accessKey as string, secretKey: api.state.secretKey as string }));
     const buckets = (api: StepApi) => (api.state.meta as DeisMeta).buckets;
 
@@ -167,7 +169,7 @@ await recipe({
       deisctl("config router set", s["platform.router-config"].length ? ["config", "router", "set", ...s["platform.router-config"]] : []),
 
       step(s["platform.read-keys"] ? "read the new gateway keys (deisctl config store get gateway/…)" : "take the gateway keys from the site config", async (api) => {
-        const get = (key: string) => exec([...s["deisctl.command"], "config", "store", "get", key], { env: deisctlEnv, readOnly: true }).then((r) => r.stdout.trim());
+        const get = (key: string) => probe([...s["deisctl.command"], "config", "store", "get", key], { env: deisctlEnv });
         api.secret("accessKey", s["platform.read-keys"] ? await get("gateway/accessKey") : s["gateway.access-key"]);
         api.secret("secretKey", s["platform.read-keys"] ? await get("gateway/secretKey") : s["gateway.secret-key"]);
       }),
@@ -195,11 +197,11 @@ await recipe({
       }, { when: s["restore.load-dump"], confirm: `load the archive's pg_dumpall into ${database.container} (it must be empty)?` }),
 
       step("re-save the controller's models (./manage.py shell)", async () => {
-        if (s["controller.resave"] === "auto" && (await containerState(controller.container, controller)) === "missing") {
-          return ctx.log.warn(`no container ${controller.container}: models not re-saved; run the runbook's ./manage.py shell snippet by hand once the controller is up`);
+        if (s["controller.resave"] === "auto" && (await containerState(controller, controllerHost)) === "missing") {
+          return ctx.log.warn(`no container ${controller}: models not re-saved; run the runbook's ./manage.py shell snippet by hand once the controller is up`);
         }
         const env = { ETCD: s["controller.etcd"] || undefined };
-        await dockerExec(controller.container, s["controller.command"], { ...controller, workdir: s["controller.workdir"], env, stdin: RESAVE_MODELS, stdout: "inherit" });
+        await dockerExec(controller, s["controller.command"], { ...controllerHost, workdir: s["controller.workdir"], env, stdin: RESAVE_MODELS, stdout: "inherit" });
       }, { when: s["controller.resave"] !== "off" }),
 
       step("remove the staging dir", () => exec(["rm", "-rf", "--", staging])),
@@ -212,10 +214,11 @@ await recipe({
     const meta = state.meta as DeisMeta | undefined;
     if (!meta) return [];
     return [
+      ...(ctx.dryRun ? ["dry run: nothing was restored; this is what the archive would restore"] : []),
       `archive   ${ctx.args[0]}`,
       ...Object.entries(meta.buckets).map(([b, x]) => `bucket    ${b}: ${x.objects} objects, ${formatBytes(x.bytes)} → ${ctx.settings["gateway.endpoint"]}`),
       `store     ${formatBytes(meta.store.tarBytes)} tar → ${ctx.settings["store.host"]}:${ctx.settings["store.dir"]}`,
-      `database  dump_all.sql ${formatBytes(meta.database.dumpBytes)}${ctx.settings["restore.load-dump"] ? " loaded" : " kept in the archive (restore.load-dump is off)"}`,
+      `database  dump_all.sql ${formatBytes(meta.database.dumpBytes)}${ctx.settings["restore.load-dump"] ? " loaded into " + ctx.settings["database.container"] : " kept in the archive (restore.load-dump is off)"}`,
     ];
   },
 });
