@@ -4,8 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NODE_OPTIONS="--import=tsx"
-DRILL=${DRILL:-archive}
-PIECES=${PIECES:-}
+# The Deis drill is the main job; DRILL=archive or DRILL=hoss picks another.
+DRILL=${DRILL:-deis}
+case $DRILL in
+  deis) PIECES=${PIECES:-docker sshd ceph} ;;
+  hoss) PIECES=${PIECES:-docker slapd} ;;
+  *) PIECES=${PIECES:-} ;;
+esac
 started=()
 cleanup() { [ ${#started[@]} -gt 0 ] && bash test/lab/lab.sh down "${started[@]}" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
