@@ -112,6 +112,12 @@ await recipe({
     const s = ctx.settings;
     const { configDir, backupRoot, backupRootFrom } = hossDirs(ctx);
     const current = `${backupRoot}/.current`;
+    const keys = s["keys.paths"].map(expandHome);
+    const relative = keys.filter((k) => !k.startsWith("/"));
+    if (relative.length) throw new UsageError(`keys.paths must be absolute: ${relative.join(", ")}`);
+    if (backupRoot.startsWith(`${configDir}/`) && backupRoot.slice(configDir.length + 1).includes("/")) {
+      throw new UsageError(`BACKUP_ROOT ${backupRoot} lies deeper inside ${configDir} than one level`, "put BACKUP_ROOT directly in the working dir (the default ~/.hoss/backup) or outside it");
+    }
     const pg = { container: s["db.container"], user: s["db.user"] || undefined, password: s["db.password"] || undefined };
     const search = s["search.url"].replace(/\/+$/, "");
     const repo = `${search}/_snapshot/${encodeURIComponent(s["search.repository"])}`;
@@ -160,12 +166,12 @@ await recipe({
       }),
 
       step("copy the private keys (0600)", async (api) => {
-        for (const key of s["keys.paths"]) {
+        for (const key of keys) {
           await exec(["mkdir", "-p", "--", `${current}/keys${parentOf(key)}`]);
           await exec(["cp", "-a", "-T", "--", key, `${current}/keys${key}`]);
         }
         await exec(["chmod", "-R", "u+rwX,go=", "--", `${current}/keys`]);
-        api.state.keys = s["keys.paths"].map((path) => ({ path, in: `keys${path}` }));
+        api.state.keys = keys.map((path) => ({ path, in: `keys${path}` }));
       }),
 
       ...s["db.databases"].map((db) =>
