@@ -8,11 +8,12 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, sta
 import { join } from "node:path";
 import { packArchive } from "../lib/mod.ts";
 import { freePort, hossDrill, runRecipe } from "./drills/hoss.ts";
-import { startHossServer, type RunningHossServer } from "./standins/hoss-server.ts";
+import { startHossServer } from "./standins/hoss-server.ts";
+import { startOpenSearch } from "./standins/opensearch.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
 testContext();
-const servers: RunningHossServer[] = [];
+const servers: { close(): Promise<void> }[] = [];
 test.after(async () => {
   for (const s of servers) await s.close();
   cleanupTmp();
@@ -140,6 +141,20 @@ test("a server that never becomes healthy times out with a clear error and the r
   assert.match(r.output, /--resume/);
   assert.ok(existsSync(`${h.hossDir}/core/config.yaml`), "configuration restored before the server starts");
   assert.is(statSync(`${h.keysDir}/private.pem`).mode & 0o777, 0o600);
+});
+
+test("without a terminal, a destructive restore step refuses (exit 5) unless --yes", async () => {
+  const h = await hossSetup();
+  const srv = await startHossServer({ port: 0, version: "2.1.9" });
+  const search = await startOpenSearch({ port: 0, dataDir: `${h.root}/opensearch` });
+  servers.push(srv, search);
+  const r = await runRecipe("hoss-restore", [h.archive, "--config", h.site, `--endpoint=${srv.url}`, `--search.url=${search.url}`, "--server.start=true", `--server.dir=${h.root}`], {
+    env: { LIFEBOAT_STATE_DIR: h.state },
+  });
+  assert.is(r.code, 5, r.output);
+  assert.match(r.output, /server 2\.1\.9, backup 2\.1\.3/);
+  assert.match(r.output, /step 'restore database hoss_core[^']*' failed: refused: replace database hoss_core in server_db_1 with the backup's/);
+  assert.match(r.output, /pass --yes to confirm/);
 });
 
 test("restore --dry-run prints every command and runs none: nothing written, no journal", async () => {
