@@ -1,0 +1,574 @@
+// Behaviour of lib/s3.ts against the lab's real Ceph RADOS Gateway (test/lab/ceph.sh up).
+// Every test uses its own bucket, named lbt-PID-N, removed at the end.
+// Run: node --import=tsx test/s3.test.ts
+//   LIFEBOAT_S3_RESTART=0 skips the test that restarts the lab's Ceph (ceph.sh down/up);
+//   LIFEBOAT_S3_ONLY=words runs only the tests whose names contain them.
+import { test as uvuTest } from "uvu";
+import * as assert from "uvu/assert";
+import { spawn, spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import { join, resolve } from "node:path";
+import process from "node:process";
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import { VerifyError } from "../lib/errors.ts";
+import {
+  readS3Index,
+  s3BucketExists,
+  s3Client,
+  s3EscapedPath,
+  s3List,
+  s3MakeBucket,
+  s3RemoveBucket,
+  s3Sync,
+  s3UnescapePath,
+  S3_ESCAPED_DIR,
+  S3_INDEX_NAME,
+  S3_TMP_DIR,
+  type S3Handle,
+  type S3Object,
+} from "../lib/s3.ts";
+import { cleanupTmp, testContext, tmp } from "./helpers.ts";
+import { LAB_DIR, needLab } from "./lab/lab.ts";
+
+const only = process.env.LIFEBOAT_S3_ONLY;
+const test = Object.assign((name: string, fn: () => void | Promise<void>) => void ((!only || name.includes(only)) && uvuTest(name, fn)), uvuTest);
+const lab = needLab("ceph");
+const creds = { endpoint: lab.LAB_S3_ENDPOINT, accessKey: lab.LAB_S3_ACCESS_KEY, secretKey: lab.LAB_S3_SECRET_KEY, region: lab.LAB_S3_REGION };
+let { logs } = testContext();
+const s3 = s3Client(creds);
+const MiB = 1024 * 1024;
+
+let n = 0;
+const buckets: string[] = [];
+async function bucket(): Promise<string> {
+  const b = `lbt-${process.pid}-${++n}`;
+  buckets.push(b);
+  await s3MakeBucket(s3, b);
+  return b;
+}
+
+async function listing(b: string, client: S3Handle = s3): Promise<S3Object[]> {
+  const out: S3Object[] = [];
+  for await (const o of s3List(client, b)) out.push(o);
+  return out.sort((x, y) => (x.key < y.key ? -1 : 1));
+}
+
+/** key → [size, etag]: what the Deis drill compares. */
+async function fingerprint(b: string): Promise<Record<string, [number, string]>> {
+  return Object.fromEntries((await listing(b)).map((o) => [o.key, [o.size, o.etag]]));
+}
+
+/** Files under dir, relative, "/"-separated, sorted. */
+function files(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, p: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const rel = p ? `${p}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(join(d, e.name), rel);
+      else out.push(rel);
+    }
+  };
+  walk(dir, "");
+  return out.sort();
+}
+
+async function putMultipart(b: string, key: string, data: Buffer, partSize: number, extra: Record<string, unknown> = {}): Promise<string> {
+  const { UploadId } = await s3.sdk.send(new CreateMultipartUploadCommand({ Bucket: b, Key: key, ...extra }));
+  const parts = [];
+  for (let i = 0, p = 1; i < data.length; i += partSize, p++) {
+    const r = await s3.sdk.send(new UploadPartCommand({ Bucket: b, Key: key, UploadId, PartNumber: p, Body: data.subarray(i, i + partSize) }));
+    parts.push({ ETag: r.ETag, PartNumber: p });
+  }
+  await s3.sdk.send(new CompleteMultipartUploadCommand({ Bucket: b, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
+  const h = await s3.sdk.send(new HeadObjectCommand({ Bucket: b, Key: key }));
+  return h.ETag!.replace(/"/g, "");
+}
+
+/** A loopback proxy in front of the gateway that can damage or cut GET bodies of chosen keys. */
+async function proxy(opts: { corrupt?: (path: string) => boolean; cutAfter?: number; stall?: boolean }) {
+  const up = new URL(creds.endpoint);
+  let damaged = 0;
+  const server = http.createServer((req, res) => {
+    const fwd = http.request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode!, r.headers);
+      const hit = req.method === "GET" && opts.corrupt?.(decodeURIComponent(req.url!.split("?")[0]));
+      if (!hit) return void r.pipe(res);
+      damaged++;
+      let sent = 0;
+      r.on("data", (chunk: Buffer) => {
+        if (opts.cutAfter !== undefined && sent + chunk.length > opts.cutAfter) {
+          res.write(chunk.subarray(0, opts.cutAfter - sent));
+          sent = opts.cutAfter;
+          if (opts.stall) return r.pause(); // hold the connection open, send nothing more
+          return res.destroy();
+        }
+        if (sent === 0 && opts.cutAfter === undefined) chunk = Buffer.concat([Buffer.from([chunk[0] ^ 0xff]), chunk.subarray(1)]);
+        sent += chunk.length;
+        res.write(chunk);
+      });
+      r.on("end", () => res.end());
+    });
+    fwd.on("error", () => res.destroy());
+    req.pipe(fwd);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    damaged: () => damaged,
+    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+const HOSTILE = [
+  "plain/file.txt",
+  "with space/and 'quotes' \"double\"",
+  "$(touch pwned)/`id`;rm -rf x",
+  "ünïcødé/日本語/🚀",
+  "new\nline",
+  "carriage\rreturn",
+  "-leading-dash",
+  "../escape-up",
+  "a/../../escape-deeper",
+  "./dot",
+  ".",
+  "double//slash",
+  "/leading-slash",
+  "trailing/",
+  "x".repeat(300) + "/long-segment",
+  "a",
+  "a/b",
+  ".lifeboat-s3-index.jsonl",
+  "%2F-percent",
+  "tab\tand\u0001control",
+];
+
+test("s3Client ignores stray AWS_* variables and config files", async () => {
+  const dir = tmp();
+  writeFileSync(join(dir, "config"), "[default]\nregion = eu-west-9\nendpoint_url = http://127.0.0.1:9\ns3 =\n  addressing_style = virtual\n");
+  writeFileSync(join(dir, "credentials"), "[default]\naws_access_key_id = AKIASTRAY\naws_secret_access_key = stray\n");
+  const stray: Record<string, string> = {
+    AWS_ACCESS_KEY_ID: "AKIASTRAY", AWS_SECRET_ACCESS_KEY: "stray", AWS_SESSION_TOKEN: "stray", AWS_PROFILE: "default",
+    AWS_REGION: "eu-west-9", AWS_DEFAULT_REGION: "eu-west-9", AWS_ENDPOINT_URL: "http://127.0.0.1:9", AWS_ENDPOINT_URL_S3: "http://127.0.0.1:9",
+    AWS_CONFIG_FILE: join(dir, "config"), AWS_SHARED_CREDENTIALS_FILE: join(dir, "credentials"), AWS_CA_BUNDLE: "/nonexistent.pem",
+    AWS_USE_DUALSTACK_ENDPOINT: "true", AWS_USE_FIPS_ENDPOINT: "true", AWS_RETRY_MODE: "adaptive", AWS_MAX_ATTEMPTS: "1",
+    AWS_REQUEST_CHECKSUM_CALCULATION: "WHEN_SUPPORTED", AWS_DEFAULTS_MODE: "mobile", AWS_S3_DISABLE_MULTIREGION_ACCESS_POINTS: "false",
+  };
+  const saved = Object.fromEntries(Object.keys(stray).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, stray);
+  const c = s3Client(creds);
+  try {
+    const b = `lbt-${process.pid}-env`;
+    buckets.push(b);
+    await s3MakeBucket(c, b);
+    const src = tmp();
+    writeFileSync(join(src, "f"), "hello");
+    await s3Sync(src, `s3://${b}`, { client: c });
+    assert.equal((await listing(b, c)).map((o) => o.key), ["f"]);
+  } finally {
+    c.destroy();
+    for (const [k, v] of Object.entries(saved)) v === undefined ? delete process.env[k] : (process.env[k] = v);
+  }
+});
+
+test("make, exists, list beyond 1000 keys, and remove with purge", async () => {
+  const b = await bucket();
+  assert.ok(await s3BucketExists(s3, b));
+  assert.is(await s3MakeBucket(s3, b), false, "an existing bucket of ours is fine");
+  const keys = Array.from({ length: 1203 }, (_, i) => `k/${String(i).padStart(5, "0")}`);
+  const queue = [...keys];
+  await Promise.all(Array.from({ length: 24 }, async () => {
+    for (let k; (k = queue.shift()); ) await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: k, Body: k }));
+  }));
+  const listed = await listing(b);
+  assert.is(listed.length, 1203);
+  assert.equal(listed.map((o) => o.key), keys);
+  assert.is(listed[7].etag, createHash("md5").update(keys[7]).digest("hex"));
+  let underPrefix = 0;
+  for await (const _ of s3List(s3, b, "k/0000")) underPrefix++;
+  assert.is(underPrefix, 10);
+  assert.is(await s3RemoveBucket(s3, b, { purge: true }), 1203);
+  assert.not.ok(await s3BucketExists(s3, b));
+});
+
+test("dry-run prints mb, uploads, deletes and rb and changes nothing", async () => {
+  const b = await bucket();
+  const src = tmp();
+  writeFileSync(join(src, "new"), "new");
+  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "extra", Body: "x" }));
+  const { ctx, logs: dryLogs } = testContext({ argv: ["--dry-run"] });
+  const name = `lbt-${process.pid}-never`;
+  assert.is(await s3MakeBucket(s3, name, { ctx }), false);
+  const r = await s3Sync(src, `s3://${b}`, { client: s3, delete: true, ctx });
+  assert.ok(r.dryRun);
+  assert.is(r.uploaded, 1);
+  assert.is(r.deleted, 1);
+  const down = tmp();
+  const d = await s3Sync(`s3://${b}`, down, { client: s3, ctx });
+  assert.is(d.downloaded, 1);
+  await s3RemoveBucket(s3, b, { purge: true, ctx });
+  ({ logs } = testContext()); // back to a normal context
+  const text = dryLogs();
+  assert.match(text, `[dry-run] s3 mb s3://${name}`);
+  assert.match(text, `[dry-run] s3 upload new → s3://${b}/new`);
+  assert.match(text, `[dry-run] s3 delete s3://${b}/extra`);
+  assert.match(text, `[dry-run] s3 download s3://${b}/extra → extra`);
+  assert.match(text, `[dry-run] s3 rb --purge (1 objects) s3://${b}`);
+  assert.not.ok(await s3BucketExists(s3, name));
+  assert.equal((await listing(b)).map((o) => o.key), ["extra"]);
+  assert.equal(readdirSync(down), []);
+});
+
+test("download then upload reproduces keys, bytes, multipart ETags, content types and metadata", async () => {
+  const b = await bucket();
+  const big = randomBytes(31 * MiB + 12345);
+  const odd = randomBytes(7 * MiB + 1);
+  const etags = {
+    five: await putMultipart(b, "blobs/five", big, 5 * MiB, { ContentType: "application/x-tar", Metadata: { origin: "deis" } }), // rclone, SDKs
+    eight: await putMultipart(b, "blobs/eight", big, 8 * MiB), // aws cli
+    fifteen: await putMultipart(b, "blobs/fifteen", big, 15 * MiB), // s3cmd
+    six: await putMultipart(b, "blobs/six", big, 6 * MiB), // a whole MiB no client defaults to
+    one: await putMultipart(b, "blobs/one-part", odd, 8 * MiB),
+  };
+  assert.match(etags.five, /-7$/);
+  assert.match(etags.one, /-1$/);
+  for (let i = 0; i < 30; i++) {
+    await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: `wal_005/${i}`, Body: randomBytes(3000 + i), ContentType: "text/x-wal", Metadata: { seq: String(i) } }));
+  }
+  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "empty", Body: "", ContentLength: 0 }));
+  const before = await fingerprint(b);
+
+  const dir = tmp();
+  const down = await s3Sync(`s3://${b}`, dir, { client: s3 });
+  assert.is(down.objects, 36);
+  assert.is(down.downloaded, 36);
+  assert.is(down.unverified, 0);
+  assert.is(down.bytes, Object.values(before).reduce((n, [size]) => n + size, 0));
+  assert.equal(readFileSync(join(dir, "blobs/five")), big);
+  assert.ok(existsSync(join(dir, S3_INDEX_NAME)));
+  assert.not.ok(existsSync(join(dir, S3_TMP_DIR)), "no temp dir left behind");
+  const index = readS3Index(join(dir, S3_INDEX_NAME));
+  assert.is(index.get("blobs/five")?.partSize, 5 * MiB);
+  assert.is(index.get("blobs/fifteen")?.partSize, 15 * MiB);
+  assert.is(index.get("blobs/six")?.partSize, 6 * MiB);
+
+  // destroy, recreate, restore
+  await s3RemoveBucket(s3, b, { purge: true });
+  await s3MakeBucket(s3, b);
+  const up = await s3Sync(dir, `s3://${b}`, { client: s3 });
+  assert.is(up.uploaded, 36);
+  assert.equal(await fingerprint(b), before, "keys, sizes and ETags are identical");
+  assert.not.ok(Object.keys(await fingerprint(b)).some((k) => k.startsWith(".lifeboat")), "the index is not uploaded");
+  const h = await s3.sdk.send(new HeadObjectCommand({ Bucket: b, Key: "blobs/five" }));
+  assert.is(h.ContentType, "application/x-tar");
+  assert.equal(h.Metadata, { origin: "deis" });
+  const w = await s3.sdk.send(new HeadObjectCommand({ Bucket: b, Key: "wal_005/7" }));
+  assert.is(w.ContentType, "text/x-wal");
+  assert.equal(w.Metadata, { seq: "7" });
+});
+
+test("a multipart ETag no part size reproduces is kept, warned about and not re-downloaded", async () => {
+  const b = await bucket();
+  const data = randomBytes(7 * MiB + 1);
+  await putMultipart(b, "odd", data, 6 * MiB + 4096); // what no client does by default
+  const dir = tmp();
+  const r = await s3Sync(`s3://${b}`, dir, { client: s3 });
+  assert.is(r.unverified, 1);
+  assert.equal(readFileSync(join(dir, "odd")), data);
+  assert.match(logs(), "no likely part size reproduces the multipart ETag");
+  const again = await s3Sync(`s3://${b}`, dir, { client: s3, rehash: true });
+  assert.equal([again.downloaded, again.skipped, again.unverified], [0, 1, 1]);
+});
+
+test("hostile keys round-trip exactly and never land outside the destination", async () => {
+  const b = await bucket();
+  for (const k of HOSTILE) await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: k, Body: `content of ${JSON.stringify(k)}` }));
+  const before = await fingerprint(b);
+  assert.is(Object.keys(before).length, HOSTILE.length, "the gateway took every key");
+  const root = tmp();
+  const dir = join(root, "inner", "dest");
+  mkdirSync(dir, { recursive: true });
+  const r = await s3Sync(`s3://${b}`, dir, { client: s3 });
+  assert.is(r.downloaded, HOSTILE.length);
+  // Nothing outside dir: root holds only inner/dest, and no pwned file anywhere.
+  assert.equal(files(root).filter((f) => !f.startsWith("inner/dest/")), []);
+  assert.not.ok(existsSync(join(process.cwd(), "pwned")));
+  for (const f of files(dir)) {
+    assert.ok(realpathSync(join(dir, f)).startsWith(realpathSync(dir) + "/"), f);
+  }
+  assert.is(readFileSync(join(dir, "plain/file.txt"), "utf8"), `content of "plain/file.txt"`);
+  assert.is(readFileSync(join(dir, "a/b"), "utf8"), `content of "a/b"`);
+  assert.is(readFileSync(join(dir, s3EscapedPath("a")), "utf8"), `content of "a"`, "the object that is also a prefix is escaped");
+  assert.ok(r.escaped >= 9);
+  for (const f of files(dir).filter((f) => f.startsWith(`${S3_ESCAPED_DIR}/`))) {
+    assert.ok(f.split("/").every((seg) => Buffer.byteLength(seg) <= 255 && seg !== ".." && seg !== "."), f);
+  }
+  // restore into a fresh bucket: identical
+  const b2 = await bucket();
+  await s3Sync(dir, `s3://${b2}`, { client: s3 });
+  assert.equal(await fingerprint(b2), before);
+});
+
+test("a key with .. never escapes the destination", async () => {
+  const b = await bucket();
+  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "../../../../../../tmp/lifeboat-escape", Body: "x" }));
+  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "ok/../../outside", Body: "y" }));
+  const dir = join(tmp(), "d");
+  await s3Sync(`s3://${b}`, dir, { client: s3 });
+  assert.not.ok(existsSync("/tmp/lifeboat-escape"));
+  assert.not.ok(existsSync(join(dir, "..", "outside")));
+  assert.equal(files(dir).filter((f) => !f.startsWith(S3_ESCAPED_DIR) && f !== S3_INDEX_NAME), []);
+  assert.is(files(dir).filter((f) => f.startsWith(S3_ESCAPED_DIR)).length, 2);
+});
+
+test("a symlinked directory in the destination is not written through", async () => {
+  const b = await bucket();
+  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "link/file", Body: "data" }));
+  const outside = tmp();
+  const dir = tmp();
+  spawnSync("ln", ["-s", outside, join(dir, "link")]);
+  await s3Sync(`s3://${b}`, dir, { client: s3 });
+  assert.equal(readdirSync(outside), []);
+  assert.is(readFileSync(join(dir, s3EscapedPath("link/file")), "utf8"), "data");
+});
+
+test("escaped names decode back to their keys", () => {
+  for (const k of [...HOSTILE, "", "ä".repeat(400), "%".repeat(300)]) {
+    const p = s3EscapedPath(k);
+    assert.is(s3UnescapePath(p), k);
+    assert.ok(p.split("/").every((seg) => seg.length > 0 && Buffer.byteLength(seg) <= 255 && seg !== ".."));
+  }
+  assert.is(s3UnescapePath(`${S3_ESCAPED_DIR}/not%escaped.key`), null);
+});
+
+test("a re-sync is a no-op in both directions and delete removes extras on either side", async () => {
+  const b = await bucket();
+  const src = tmp();
+  mkdirSync(join(src, "d"));
+  for (let i = 0; i < 20; i++) writeFileSync(join(src, "d", `f${i}`), randomBytes(100 + i));
+  const first = await s3Sync(src, `s3://${b}/pre`, { client: s3 });
+  assert.is(first.uploaded, 20);
+  assert.ok((await listing(b)).every((o) => o.key.startsWith("pre/d/")));
+  const again = await s3Sync(src, `s3://${b}/pre`, { client: s3 });
+  assert.equal([again.uploaded, again.skipped], [0, 20]);
+  const again2 = await s3Sync(src, `s3://${b}/pre`, { client: s3, rehash: true });
+  assert.equal([again2.uploaded, again2.skipped], [0, 20], "the same with every file read again");
+
+  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "pre/d/extra", Body: "x" }));
+  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "other/kept", Body: "x" }));
+  const kept = await s3Sync(src, `s3://${b}/pre`, { client: s3 });
+  assert.is(kept.deleted, 0);
+  const del = await s3Sync(src, `s3://${b}/pre`, { client: s3, delete: true });
+  assert.is(del.deleted, 1);
+  assert.is((await listing(b)).length, 21, "only the prefix is synced: other/kept stays");
+
+  const dir = tmp();
+  await s3Sync(`s3://${b}/pre`, dir, { client: s3 });
+  const noop = await s3Sync(`s3://${b}/pre`, dir, { client: s3 });
+  assert.equal([noop.downloaded, noop.skipped], [0, 20]);
+  writeFileSync(join(dir, "d", "local-only"), "x");
+  const r = await s3Sync(`s3://${b}/pre`, dir, { client: s3, delete: true });
+  assert.is(r.deleted, 1);
+  assert.not.ok(existsSync(join(dir, "d", "local-only")));
+});
+
+test("compare: size misses a same-size change, checksum catches it", async () => {
+  const b = await bucket();
+  const src = tmp();
+  writeFileSync(join(src, "f"), "aaaa");
+  await s3Sync(src, `s3://${b}`, { client: s3 });
+  writeFileSync(join(src, "f"), "bbbb");
+  const bySize = await s3Sync(src, `s3://${b}`, { client: s3, compare: "size" });
+  assert.is(bySize.uploaded, 0);
+  const bySum = await s3Sync(src, `s3://${b}`, { client: s3 });
+  assert.is(bySum.uploaded, 1);
+  const dir = tmp();
+  await s3Sync(`s3://${b}`, dir, { client: s3 });
+  assert.is(readFileSync(join(dir, "f"), "utf8"), "bbbb");
+});
+
+test("uploads in parts above the threshold and reports bytes in the manifest's terms", async () => {
+  const b = await bucket();
+  const src = tmp();
+  const data = randomBytes(11 * MiB);
+  writeFileSync(join(src, "big"), data);
+  writeFileSync(join(src, "small"), "s");
+  const r = await s3Sync(src, `s3://${b}`, { client: s3, multipartThreshold: 6 * MiB, partSize: 5 * MiB });
+  assert.equal([r.objects, r.bytes, r.uploaded, r.transferredBytes], [2, data.length + 1, 2, data.length + 1]);
+  const o = (await listing(b)).find((x) => x.key === "big")!;
+  assert.match(o.etag, /-3$/);
+  assert.match(logs(), /s3 sync .* → s3:\/\/.*: 2 objects/);
+});
+
+test("a corrupted download is retried, and refused when it stays corrupt", async () => {
+  const b = await bucket();
+  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "good", Body: "fine" }));
+  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "bad", Body: "will be damaged in transit" }));
+  const p = await proxy({ corrupt: (path) => path.endsWith("/bad") });
+  const c = s3Client({ ...creds, endpoint: p.endpoint });
+  try {
+    const dir = tmp();
+    const err = await s3Sync(`s3://${b}`, dir, { client: c, attempts: 3 }).catch((e) => e);
+    assert.instance(err, VerifyError);
+    assert.match(err.message, /bad: received bytes have MD5 [0-9a-f]+, ETag is [0-9a-f]+ \(after 3 attempts\)/);
+    assert.is(p.damaged(), 3);
+    assert.not.ok(existsSync(join(dir, "bad")), "no damaged file under the real name");
+    assert.is(readFileSync(join(dir, "good"), "utf8"), "fine");
+    assert.not.ok(existsSync(join(dir, S3_TMP_DIR)));
+  } finally {
+    c.destroy();
+    await p.close();
+  }
+});
+
+test("a download cut mid-body is retried and completes", async () => {
+  const b = await bucket();
+  const data = randomBytes(3 * MiB);
+  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "cut", Body: data }));
+  let cuts = 0;
+  const p = await proxy({ corrupt: (path) => path.endsWith("/cut") && cuts++ < 2, cutAfter: MiB });
+  const c = s3Client({ ...creds, endpoint: p.endpoint });
+  try {
+    const dir = tmp();
+    const r = await s3Sync(`s3://${b}`, dir, { client: c });
+    assert.is(r.downloaded, 1);
+    assert.is(cuts, 3);
+    assert.equal(readFileSync(join(dir, "cut")), data);
+  } finally {
+    c.destroy();
+    await p.close();
+  }
+});
+
+test("a killed download leaves no half file under the real name, and the next sync cleans up", async () => {
+  const b = await bucket();
+  const data = randomBytes(4 * MiB);
+  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "slow/object", Body: data }));
+  const p = await proxy({ corrupt: (path) => path.endsWith("/slow/object"), cutAfter: MiB, stall: true });
+  const dir = tmp();
+  const script = `
+    import { s3Client, s3Sync } from ${JSON.stringify(resolve("lib/s3.ts"))};
+    const c = s3Client(${JSON.stringify({ ...creds, endpoint: p.endpoint })});
+    await s3Sync("s3://${b}", ${JSON.stringify(dir)}, { client: c });`;
+  const child = spawn(process.execPath, ["--import=tsx", "--input-type=module", "-e", script], { stdio: "ignore" });
+  try {
+    const tmpDir = join(dir, S3_TMP_DIR, String(child.pid));
+    const deadline = Date.now() + 20000;
+    const partial = () => existsSync(tmpDir) && readdirSync(tmpDir).some((f) => statSync(join(tmpDir, f)).size >= MiB);
+    while (!partial() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(partial(), "the child got half-way");
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    assert.not.ok(existsSync(join(dir, "slow/object")), "nothing under the real name");
+  } finally {
+    child.kill("SIGKILL");
+    await p.close();
+  }
+  const r = await s3Sync(`s3://${b}`, dir, { client: s3 });
+  assert.is(r.downloaded, 1);
+  assert.equal(readFileSync(join(dir, "slow/object")), data);
+  assert.not.ok(existsSync(join(dir, S3_TMP_DIR)), "the dead sync's temp dir is gone");
+});
+
+test("wrong keys fail with access denied, naming the endpoint, secret masked", async () => {
+  const b = await bucket();
+  const secret = "Wr0ngSecretKeyThatMustNotAppear";
+  const c = s3Client({ ...creds, secretKey: secret });
+  try {
+    const err = await s3Sync(tmp(), `s3://${b}`, { client: c }).catch((e) => e);
+    assert.match(err.message, `s3 ${creds.endpoint}`);
+    assert.match(err.message, "access denied (SignatureDoesNotMatch)");
+    assert.match(err.hint, "access key and secret key");
+    assert.not.match(err.message, secret);
+    const bad = s3Client({ ...creds, accessKey: "NOSUCHACCESSKEY0000" });
+    const err2 = await s3BucketExists(bad, b).catch((e) => e);
+    bad.destroy();
+    assert.match(err2.message, /access denied \((InvalidAccessKeyId|Forbidden)\)|access denied/);
+  } finally {
+    c.destroy();
+  }
+  assert.not.match(logs(), "Wr0ngSecretKeyThatMustNotAppear");
+});
+
+test("an unreachable endpoint fails quickly with a clear error", async () => {
+  const c = s3Client({ ...creds, endpoint: "http://127.0.0.1:9" });
+  const t = Date.now();
+  const err = await s3Sync(tmp(), "s3://anything", { client: c }).catch((e) => e);
+  c.destroy();
+  assert.ok(Date.now() - t < 3000, `took ${Date.now() - t} ms`);
+  assert.match(err.message, "s3 http://127.0.0.1:9: list s3://anything/: gateway unreachable (ECONNREFUSED");
+  assert.match(err.hint, "is the gateway running");
+});
+
+test("memory stays flat while a 192 MiB object goes up and comes back", async () => {
+  const b = await bucket();
+  const src = tmp();
+  const f = join(src, "huge");
+  const block = randomBytes(MiB);
+  writeFileSync(f, "");
+  for (let i = 0; i < 192; i++) writeFileSync(f, block, { flag: "a" });
+  globalThis.gc?.();
+  const base = process.memoryUsage().rss;
+  let peak = base;
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+  try {
+    await s3Sync(src, `s3://${b}`, { client: s3, multipartThreshold: 16 * MiB });
+    const dir = tmp();
+    await s3Sync(`s3://${b}`, dir, { client: s3 });
+    assert.is(statSync(join(dir, "huge")).size, 192 * MiB);
+  } finally {
+    clearInterval(timer);
+  }
+  const grew = (peak - base) / MiB;
+  assert.ok(grew < 128, `RSS grew ${grew.toFixed(0)} MiB`);
+});
+
+test("a paused gateway (SIGSTOP for 4 s) holds the sync, which then completes", async () => {
+  const pid = Number(readFileSync(join(LAB_DIR, "ceph/run/client.rgw.a.pid"), "utf8"));
+  const b = await bucket();
+  const src = tmp();
+  for (let i = 0; i < 300; i++) writeFileSync(join(src, `f${i}`), randomBytes(2048));
+  const sync = s3Sync(src, `s3://${b}`, { client: s3, concurrency: 8 });
+  await new Promise((r) => setTimeout(r, 150));
+  process.kill(pid, "SIGSTOP");
+  await new Promise((r) => setTimeout(r, 4000));
+  process.kill(pid, "SIGCONT");
+  const r = await sync;
+  assert.is(r.objects, 300);
+  assert.is((await listing(b)).length, 300);
+});
+
+test("the gateway restarted mid-sync (ceph.sh down, then up) is ridden out by retries and the sync completes", async () => {
+  if (process.env.LIFEBOAT_S3_RESTART === "0") return;
+  const b = await bucket();
+  const src = tmp();
+  for (let i = 0; i < 400; i++) writeFileSync(join(src, `f${i}`), randomBytes(4096));
+  let finished = 0;
+  const sync = s3Sync(src, `s3://${b}`, { client: s3, concurrency: 4, attempts: 14 }).finally(() => (finished = Date.now()));
+  await new Promise((r) => setTimeout(r, 300));
+  const ceph = resolve("test/lab/ceph.sh");
+  spawnSync("bash", [ceph, "down"], { stdio: "ignore" });
+  const down = Date.now();
+  assert.is(finished, 0, "the sync was still running when the gateway went down");
+  assert.is(spawnSync("bash", [ceph, "up"], { stdio: "ignore" }).status, 0, "ceph.sh up");
+  const r = await sync;
+  assert.ok(finished > down);
+  assert.is(r.uploaded, 400);
+  assert.is((await listing(b)).length, 400);
+});
+
+test.after(async () => {
+  for (const b of buckets) await s3RemoveBucket(s3, b, { purge: true }).catch(() => {});
+  s3.destroy();
+  cleanupTmp();
+});
+
+test.run();
