@@ -30,7 +30,7 @@ export interface SettingSpec {
   /** Fails with a usage error when nothing sets it (unless --help). */
   required?: boolean;
   /** The allowed values. */
-  choices?: string[];
+  choices?: readonly string[];
 }
 
 export type SettingSpecs = Record<string, SettingSpec>;
