@@ -112,6 +112,14 @@ export class Logger {
   debug(msg: string): void {
     if (this.verbose) this.line(chalk.gray(msg));
   }
+  /** A warning in a box nobody scrolls past: the first line is also logged as a warning. */
+  box(lines: string[]): void {
+    const width = Math.max(...lines.map((l) => l.length));
+    this.warn(lines[0]);
+    this.line(chalk.yellow(`  ┏${"━".repeat(width + 4)}┓`));
+    for (const l of lines) this.line(chalk.yellow(`  ┃  ${l.padEnd(width)}  ┃`));
+    this.line(chalk.yellow(`  ┗${"━".repeat(width + 4)}┛`));
+  }
   /** A step heading: "▶ [2/5] sync buckets". */
   step(index: number, count: number, name: string): void {
     this.line(`${chalk.cyan("▶")} ${chalk.dim(`[${index}/${count}]`)} ${chalk.bold(name)}`);

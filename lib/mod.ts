@@ -5,7 +5,7 @@
 export { ExitCode, LifeboatError, UsageError, VerifyError, LockedError, RefusedError, InterruptedError, exitCodeOf } from "./errors.ts";
 export { Secrets } from "./secrets.ts";
 export { Logger, formatBytes, formatDuration, type LogSink, type Spinner, type Progress } from "./log.ts";
-export { GLOBAL_SETTINGS, envName, helpText, parseSettings, type SettingSpec, type SettingSpecs, type SettingValues } from "./settings.ts";
+export { GLOBAL_SETTINGS, envName, expandHome, helpText, parseSettings, type SettingSpec, type SettingSpecs, type SettingValues } from "./settings.ts";
 export { createContext, scriptArgs, useContext, withContext, setDefaultContext, type Context, type ContextOptions } from "./context.ts";
 export { exec, probe, which, shellQuote, shellJoin, displayCommand, killRunning, ExecError, type ExecOptions, type ExecResult } from "./exec.ts";
 export { acquireLock, pidAlive, type Lock, type LockOptions } from "./lock.ts";
@@ -68,8 +68,8 @@ export {
   type S3SyncReport,
   type S3IndexEntry,
 } from "./s3.ts";
-// zx's .env reader, for platforms configured by one (Hoss's ~/.hoss/.env): dotenv.loadSafe(file) → { KEY: value }, {} when missing.
-export { dotenv } from "zx";
+// zx's path module (node:path), and zx's .env reader, for platforms configured by one (Hoss's ~/.hoss/.env): dotenv.loadSafe(file) → { KEY: value }, {} when missing.
+export { dotenv, path } from "zx";
 export {
   dockerExec,
   dockerCp,

@@ -66,6 +66,11 @@ function defaultStateDir(): string {
   return process.env.XDG_STATE_HOME ? `${process.env.XDG_STATE_HOME}/lifeboat` : `${home}/.local/state/lifeboat`;
 }
 
+/** "~/x" → "$HOME/x", and trailing slashes dropped, so paths compare as `find` prints them. */
+export function expandHome(p: string): string {
+  return p.replace(/^~(?=\/|$)/, process.env.HOME ?? "~").replace(/(.)\/+$/, "$1");
+}
+
 /** The env var name for a key: gateway.endpoint → LIFEBOAT_GATEWAY_ENDPOINT. */
 export function envName(key: string): string {
   return "LIFEBOAT_" + key.replace(/[.-]/g, "_").toUpperCase();

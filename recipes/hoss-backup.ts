@@ -60,6 +60,8 @@
 // --resume: .current is removed after every run, also a failed one, so a resumed backup would
 // miss the parts staged before; the pack step checks they are all there and says to start over.
 import {
+  expandHome,
+  path,
   dotenv,
   exec,
   formatBytes,
@@ -124,7 +126,7 @@ await recipe({
 
     return [
       step("say loudly: object-store data is NOT in this backup", () => {
-        loudly(ctx, [
+        ctx.log.box([
           "OBJECT-STORE DATA IS NOT INCLUDED IN THIS BACKUP.",
           "This archive holds the server's state: configuration, keys, database,",
           "LDAP and search index. Protect the object store (minIO, S3 buckets)",
@@ -167,7 +169,7 @@ await recipe({
 
       step("copy the private keys (0600)", async (api) => {
         for (const key of keys) {
-          await exec(["mkdir", "-p", "--", `${current}/keys${parentOf(key)}`]);
+          await exec(["mkdir", "-p", "--", `${current}/keys${path.dirname(key)}`]);
           await exec(["cp", "-a", "-T", "--", key, `${current}/keys${key}`]);
         }
         await exec(["chmod", "-R", "u+rwX,go=", "--", `${current}/keys`]);
@@ -280,14 +282,7 @@ function hossDirs(ctx: Context<typeof HOSS_BACKUP_SETTINGS>): { configDir: strin
   return { configDir, backupRoot, backupRootFrom };
 }
 
-/** "~/x" → "$HOME/x"; trailing slashes dropped, so paths compare as find prints them. */
-function expandHome(p: string): string {
-  return p.replace(/^~(?=\/|$)/, process.env.HOME ?? "~").replace(/(.)\/+$/, "$1");
-}
 
-function parentOf(p: string): string {
-  return p.replace(/\/[^/]+$/, "") || "/";
-}
 
 /** Number of entries in an LDIF file (lines starting "dn:"). */
 async function countLdifEntries(ctx: Context, file: string): Promise<number> {
@@ -295,11 +290,3 @@ async function countLdifEntries(ctx: Context, file: string): Promise<number> {
   return Number(await probe(["grep", "-c", "-E", "^dn::? ", "--", file], { okCodes: [0, 1] }));
 }
 
-/** A warning box nobody scrolls past. */
-function loudly(ctx: Context, lines: string[]): void {
-  const width = Math.max(...lines.map((l) => l.length));
-  ctx.log.warn(lines[0]);
-  ctx.log.info(`  ┏${"━".repeat(width + 4)}┓`);
-  for (const l of lines) ctx.log.info(`  ┃  ${l.padEnd(width)}  ┃`);
-  ctx.log.info(`  ┗${"━".repeat(width + 4)}┛`);
-}

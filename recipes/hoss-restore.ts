@@ -67,6 +67,8 @@
 // search.url, search.repository, search.location, server.dir, server.start, server.timeout,
 // server.restart-sync, server.restart-core, age.passphrase, age.identity-file.
 import {
+  expandHome,
+  path,
   exec,
   httpJson,
   LifeboatError,
@@ -176,7 +178,7 @@ await recipe({
 
       step("restore the private keys (0600)", async (api) => {
         for (const key of hoss(api).keys) {
-          await exec(["mkdir", "-p", "--", parentOf(key.path)]);
+          await exec(["mkdir", "-p", "--", path.dirname(key.path)]);
           await exec(["cp", "-a", "-T", "--", `${staging(api)}/${key.in}`, key.path]);
           await exec(["chmod", "-R", "u+rwX,go=", "--", key.path]);
         }
@@ -190,7 +192,7 @@ await recipe({
           ctx.log.info(`  ${shellJoin(s["server.start"])}${make.cwd ? `  (in ${make.cwd})` : ""}`);
           return exec(s["server.start"], { ...make, stdout: "inherit" });
         }
-        loudly(ctx, [
+        ctx.log.box([
           "Ready for restore. Please start the server now, in another terminal:",
           `    cd ${make.cwd ?? "<Hoss repository>/server"} && make up DETACH=true`,
           "Make configuration changes (e.g. HEALTH_CHECK_HOST in .env) BEFORE make up.",
@@ -304,25 +306,10 @@ async function hossLeftovers(roots: string[], keep: string[], keys: string[]): P
   return [...topmost, ...existingKeys.map((k) => `${k} (a key the restore would overwrite)`)];
 }
 
-/** "~/x" → "$HOME/x"; trailing slashes dropped, so paths compare as find prints them. */
-function expandHome(p: string): string {
-  return p.replace(/^~(?=\/|$)/, process.env.HOME ?? "~").replace(/(.)\/+$/, "$1");
-}
 
-function parentOf(p: string): string {
-  return p.replace(/\/[^/]+$/, "") || "/";
-}
 
 /** "2.1.3" → "2.1". */
 function majorMinor(v: string): string {
   return v.split(".").slice(0, 2).join(".");
 }
 
-/** A box nobody scrolls past. */
-function loudly(ctx: Context, lines: string[]): void {
-  const width = Math.max(...lines.map((l) => l.length));
-  ctx.log.warn(lines[0]);
-  ctx.log.info(`  ┏${"━".repeat(width + 4)}┓`);
-  for (const l of lines) ctx.log.info(`  ┃  ${l.padEnd(width)}  ┃`);
-  ctx.log.info(`  ┗${"━".repeat(width + 4)}┛`);
-}
