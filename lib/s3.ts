@@ -35,6 +35,7 @@ import { createHash, type Hash } from "node:crypto";
 import {
   closeSync,
   existsSync,
+  futimesSync,
   lstatSync,
   mkdirSync,
   open,
@@ -54,29 +55,15 @@ import * as fsp from "node:fs/promises";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { dirname, join, resolve } from "node:path";
-import { Readable, Writable } from "node:stream";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import process from "node:process";
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateBucketCommand,
-  CreateMultipartUploadCommand,
-  DeleteBucketCommand,
-  DeleteObjectsCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  ListObjectVersionsCommand,
-  S3Client,
-  type ObjectIdentifier,
-} from "@aws-sdk/client-s3";
-import { loadRestXmlErrorCode, parseXmlErrorBody } from "@aws-sdk/core/protocols";
+import type { ObjectIdentifier, S3Client } from "@aws-sdk/client-s3";
+import { loadRestXmlErrorCode, parseXmlBody, parseXmlErrorBody } from "@aws-sdk/core/protocols";
 import { Sha256 } from "@smithy/core/checksum";
 import { extendedEncodeURIComponent, HttpRequest } from "@smithy/core/protocols";
 import { ConfiguredRetryStrategy, isServerError, isThrottlingError, isTransientError } from "@smithy/core/retry";
-import { NodeHttpHandler } from "@smithy/node-http-handler";
+import { NodeHttpHandler, streamCollector } from "@smithy/node-http-handler";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { LifeboatError, UsageError, VerifyError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
@@ -124,8 +111,8 @@ export interface S3Options {
 
 /** A connection to one S3 endpoint; pass it to every s3* helper. */
 export interface S3Handle {
-  /** The SDK client (retries per maxAttempts), for calls lifeboat has no helper for. */
-  readonly sdk: S3Client;
+  /** The SDK's client (standard retries, maxAttempts) on the same sockets, for calls lifeboat has no helper for. */
+  sdk(): Promise<S3Client>;
   /** Endpoint URL, as given. */
   readonly endpoint: string;
   readonly region: string;
@@ -133,8 +120,20 @@ export interface S3Handle {
   destroy(): void;
 }
 
-/** The same client without SDK retries, for calls made inside a transfer's own retry loop (see patiently). */
-const ONCE = new WeakMap<S3Handle, S3Client>();
+type SdkModule = typeof import("@aws-sdk/client-s3");
+let sdkModule: Promise<SdkModule> | undefined;
+/**
+ * The SDK's S3 client module, loaded on first use: a sync that only lists, GETs and PUTs
+ * never needs it, and loading it is a tenth of a cold start.
+ */
+function sdkLib(): Promise<SdkModule> {
+  return (sdkModule ??= import("@aws-sdk/client-s3"));
+}
+
+/** The SDK client without retries, for calls made inside a transfer's own retry loop (see patiently). */
+async function onceOf(h: S3Handle): Promise<S3Client> {
+  return (await WIRE.get(h)!.clients()).once;
+}
 
 /**
  * Makes an S3 client from explicit settings only: no AWS_* variable, profile or config file is
@@ -174,8 +173,8 @@ export function s3Client(opts: S3Options): S3Handle {
     connectionTimeout: opts.connectTimeoutMs ?? 5000,
     requestTimeout: opts.requestTimeoutMs ?? 60000,
   });
-  const make = (maxAttempts: number) =>
-    new S3Client({
+  const make = (S3: SdkModule["S3Client"], maxAttempts: number) =>
+    new S3({
       endpoint: opts.endpoint,
       region,
       credentials,
@@ -198,27 +197,29 @@ export function s3Client(opts: S3Options): S3Handle {
       userAgentAppId: "lifeboat",
       followRegionRedirects: false,
     });
-  const sdk = make(opts.maxAttempts ?? 3);
-  const once = make(1);
+  let made: { sdk: S3Client; once: S3Client } | undefined;
+  let making: Promise<{ sdk: S3Client; once: S3Client }> | undefined;
+  const clients = () =>
+    (making ??= sdkLib().then(({ S3Client: S3 }) => (made = { sdk: make(S3, opts.maxAttempts ?? 3), once: make(S3, 1) })));
   const handle: S3Handle = {
-    sdk,
+    sdk: async () => (await clients()).sdk,
     endpoint: opts.endpoint,
     region,
     destroy() {
-      sdk.destroy();
-      once.destroy();
+      made?.sdk.destroy();
+      made?.once.destroy();
       handler.destroy();
       httpAgent.destroy();
       httpsAgent.destroy();
     },
   };
-  ONCE.set(handle, once);
   WIRE.set(handle, {
     url,
     pathStyle: opts.forcePathStyle ?? true,
     handler,
     signer: new SignatureV4({ credentials, region, service: "s3", sha256: Sha256, uriEscapePath: false, applyChecksum: false }),
-    config: sdk.config,
+    maxAttempts: opts.maxAttempts ?? 3,
+    clients,
   });
   return handle;
 }
@@ -236,9 +237,14 @@ interface Wire {
   pathStyle: boolean;
   handler: NodeHttpHandler;
   signer: SignatureV4;
-  /** The client's config: the XML error parser takes its stream collector and UTF-8 codec. */
-  config: unknown;
+  /** Attempts for calls that should fail fast (S3Options.maxAttempts). */
+  maxAttempts: number;
+  /** The SDK clients, made on first use. */
+  clients(): Promise<{ sdk: S3Client; once: S3Client }>;
 }
+
+/** What the SDK's XML parser needs: a way to read a body. */
+const XML_CONTEXT = { streamCollector } as any;
 const WIRE = new WeakMap<S3Handle, Wire>();
 
 interface WireResponse {
@@ -251,7 +257,8 @@ interface WireResponse {
 async function wire(h: S3Handle, op: {
   method: "GET" | "PUT";
   bucket: string;
-  key: string;
+  /** The object; none for a call on the bucket itself (a listing). */
+  key?: string;
   query?: Record<string, string>;
   headers?: Record<string, string | undefined>;
   body?: Readable;
@@ -263,13 +270,13 @@ async function wire(h: S3Handle, op: {
   headers.host = w.pathStyle ? w.url.host : `${op.bucket}.${w.url.host}`;
   if (op.length !== undefined) headers["content-length"] = String(op.length);
   const base = w.url.pathname.replace(/\/$/, "");
-  const keyPath = op.key.split("/").map(extendedEncodeURIComponent).join("/");
+  const keyPath = op.key === undefined ? undefined : op.key.split("/").map(extendedEncodeURIComponent).join("/");
   const req = new HttpRequest({
     protocol: w.url.protocol,
     hostname: w.pathStyle ? w.url.hostname : `${op.bucket}.${w.url.hostname}`,
     port: w.url.port ? Number(w.url.port) : undefined,
     method: op.method,
-    path: w.pathStyle ? `${base}/${op.bucket}/${keyPath}` : `${base}/${keyPath}`,
+    path: w.pathStyle ? `${base}/${op.bucket}${keyPath === undefined ? "" : `/${keyPath}`}` : `${base}/${keyPath ?? ""}`,
     query: op.query,
     headers,
     body: op.body,
@@ -280,7 +287,7 @@ async function wire(h: S3Handle, op: {
   if (status >= 200 && status < 300) return { status, headers: response.headers, body: response.body as Readable };
   let data: any;
   try {
-    data = await parseXmlErrorBody(response.body, w.config as any);
+    data = await parseXmlErrorBody(response.body, XML_CONTEXT);
   } catch {
     data = undefined;
   }
@@ -490,7 +497,8 @@ export interface S3Object {
  */
 export async function s3BucketExists(client: S3Handle, bucket: string): Promise<boolean> {
   try {
-    await client.sdk.send(new HeadBucketCommand({ Bucket: bucket }));
+    const { HeadBucketCommand } = await sdkLib();
+    await (await client.sdk()).send(new HeadBucketCommand({ Bucket: bucket }));
     return true;
   } catch (e: any) {
     if (e?.$metadata?.httpStatusCode === 404 || e?.name === "NotFound" || e?.name === "NoSuchBucket") return false;
@@ -513,7 +521,8 @@ export async function s3MakeBucket(client: S3Handle, bucket: string, opts: S3Buc
   if (await s3BucketExists(client, bucket)) return false;
   ctx.log.command(`s3 mb s3://${bucket}`, "run");
   try {
-    await client.sdk.send(new CreateBucketCommand({ Bucket: bucket }));
+    const { CreateBucketCommand } = await sdkLib();
+    await (await client.sdk()).send(new CreateBucketCommand({ Bucket: bucket }));
     return true;
   } catch (e: any) {
     if (e?.name === "BucketAlreadyOwnedByYou") return false;
@@ -537,16 +546,18 @@ export async function s3RemoveBucket(client: S3Handle, bucket: string, opts: S3R
     return n;
   }
   ctx.log.command(`s3 rb${opts.purge ? " --purge" : ""} s3://${bucket}`, "run");
+  const { AbortMultipartUploadCommand, DeleteBucketCommand, ListMultipartUploadsCommand, ListObjectVersionsCommand } = await sdkLib();
+  const sdk = await client.sdk();
   let deleted = 0;
   if (opts.purge) {
     let keyMarker: string | undefined;
     let uploadMarker: string | undefined;
     do {
       const page = await call(client, `list uploads of ${bucket}`, () =>
-        client.sdk.send(new ListMultipartUploadsCommand({ Bucket: bucket, KeyMarker: keyMarker, UploadIdMarker: uploadMarker })));
+        sdk.send(new ListMultipartUploadsCommand({ Bucket: bucket, KeyMarker: keyMarker, UploadIdMarker: uploadMarker })));
       for (const u of page.Uploads ?? []) {
         await call(client, `abort upload of ${bucket}/${u.Key}`, () =>
-          client.sdk.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! })));
+          sdk.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! })));
       }
       keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
       uploadMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
@@ -555,7 +566,7 @@ export async function s3RemoveBucket(client: S3Handle, bucket: string, opts: S3R
     let vId: string | undefined;
     do {
       const page = await call(client, `list versions of ${bucket}`, () =>
-        client.sdk.send(new ListObjectVersionsCommand({ Bucket: bucket, KeyMarker: vKey, VersionIdMarker: vId, EncodingType: "url" })));
+        sdk.send(new ListObjectVersionsCommand({ Bucket: bucket, KeyMarker: vKey, VersionIdMarker: vId, EncodingType: "url" })));
       const ids: ObjectIdentifier[] = [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])].map((v) => ({
         Key: decodeKey(v.Key!),
         VersionId: v.VersionId === "null" ? undefined : v.VersionId,
@@ -565,16 +576,18 @@ export async function s3RemoveBucket(client: S3Handle, bucket: string, opts: S3R
       vId = page.IsTruncated ? page.NextVersionIdMarker : undefined;
     } while (vKey);
   }
-  await call(client, `remove bucket ${bucket}`, () => client.sdk.send(new DeleteBucketCommand({ Bucket: bucket })));
+  await call(client, `remove bucket ${bucket}`, () => sdk.send(new DeleteBucketCommand({ Bucket: bucket })));
   return deleted;
 }
 
 async function deleteKeys(client: S3Handle, bucket: string, ids: ObjectIdentifier[], attempts = 3): Promise<number> {
+  const { DeleteObjectsCommand } = await sdkLib();
+  const once = await onceOf(client);
   let n = 0;
   for (let i = 0; i < ids.length; i += 1000) {
     const batch = ids.slice(i, i + 1000);
     const out = await call(client, `delete ${batch.length} objects from ${bucket}`, () =>
-      patiently(attempts, () => ONCE.get(client)!.send(new DeleteObjectsCommand({
+      patiently(attempts, () => once.send(new DeleteObjectsCommand({
       Bucket: bucket,
       Delete: { Objects: batch, Quiet: true },
       // Ceph and MinIO want Content-MD5 here; the SDK would send a CRC32 header instead.
@@ -607,22 +620,36 @@ function stripEtag(e: string | undefined): string {
 export async function* s3List(client: S3Handle, bucket: string, prefix = ""): AsyncGenerator<S3Object> {
   let token: string | undefined;
   let first = true;
+  const w = WIRE.get(client)!;
   do {
-    const send = () => (first ? client.sdk : ONCE.get(client)!).send(new ListObjectsV2Command({
-      Bucket: bucket,
-      Prefix: prefix || undefined,
-      ContinuationToken: token,
-      EncodingType: "url",
-      MaxKeys: 1000,
-    }));
-    // The first page fails fast (a wrong endpoint or key); later pages ride out a gateway restart.
-    const page = await call(client, `list s3://${bucket}/${prefix}`, first ? send : () => patiently(10, send));
+    const query: Record<string, string> = { "list-type": "2", "encoding-type": "url", "max-keys": "1000" };
+    if (prefix) query.prefix = prefix;
+    if (token) query["continuation-token"] = token;
+    // ListObjectsV2 on the lean path, its XML read by the SDK's parser: a third of the SDK
+    // client's time for a cold process. The first page fails fast (a wrong endpoint or key);
+    // later pages ride out a gateway restart.
+    const page: ListPage = await call(client, `list s3://${bucket}/${prefix}`, () =>
+      patiently(first ? w.maxAttempts : 10, async () => {
+        const res = await wire(client, { method: "GET", bucket, query });
+        return (await parseXmlBody(res.body, XML_CONTEXT)) ?? {};
+      }));
     first = false;
-    for (const o of page.Contents ?? []) {
-      yield { key: decodeKey(o.Key!), size: Number(o.Size ?? 0), etag: stripEtag(o.ETag), lastModified: o.LastModified ?? new Date(0) };
+    for (const o of asArray(page.Contents)) {
+      yield { key: decodeKey(o.Key ?? ""), size: Number(o.Size ?? 0), etag: stripEtag(o.ETag), lastModified: new Date(o.LastModified ?? 0) };
     }
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    token = page.IsTruncated === "true" ? page.NextContinuationToken : undefined;
   } while (token);
+}
+
+/** A ListObjectsV2 result as the SDK's XML parser gives it: strings, and one element or an array. */
+interface ListPage {
+  Contents?: { Key?: string; Size?: string; ETag?: string; LastModified?: string } | { Key?: string; Size?: string; ETag?: string; LastModified?: string }[];
+  IsTruncated?: string;
+  NextContinuationToken?: string;
+}
+
+function asArray<T>(v: T | T[] | undefined): T[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
 }
 
 // ---------------------------------------------------------------------------------
@@ -810,55 +837,22 @@ class FileSource extends Readable {
 }
 
 /**
- * Writes a stream to a new file (O_EXCL), hashing it. The open goes to the thread pool (creating
- * a file can wait on the filesystem's journal while other data is written back); the writes,
- * into the page cache, are synchronous, as FileSource's reads.
+ * Streams a response body into a new file (O_EXCL), hashing it, and sets its mtime. The open
+ * goes to the thread pool (creating a file can wait on the filesystem's journal while other
+ * data is written back); the writes, into the page cache, are synchronous, one chunk at a time,
+ * as FileSource reads.
  */
-class FileSink extends Writable {
-  #fd: number | null = null;
-  readonly #path: string;
-  readonly #hash: Hasher;
-  readonly #onBytes?: (n: number) => void;
-
-  constructor(path: string, hash: Hasher, onBytes?: (n: number) => void) {
-    super({ highWaterMark: 1 << 20 });
-    this.#path = path;
-    this.#hash = hash;
-    this.#onBytes = onBytes;
-  }
-
-  override _construct(cb: (err?: Error | null) => void): void {
-    open(this.#path, "wx", 0o644, (err, fd) => {
-      if (!err) this.#fd = fd;
-      cb(err);
-    });
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    try {
-      for (let off = 0; off < chunk.length; ) off += writeSync(this.#fd!, chunk, off);
-      this.#hash.update(chunk);
-      this.#onBytes?.(chunk.length);
-      cb();
-    } catch (e) {
-      cb(e as Error);
+async function saveBody(path: string, body: Readable, hash: Hasher, onBytes: (n: number) => void, mtime?: Date): Promise<void> {
+  const fd = await new Promise<number>((ok, fail) => open(path, "wx", 0o644, (e, fd) => (e ? fail(e) : ok(fd))));
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
+      hash.update(chunk);
+      onBytes(chunk.length);
     }
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    try {
-      closeSync(this.#fd!);
-      this.#fd = null;
-      cb();
-    } catch (e) {
-      cb(e as Error);
-    }
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (this.#fd !== null) closeSync(this.#fd);
-    this.#fd = null;
-    cb(err);
+    if (mtime) futimesSync(fd, mtime, mtime);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -1076,7 +1070,6 @@ export async function s3Sync(src: string, dst: string, opts: S3SyncOptions): Pro
   const s = {
     ctx,
     h: opts.client,
-    once: ONCE.get(opts.client)!,
     dir,
     bucket,
     prefix,
@@ -1093,7 +1086,7 @@ export async function s3Sync(src: string, dst: string, opts: S3SyncOptions): Pro
     made: new Set<string>(),
     label: `${src} → ${dst}`,
   };
-  if (!s.once) throw new UsageError("s3 sync: client was not made by s3Client()");
+  if (!WIRE.has(s.h)) throw new UsageError("s3 sync: client was not made by s3Client()");
   if (up && !existsSync(dir)) throw new UsageError(`s3 sync: source dir ${dir} does not exist`);
   return up ? upload(s, src, dst) : download(s, src, dst);
 }
@@ -1101,7 +1094,6 @@ export async function s3Sync(src: string, dst: string, opts: S3SyncOptions): Pro
 type SyncState = {
   ctx: Context;
   h: S3Handle;
-  once: S3Client;
   dir: string;
   bucket: string;
   prefix: string;
@@ -1146,20 +1138,22 @@ function startProgress(s: SyncState, label: string, total: number): Progress {
   return s.ctx.log.progress(label, { total });
 }
 
-function summary(r: S3SyncReport): string {
+function summary(r: S3SyncReport, withTime = true): string {
   const moved = r.direction === "upload" ? `uploaded ${r.uploaded}` : `downloaded ${r.downloaded}`;
   return `s3 sync ${r.source} → ${r.destination}: ${r.objects} objects, ${formatBytes(r.bytes)}; ${moved} (${formatBytes(r.transferredBytes)}), ` +
     `deleted ${r.deleted}, unchanged ${r.skipped}${r.escaped ? `, ${r.escaped} under escaped names` : ""}` +
-    `${r.unverified ? `, ${r.unverified} not verifiable against their ETag` : ""} (${formatDuration(r.durationMs)})`;
+    `${r.unverified ? `, ${r.unverified} not verifiable against their ETag` : ""}${withTime ? ` (${formatDuration(r.durationMs)})` : ""}`;
 }
 
 // ----- upload
 
 async function upload(s: SyncState, src: string, dst: string): Promise<S3SyncReport> {
   const { ctx } = s;
+  const listing = listRemote(s);
+  await new Promise((r) => setImmediate(r)); // the first list request is on the wire while the dir is read
   const index = s.indexPath ? readS3Index(s.indexPath) : readS3Index("");
   const local = walkLocal(s.dir, ctx, true);
-  const remote = await listRemote(s);
+  const remote = await listing;
 
   interface Job { file: LocalFile; key: string; rel: string; entry?: S3IndexEntry; remote?: S3Object }
   const jobs: Job[] = [];
@@ -1187,13 +1181,16 @@ async function upload(s: SyncState, src: string, dst: string): Promise<S3SyncRep
 
   // Which files differ from their object: size first, then the ETag (cached in the index, or read).
   const todo: Job[] = [];
+  let fromCache = 0;
   const errs = await forEachLimit(jobs, s.concurrency, async (j) => {
     const r = j.remote;
     let same = !!r && r.size === j.file.size;
     if (same && s.checksum) {
       const cached = s.rehash ? undefined : cachedEtag(j.entry, j.file, index.writtenAt ?? 0);
-      if (cached !== undefined) same = cached === r!.etag;
-      else {
+      if (cached !== undefined) {
+        same = cached === r!.etag;
+        fromCache++;
+      } else {
         const m = await localMatches(j.file.abs, j.file.size, r!.etag, [j.entry?.partSize, s.partSize], j.entry?.etag === r!.etag ? j.entry.md5 : undefined);
         same = m.match;
         if (same && j.entry) j.entry = { ...j.entry, etag: r!.etag, partSize: m.partSize ?? j.entry.partSize };
@@ -1231,7 +1228,9 @@ async function upload(s: SyncState, src: string, dst: string): Promise<S3SyncRep
     await call(s.h, `delete extras in s3://${s.bucket}/${s.prefix}`, () =>
       deleteKeys(s.h, s.bucket, extras.map((Key) => ({ Key })), s.attempts));
   }
-  if (s.indexPath) {
+  // Nothing changed and the index knew it all: it stays as it is.
+  const unchanged = todo.length === 0 && extras.length === 0 && fromCache === jobs.length && index.size === jobs.length;
+  if (s.indexPath && !unchanged) {
     // The source may be read-only: the index only saves work next time.
     try {
       writeIndex(s.indexPath, indexHeader(s, entries), entries);
@@ -1244,7 +1243,7 @@ async function upload(s: SyncState, src: string, dst: string): Promise<S3SyncRep
 
 function finish(s: SyncState, report: S3SyncReport, progress: Progress): S3SyncReport {
   report.durationMs = Date.now() - s.started;
-  if (s.progress && report.transferredBytes > 0) progress.done(summary(report));
+  if (s.progress && report.transferredBytes > 0) progress.done(summary(report, false)); // the spinner adds the time
   else s.ctx.log.info(summary(report));
   return report;
 }
@@ -1322,8 +1321,10 @@ async function uploadMultipart(
   s: SyncState, file: LocalFile, key: string, partSize: number, headers: ReturnType<typeof headersOf>, target: string,
   limit: ReturnType<typeof limiter>, progress: Progress,
 ): Promise<string> {
+  const { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, HeadObjectCommand } = await sdkLib();
+  const once = await onceOf(s.h);
   const created = await transfer(s, target, () =>
-    s.once.send(new CreateMultipartUploadCommand({ Bucket: s.bucket, Key: key, ...headers })));
+    once.send(new CreateMultipartUploadCommand({ Bucket: s.bucket, Key: key, ...headers })));
   const uploadId = created.UploadId!;
   const n = Math.max(1, Math.ceil(file.size / partSize));
   try {
@@ -1355,14 +1356,14 @@ async function uploadMultipart(
     const done = await transfer(s, `${target} complete`, async () => {
       try {
         tries++;
-        const out = await s.once.send(new CompleteMultipartUploadCommand({ Bucket: s.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+        const out = await once.send(new CompleteMultipartUploadCommand({ Bucket: s.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
         // Ceph 16 answers <ETag></ETag>: ask for it.
         if (out.ETag) return stripEtag(out.ETag);
-        return stripEtag((await s.once.send(new HeadObjectCommand({ Bucket: s.bucket, Key: key }))).ETag);
+        return stripEtag((await once.send(new HeadObjectCommand({ Bucket: s.bucket, Key: key }))).ETag);
       } catch (e: any) {
         // A retried complete whose first try went through: the object is there.
         if (tries > 1 && e?.name === "NoSuchUpload") {
-          return stripEtag((await s.once.send(new HeadObjectCommand({ Bucket: s.bucket, Key: key }))).ETag);
+          return stripEtag((await once.send(new HeadObjectCommand({ Bucket: s.bucket, Key: key }))).ETag);
         }
         throw e;
       }
@@ -1372,7 +1373,7 @@ async function uploadMultipart(
     }
     return done;
   } catch (e) {
-    await s.once.send(new AbortMultipartUploadCommand({ Bucket: s.bucket, Key: key, UploadId: uploadId })).catch(() => {});
+    await once.send(new AbortMultipartUploadCommand({ Bucket: s.bucket, Key: key, UploadId: uploadId })).catch(() => {});
     throw e;
   }
 }
@@ -1421,9 +1422,11 @@ function mapKeys(s: SyncState, remote: Map<string, S3Object>, local: Map<string,
 
 async function download(s: SyncState, src: string, dst: string): Promise<S3SyncReport> {
   const { ctx } = s;
-  const remote = await listRemote(s);
+  const listing = listRemote(s);
+  await new Promise((r) => setImmediate(r)); // the first list request is on the wire while the dir is read
   const local = walkLocal(s.dir, ctx, false);
   const index = s.indexPath ? readS3Index(s.indexPath) : readS3Index("");
+  const remote = await listing;
   const unmapped = new Set(local.keys());
   const mapping = mapKeys(s, remote, local, (p) => s.delete && unmapped.has(p));
   for (const p of mapping.values()) unmapped.delete(p);
@@ -1445,14 +1448,17 @@ async function download(s: SyncState, src: string, dst: string): Promise<S3SyncR
   const todo: Job[] = [];
   const entries: S3IndexEntry[] = [];
   const needHead: Job[] = [];
+  let fromCache = 0;
   const errs = await forEachLimit(jobs, s.concurrency, async (j) => {
     const f = j.file;
     let same = !!f && f.size === j.obj.size;
     let partSize = j.entry?.etag === j.obj.etag ? j.entry.partSize : undefined;
     if (same && s.checksum) {
       const cached = s.rehash ? undefined : cachedEtag(j.entry, f!, index.writtenAt ?? 0);
-      if (cached !== undefined) same = cached === j.obj.etag;
-      else {
+      if (cached !== undefined) {
+        same = cached === j.obj.etag;
+        fromCache++;
+      } else {
         const m = await localMatches(f!.abs, f!.size, j.obj.etag, [j.entry?.partSize], j.entry?.etag === j.obj.etag ? j.entry.md5 : undefined);
         same = m.match;
         partSize = m.partSize ?? partSize;
@@ -1505,7 +1511,8 @@ async function download(s: SyncState, src: string, dst: string): Promise<S3SyncR
   try {
     rmdirSync(tmpRoot);
   } catch { /* another sync's files */ }
-  if (s.indexPath) writeIndex(s.indexPath, indexHeader(s, entries), entries);
+  const unchanged = todo.length === 0 && extras.length === 0 && needHead.length === 0 && fromCache === jobs.length && index.size === jobs.length;
+  if (s.indexPath && !unchanged) writeIndex(s.indexPath, indexHeader(s, entries), entries);
   if (downErrs.length) {
     progress.fail();
     failAll(s, "download", downErrs);
@@ -1554,8 +1561,10 @@ function headersFrom(out: {
 /** HEAD of an object (part 1 of a multipart one, whose length is the part size). */
 async function headFor(s: SyncState, obj: S3Object, partSize: number | undefined, limit: ReturnType<typeof limiter>): Promise<Partial<S3IndexEntry>> {
   const askPart = schemeOf(obj.etag).kind === "multipart" && !partSize && s.partHeads !== false;
+  const { HeadObjectCommand } = await sdkLib();
+  const once = await onceOf(s.h);
   const out = await transfer(s, `head s3://${s.bucket}/${obj.key}`, () => limit(() =>
-    s.once.send(new HeadObjectCommand({ Bucket: s.bucket, Key: obj.key, PartNumber: askPart ? 1 : undefined }))));
+    once.send(new HeadObjectCommand({ Bucket: s.bucket, Key: obj.key, PartNumber: askPart ? 1 : undefined }))));
   const h = headersFrom(out);
   if (askPart) {
     s.partHeads = !!out.PartsCount;
@@ -1584,7 +1593,7 @@ async function downloadObject(
     const tap = new Hasher({ whole: sch.kind !== "opaque", partSizes: cands });
     const tmp = join(tmpDir, String(nextSeq()));
     try {
-      await pipeline(res.body, new FileSink(tmp, tap, (n) => progress.add(n)));
+      await saveBody(tmp, res.body, tap, (n) => progress.add(n), modified);
       if (tap.bytes !== size) throw Object.assign(new Error(`short body: ${tap.bytes} of ${size} bytes`), { code: "ECONNRESET" });
       let partSize: number | undefined;
       let unverified: Partial<S3IndexEntry> = {};
@@ -1606,14 +1615,12 @@ async function downloadObject(
         }
       }
       const final = join(s.dir, path);
-      // Metadata calls go to the thread pool too: each can wait on the filesystem's journal.
-      if (modified) await fsp.utimes(tmp, modified, modified);
       const parent = dirname(final);
       if (!s.made.has(parent)) {
         mkdirSync(parent, { recursive: true });
         s.made.add(parent);
       }
-      await fsp.rename(tmp, final);
+      await fsp.rename(tmp, final); // in the thread pool too: it can wait on the journal
       const mtimeMs = modified ? modified.getTime() : statSync(final).mtimeMs;
       return { ...headersFromWire(res.headers), rel, path, size, etag, partSize, ...unverified, mtimeMs } as S3IndexEntry;
     } catch (e) {

@@ -44,6 +44,7 @@ const lab = needLab("ceph");
 const creds = { endpoint: lab.LAB_S3_ENDPOINT, accessKey: lab.LAB_S3_ACCESS_KEY, secretKey: lab.LAB_S3_SECRET_KEY, region: lab.LAB_S3_REGION };
 let { logs } = testContext();
 const s3 = s3Client(creds);
+const sdk = await s3.sdk(); // the SDK's own client, for fixtures made the way other tools make them
 const MiB = 1024 * 1024;
 
 let n = 0;
@@ -81,14 +82,14 @@ function files(dir: string): string[] {
 }
 
 async function putMultipart(b: string, key: string, data: Buffer, partSize: number, extra: Record<string, unknown> = {}): Promise<string> {
-  const { UploadId } = await s3.sdk.send(new CreateMultipartUploadCommand({ Bucket: b, Key: key, ...extra }));
+  const { UploadId } = await sdk.send(new CreateMultipartUploadCommand({ Bucket: b, Key: key, ...extra }));
   const parts = [];
   for (let i = 0, p = 1; i < data.length; i += partSize, p++) {
-    const r = await s3.sdk.send(new UploadPartCommand({ Bucket: b, Key: key, UploadId, PartNumber: p, Body: data.subarray(i, i + partSize) }));
+    const r = await sdk.send(new UploadPartCommand({ Bucket: b, Key: key, UploadId, PartNumber: p, Body: data.subarray(i, i + partSize) }));
     parts.push({ ETag: r.ETag, PartNumber: p });
   }
-  await s3.sdk.send(new CompleteMultipartUploadCommand({ Bucket: b, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
-  const h = await s3.sdk.send(new HeadObjectCommand({ Bucket: b, Key: key }));
+  await sdk.send(new CompleteMultipartUploadCommand({ Bucket: b, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
+  const h = await sdk.send(new HeadObjectCommand({ Bucket: b, Key: key }));
   return h.ETag!.replace(/"/g, "");
 }
 
@@ -186,7 +187,7 @@ test("make, exists, list beyond 1000 keys, and remove with purge", async () => {
   const keys = Array.from({ length: 1203 }, (_, i) => `k/${String(i).padStart(5, "0")}`);
   const queue = [...keys];
   await Promise.all(Array.from({ length: 24 }, async () => {
-    for (let k; (k = queue.shift()); ) await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: k, Body: k }));
+    for (let k; (k = queue.shift()); ) await sdk.send(new PutObjectCommand({ Bucket: b, Key: k, Body: k }));
   }));
   const listed = await listing(b);
   assert.is(listed.length, 1203);
@@ -203,7 +204,7 @@ test("dry-run prints mb, uploads, deletes and rb and changes nothing", async () 
   const b = await bucket();
   const src = tmp();
   writeFileSync(join(src, "new"), "new");
-  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "extra", Body: "x" }));
+  await sdk.send(new PutObjectCommand({ Bucket: b, Key: "extra", Body: "x" }));
   const { ctx, logs: dryLogs } = testContext({ argv: ["--dry-run"] });
   const name = `lbt-${process.pid}-never`;
   assert.is(await s3MakeBucket(s3, name, { ctx }), false);
@@ -241,9 +242,9 @@ test("download then upload reproduces keys, bytes, multipart ETags, content type
   assert.match(etags.five, /-7$/);
   assert.match(etags.one, /-1$/);
   for (let i = 0; i < 30; i++) {
-    await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: `wal_005/${i}`, Body: randomBytes(3000 + i), ContentType: "text/x-wal", Metadata: { seq: String(i) } }));
+    await sdk.send(new PutObjectCommand({ Bucket: b, Key: `wal_005/${i}`, Body: randomBytes(3000 + i), ContentType: "text/x-wal", Metadata: { seq: String(i) } }));
   }
-  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "empty", Body: "", ContentLength: 0 }));
+  await sdk.send(new PutObjectCommand({ Bucket: b, Key: "empty", Body: "", ContentLength: 0 }));
   const before = await fingerprint(b);
 
   const dir = tmp();
@@ -267,10 +268,10 @@ test("download then upload reproduces keys, bytes, multipart ETags, content type
   assert.is(up.uploaded, 36);
   assert.equal(await fingerprint(b), before, "keys, sizes and ETags are identical");
   assert.not.ok(Object.keys(await fingerprint(b)).some((k) => k.startsWith(".lifeboat")), "the index is not uploaded");
-  const h = await s3.sdk.send(new HeadObjectCommand({ Bucket: b, Key: "blobs/five" }));
+  const h = await sdk.send(new HeadObjectCommand({ Bucket: b, Key: "blobs/five" }));
   assert.is(h.ContentType, "application/x-tar");
   assert.equal(h.Metadata, { origin: "deis" });
-  const w = await s3.sdk.send(new HeadObjectCommand({ Bucket: b, Key: "wal_005/7" }));
+  const w = await sdk.send(new HeadObjectCommand({ Bucket: b, Key: "wal_005/7" }));
   assert.is(w.ContentType, "text/x-wal");
   assert.equal(w.Metadata, { seq: "7" });
 });
@@ -290,7 +291,7 @@ test("a multipart ETag no part size reproduces is kept, warned about and not re-
 
 test("hostile keys round-trip exactly and never land outside the destination", async () => {
   const b = await bucket();
-  for (const k of HOSTILE) await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: k, Body: `content of ${JSON.stringify(k)}` }));
+  for (const k of HOSTILE) await sdk.send(new PutObjectCommand({ Bucket: b, Key: k, Body: `content of ${JSON.stringify(k)}` }));
   const before = await fingerprint(b);
   assert.is(Object.keys(before).length, HOSTILE.length, "the gateway took every key");
   const root = tmp();
@@ -319,8 +320,8 @@ test("hostile keys round-trip exactly and never land outside the destination", a
 
 test("a key with .. never escapes the destination", async () => {
   const b = await bucket();
-  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "../../../../../../tmp/lifeboat-escape", Body: "x" }));
-  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "ok/../../outside", Body: "y" }));
+  await sdk.send(new PutObjectCommand({ Bucket: b, Key: "../../../../../../tmp/lifeboat-escape", Body: "x" }));
+  await sdk.send(new PutObjectCommand({ Bucket: b, Key: "ok/../../outside", Body: "y" }));
   const dir = join(tmp(), "d");
   await s3Sync(`s3://${b}`, dir, { client: s3 });
   assert.not.ok(existsSync("/tmp/lifeboat-escape"));
@@ -331,7 +332,7 @@ test("a key with .. never escapes the destination", async () => {
 
 test("a symlinked directory in the destination is not written through", async () => {
   const b = await bucket();
-  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "link/file", Body: "data" }));
+  await sdk.send(new PutObjectCommand({ Bucket: b, Key: "link/file", Body: "data" }));
   const outside = tmp();
   const dir = tmp();
   spawnSync("ln", ["-s", outside, join(dir, "link")]);
@@ -362,8 +363,8 @@ test("a re-sync is a no-op in both directions and delete removes extras on eithe
   const again2 = await s3Sync(src, `s3://${b}/pre`, { client: s3, rehash: true });
   assert.equal([again2.uploaded, again2.skipped], [0, 20], "the same with every file read again");
 
-  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "pre/d/extra", Body: "x" }));
-  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "other/kept", Body: "x" }));
+  await sdk.send(new PutObjectCommand({ Bucket: b, Key: "pre/d/extra", Body: "x" }));
+  await sdk.send(new PutObjectCommand({ Bucket: b, Key: "other/kept", Body: "x" }));
   const kept = await s3Sync(src, `s3://${b}/pre`, { client: s3 });
   assert.is(kept.deleted, 0);
   const del = await s3Sync(src, `s3://${b}/pre`, { client: s3, delete: true });
@@ -410,8 +411,8 @@ test("uploads in parts above the threshold and reports bytes in the manifest's t
 
 test("a corrupted download is retried, and refused when it stays corrupt", async () => {
   const b = await bucket();
-  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "good", Body: "fine" }));
-  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "bad", Body: "will be damaged in transit" }));
+  await sdk.send(new PutObjectCommand({ Bucket: b, Key: "good", Body: "fine" }));
+  await sdk.send(new PutObjectCommand({ Bucket: b, Key: "bad", Body: "will be damaged in transit" }));
   const p = await proxy({ corrupt: (path) => path.endsWith("/bad") });
   const c = s3Client({ ...creds, endpoint: p.endpoint });
   try {
@@ -432,7 +433,7 @@ test("a corrupted download is retried, and refused when it stays corrupt", async
 test("a download cut mid-body is retried and completes", async () => {
   const b = await bucket();
   const data = randomBytes(3 * MiB);
-  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "cut", Body: data }));
+  await sdk.send(new PutObjectCommand({ Bucket: b, Key: "cut", Body: data }));
   let cuts = 0;
   const p = await proxy({ corrupt: (path) => path.endsWith("/cut") && cuts++ < 2, cutAfter: MiB });
   const c = s3Client({ ...creds, endpoint: p.endpoint });
@@ -451,7 +452,7 @@ test("a download cut mid-body is retried and completes", async () => {
 test("a killed download leaves no half file under the real name, and the next sync cleans up", async () => {
   const b = await bucket();
   const data = randomBytes(4 * MiB);
-  await s3.sdk.send(new PutObjectCommand({ Bucket: b, Key: "slow/object", Body: data }));
+  await sdk.send(new PutObjectCommand({ Bucket: b, Key: "slow/object", Body: data }));
   const p = await proxy({ corrupt: (path) => path.endsWith("/slow/object"), cutAfter: MiB, stall: true });
   const dir = tmp();
   const script = `
