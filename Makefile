@@ -8,7 +8,8 @@
 SHELL := /bin/bash
 ZX    := npx zx
 RUN   := $(ZX) tasks/run.ts
-export NODE_OPTIONS := --import=tsx
+# npx picks up tsx through .npmrc (node-options); NODE_OPTIONS is not exported here,
+# because npm ci itself runs on node before tsx is installed.
 export npm_config_update_notifier := false
 
 .PHONY: help deps demo test test-unit typecheck lab-up lab-down lab-status \
