@@ -94,7 +94,7 @@ async function putMultipart(b: string, key: string, data: Buffer, partSize: numb
 }
 
 /** A loopback proxy in front of the gateway that can damage or cut GET bodies of chosen keys. */
-async function proxy(opts: { corrupt?: (path: string) => boolean; cutAfter?: number; stall?: boolean }) {
+async function proxy(opts: { corrupt?: (path: string) => boolean; cutAfter?: number; stall?: boolean; corruptPut?: (path: string) => boolean }) {
   const up = new URL(creds.endpoint);
   let damaged = 0;
   const server = http.createServer((req, res) => {
@@ -118,6 +118,17 @@ async function proxy(opts: { corrupt?: (path: string) => boolean; cutAfter?: num
       r.on("end", () => res.end());
     });
     fwd.on("error", () => res.destroy());
+    if (req.method === "PUT" && opts.corruptPut?.(decodeURIComponent(req.url!.split("?")[0]))) {
+      // Flip the first byte of the body on its way to the gateway (which then stores and ETags the damaged bytes).
+      damaged++;
+      let first = true;
+      req.on("data", (chunk: Buffer) => {
+        fwd.write(first ? Buffer.concat([Buffer.from([chunk[0] ^ 0xff]), chunk.subarray(1)]) : chunk);
+        first = false;
+      });
+      req.on("end", () => fwd.end());
+      return;
+    }
     req.pipe(fwd);
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -428,6 +439,46 @@ test("a corrupted download is retried, and refused when it stays corrupt", async
     c.destroy();
     await p.close();
   }
+});
+
+test("a corrupted upload is caught by its ETag and sent again", async () => {
+  const b = await bucket();
+  const src = tmp();
+  writeFileSync(join(src, "x"), "precious bytes");
+  let left = 2;
+  const p = await proxy({ corruptPut: (path) => path.endsWith("/x") && left-- > 0 });
+  const c = s3Client({ ...creds, endpoint: p.endpoint });
+  try {
+    const r = await s3Sync(src, `s3://${b}`, { client: c });
+    assert.is(r.uploaded, 1);
+    assert.is(p.damaged(), 2);
+  } finally {
+    c.destroy();
+    await p.close();
+  }
+  const o = (await listing(b))[0];
+  assert.is(o.etag, createHash("md5").update("precious bytes").digest("hex"), "the stored object is the good one");
+});
+
+test("a missing bucket is named in the error, with what to do", async () => {
+  const err = await s3Sync(`s3://lbt-${process.pid}-no-such-bucket`, tmp(), { client: s3 }).catch((e) => e);
+  assert.match(err.message, `list s3://lbt-${process.pid}-no-such-bucket/: no such bucket`);
+  assert.match(err.hint, "create it first");
+});
+
+test("an index kept outside the synced dir works the same, and the dir holds only the objects", async () => {
+  const b = await bucket();
+  const data = randomBytes(9 * MiB);
+  const etag = await putMultipart(b, "m", data, 5 * MiB, { ContentType: "x/y" });
+  const dir = tmp();
+  const index = join(tmp(), "db_wal.index.jsonl");
+  await s3Sync(`s3://${b}`, dir, { client: s3, index });
+  assert.equal(readdirSync(dir), ["m"]);
+  assert.is(readS3Index(index).get("m")?.partSize, 5 * MiB);
+  const b2 = await bucket();
+  await s3Sync(dir, `s3://${b2}`, { client: s3, index });
+  assert.equal(await fingerprint(b2), { m: [data.length, etag] });
+  assert.is((await sdk.send(new HeadObjectCommand({ Bucket: b2, Key: "m" }))).ContentType, "x/y");
 });
 
 test("a download cut mid-body is retried and completes", async () => {
