@@ -978,7 +978,7 @@ export interface S3SyncOptions {
   partSize?: number;
   /** Attempts per transfer before the sync reports it failed (default 10, about 25 s of backoff). */
   attempts?: number;
-  /** Where the index lives: a path, or false for none (default: `.lifeboat-s3-index.jsonl` in the dir). */
+  /** Where the index lives: a path (outside the dir, or inside it: it is never an object), or false for none (default: `.lifeboat-s3-index.jsonl` in the dir). */
   index?: string | false;
   /** Show byte progress (default true). */
   progress?: boolean;
@@ -1020,7 +1020,7 @@ interface LocalFile {
 }
 
 /** Regular files under root, skipping the reserved top-level names other than the escaped dir. */
-function walkLocal(root: string, ctx: Context, warn: boolean): Map<string, LocalFile> {
+function walkLocal(root: string, ctx: Context, warn: boolean, skip: string | null): Map<string, LocalFile> {
   const out = new Map<string, LocalFile>();
   const visit = (dir: string, prefix: string) => {
     let ents;
@@ -1034,6 +1034,7 @@ function walkLocal(root: string, ctx: Context, warn: boolean): Map<string, Local
       const rel = prefix ? `${prefix}/${d.name}` : d.name;
       if (!prefix && d.name.startsWith(RESERVED) && d.name !== S3_ESCAPED_DIR) continue;
       const abs = join(dir, d.name);
+      if (abs === skip) continue; // an index given a place inside the dir is never an object
       if (d.isDirectory()) visit(abs, rel);
       else if (d.isFile()) {
         const st = statSync(abs);
@@ -1152,7 +1153,7 @@ async function upload(s: SyncState, src: string, dst: string): Promise<S3SyncRep
   const listing = listRemote(s);
   await new Promise((r) => setImmediate(r)); // the first list request is on the wire while the dir is read
   const index = s.indexPath ? readS3Index(s.indexPath) : readS3Index("");
-  const local = walkLocal(s.dir, ctx, true);
+  const local = walkLocal(s.dir, ctx, true, s.indexPath);
   const remote = await listing;
 
   interface Job { file: LocalFile; key: string; rel: string; entry?: S3IndexEntry; remote?: S3Object }
@@ -1405,7 +1406,7 @@ function mapKeys(s: SyncState, remote: Map<string, S3Object>, local: Map<string,
   };
   const out = new Map<string, string>();
   for (const rel of rels) {
-    let ok = plainPathOk(rel) && !dirs.has(rel);
+    let ok = plainPathOk(rel) && !dirs.has(rel) && join(s.dir, rel) !== s.indexPath;
     if (ok) {
       if (onDisk(rel) === "dir") ok = false;
       for (let i = rel.indexOf("/"); ok && i >= 0; i = rel.indexOf("/", i + 1)) {
@@ -1424,7 +1425,7 @@ async function download(s: SyncState, src: string, dst: string): Promise<S3SyncR
   const { ctx } = s;
   const listing = listRemote(s);
   await new Promise((r) => setImmediate(r)); // the first list request is on the wire while the dir is read
-  const local = walkLocal(s.dir, ctx, false);
+  const local = walkLocal(s.dir, ctx, false, s.indexPath);
   const index = s.indexPath ? readS3Index(s.indexPath) : readS3Index("");
   const remote = await listing;
   const unmapped = new Set(local.keys());
