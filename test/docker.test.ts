@@ -1,5 +1,6 @@
 // lib/docker.ts against the lab's real dockerd: exec with users, env and streams, cp both ways,
 // state and rm, dry-run. Run: node --import=tsx test/docker.test.ts
+// needs: docker
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createHash, randomBytes } from "node:crypto";

@@ -1,6 +1,7 @@
 // Behaviour of lib/s3.ts against the lab's real Ceph RADOS Gateway (test/lab/ceph.sh up).
 // Every test uses its own bucket, named lbt-PID-N, removed at the end.
 // Run: node --import=tsx test/s3.test.ts
+// needs: ceph
 //   LIFEBOAT_S3_RESTART=0 skips the test that restarts the lab's Ceph (ceph.sh down/up);
 //   LIFEBOAT_S3_ONLY=words runs only the tests whose names contain them.
 import { test as uvuTest } from "uvu";
