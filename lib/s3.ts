@@ -402,18 +402,23 @@ function errorType(e: any): "TRANSIENT" | "THROTTLING" | "SERVER_ERROR" | "CLIEN
  * ridden out; anything else fails at once.
  */
 async function patiently<T>(attempts: number, fn: () => Promise<T>): Promise<T> {
-  const strategy = new ConfiguredRetryStrategy(attempts, (n: number) => Math.min(4000, 250 * 2 ** n));
-  let token = await strategy.acquireInitialRetryToken("lifeboat-s3");
-  for (;;) {
-    try {
-      const out = await fn();
-      strategy.recordSuccess(token);
-      return out;
-    } catch (e) {
+  try {
+    return await fn(); // the common case, without making a strategy per object
+  } catch (first) {
+    const strategy = new ConfiguredRetryStrategy(attempts, (n: number) => Math.min(4000, 250 * 2 ** n));
+    let token = await strategy.acquireInitialRetryToken("lifeboat-s3");
+    for (let e = first; ; ) {
       try {
         token = await strategy.refreshRetryTokenForRetry(token, { errorType: errorType(e), error: e as Error } as any);
       } catch {
         throw e;
+      }
+      try {
+        const out = await fn();
+        strategy.recordSuccess(token);
+        return out;
+      } catch (next) {
+        e = next;
       }
     }
   }
