@@ -16,14 +16,12 @@ import {
   createReadStream,
   createWriteStream,
   existsSync,
-  fsyncSync,
   lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
   readSync,
-  renameSync,
   rmSync,
   statSync,
   unlinkSync,
@@ -39,6 +37,7 @@ import { Decrypter, Encrypter } from "age-encryption";
 import { Header, Pack, Parser, ReadEntry, Unpack } from "tar";
 import { LifeboatError, RefusedError, VerifyError } from "./errors.ts";
 import { createParallelGzip } from "./compress.ts";
+import { partialFile } from "./files.ts";
 import { useContext, type Context } from "./context.ts";
 import { pidAlive } from "./lock.ts";
 import { formatBytes } from "./log.ts";
@@ -301,7 +300,7 @@ export async function packArchive(sourceDir: string, archivePath: string, option
   }
   mkdirSync(outDir, { recursive: true, mode: 0o700 });
   cleanLeftovers(outDir, ctx);
-  const partial = join(outDir, `.partial-${basename(archivePath)}.${process.pid}`);
+  const partial = partialFile(archivePath);
 
   const seen: ManifestEntry[] = [];
   const parser = new Parser({ strict: true });
@@ -363,7 +362,7 @@ export async function packArchive(sourceDir: string, archivePath: string, option
   gz.on("error", fail);
   if (encrypt) body = await ageEncrypt(body, encrypt);
   body.on("error", fail);
-  const out = createWriteStream(partial, { mode: 0o600 });
+  const out = createWriteStream(partial.tmp, { mode: 0o600 });
   const done = pipeline(body, tee, hashing(fileHash), out);
 
   try {
@@ -379,22 +378,18 @@ export async function packArchive(sourceDir: string, archivePath: string, option
     pack.end();
     await done;
     parser.end();
-    const fd = openSync(partial, "r");
-    fsyncSync(fd);
-    closeSync(fd);
     const sha = fileHash.digest("hex");
     const base = basename(archivePath);
     writeSidecar(`${archivePath}.sha256`, `${sha}  ${base}\n`);
     writeSidecar(`${archivePath}.info.json`, JSON.stringify(infoOf(manifest, sha, fed, !!encrypt), null, 2) + "\n");
-    renameSync(partial, archivePath);
-    fsyncDir(outDir);
+    partial.commit();
     progress?.done(`packed ${base}: ${manifest.entries.length} entries, ${formatBytes(manifest.totals.bytes)} → ${formatBytes(statSync(archivePath).size)}`);
     return manifest;
   } catch (e) {
     progress?.fail(`pack ${basename(archivePath)} failed`);
     (pack as unknown as Readable).destroy?.();
     await done.catch(() => {});
-    rmSync(partial, { force: true });
+    partial.discard();
     const err = packError ?? (e as Error);
     if ((err as NodeJS.ErrnoException).code === "ENOSPC") {
       throw new LifeboatError(`no space left on the device of ${outDir} while writing ${basename(archivePath)}`, {
@@ -407,20 +402,9 @@ export async function packArchive(sourceDir: string, archivePath: string, option
 }
 
 function writeSidecar(path: string, text: string): void {
-  const tmp = join(dirname(path), `.partial-${basename(path)}.${process.pid}`);
-  writeFileSync(tmp, text, { mode: 0o600 });
-  const fd = openSync(tmp, "r");
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
-}
-
-function fsyncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, "r");
-    fsyncSync(fd);
-    closeSync(fd);
-  } catch { /* not supported everywhere */ }
+  const f = partialFile(path);
+  writeFileSync(f.tmp, text, { mode: 0o600 });
+  f.commit();
 }
 
 function manifestOf(ctx: Context, o: PackOptions, started: Date, finished: Date, entries: ManifestEntry[]): Manifest {
