@@ -82,7 +82,11 @@ function withoutRestrict(text: string): string {
 
 const leftovers = (dir: string) => readdirSync(dir).filter((n) => n.startsWith(".partial-"));
 
+let usedTarget = false;
+
 test.after(async () => {
+  // leave the lab as documented: the target cluster empty
+  if (usedTarget) await exec(["bash", "test/lab/pg.sh", "reset-target"], { stdout: "ignore" }).catch(() => {});
   for (const name of made) {
     await exec(["bash", "test/lab/pg-container.sh", "rm", name], { stdout: "ignore" }).catch(() => {});
     // pg-container.sh rm swallows docker's errors: make sure
@@ -113,6 +117,7 @@ test("pgDumpAll from a container loads into a fresh container: databases row for
 
 test("pgDumpAll of the local cluster, gzipped, loads into the empty target cluster: equal", async () => {
   await exec(["bash", "test/lab/pg.sh", "reset-target"], { stdout: "ignore" });
+  usedTarget = true;
   const dir = tmp();
   const dump = join(dir, "all.sql.gz");
   const r = await pgDumpAll(source, dump, { gzip: true });
