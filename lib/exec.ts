@@ -88,12 +88,15 @@ export function shellJoin(argv: readonly string[]): string {
   return argv.map(shellQuote).join(" ");
 }
 
-/** How a command would be typed: env prefix, quoted argv and redirects. */
-export function displayCommand(argv: readonly string[], opts: ExecOptions = {}): string {
+/**
+ * How a command would be typed: env prefix, quoted argv and redirects. Each word is
+ * masked before it is quoted, so quoting cannot change a secret's spelling and let it through.
+ */
+export function displayCommand(argv: readonly string[], opts: ExecOptions = {}, mask: (s: string) => string = (s) => s): string {
   const env = Object.entries(opts.env ?? {})
     .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `${k}=${shellQuote(v!)}`);
-  const parts = [...env, shellJoin(argv)];
+    .map(([k, v]) => `${k}=${shellQuote(mask(v!))}`);
+  const parts = [...env, argv.map((a) => shellQuote(mask(a))).join(" ")];
   if (opts.cwd) parts.unshift(`cd ${shellQuote(opts.cwd)} &&`);
   if (typeof opts.stdin === "object" && opts.stdin && "file" in opts.stdin) parts.push(`< ${shellQuote(opts.stdin.file)}`);
   else if (opts.stdin instanceof Readable) parts.push("< (stream)");
@@ -120,7 +123,7 @@ export function killRunning(signal: NodeJS.Signals = "SIGTERM"): void {
 export async function exec(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const ctx = opts.ctx ?? useContext();
   if (argv.length === 0) throw new LifeboatError("exec: empty argv");
-  const display = displayCommand(argv, opts);
+  const display = displayCommand(argv, opts, (w) => ctx.secrets.redact(w));
   if (ctx.dryRun && !opts.readOnly) {
     ctx.log.command(display, "dry-run");
     return { code: 0, stdout: "", stderr: "", dryRun: true };
@@ -151,7 +154,15 @@ export async function exec(argv: readonly string[], opts: ExecOptions = {}): Pro
   children.add(child);
   for (const fd of toClose) closeSync(fd);
 
+  // Stream jobs are watched from the start: a stream that fails mid-run stops the child,
+  // and its error is reported after the child is gone (never an unhandled rejection).
   const jobs: Promise<unknown>[] = [];
+  let streamError: Error | null = null;
+  const watch = (p: Promise<unknown>) =>
+    jobs.push(p.catch((e: Error) => {
+      streamError ??= e;
+      child.kill("SIGTERM");
+    }));
   let captured = "";
   let tail = "";
   child.stderr!.on("data", (d: Buffer) => {
@@ -160,7 +171,7 @@ export async function exec(argv: readonly string[], opts: ExecOptions = {}): Pro
   });
   if (stdio[0] === "pipe") {
     const src = stdin instanceof Readable ? stdin : Readable.from([Buffer.from(stdin as string | Uint8Array)]);
-    jobs.push(pipeline(src, child.stdin!).catch((e: NodeJS.ErrnoException) => {
+    watch(pipeline(src, child.stdin!).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== "EPIPE" && e.code !== "ERR_STREAM_PREMATURE_CLOSE") throw e;
     }));
   }
@@ -176,7 +187,7 @@ export async function exec(argv: readonly string[], opts: ExecOptions = {}): Pro
           mode: (stdout as { mode?: number }).mode ?? 0o600,
         });
       if (opts.onStdoutBytes) child.stdout!.on("data", (d: Buffer) => opts.onStdoutBytes!(d.length));
-      jobs.push(pipeline(child.stdout!, dest, { end: opts.endStdout ?? true }));
+      watch(pipeline(child.stdout!, dest, { end: opts.endStdout ?? true }));
     }
   }
 
@@ -185,6 +196,10 @@ export async function exec(argv: readonly string[], opts: ExecOptions = {}): Pro
     child.once("close", (c, s) => resolve([c, s]));
   }).finally(() => children.delete(child));
   await Promise.all(jobs);
+  if (streamError) {
+    const e = streamError as NodeJS.ErrnoException;
+    throw new LifeboatError(`${ctx.secrets.redact(display)}: ${e.code === "ENOSPC" ? "no space left on the device" : "a stream failed"} (${ctx.secrets.redact(e.message)})`, { cause: e });
+  }
   const ok = opts.okCodes ?? [0];
   if (signal || code === null || !ok.includes(code)) {
     throw new ExecError(ctx.secrets.redact(display), code, ctx.secrets.redact(tail), signal);
