@@ -4,7 +4,7 @@
 // writes it under a hidden `.partial-NAME.PID` name in the same folder, fsyncs it, and
 // renames it into place only when it is whole. A run killed at any moment leaves at most
 // a `.partial-…` file, which `cleanLeftovers` (lib/archive.ts) removes once its pid is dead.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, statfsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
 
@@ -53,5 +53,20 @@ export function fsyncPath(path: string): void {
     fsyncSync(fd);
   } catch { /* e.g. a folder on some filesystems */ } finally {
     if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * True when the filesystem holding path has (almost) no room left: less than 1 MiB free
+ * for this user, or for root. Used to name a full disk as the cause when a child process
+ * that wrote straight to a file died without saying why.
+ */
+export function diskFull(path: string): boolean {
+  try {
+    const s = statfsSync(path);
+    const bsize = Number(s.bsize);
+    return Number(s.bavail) * bsize < 1 << 20 || Number(s.bfree) * bsize < 1 << 20;
+  } catch {
+    return false;
   }
 }

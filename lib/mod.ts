@@ -11,7 +11,7 @@ export { exec, probe, which, shellQuote, shellJoin, displayCommand, killRunning,
 export { acquireLock, pidAlive, type Lock, type LockOptions } from "./lock.ts";
 export { step, runSteps, readJournal, printOutcomes, StepFailed, type Step, type StepApi, type StepOptions, type StepOutcome, type RunState } from "./steps.ts";
 export { main, recipe, targetKey, type MainDefinition, type RecipeDefinition, type MainResult } from "./recipe.ts";
-export { partialFile, partialPath, fsyncPath, type PartialFile } from "./files.ts";
+export { partialFile, partialPath, fsyncPath, diskFull, type PartialFile } from "./files.ts";
 export { createParallelGzip, type ParallelGzipOptions } from "./compress.ts";
 export {
   packArchive,

@@ -65,6 +65,7 @@ import { extendedEncodeURIComponent, HttpRequest } from "@smithy/core/protocols"
 import { ConfiguredRetryStrategy, isServerError, isThrottlingError, isTransientError } from "@smithy/core/retry";
 import { NodeHttpHandler, streamCollector } from "@smithy/node-http-handler";
 import { SignatureV4 } from "@smithy/signature-v4";
+import { partialFile } from "./files.ts";
 import { LifeboatError, UsageError, VerifyError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
 import { pidAlive } from "./lock.ts";
@@ -101,7 +102,7 @@ export interface S3Options {
   maxSockets?: number;
   /** Give up connecting after this many ms (default 5000). */
   connectTimeoutMs?: number;
-  /** Give up on a request whose socket stays silent this many ms (default 60000). */
+  /** Give up on a request whose socket stays silent this many ms, body included (default 60000); the transfer is then retried. */
   requestTimeoutMs?: number;
   /** PEM file of the CA that signed an https endpoint (default: Node's trust store). AWS_CA_BUNDLE is never read. */
   caFile?: string;
@@ -171,7 +172,9 @@ export function s3Client(opts: S3Options): S3Handle {
     httpAgent,
     httpsAgent,
     connectionTimeout: opts.connectTimeoutMs ?? 5000,
-    requestTimeout: opts.requestTimeoutMs ?? 60000,
+    // A silent socket, not a slow transfer, is what fails: big bodies on slow links take long.
+    // (The handler's requestTimeout only warns unless told to throw, and counts the whole upload.)
+    socketTimeout: opts.requestTimeoutMs ?? 60000,
   });
   const make = (S3: SdkModule["S3Client"], maxAttempts: number) =>
     new S3({
@@ -360,6 +363,10 @@ function s3Error(h: S3Handle, what: string, e: unknown): Error {
     return new S3Error(`${where}: no such bucket`, name, status, "create it first (s3MakeBucket, like `s3cmd mb`), or check its name", e);
   }
   const code = errCode(err);
+  if (name === "TimeoutError" || code === "ETIMEDOUT") {
+    return new S3Error(`${where}: the gateway did not answer in time (${err?.message ?? code})`, "TimeoutError", status,
+      "is it overloaded or stopped? A Ceph cluster that is full (`ceph health`) leaves writes unanswered", e);
+  }
   if (UNREACHABLE.has(code) || UNREACHABLE.has(name)) {
     return new S3Error(`${where}: gateway unreachable (${code}: ${err?.message ?? ""})`, code, status,
       "is the gateway running and listening there? check the endpoint URL and port", e);
@@ -947,10 +954,15 @@ function writeIndex(path: string, head: IndexHeader, entries: S3IndexEntry[]): v
   entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const lines = [JSON.stringify(head)];
   for (const e of entries) lines.push(JSON.stringify(e));
-  const tmp = `${path}.${process.pid}.tmp`;
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(tmp, lines.join("\n") + "\n", { mode: 0o600 });
-  renameSync(tmp, path);
+  const f = partialFile(path);
+  try {
+    writeFileSync(f.tmp, lines.join("\n") + "\n", { mode: 0o600 });
+    f.commit();
+  } catch (e) {
+    f.discard();
+    throw e;
+  }
 }
 
 /**
@@ -1630,6 +1642,7 @@ async function downloadObject(
       const mtimeMs = modified ? modified.getTime() : statSync(final).mtimeMs;
       return { ...headersFromWire(res.headers), rel, path, size, etag, partSize, ...unverified, mtimeMs } as S3IndexEntry;
     } catch (e) {
+      res.body.destroy(); // a body left unread would hold its socket
       progress.add(-tap.bytes);
       rmSync(tmp, { force: true });
       throw e;

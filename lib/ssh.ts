@@ -11,7 +11,7 @@
 // Deis runbook's expected warning on live logs: the archive is complete and holds those
 // files as they were mid-write, so it is reported, not fatal. Every other tar or ssh
 // failure removes the partial file and throws.
-import { closeSync, createReadStream, createWriteStream, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, existsSync, fdatasync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -20,6 +20,7 @@ import { createParallelGzip } from "./compress.ts";
 import { useContext, type Context } from "./context.ts";
 import { LifeboatError } from "./errors.ts";
 import { exec, ExecError, shellJoin, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
+import { diskFull } from "./files.ts";
 import { formatBytes } from "./log.ts";
 
 /** How to reach a host over ssh. Comes from the site config. */
@@ -182,6 +183,7 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
   const progress = opts.progress === false ? null : ctx.log.progress(label);
   const partial = toFile ? join(dirname(dest), `.partial-${basename(dest)}.${process.pid}`) : null;
   let poll: NodeJS.Timeout | undefined;
+  let flusher: ReturnType<typeof backgroundFlush> | undefined;
   let sink: Writable | null = null;
   let downstream: Promise<void> = Promise.resolve();
   const counted = (n: number) => {
@@ -192,13 +194,16 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
     let stdout: StdoutSpec;
     let onStdoutBytes: ((n: number) => void) | undefined;
     if (partial && opts.gzip !== "local") {
-      // ssh writes to the file itself; progress follows the file's size.
+      // ssh writes to the file itself; progress follows the file's size, and the data
+      // written so far is flushed to disk in the background, so the final fsync is short.
       mkdirSync(dirname(partial), { recursive: true, mode: 0o700 });
       stdout = { file: partial, mode: 0o600 };
       poll = setInterval(() => {
         try {
           const size = statSync(partial).size;
           if (size > result.bytes) counted(size - result.bytes);
+          flusher ??= backgroundFlush(partial);
+          flusher.nudge(size);
         } catch { /* not created yet */ }
       }, 250);
     } else {
@@ -234,6 +239,13 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
         ctx,
       }));
     } catch (e) {
+      // ssh writes straight into the file: a full disk shows up only as "ssh exited 255".
+      if (partial && diskFull(dirname(partial))) {
+        throw new LifeboatError(`${label}: no space left on the device of ${dirname(partial)}`, {
+          hint: "free space or write the tarball elsewhere; nothing was left behind",
+          cause: e,
+        });
+      }
       throw sshFailure(target, remote, e, ctx, label, opts.sudo);
     } finally {
       clearInterval(poll);
@@ -251,6 +263,7 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
     result.warnings = [...warnings, ...errors];
     if (partial) {
       if (result.bytes < statSync(partial).size) counted(statSync(partial).size - result.bytes);
+      await flusher?.close();
       const fd = openSync(partial, "r");
       fsyncSync(fd);
       closeSync(fd);
@@ -268,6 +281,7 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
     return result;
   } catch (e) {
     clearInterval(poll);
+    await flusher?.close();
     progress?.fail(`${label} failed`);
     sink?.destroy();
     await downstream.catch(() => {});
@@ -415,6 +429,32 @@ function tarDiagnostics() {
     },
     /** The last lines that came from neither tar nor sudo (ssh's own). */
     other: () => other,
+  };
+}
+
+/**
+ * fdatasync of a file another process is writing, on libuv's pool, once per 64 MiB
+ * written: disk writes overlap the transfer instead of all waiting for the final fsync.
+ */
+function backgroundFlush(path: string) {
+  const fd = openSync(path, "r");
+  let flushed = 0;
+  let running: Promise<void> | null = null;
+  let closed = false;
+  return {
+    nudge(size: number) {
+      if (running || closed || size - flushed < 64 << 20) return;
+      running = new Promise<void>((resolve) => fdatasync(fd, () => resolve())).then(() => {
+        flushed = size;
+        running = null;
+      });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await running;
+      closeSync(fd);
+    },
   };
 }
 

@@ -101,7 +101,8 @@ pid file = $D/run/\$name.pid
 log file = $D/log/\$name.log
 osd objectstore = bluestore
 bluestore block create = true
-bluestore block size = 8589934592
+# Sparse: disk is used only as data is written. Tests and benchmarks churn gigabytes through it.
+bluestore block size = 25769803776
 bluestore block db create = false
 bluestore block wal create = false
 bluestore fsck on mount = false
@@ -131,6 +132,11 @@ ms mon client mode = crc secure
 rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
 rgw enable usage log = false
 rgw relaxed s3 bucket names = true
+# Deleted objects are reclaimed by RGW's garbage collector, by default only after 2 hours;
+# the lab deletes gigabytes in minutes (test buckets, benchmarks), so reclaim promptly.
+rgw gc obj min wait = 30
+rgw gc processor period = 30
+rgw gc processor max time = 30
 EOF
   mv "$CONF.tmp" "$CONF"
 }
