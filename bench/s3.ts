@@ -196,6 +196,9 @@ for (let run = 1; run <= runs; run++) {
       await s3RemoveBucket(client, bucket, { purge: true });
       rmSync(dl, { recursive: true, force: true });
       rmSync(index, { force: true });
+      // The gateway frees deleted objects' tails only when its garbage collection runs (by
+      // default two hours later): each round deletes 600 MiB, and a full OSD leaves writes unanswered.
+      if (lab.LAB_CEPH_CONF) spawnSync("timeout", ["300", "radosgw-admin", "-c", lab.LAB_CEPH_CONF, "gc", "process", "--include-all"], { stdio: "ignore" });
     }
   }
   loads.push(loadavg());

@@ -43,7 +43,6 @@ import {
   readdirSync,
   readFileSync,
   readSync,
-  renameSync,
   rmdirSync,
   rmSync,
   statSync,
@@ -54,7 +53,7 @@ import {
 import * as fsp from "node:fs/promises";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import process from "node:process";
@@ -1051,7 +1050,8 @@ function walkLocal(root: string, ctx: Context, warn: boolean, skip: string | nul
       const rel = prefix ? `${prefix}/${d.name}` : d.name;
       if (!prefix && d.name.startsWith(RESERVED) && d.name !== S3_ESCAPED_DIR) continue;
       const abs = join(dir, d.name);
-      if (abs === skip) continue; // an index given a place inside the dir is never an object
+      // An index given a place inside the dir is never an object, nor is its partial copy.
+      if (skip && (abs === skip || abs.startsWith(partialPrefix(skip)))) continue;
       if (d.isDirectory()) visit(abs, rel);
       else if (d.isFile()) {
         const st = statSync(abs);
@@ -1061,6 +1061,11 @@ function walkLocal(root: string, ctx: Context, warn: boolean, skip: string | nul
   };
   visit(root, "");
   return out;
+}
+
+/** How an index being written is named (lib/files.ts partialFile): DIR/.partial-NAME.PID. */
+function partialPrefix(index: string): string {
+  return join(dirname(index), `.partial-${basename(index)}.`);
 }
 
 function isS3(p: string): boolean {
@@ -1423,7 +1428,8 @@ function mapKeys(s: SyncState, remote: Map<string, S3Object>, local: Map<string,
   };
   const out = new Map<string, string>();
   for (const rel of rels) {
-    let ok = plainPathOk(rel) && !dirs.has(rel) && join(s.dir, rel) !== s.indexPath;
+    const abs = join(s.dir, rel);
+    let ok = plainPathOk(rel) && !dirs.has(rel) && (!s.indexPath || (abs !== s.indexPath && !abs.startsWith(partialPrefix(s.indexPath))));
     if (ok) {
       if (onDisk(rel) === "dir") ok = false;
       for (let i = rel.indexOf("/"); ok && i >= 0; i = rel.indexOf("/", i + 1)) {

@@ -95,10 +95,21 @@ async function putMultipart(b: string, key: string, data: Buffer, partSize: numb
 }
 
 /** A loopback proxy in front of the gateway that can damage or cut GET bodies of chosen keys. */
-async function proxy(opts: { corrupt?: (path: string) => boolean; cutAfter?: number; stall?: boolean; corruptPut?: (path: string) => boolean }) {
+async function proxy(opts: {
+  corrupt?: (path: string) => boolean;
+  cutAfter?: number;
+  stall?: boolean;
+  corruptPut?: (path: string) => boolean;
+  /** Requests that get no answer at all (the connection stays open). */
+  hang?: (method: string, path: string) => boolean;
+}) {
   const up = new URL(creds.endpoint);
   let damaged = 0;
   const server = http.createServer((req, res) => {
+    if (opts.hang?.(req.method!, decodeURIComponent(req.url!.split("?")[0]))) {
+      damaged++;
+      return req.resume();
+    }
     const fwd = http.request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
       res.writeHead(r.statusCode!, r.headers);
       const hit = req.method === "GET" && opts.corrupt?.(decodeURIComponent(req.url!.split("?")[0]));
@@ -480,6 +491,26 @@ test("an index kept outside the synced dir works the same, and the dir holds onl
   await s3Sync(dir, `s3://${b2}`, { client: s3, index });
   assert.equal(await fingerprint(b2), { m: [data.length, etag] });
   assert.is((await sdk.send(new HeadObjectCommand({ Bucket: b2, Key: "m" }))).ContentType, "x/y");
+});
+
+test("a gateway that stops answering is timed out and the transfer sent again", async () => {
+  const b = await bucket();
+  await sdk.send(new PutObjectCommand({ Bucket: b, Key: "down", Body: "d" }));
+  const src = tmp();
+  writeFileSync(join(src, "up"), "u");
+  let left = 2;
+  const p = await proxy({ hang: (method, path) => (path.endsWith("/up") || path.endsWith("/down")) && left-- > 0 });
+  const c = s3Client({ ...creds, endpoint: p.endpoint, requestTimeoutMs: 500 });
+  try {
+    const t = Date.now();
+    assert.is((await s3Sync(src, `s3://${b}`, { client: c })).uploaded, 1);
+    assert.is((await s3Sync(`s3://${b}`, tmp(), { client: c })).downloaded, 2);
+    assert.is(p.damaged(), 2);
+    assert.ok(Date.now() - t < 10000);
+  } finally {
+    c.destroy();
+    await p.close();
+  }
 });
 
 test("a download cut mid-body is retried and completes", async () => {
