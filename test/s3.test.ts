@@ -223,6 +223,16 @@ test("make, exists, list beyond 1000 keys, and remove with purge", async () => {
   assert.not.ok(await s3BucketExists(s3, b));
 });
 
+test("a bucket named like the runbook's db_wal (an underscore) syncs both ways", async () => {
+  const b = `lbt_${process.pid}_wal`;
+  buckets.push(b);
+  assert.ok(await s3MakeBucket(s3, b));
+  const src = tmp();
+  writeFileSync(join(src, "000000010000000000000001"), randomBytes(1000));
+  assert.is((await s3Sync(src, `s3://${b}`, { client: s3 })).uploaded, 1);
+  assert.is((await s3Sync(`s3://${b}`, tmp(), { client: s3 })).downloaded, 1);
+});
+
 test("dry-run prints mb, uploads, deletes and rb and changes nothing", async () => {
   const b = await bucket();
   const src = tmp();
