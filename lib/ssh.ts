@@ -11,16 +11,15 @@
 // Deis runbook's expected warning on live logs: the archive is complete and holds those
 // files as they were mid-write, so it is reported, not fatal. Every other tar or ssh
 // failure removes the partial file and throws.
-import { closeSync, createReadStream, createWriteStream, existsSync, fdatasync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { closeSync, createReadStream, createWriteStream, existsSync, fdatasync, mkdirSync, openSync, readSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import process from "node:process";
 import { createParallelGzip } from "./compress.ts";
 import { useContext, type Context } from "./context.ts";
 import { LifeboatError } from "./errors.ts";
 import { exec, ExecError, shellJoin, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
-import { diskFull } from "./files.ts";
+import { diskFull, partialFile } from "./files.ts";
 import { formatBytes } from "./log.ts";
 
 /** How to reach a host over ssh. Comes from the site config. */
@@ -181,7 +180,8 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
 
   const diag = tarDiagnostics();
   const progress = opts.progress === false ? null : ctx.log.progress(label);
-  const partial = toFile ? join(dirname(dest), `.partial-${basename(dest)}.${process.pid}`) : null;
+  const file = toFile ? partialFile(dest) : null; // visible under dest only once complete
+  const partial = file?.tmp ?? null;
   let poll: NodeJS.Timeout | undefined;
   let flusher: ReturnType<typeof backgroundFlush> | undefined;
   let sink: Writable | null = null;
@@ -264,11 +264,7 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
     if (partial) {
       if (result.bytes < statSync(partial).size) counted(statSync(partial).size - result.bytes);
       await flusher?.close();
-      const fd = openSync(partial, "r");
-      fsyncSync(fd);
-      closeSync(fd);
-      renameSync(partial, dest as string);
-      fsyncDir(dirname(dest as string));
+      file!.commit();
     }
     for (const w of result.warnings) ctx.log.warn(`${label}: ${w}`);
     if (changed.length) {
@@ -285,7 +281,7 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
     progress?.fail(`${label} failed`);
     sink?.destroy();
     await downstream.catch(() => {});
-    if (partial) rmSync(partial, { force: true });
+    file?.discard();
     throw e;
   }
 }
@@ -466,12 +462,4 @@ function isGzip(path: string): boolean {
   } finally {
     closeSync(fd);
   }
-}
-
-function fsyncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, "r");
-    fsyncSync(fd);
-    closeSync(fd);
-  } catch { /* not supported everywhere */ }
 }
