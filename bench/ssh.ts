@@ -1,15 +1,19 @@
 // Benchmark: sshTar against the raw `ssh host 'tar -C dir -cpf - .' > file`, on the same
 // tree over the lab sshd (127.0.0.1:2222). Results and how to read them: bench/ssh.md.
 //
-//   node --import=tsx bench/ssh.ts [--size-gib 2] [--rounds 5] [--keep]
+//   node --import=tsx bench/ssh.ts [--size-gib 2] [--rounds 7] [--keep]
 //   node --import=tsx bench/ssh.ts once DIR OUT [--stream]    (one sshTar, timed by the run above)
 //
 // The tree (random bytes, so nothing compresses: 4 MiB files plus 64 KiB files) is made
-// under /var/tmp/lifeboat-bench-ssh and deleted at the end unless --keep. Every contender
-// runs under /usr/bin/time -v (peak RSS of the biggest process in its tree) and is timed
-// here by the wall clock; rounds alternate the order, and the medians are reported.
+// under /var/tmp/lifeboat-bench-ssh and deleted at the end unless --keep.
+//   A. In this process: raw `ssh … > file` (with and without an fsync of the file) against
+//      sshTar into a file and into a Writable: the helper's own cost, no start-up.
+//   B. Whole processes under /usr/bin/time -v: raw against `bench/ssh.ts once` (node, tsx and
+//      lib/mod.ts start-up included), and peak RSS.
+// Rounds alternate the order; medians and minimums are reported (the machine is shared:
+// the minimum is the run least disturbed by others).
 import { randomFillSync } from "node:crypto";
-import { createWriteStream, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, createWriteStream, existsSync, fsyncSync, mkdirSync, openSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -17,7 +21,7 @@ import minimist from "minimist";
 import { createContext, exec, displayCommand, setDefaultContext, sshCommand, sshTar, type SshTarget } from "../lib/mod.ts";
 import { needLab } from "../test/lab/lab.ts";
 
-const args = minimist(process.argv.slice(2), { boolean: ["keep", "stream"], default: { "size-gib": 2, rounds: 5 } });
+const args = minimist(process.argv.slice(2), { boolean: ["keep", "stream"], default: { "size-gib": 2, rounds: 7 } });
 const ctx = createContext({ name: "bench-ssh", argv: [], env: {}, sink: { write: () => true } });
 setDefaultContext(ctx);
 const lab = needLab("sshd");
@@ -40,9 +44,9 @@ if (args._[0] === "once") {
 }
 
 const root = "/var/tmp/lifeboat-bench-ssh";
-const tree = join(root, "tree");
 const outFile = join(root, "out.tar");
 const gib = Number(args["size-gib"]);
+const tree = join(root, `tree-${gib}GiB`);
 
 function makeTree(): void {
   if (existsSync(join(tree, ".complete"))) return;
@@ -62,72 +66,107 @@ function makeTree(): void {
   writeFileSync(join(tree, ".complete"), "");
 }
 
-interface Sample { wall: number; rssMiB: number; bytes: number; callMs?: number; selfRssMiB?: number }
-
-/** Runs argv under /usr/bin/time -v with stdout to outFile (or captured), and measures it. */
-async function timed(argv: string[], toFile: boolean): Promise<Sample> {
-  rmSync(outFile, { force: true });
-  const t0 = performance.now();
-  const r = await exec(["/usr/bin/time", "-v", ...argv], { stdout: toFile ? { file: outFile } : "capture", ctx });
-  const wall = (performance.now() - t0) / 1000;
-  const rss = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr)?.[1] ?? NaN) / 1024;
-  const sample: Sample = { wall, rssMiB: rss, bytes: statSync(outFile).size };
-  if (!toFile) {
-    const j = JSON.parse(r.stdout.trim().split("\n").pop()!);
-    sample.callMs = j.ms;
-    sample.selfRssMiB = j.maxRssKiB / 1024;
-  }
-  return sample;
-}
+interface Sample { wall: number; rssMiB?: number; bytes: number; selfRssMiB?: number }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const pct = (x: number, base: number) => `${x >= base ? "+" : ""}${((x / base - 1) * 100).toFixed(1)} %`;
+
+/** Times one contender: a fresh output file, no dirty pages left by the run before. */
+async function timed(run: () => Promise<Partial<Sample> | void>): Promise<Sample> {
+  rmSync(outFile, { force: true });
+  await exec(["sync"], { ctx });
+  const t0 = performance.now();
+  const extra = (await run()) ?? {};
+  return { wall: (performance.now() - t0) / 1000, bytes: statSync(outFile).size, ...extra };
+}
+
+/** Runs argv under /usr/bin/time -v; stdout to outFile, or captured (the `once` JSON). */
+async function underTime(argv: string[], toFile: boolean): Promise<Partial<Sample>> {
+  const r = await exec(["/usr/bin/time", "-v", ...argv], { stdout: toFile ? { file: outFile } : "capture", ctx });
+  const rssMiB = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr)?.[1] ?? NaN) / 1024;
+  return toFile ? { rssMiB } : { rssMiB, selfRssMiB: JSON.parse(r.stdout.trim().split("\n").pop()!).maxRssKiB / 1024 };
+}
+
+function fsyncFile(path: string): void {
+  const fd = openSync(path, "r");
+  fsyncSync(fd);
+  closeSync(fd);
+}
+
+/** Rounds in alternating order; returns samples per contender. */
+async function rounds(title: string, n: number, contenders: Record<string, () => Promise<Sample>>): Promise<Record<string, Sample[]>> {
+  const out: Record<string, Sample[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
+  const names = Object.keys(contenders);
+  for (let round = 0; round < n; round++) {
+    for (const name of round % 2 ? [...names].reverse() : names) {
+      const sample = await contenders[name]();
+      out[name].push(sample);
+      process.stderr.write(`${title} round ${round + 1} ${name}: ${sample.wall.toFixed(2)} s${sample.rssMiB ? `, ${sample.rssMiB.toFixed(0)} MiB` : ""}\n`);
+    }
+  }
+  return out;
+}
+
+function table(samples: Record<string, Sample[]>, base: string, withRss: boolean): string[] {
+  const rawMed = median(samples[base].map((x) => x.wall));
+  const rawMin = Math.min(...samples[base].map((x) => x.wall));
+  const lines = [
+    `| contender | median wall (s) | vs ${base} | min wall (s) | vs ${base} |${withRss ? " peak RSS, process tree (MiB) | node's own peak RSS (MiB) |" : ""}`,
+    `| --- | --- | --- | --- | --- |${withRss ? " --- | --- |" : ""}`,
+  ];
+  for (const [name, ss] of Object.entries(samples)) {
+    const med = median(ss.map((x) => x.wall));
+    const min = Math.min(...ss.map((x) => x.wall));
+    const rss = withRss ? ` ${median(ss.map((x) => x.rssMiB ?? NaN)).toFixed(0)} | ${ss[0].selfRssMiB ? median(ss.map((x) => x.selfRssMiB!)).toFixed(0) : ""} |` : "";
+    lines.push(`| ${name} | ${med.toFixed(2)} | ${pct(med, rawMed)} | ${min.toFixed(2)} | ${pct(min, rawMin)} |${rss}`);
+  }
+  return lines;
+}
 
 const rawArgv = sshCommand(target, ["tar", "-C", tree, "-cpf", "-", "."]);
 const oursArgv = [process.execPath, "--import=tsx", new URL(import.meta.url).pathname, "once", tree, outFile];
-const contenders: Record<string, () => Promise<Sample>> = {
-  "raw ssh … > file": () => timed(rawArgv, true),
-  "raw ssh … > file; sync file": async () => {
-    const s = await timed(rawArgv, true);
-    const t0 = performance.now();
-    await exec(["sync", outFile], { ctx });
-    return { ...s, wall: s.wall + (performance.now() - t0) / 1000 };
-  },
-  "sshTar → file": () => timed(oursArgv, false),
-  "sshTar → Writable": () => timed([...oursArgv, "--stream"], false),
-};
+const n = Number(args.rounds);
 
 try {
   makeTree();
   // A warm page cache for everyone: one untimed read of the tree.
   await exec(["tar", "-C", tree, "-cf", "/dev/null", "."], { ctx });
-  const samples: Record<string, Sample[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
   const load0 = loadavg();
-  const names = Object.keys(contenders);
-  for (let round = 0; round < Number(args.rounds); round++) {
-    for (const name of round % 2 ? [...names].reverse() : names) {
-      const s = await contenders[name]();
-      samples[name].push(s);
-      process.stderr.write(`round ${round + 1} ${name}: ${s.wall.toFixed(2)} s, ${s.rssMiB.toFixed(0)} MiB\n`);
-    }
-  }
+  // A: inside this process, no start-up cost: what the helper itself adds.
+  const inProcess = await rounds("A", n, {
+    "raw": () => timed(() => exec(rawArgv, { stdout: { file: outFile }, ctx }).then(() => {})),
+    "raw + fsync": () => timed(async () => {
+      await exec(rawArgv, { stdout: { file: outFile }, ctx });
+      fsyncFile(outFile);
+    }),
+    "sshTar → file": () => timed(() => sshTar(target, tree, outFile, { ctx }).then(() => {})),
+    "sshTar → Writable": () => timed(() => sshTar(target, tree, createWriteStream(outFile, { mode: 0o600 }), { ctx }).then(() => {})),
+  });
+  // B: whole processes under /usr/bin/time -v: start-up included, and peak RSS.
+  const whole = await rounds("B", Math.min(n, 3), {
+    "raw": () => timed(() => underTime(rawArgv, true)),
+    "sshTar → file": () => timed(() => underTime(oursArgv, false)),
+    "sshTar → Writable": () => timed(() => underTime([...oursArgv, "--stream"], false)),
+  });
   const load1 = loadavg();
-  const rawWall = median(samples["raw ssh … > file"].map((s) => s.wall));
+  const sizes = new Set([...Object.values(inProcess), ...Object.values(whole)].flat().map((x) => x.bytes));
   const lines = [
-    `tree: ${gib} GiB, ${args.rounds} rounds, ${cpus().length} CPUs, load average ${load0.map((l) => l.toFixed(2)).join(" ")} before, ${load1.map((l) => l.toFixed(2)).join(" ")} after`,
+    `tree: ${gib} GiB; ${cpus().length} CPUs; load average ${load0.map((l) => l.toFixed(2)).join(" ")} before, ${load1.map((l) => l.toFixed(2)).join(" ")} after`,
     "",
-    "| contender | median wall (s) | vs raw | median peak RSS (MiB) | sshTar call (s) | node's own peak RSS (MiB) |",
-    "| --- | --- | --- | --- | --- | --- |",
+    `A. in one process, ${n} rounds (the helper's own cost):`,
+    "",
+    ...table(inProcess, "raw", false),
+    "",
+    `B. whole processes under /usr/bin/time -v, ${Math.min(n, 3)} rounds (node + tsx start-up, peak RSS):`,
+    "",
+    ...table(whole, "raw", true),
+    "",
+    `archive bytes: ${[...sizes].join(", ")} (one value: every contender wrote the same size)`,
+    "",
+    "commands:",
+    `  raw:    ${displayCommand(rawArgv, { stdout: { file: outFile } })}`,
+    `  sshTar: ${displayCommand(oursArgv)}`,
   ];
-  for (const [name, ss] of Object.entries(samples)) {
-    const wall = median(ss.map((s) => s.wall));
-    const call = ss[0].callMs !== undefined ? (median(ss.map((s) => s.callMs!)) / 1000).toFixed(2) : "";
-    const self = ss[0].selfRssMiB !== undefined ? median(ss.map((s) => s.selfRssMiB!)).toFixed(0) : "";
-    const vs = `${wall >= rawWall ? "+" : ""}${((wall / rawWall - 1) * 100).toFixed(1)} %`;
-    lines.push(`| ${name} | ${wall.toFixed(2)} | ${vs} | ${median(ss.map((s) => s.rssMiB)).toFixed(0)} | ${call} | ${self} |`);
-  }
-  const sizes = new Set(Object.values(samples).flat().map((s) => s.bytes));
-  lines.push("", `archive bytes: ${[...sizes].join(", ")} (one value: every contender wrote the same size)`);
-  lines.push("", "commands:", `  raw:    /usr/bin/time -v ${displayCommand(rawArgv, { stdout: { file: outFile } })}`, `  sshTar: /usr/bin/time -v ${displayCommand(oursArgv)}`);
   process.stdout.write(lines.join("\n") + "\n");
 } finally {
   rmSync(outFile, { force: true });
