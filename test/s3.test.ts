@@ -349,6 +349,11 @@ test("hostile keys round-trip exactly and never land outside the destination", a
   const b2 = await bucket();
   await s3Sync(dir, `s3://${b2}`, { client: s3 });
   assert.equal(await fingerprint(b2), before);
+  // and every one of them can be deleted again, by a delete sync and by a purge
+  assert.is((await s3Sync(tmp(), `s3://${b2}`, { client: s3, delete: true })).deleted, HOSTILE.length);
+  assert.equal(await listing(b2), []);
+  assert.is(await s3RemoveBucket(s3, b, { purge: true }), HOSTILE.length);
+  assert.not.ok(await s3BucketExists(s3, b));
 });
 
 test("a key with .. never escapes the destination", async () => {
@@ -660,7 +665,7 @@ test("the gateway restarted mid-sync (ceph.sh down, then up) is ridden out by re
 });
 
 test.after(async () => {
-  for (const b of buckets) await s3RemoveBucket(s3, b, { purge: true }).catch(() => {});
+  for (const b of buckets) await s3RemoveBucket(s3, b, { purge: true }).catch((e) => console.error(`left behind: ${b}: ${e.message}`));
   s3.destroy();
   cleanupTmp();
 });
