@@ -72,6 +72,7 @@ export class ExecError extends LifeboatError {
 }
 
 const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
+const MASK_TOKEN = "LIFEBOATMASKEDSECRET";
 
 /**
  * Quotes one word for a POSIX shell (sh, dash, bash, zsh): the one quoting function
@@ -123,7 +124,8 @@ export function killRunning(signal: NodeJS.Signals = "SIGTERM"): void {
 export async function exec(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const ctx = opts.ctx ?? useContext();
   if (argv.length === 0) throw new LifeboatError("exec: empty argv");
-  const display = displayCommand(argv, opts, (w) => ctx.secrets.redact(w));
+  // Mask with a shell-safe placeholder, quote, then show the mask: PGPASSWORD=*** rather than '***'.
+  const display = displayCommand(argv, opts, (w) => ctx.secrets.redact(w, MASK_TOKEN)).replaceAll(MASK_TOKEN, "***");
   if (ctx.dryRun && !opts.readOnly) {
     ctx.log.command(display, "dry-run");
     return { code: 0, stdout: "", stderr: "", dryRun: true };

@@ -27,15 +27,15 @@ export class Secrets {
     return this.#values.size;
   }
 
-  /** Masks every registered secret, and passwords in URLs (`user:pass@host`). */
-  redact(text: string): string {
-    let out = text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)([^\s@/]+)(@)/gi, `$1${MASK}$3`);
+  /** Masks every registered secret, and passwords in URLs (`user:pass@host`), with `mask` (default ***). */
+  redact(text: string, mask: string = MASK): string {
+    let out = text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)([^\s@/]+)(@)/gi, `$1${mask}$3`);
     if (this.#values.size === 0) return out;
     if (!this.#pattern) {
       const sorted = [...this.#values].sort((a, b) => b.length - a.length);
       this.#pattern = new RegExp(sorted.map(escapeRegExp).join("|"), "g");
     }
-    out = out.replace(this.#pattern, MASK);
+    out = out.replace(this.#pattern, mask);
     return out;
   }
 }
