@@ -261,6 +261,22 @@ function entryType(t: string): ManifestEntry["type"] | null {
   }
 }
 
+/** The manifest's record of a tar entry whose body was read (size bytes, hashed for files). */
+function entryOf(e: ReadEntry, path: string, size: number, hash: ReturnType<typeof createHash> | null): ManifestEntry {
+  const type = entryType(e.type) ?? "file";
+  return {
+    path,
+    type,
+    size,
+    mode: (e.mode ?? 0) & 0o7777,
+    uid: e.uid ?? 0,
+    gid: e.gid ?? 0,
+    mtime: (e.mtime ?? new Date(0)).toISOString(),
+    ...(hash ? { sha256: hash.digest("hex") } : {}),
+    ...(type === "symlink" || type === "hardlink" ? { target: e.linkpath } : {}),
+  };
+}
+
 function normPath(p: string): string {
   let s = p.replace(/\/+$/, "");
   while (s.startsWith("./")) s = s.slice(2);
@@ -318,17 +334,7 @@ export async function packArchive(sourceDir: string, archivePath: string, option
     });
     e.on("end", () => {
       if (e.path === MANIFEST_NAME) return;
-      seen.push({
-        path: normPath(e.path),
-        type: type ?? "file",
-        size,
-        mode: (e.mode ?? 0) & 0o7777,
-        uid: e.uid ?? 0,
-        gid: e.gid ?? 0,
-        mtime: (e.mtime ?? new Date(0)).toISOString(),
-        ...(hash ? { sha256: hash.digest("hex") } : {}),
-        ...(type === "symlink" || type === "hardlink" ? { target: e.linkpath } : {}),
-      });
+      seen.push(entryOf(e, normPath(e.path), size, hash));
       if (--expect === 0) allSeen();
     });
   });
@@ -584,17 +590,7 @@ async function scan(path: string, o: VerifyOptions, ctx: Context): Promise<Scan 
       }
       if (seen.has(p)) problems.push(`${JSON.stringify(p)}: appears twice; refused`);
       if (type === "symlink") symlinks.add(p);
-      seen.set(p, {
-        path: p,
-        type: type ?? "file",
-        size: n,
-        mode: (e.mode ?? 0) & 0o7777,
-        uid: e.uid ?? 0,
-        gid: e.gid ?? 0,
-        mtime: (e.mtime ?? new Date(0)).toISOString(),
-        ...(hash ? { sha256: hash.digest("hex") } : {}),
-        ...(type === "symlink" || type === "hardlink" ? { target: e.linkpath } : {}),
-      });
+      seen.set(p, entryOf(e, p, n, hash));
     });
   });
   const warnings: string[] = [];

@@ -18,7 +18,7 @@ import { pipeline } from "node:stream/promises";
 import { createParallelGzip } from "./compress.ts";
 import { useContext, type Context } from "./context.ts";
 import { LifeboatError } from "./errors.ts";
-import { exec, ExecError, shellJoin, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
+import { exec, ExecError, shellJoin, type ExecOptions, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
 import { diskFull, partialFile } from "./files.ts";
 import { formatBytes } from "./log.ts";
 
@@ -58,25 +58,13 @@ export function sshWhere(target: SshTarget): string {
   return `${target.user ? `${target.user}@` : ""}${target.host}${target.port ? `:${target.port}` : ""}`;
 }
 
-/** Options for {@link ssh}. */
-export interface SshOptions {
+/**
+ * Options for {@link ssh}: exec's stream, probe and exit-code options (applied to the remote
+ * command through ssh), plus sudo.
+ */
+export interface SshOptions extends Pick<ExecOptions, "stdin" | "stdout" | "readOnly" | "okCodes" | "timeoutMs" | "onStderr" | "onStdoutBytes" | "ctx"> {
   /** Run the remote argv under `sudo -n` (fails instead of prompting for a password). */
   sudo?: boolean;
-  /** Stdin for the remote command: text, bytes, a Readable or { file } (default: nothing). */
-  stdin?: StdinSpec;
-  /** Stdout of the remote command: "capture" (default), a Writable, { file, mode } … */
-  stdout?: StdoutSpec;
-  /** Read-only probe: runs in dry-run too. */
-  readOnly?: boolean;
-  /** Remote exit codes that count as success (default [0]). */
-  okCodes?: number[];
-  /** Kill ssh after this many ms. */
-  timeoutMs?: number;
-  /** Called with each stderr chunk. */
-  onStderr?: (chunk: Buffer) => void;
-  /** Called with each stdout chunk's length when stdout is streamed. */
-  onStdoutBytes?: (n: number) => void;
-  ctx?: Context;
 }
 
 /**
