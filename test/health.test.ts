@@ -5,23 +5,15 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { createServer as createTcpServer, type AddressInfo } from "node:net";
+import { createServer as createTcpServer } from "node:net";
 import { join } from "node:path";
 import { waitForHealthy } from "../lib/health.ts";
 import { LifeboatError } from "../lib/errors.ts";
-import { cleanupTmp, testContext, tmp } from "./helpers.ts";
+import { cleanupTmp, testContext, tmp, freePort } from "./helpers.ts";
 
 const quick = { intervalMs: 100, maxIntervalMs: 200 };
 const servers: { close(): unknown }[] = [];
 
-/** A port nothing listens on (the kernel picked it; we closed it again). */
-async function freePort(): Promise<number> {
-  const s = createTcpServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function httpServer(port: number, handler: (n: number) => { status: number; body: unknown }): Promise<Server> {
   let n = 0;

@@ -1,5 +1,6 @@
 // Shared fixtures for the tests: a context whose log is captured, temp dirs, trees.
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createContext, setDefaultContext, type Context, type SettingSpecs } from "../lib/mod.ts";
@@ -33,4 +34,13 @@ export function tmp(prefix = "lifeboat-test-"): string {
 /** Removes every dir made by tmp(). */
 export function cleanupTmp(): void {
   for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+/** A TCP port on 127.0.0.1 that is free right now (the kernel picks it; we close it again). */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((ok) => srv.listen(0, "127.0.0.1", ok));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((ok) => srv.close(ok));
+  return port;
 }

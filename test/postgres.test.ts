@@ -5,7 +5,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import process from "node:process";
 import { Readable } from "node:stream";
@@ -13,7 +12,7 @@ import { gunzipSync } from "node:zlib";
 import { exec, LifeboatError } from "../lib/mod.ts";
 import { pgDump, pgDumpAll, pgRestore, psqlFile, psqlQuery, type PgWhere } from "../lib/postgres.ts";
 import { containerExists, dockerExec, dockerRm } from "../lib/docker.ts";
-import { cleanupTmp, testContext, tmp } from "./helpers.ts";
+import { cleanupTmp, testContext, tmp, freePort } from "./helpers.ts";
 import { needLab } from "./lab/lab.ts";
 
 const lab = needLab("docker", "pg", "sshd");
@@ -30,14 +29,6 @@ const KEY = "lifeboatTestKey";
 
 const made: string[] = [];
 
-/** A TCP port on 127.0.0.1 that is free right now (the kernel picks it). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((ok) => srv.listen(0, "127.0.0.1", ok));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise((ok) => srv.close(ok));
-  return port;
-}
 
 /** A fresh PostgreSQL container from the lab image, published on 127.0.0.1 (removed after the tests). */
 async function freshContainer(tag: string): Promise<{ inside: PgWhere; tcp: { host: string; port: number; user: string; passwordFile: string } }> {

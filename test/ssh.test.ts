@@ -23,7 +23,7 @@ import {
   writeFileSync,
   ftruncateSync,
 } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { compareTrees } from "../lib/compare.ts";
@@ -31,7 +31,7 @@ import { LifeboatError } from "../lib/errors.ts";
 import { shellJoin } from "../lib/exec.ts";
 import { ssh, sshTar, sshUntar, type SshTarget } from "../lib/ssh.ts";
 import { AWKWARD_NAMES, makeSampleTree, seededBytes } from "./fixtures/tree.ts";
-import { cleanupTmp, testContext, tmp } from "./helpers.ts";
+import { cleanupTmp, testContext, tmp, freePort } from "./helpers.ts";
 import { needLab } from "./lab/lab.ts";
 
 const lab = needLab("sshd");
@@ -85,13 +85,6 @@ async function assertSameTree(a: string, b: string): Promise<void> {
   assert.equal(mtimes(b), mtimes(a), "mtimes differ");
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
