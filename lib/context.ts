@@ -49,6 +49,14 @@ export interface Context<T extends SettingSpecs = SettingSpecs> {
   readonly secrets: Secrets;
   /** Asks before a destructive action; refuses (exit 5) without --yes when nobody can answer. */
   confirm(question: string): Promise<void>;
+  /**
+   * Aborted when the run is interrupted (SIGINT/SIGTERM). Every helper that works in this
+   * process (S3 transfers, packing, HTTP) stops when it fires; child processes are killed.
+   * `signal.reason` is the InterruptedError. Helpers call {@link throwIfAborted} between units of work.
+   */
+  readonly signal: AbortSignal;
+  /** Fires {@link signal} with this reason (the recipe runner calls it on SIGINT/SIGTERM). */
+  abort(reason: Error): void;
 }
 
 /**
@@ -76,7 +84,10 @@ export function createContext<T extends SettingSpecs>(opts: ContextOptions<T>): 
   const s = parsed.values as SettingValues<typeof GLOBAL_SETTINGS>;
   const log = new Logger({ secrets, verbose: s.verbose, sink: opts.sink });
   const interactive = opts.interactive ?? (!!process.stdin.isTTY && !!process.stderr.isTTY && !env.CI);
+  const controller = new AbortController();
   const ctx: Context<T> = {
+    signal: controller.signal,
+    abort: (reason) => controller.abort(reason),
     name: opts.name,
     settings: parsed.values,
     sources: parsed.sources,
@@ -106,6 +117,11 @@ export function createContext<T extends SettingSpecs>(opts: ContextOptions<T>): 
   };
   if (!fallback) fallback = ctx as Context;
   return ctx;
+}
+
+/** Throws the interrupt (an InterruptedError) when the current run has been interrupted. */
+export function throwIfAborted(ctx: Context = useContext()): void {
+  if (ctx.signal.aborted) throw ctx.signal.reason;
 }
 
 /** Runs fn with ctx as the current context (like zx's `within`). */

@@ -6,7 +6,7 @@ export { ExitCode, LifeboatError, UsageError, VerifyError, LockedError, RefusedE
 export { Secrets } from "./secrets.ts";
 export { Logger, formatBytes, formatDuration, type LogSink, type Spinner, type Progress } from "./log.ts";
 export { GLOBAL_SETTINGS, envName, expandHome, helpText, parseSettings, type SettingSpec, type SettingSpecs, type SettingValues } from "./settings.ts";
-export { createContext, scriptArgs, useContext, withContext, setDefaultContext, type Context, type ContextOptions } from "./context.ts";
+export { createContext, scriptArgs, useContext, withContext, setDefaultContext, throwIfAborted, type Context, type ContextOptions } from "./context.ts";
 export { exec, probe, which, shellQuote, shellJoin, displayCommand, killRunning, ExecError, type ExecOptions, type ExecResult } from "./exec.ts";
 export { acquireLock, pidAlive, type Lock, type LockOptions } from "./lock.ts";
 export { step, runSteps, readJournal, printOutcomes, StepFailed, type Step, type StepApi, type StepOptions, type StepOutcome, type RunState } from "./steps.ts";

@@ -88,6 +88,7 @@ export async function main<T extends SettingSpecs>(
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted) process.exit(sig === "SIGTERM" ? 143 : 130);
     interrupted = sig;
+    ctx.abort(new InterruptedError(sig));
     ctx.log.warn(`${sig}: stopping the running command and cleaning up (again to quit at once)`);
     killRunning("SIGTERM");
   };
