@@ -42,7 +42,7 @@ export {
   type PrunePolicy,
   type PrunePlan,
   type PruneOptions,
-} from "./store.ts";
+} from "./backups.ts";
 export { task, type Task } from "./recipe.ts";
 export { compareTrees, type CompareOptions } from "./compare.ts";
 export { ssh, sshTar, sshUntar, sshDiskUsage, sshCommand, sshWhere, type SshTarget, type SshOptions, type SshTarOptions, type SshTarResult, type SshUntarOptions } from "./ssh.ts";

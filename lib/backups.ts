@@ -1,4 +1,4 @@
-// Backup folders: list what is there, prune by a grandfather-father-son policy, and
+// Backup folders (lib/backups.ts; not the Deis store volume): list what is there, prune by a grandfather-father-son policy, and
 // check free space before a backup starts.
 //
 // An archive is NAME.tar.gz or NAME.tar.gz.age. Beside it: NAME….sha256 (sha256sum

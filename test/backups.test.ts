@@ -1,4 +1,4 @@
-// Backup folders: listing, verified state, GFS pruning and the free-space check.
+// Backup folders (lib/backups.ts): listing, verified state, GFS pruning and the free-space check.
 // deno: yes
 import { test } from "uvu";
 import * as assert from "uvu/assert";
