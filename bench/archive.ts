@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path";
 import process from "node:process";
 import minimist from "minimist";
-import { seededBytes } from "../test/fixtures/tree.ts";
+import { seededBytes } from "../tasks/drills/fixtures.ts";
 
 const args = minimist(process.argv.slice(2), { default: { "size-mib": 1024, runs: 1 } });
 const sizeMiB = Number(args["size-mib"]);

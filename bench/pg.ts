@@ -15,7 +15,7 @@ import { cpus, loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import minimist from "minimist";
-import { needLab } from "../test/lab/lab.ts";
+import { needLab } from "../tasks/drills/lab.ts";
 
 const args = minimist(process.argv.slice(2), { boolean: ["keep", "gzip", "write", "fsync", "lean"], default: { scale: 220, rounds: 5, fsync: true, write: true } });
 const lab = needLab("pg");

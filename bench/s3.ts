@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { join } from "node:path";
 import process from "node:process";
 import { s3Client, s3MakeBucket, s3RemoveBucket, s3Sync } from "../lib/s3.ts";
-import { needLab } from "../test/lab/lab.ts";
+import { needLab } from "../tasks/drills/lab.ts";
 
 const argv = process.argv.slice(2);
 const flag = (name: string) => {

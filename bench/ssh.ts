@@ -19,7 +19,7 @@ import { join } from "node:path";
 import process from "node:process";
 import minimist from "minimist";
 import { createContext, exec, displayCommand, setDefaultContext, sshCommand, sshTar, type SshTarget } from "../lib/mod.ts";
-import { needLab } from "../test/lab/lab.ts";
+import { needLab } from "../tasks/drills/lab.ts";
 
 const args = minimist(process.argv.slice(2), { boolean: ["keep", "stream"], default: { "size-gib": 2, rounds: 7 } });
 const ctx = createContext({ name: "bench-ssh", argv: [], env: {}, sink: { write: () => true } });

@@ -5,7 +5,7 @@
 //   make drill-deis ARGS="--keep"
 import chalk from "chalk";
 import { printOutcomes, task, VerifyError } from "../lib/mod.ts";
-import { deisDrill, drillSummary } from "../test/drills/deis.ts";
+import { deisDrill, drillSummary } from "./drills/deis.ts";
 
 export const deisDrillTask = task({
   name: "drill:deis",

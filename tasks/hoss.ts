@@ -2,7 +2,7 @@
 //
 //   npx zx tasks/run.ts drill:hoss [--keep] [--verbose]      (needs the lab: lab:up docker slapd)
 import { formatBytes, formatDuration, task } from "../lib/mod.ts";
-import { hossDrill } from "../test/drills/hoss.ts";
+import { hossDrill } from "./drills/hoss.ts";
 
 export const hossDrillTask = task({
   name: "drill:hoss",

@@ -8,7 +8,7 @@ import chalk from "chalk";
 import { main, scriptArgs, type Task } from "../lib/mod.ts";
 import archive from "./archive.ts";
 import lab from "./lab.ts";
-import drills from "./drills.ts";
+import drills from "./drills/archive.ts";
 import deis from "./deis.ts";
 import hoss from "./hoss.ts";
 

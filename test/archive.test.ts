@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { generateIdentity, identityToRecipient } from "age-encryption";
 import { compareTrees, listBackups, packArchive, RefusedError, unpackArchive, verifyArchive, VerifyError } from "../lib/mod.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
-import { makeSampleTree, seededBytes } from "./fixtures/tree.ts";
+import { makeSampleTree, seededBytes } from "../tasks/drills/fixtures.ts";
 import { hostileCorpus, writeHostile } from "./fixtures/hostile.ts";
 
 const PASS = "correct horse battery staple";

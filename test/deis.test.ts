@@ -20,7 +20,7 @@ import {
   RUNBOOK_CALLS,
   takeDeisctlCalls,
   type DeisDrillReport,
-} from "./drills/deis.ts";
+} from "../tasks/drills/deis.ts";
 
 const WORK = mkdtempSync(join(tmpdir(), "lifeboat-deis-test-"));
 const ctx = createContext({ name: "deis.test", argv: [], env: {}, sink: process.stderr, interactive: false }) as Context;

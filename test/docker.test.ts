@@ -15,7 +15,7 @@ import { exec, ExecError } from "../lib/exec.ts";
 import { LifeboatError, UsageError } from "../lib/errors.ts";
 import { createContext, setDefaultContext, type Context } from "../lib/context.ts";
 import { containerExists, containerState, dockerCp, dockerExec, dockerRm } from "../lib/docker.ts";
-import { needLab } from "./lab/lab.ts";
+import { needLab } from "../tasks/drills/lab.ts";
 
 /** As helpers.ts's testContext: a default context whose log is captured. */
 function testContext(opts: { argv?: string[] } = {}): { ctx: Context; logs: () => string } {

@@ -9,8 +9,8 @@ import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pgDumpAll, s3Client, s3MakeBucket, s3RemoveBucket, s3Sync, sshTar } from "../lib/mod.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
-import { seededBytes } from "./fixtures/tree.ts";
-import { needLab } from "./lab/lab.ts";
+import { seededBytes } from "../tasks/drills/fixtures.ts";
+import { needLab } from "../tasks/drills/lab.ts";
 
 const lab = needLab("sshd", "pg", "ceph");
 let disk = "";

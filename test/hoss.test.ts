@@ -7,7 +7,7 @@ import * as assert from "uvu/assert";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { packArchive } from "../lib/mod.ts";
-import { freePort, hossDrill, runRecipe } from "./drills/hoss.ts";
+import { freePort, hossDrill, runRecipe } from "../tasks/drills/hoss.ts";
 import { startHossServer } from "./standins/hoss-server.ts";
 import { startOpenSearch } from "./standins/opensearch.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";

@@ -13,7 +13,7 @@ import { exec, LifeboatError } from "../lib/mod.ts";
 import { pgDump, pgDumpAll, pgRestore, psqlFile, psqlQuery, type PgWhere } from "../lib/postgres.ts";
 import { containerExists, dockerExec, dockerRm } from "../lib/docker.ts";
 import { cleanupTmp, testContext, tmp, freePort } from "./helpers.ts";
-import { needLab } from "./lab/lab.ts";
+import { needLab } from "../tasks/drills/lab.ts";
 
 const lab = needLab("docker", "pg", "sshd");
 process.env.DOCKER_HOST = lab.LAB_DOCKER_HOST;

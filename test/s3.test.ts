@@ -37,7 +37,7 @@ import {
   type S3Object,
 } from "../lib/s3.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
-import { LAB_DIR, needLab } from "./lab/lab.ts";
+import { LAB_DIR, needLab } from "../tasks/drills/lab.ts";
 
 const only = process.env.LIFEBOAT_S3_ONLY;
 const test = Object.assign((name: string, fn: () => void | Promise<void>) => void ((!only || name.includes(only)) && uvuTest(name, fn)), uvuTest);

@@ -30,9 +30,9 @@ import { compareTrees } from "../lib/compare.ts";
 import { LifeboatError } from "../lib/errors.ts";
 import { shellJoin } from "../lib/exec.ts";
 import { ssh, sshTar, sshUntar, type SshTarget } from "../lib/ssh.ts";
-import { AWKWARD_NAMES, makeSampleTree, seededBytes } from "./fixtures/tree.ts";
+import { AWKWARD_NAMES, makeSampleTree, seededBytes } from "../tasks/drills/fixtures.ts";
 import { cleanupTmp, testContext, tmp, freePort } from "./helpers.ts";
-import { needLab } from "./lab/lab.ts";
+import { needLab } from "../tasks/drills/lab.ts";
 
 const lab = needLab("sshd");
 const LIFEBOAT_UID = Number(execFileSync("id", ["-u", lab.LAB_SSH_USER2]).toString().trim());

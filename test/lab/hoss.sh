@@ -15,7 +15,7 @@
 #                                    sync has no stand-in (logged only); both go to restarts.log
 #   hoss.sh status ENVFILE           exit 0 when the database, OpenSearch and the server all answer
 #
-# ENVFILE (written by test/drills/hoss.ts) sets HOSS_RUN (pid and log files), HOSS_PG_CONTAINER,
+# ENVFILE (written by tasks/drills/hoss.ts) sets HOSS_RUN (pid and log files), HOSS_PG_CONTAINER,
 # HOSS_OS_PORT, HOSS_OS_DATA, HOSS_OS_REPO, HOSS_SERVER_PORT, HOSS_SERVER_VERSION and
 # HOSS_READY_AFTER_MS. Background processes write only to their log files, so whoever runs
 # `hoss.sh up` (the restore recipe) gets its pipes back at once, as with `make up DETACH=true`.

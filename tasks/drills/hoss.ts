@@ -27,7 +27,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { compareTrees } from "../../lib/mod.ts";
-import { needLab } from "../lab/lab.ts";
+import { needLab } from "./lab.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
 const HOSS_SH = `${ROOT}/test/lab/hoss.sh`;
@@ -391,7 +391,7 @@ function restoreLdap(lab: Record<string, string>, ldif: string, dir: string, log
 /** The drill's site file: the lab's commands in place of Hoss's docker/make ones. */
 function siteYaml(p: { dir: string; hossDir: string; keysDir: string; container: string; serverPort: number; search: string; backupRoot: string; envFile: string; lab: Record<string, string> }): string {
   const list = (xs: string[]) => `[${xs.map((x) => JSON.stringify(x)).join(", ")}]`;
-  return `# The Hoss drill's site file (test/drills/hoss.ts): recipes/hoss.site.example.yaml with the lab's commands.
+  return `# The Hoss drill's site file (tasks/drills/hoss.ts): recipes/hoss.site.example.yaml with the lab's commands.
 config-dir: ${JSON.stringify(p.hossDir)}
 endpoint: http://127.0.0.1:${p.serverPort}
 config:

@@ -16,8 +16,8 @@ import {
   unpackArchive,
   verifyBackup,
   VerifyError,
-} from "../lib/mod.ts";
-import { makeSampleTree } from "../test/fixtures/tree.ts";
+} from "../../lib/mod.ts";
+import { makeSampleTree } from "./fixtures.ts";
 
 /** The archive drill: a sample state dir with awkward names goes through pack → verify → destroy → unpack → compare. */
 export const archiveDrill = task({
