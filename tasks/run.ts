@@ -8,11 +8,9 @@ import chalk from "chalk";
 import { main, scriptArgs, type Task } from "../lib/mod.ts";
 import archive from "./archive.ts";
 import lab from "./lab.ts";
-import drills from "./drills/archive.ts";
-import deis from "./deis.ts";
-import hoss from "./hoss.ts";
+import drills from "./drills/mod.ts";
 
-export const tasks: Task[] = [...archive, ...lab, ...drills, ...hoss, ...deis] as Task[];
+export const tasks: Task[] = [...archive, ...lab, ...drills] as Task[];
 
 const [name, ...rest] = scriptArgs();
 if (!name || name === "--list" || name === "--help" || name === "-h") {

@@ -1,4 +1,7 @@
-// Drills: back up, destroy, restore, compare — on the lab, end to end.
+// The archive drill: back up, destroy, restore, compare — on local files, no lab pieces.
+//
+//   npx zx tasks/run.ts drill:archive [--workdir DIR] [--passphrase-file F]
+//   make drill-archive, DRILL=archive make demo
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,16 +15,17 @@ import {
   runSteps,
   stamp,
   step,
-  task,
   unpackArchive,
   verifyBackup,
   VerifyError,
 } from "../../lib/mod.ts";
 import { makeSampleTree } from "./fixtures.ts";
+import { drillTask } from "./lab.ts";
 
 /** The archive drill: a sample state dir with awkward names goes through pack → verify → destroy → unpack → compare. */
-export const archiveDrill = task({
+export const archiveDrillTask = drillTask({
   name: "drill:archive",
+  needs: [],
   description: "pack a sample state directory, verify it, destroy it, restore it and compare",
   settings: {
     workdir: { describe: "where the drill's state, backups and restore live (default: a new temp dir, removed after)" },
@@ -73,5 +77,3 @@ export const archiveDrill = task({
     if (outcomes.some((o) => o.status === "failed")) throw new LifeboatError("drill failed");
   },
 });
-
-export default [archiveDrill];

@@ -1,6 +1,6 @@
 // The Deis drill: a lab "Deis" is backed up with recipes/deis-backup.ts, destroyed, restored with
 // recipes/deis-restore.ts, and compared with what it was. Used by test/deis.test.ts and by the
-// drill:deis task (make drill-deis, make demo).
+// drill:deis task at the end of this file (make drill-deis, make demo).
 //
 // The lab "Deis" (lab pieces docker, sshd and ceph must be up):
 //   - store-gateway: the lab's Ceph RADOS Gateway, buckets db_wal and registry with a few hundred
@@ -33,6 +33,7 @@ import {
   formatDuration,
   listBackups,
   pgDumpAll,
+  printOutcomes,
   psqlQuery,
   runSteps,
   s3Client,
@@ -43,11 +44,12 @@ import {
   step,
   unpackArchive,
   useContext,
+  VerifyError,
   type Context,
   type S3Handle,
   type StepOutcome,
 } from "../../lib/mod.ts";
-import { LAB_DIR, needLab } from "./lab.ts";
+import { drillTask, LAB_DIR, needLab } from "./lab.ts";
 import { seededBytes } from "./fixtures.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -166,11 +168,11 @@ export interface RecipeRun {
  * Runs a recipe as an operator does: `node --import=tsx recipes/NAME.ts ARGS…` from the repo root,
  * with the drill's env; each output line goes to `echo` as it comes.
  */
-export function runRecipe(name: string, args: string[], work: DeisWork, echo: (line: string) => void = () => {}): Promise<RecipeRun> {
+export function runRecipe(name: string, args: string[], work: DeisWork, echo: (line: string) => void = () => {}, signal: AbortSignal = useContext().signal): Promise<RecipeRun> {
   const t0 = Date.now();
   const env: Record<string, string> = { ...(process.env as Record<string, string>), ...work.env, NO_COLOR: "1", FORCE_COLOR: "0" };
   for (const k of Object.keys(env)) if (k.startsWith("LIFEBOAT_")) delete env[k];
-  const child = spawn(process.execPath, ["--import=tsx", join(ROOT, "recipes", `${name}.ts`), ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--import=tsx", join(ROOT, "recipes", `${name}.ts`), ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], signal });
   let output = "";
   let partial = "";
   const take = (d: Buffer) => {
@@ -590,3 +592,26 @@ export function drillSummary(r: DeisDrillReport): string[] {
     `time      seed ${formatDuration(r.ms.seed)}, backup ${formatDuration(r.ms.backup)}, destroy ${formatDuration(r.ms.destroy)}, restore ${formatDuration(r.ms.restore)}, compare ${formatDuration(r.ms.compare)}`,
   ];
 }
+
+/** The drill as a task: `npx zx tasks/run.ts drill:deis [--workdir DIR] [--keep] [--passphrase-file F]`, `make drill-deis ARGS="--keep"`. */
+export const deisDrillTask = drillTask({
+  name: "drill:deis",
+  needs: ["docker", "sshd", "ceph"],
+  description: "Deis v1 on the lab: back up (buckets, store volume, database), destroy, restore with the recipes, compare",
+  settings: {
+    workdir: { describe: "where the site file, state and backups go (default: a new temp dir, removed after unless --keep)" },
+    keep: { type: "boolean", describe: "keep the working folder and the archive" },
+    passphrase: { describe: "encrypt the archive with this age passphrase", secret: true },
+  },
+  async run(ctx) {
+    const t0 = Date.now();
+    const r = await deisDrill({ workdir: ctx.settings.workdir || undefined, keep: ctx.settings.keep, passphrase: ctx.settings.passphrase || undefined, ctx });
+    ctx.log.info("");
+    ctx.log.info(chalk.bold("drill:deis summary"));
+    printOutcomes(ctx, r.outcomes);
+    for (const line of drillSummary(r)) ctx.log.info(`  ${line}`);
+    if (ctx.settings.keep || ctx.settings.workdir) ctx.log.info(`  workdir   ${r.work.dir} (site file ${r.work.site})`);
+    if (r.problems.length) throw new VerifyError(`drill:deis: the restore differs from the backup in ${r.problems.length} place(s)`, r.problems);
+    ctx.log.ok(chalk.green(`drill:deis: restored Deis matches what was backed up (${((Date.now() - t0) / 1000).toFixed(1)}s)`));
+  },
+});

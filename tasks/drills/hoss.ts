@@ -1,6 +1,6 @@
 // The Hoss drill: a lab "Hoss" is backed up with recipes/hoss-backup.ts, wiped, restored with
 // recipes/hoss-restore.ts onto the clean state, and compared with what it was. Used by
-// test/hoss.test.ts and by the drill:hoss task (tasks/hoss.ts).
+// test/hoss.test.ts and by the drill:hoss task at the end of this file (make drill-hoss, DRILL=hoss make demo).
 //
 // The lab Hoss (test/lab/hoss.sh plays `make up` / `make down` / `make reset` / `make restart`):
 //   - its working dir, a temp ~/.hoss: .env (BACKUP_ROOT inside it, the default layout),
@@ -26,8 +26,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
-import { compareTrees } from "../../lib/mod.ts";
-import { needLab } from "./lab.ts";
+import { compareTrees, formatBytes, formatDuration } from "../../lib/mod.ts";
+import { drillTask, needLab } from "./lab.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
 const HOSS_SH = `${ROOT}/test/lab/hoss.sh`;
@@ -43,6 +43,8 @@ export interface HossDrillOptions {
   keep?: boolean;
   /** The recipes' output goes here too (default: only kept in the result). */
   echo?: boolean;
+  /** Stops the running recipe when it fires (the task passes ctx.signal: SIGINT/SIGTERM). */
+  signal?: AbortSignal;
 }
 
 /** What the drill did and found. */
@@ -76,7 +78,7 @@ export interface RecipeRun {
  * Runs a recipe as an operator would: `node --import=tsx recipes/NAME.ts ARGS…` in the repository.
  * @example const r = await runRecipe("hoss-backup", ["--config", "site.yaml", "--yes"]);
  */
-export function runRecipe(name: string, args: string[], opts: { env?: Record<string, string>; echo?: boolean; runtime?: "node" | "deno" } = {}): Promise<RecipeRun> {
+export function runRecipe(name: string, args: string[], opts: { env?: Record<string, string>; echo?: boolean; runtime?: "node" | "deno"; signal?: AbortSignal } = {}): Promise<RecipeRun> {
   const t0 = Date.now();
   const argv = opts.runtime === "deno" ? ["npx", "deno", "run", "-A", `recipes/${name}.ts`, ...args] : [process.execPath, "--import=tsx", `recipes/${name}.ts`, ...args];
   return new Promise((resolve, reject) => {
@@ -84,6 +86,7 @@ export function runRecipe(name: string, args: string[], opts: { env?: Record<str
       cwd: ROOT,
       env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0", CI: "1", NODE_OPTIONS: "", ...opts.env },
       stdio: ["ignore", "pipe", "pipe"],
+      signal: opts.signal,
     });
     let output = "";
     const take = (b: Buffer) => {
@@ -289,7 +292,7 @@ export async function hossDrill(opts: HossDrillOptions = {}): Promise<HossDrillR
 
     // ---- back up, as an operator would --------------------------------------------------------
     const env = { LIFEBOAT_STATE_DIR: `${dir}/state` };
-    const backup = await runRecipe("hoss-backup", ["--config", `${dir}/site.yaml`, "--yes"], { env, echo: opts.echo });
+    const backup = await runRecipe("hoss-backup", ["--config", `${dir}/site.yaml`, "--yes"], { env, echo: opts.echo, signal: opts.signal });
     if (backup.code !== 0) throw new Error(`hoss-backup exited ${backup.code}:\n${backup.output}`);
     const archives = readdirSync(`${backupRoot}/backups`).filter((n) => /^hoss-backup-\d{4}-\d\d-\d\dT\d{6}Z\.tar\.gz\.age$/.test(n));
     if (archives.length !== 1) throw new Error(`expected one hoss-backup-<stamp>.tar.gz.age in backups/, found: ${readdirSync(`${backupRoot}/backups`).join(", ")}`);
@@ -313,16 +316,16 @@ export async function hossDrill(opts: HossDrillOptions = {}): Promise<HossDrillR
     let resumed = false;
     let restore: RecipeRun;
     if (opts.resume ?? true) {
-      const failing = await runRecipe("hoss-restore", [...restoreArgs, "--server.restart-core=false"], { env, echo: opts.echo });
+      const failing = await runRecipe("hoss-restore", [...restoreArgs, "--server.restart-core=false"], { env, echo: opts.echo, signal: opts.signal });
       if (failing.code !== 1 || !/step 'restart core[^']*' failed/.test(failing.output)) throw new Error(`the restore with a failing restart should stop at 'restart core' (exit 1), got exit ${failing.code}:\n${failing.output}`);
       log(`restore stopped at 'restart core' as arranged (exit 1, ${(failing.ms / 1000).toFixed(1)} s); resuming`);
-      restore = await runRecipe("hoss-restore", [...restoreArgs, "--resume"], { env, echo: opts.echo });
+      restore = await runRecipe("hoss-restore", [...restoreArgs, "--resume"], { env, echo: opts.echo, signal: opts.signal });
       if (restore.code !== 0) throw new Error(`hoss-restore --resume exited ${restore.code}:\n${restore.output}`);
       if (!/resuming hoss-restore: \d+ of \d+ steps already done, continuing at 'restart core/.test(restore.output)) throw new Error(`the resumed restore did not continue at 'restart core':\n${restore.output}`);
       resumed = true;
       restore.ms += failing.ms;
     } else {
-      restore = await runRecipe("hoss-restore", restoreArgs, { env, echo: opts.echo });
+      restore = await runRecipe("hoss-restore", restoreArgs, { env, echo: opts.echo, signal: opts.signal });
       if (restore.code !== 0) throw new Error(`hoss-restore exited ${restore.code}:\n${restore.output}`);
     }
     log(`restore: done in ${(restore.ms / 1000).toFixed(1)} s`);
@@ -422,3 +425,30 @@ age:
   passphrase-file: ${JSON.stringify(`${p.dir}/age.pw`)}
 `;
 }
+
+/** The drill as a task: `npx zx tasks/run.ts drill:hoss [--keep] [--no-resume] [--verbose]`, `make drill-hoss`. */
+export const hossDrillTask = drillTask({
+  name: "drill:hoss",
+  needs: ["docker", "slapd"],
+  description: "back up a lab Hoss with hoss-backup, wipe it, restore it with hoss-restore (failing once, then --resume) and compare",
+  usage: "tasks/run.ts drill:hoss [--keep] [--no-resume] [--verbose]",
+  settings: {
+    keep: { type: "boolean", describe: "keep the drill's temp dir (working dir, archive, logs) afterwards" },
+    resume: { type: "boolean", describe: "restore once with a failing 'restart core', then --resume (--no-resume: one plain restore)", default: true },
+  },
+  async run(ctx) {
+    if (ctx.dryRun) {
+      ctx.log.info("[dry-run] would seed a lab Hoss (database container, slapd, OpenSearch and server stand-ins), run hoss-backup, wipe it, run hoss-restore and compare");
+      return;
+    }
+    const r = await hossDrill({ log: (l) => ctx.log.info(l), keep: ctx.settings.keep, resume: ctx.settings.resume, echo: ctx.settings.verbose, signal: ctx.signal });
+    ctx.log.ok("the restored Hoss matches the original");
+    ctx.log.info(`  archive   ${r.archive} (${formatBytes(r.archiveBytes)}, mode ${r.archiveMode.toString(8)})`);
+    ctx.log.info(`  config    ${r.configFiles} files and links, byte for byte with modes; keys ${r.keyFiles} files, 0600`);
+    ctx.log.info(`  database  ${Object.entries(r.dbRows).map(([t, n]) => `${t} ${n}`).join(", ")} rows, sequences equal`);
+    ctx.log.info(`  ldap      ${r.ldapEntries} entries, slapcat identical`);
+    ctx.log.info(`  search    ${Object.entries(r.docs).map(([i, n]) => `${i} ${n}`).join(", ")} documents`);
+    ctx.log.info(`  timings   backup ${formatDuration(r.backupMs)}, restore ${formatDuration(r.restoreMs)}${r.resumed ? " (failed at 'restart core', then --resume)" : ""}`);
+    if (ctx.settings.keep) ctx.log.info(`  kept      ${r.dir}`);
+  },
+});

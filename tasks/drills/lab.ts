@@ -1,9 +1,26 @@
-// The lab as the tests see it: connection settings read from $LIFEBOAT_LAB/<piece>.env,
-// written by test/lab/<piece>.sh up. A test that needs a piece calls needLab("piece").
+// The lab as drills and tests see it.
+//
+// - needLab("piece"…): the connection settings of running pieces, read from $LIFEBOAT_LAB/<piece>.env
+//   (written by test/lab/<piece>.sh up).
+// - withLab(pieces, body): brings up the pieces that are down (install + start with
+//   test/lab/<piece>.sh up, which is idempotent), runs body, and stops again exactly the pieces it
+//   started — when body returns, throws, or the run is interrupted. Pieces that were already up
+//   are left running. Every drill task goes through it (drillTask), so `make drill-X`,
+//   `make demo` and `npx zx tasks/run.ts drill:X` all work from a cold machine.
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { task, type Context, type SettingSpecs, type Task } from "../../lib/mod.ts";
 
 export const LAB_DIR = process.env.LIFEBOAT_LAB ?? "/var/tmp/lifeboat-lab";
+
+/** The lab pieces in the order they start (test/lab/lab.sh's order); they stop in reverse. */
+export const LAB_PIECES = ["docker", "sshd", "pg", "ceph", "slapd"];
+
+/** Where test/lab/<piece>.sh live: the drills execute them (they import nothing from test/). */
+export const LAB_SCRIPTS = fileURLToPath(new URL("../../test/lab/", import.meta.url));
 
 /** Parses one env file written by write_env (values are bash %q-quoted). */
 function parseEnv(text: string): Record<string, string> {
@@ -34,4 +51,88 @@ export function needLab(...pieces: string[]): Record<string, string> {
     Object.assign(out, parseEnv(readFileSync(f, "utf8")));
   }
   return out;
+}
+
+/** Options for {@link withLab}. */
+export interface WithLabOptions {
+  /** Folder holding <piece>.sh with the verbs up, down and status (default test/lab/). */
+  scripts?: string;
+  /** Where progress lines go (default: nowhere). */
+  log?: (line: string) => void;
+  /** Say which pieces would be started, start none. */
+  dryRun?: boolean;
+  /** Interrupts a piece's start-up; body is not run once it fires. */
+  signal?: AbortSignal;
+}
+
+/** Runs `bash DIR/PIECE.sh VERB`, its output on our stderr; resolves with its exit code. */
+function pieceScript(dir: string, piece: string, verb: "up" | "down", signal?: AbortSignal): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn("bash", [join(dir, `${piece}.sh`), verb], { stdio: ["ignore", 2, 2], signal });
+    child.on("error", () => {}); // an abort kills it; "close" still follows
+    child.on("close", (code) => resolve(code ?? 1));
+  });
+}
+
+function pieceIsUp(dir: string, piece: string): boolean {
+  return spawnSync("bash", [join(dir, `${piece}.sh`), "status"], { stdio: "ignore" }).status === 0;
+}
+
+/**
+ * Runs body with the lab pieces up; stops again exactly the pieces this call started, also when
+ * body throws or the run is interrupted. A piece whose start-up fails is stopped too (a half
+ * start leaves processes behind).
+ * @example await withLab(["docker", "slapd"], () => hossDrill(), { log: (l) => ctx.log.info(l) });
+ */
+export async function withLab<T>(pieces: string[], body: () => Promise<T>, opts: WithLabOptions = {}): Promise<T> {
+  const dir = opts.scripts ?? LAB_SCRIPTS;
+  const log = opts.log ?? (() => {});
+  const unknown = pieces.filter((p) => !LAB_PIECES.includes(p));
+  if (unknown.length) throw new Error(`no lab piece ${unknown.map((p) => `'${p}'`).join(", ")}; the pieces are ${LAB_PIECES.join(" ")}`);
+  const ordered = LAB_PIECES.filter((p) => pieces.includes(p));
+  const started: string[] = [];
+  try {
+    for (const p of ordered) {
+      if (pieceIsUp(dir, p)) {
+        log(`lab: ${p} is already up (left running)`);
+        continue;
+      }
+      if (opts.dryRun) {
+        log(`lab: ${p} is down; would start it (${join(dir, `${p}.sh`)} up) and stop it afterwards`);
+        continue;
+      }
+      opts.signal?.throwIfAborted();
+      log(`lab: starting ${p} (stopped again at the end)`);
+      started.push(p);
+      const code = await pieceScript(dir, p, "up", opts.signal);
+      opts.signal?.throwIfAborted();
+      if (code !== 0) throw new Error(`lab piece '${p}' did not start (${join(dir, `${p}.sh`)} up exited ${code}); its log lines are above`);
+    }
+    return await body();
+  } finally {
+    if (started.length) log(`lab: stopping what this run started: ${started.join(" ")}`);
+    const failed: string[] = [];
+    for (const p of [...started].reverse()) if ((await pieceScript(dir, p, "down")) !== 0) failed.push(p);
+    if (failed.length) log(`lab: could not stop ${failed.join(" ")}; stop by hand: bash test/lab/lab.sh down ${failed.join(" ")}`);
+  }
+}
+
+/** A drill task: a task plus the lab pieces it needs, which it brings up and stops again itself. */
+export interface DrillTaskDefinition<T extends SettingSpecs> extends Task<T> {
+  /** The lab pieces the drill uses (none for a drill on local files). */
+  needs: string[];
+}
+
+/**
+ * Declares a drill task: its body runs inside {@link withLab} with the pieces it needs.
+ * @example export const t = drillTask({ name: "drill:hoss", needs: ["docker", "slapd"], description: "…", run: async (ctx) => {…} });
+ */
+export function drillTask<T extends SettingSpecs>(def: DrillTaskDefinition<T>): Task<T> & { needs: string[] } {
+  const { needs, run } = def;
+  const wrapped = task({
+    ...def,
+    description: `${def.description} (lab: ${needs.length ? needs.join(" ") : "none"})`,
+    run: (ctx: Context<T>) => withLab(needs, () => run.call(def, ctx), { log: (l) => ctx.log.info(l), dryRun: ctx.dryRun, signal: ctx.signal }),
+  });
+  return { ...wrapped, needs };
 }

@@ -1,0 +1,10 @@
+// Drills: back up, destroy, restore and compare, end to end, with the recipes as an operator runs
+// them. Each drill task names the lab pieces it needs; drillTask (./lab.ts) brings up the ones that
+// are down and stops them again afterwards, so every drill works from a cold machine.
+//
+//   npx zx tasks/run.ts drill:deis | drill:hoss | drill:archive     (make drill-deis …, make demo)
+import { archiveDrillTask } from "./archive.ts";
+import { deisDrillTask } from "./deis.ts";
+import { hossDrillTask } from "./hoss.ts";
+
+export default [archiveDrillTask, deisDrillTask, hossDrillTask];
