@@ -1,9 +1,28 @@
 # lifeboat — backup and restore for self-hosted platforms.
 #
-#   make demo        the main job: a real backup → destroy → restore → compare drill on a local lab
-#   make test        every test, against real services on loopback (brings the lab up, and down again)
+#   make demo                  the main job: a real backup → destroy → restore → compare drill on a local lab (DRILL=hoss|archive for the others)
+#   make test                  every test, against real services on loopback (brings the lab pieces up, and down again)
+#   make test-unit             only the tests that need no lab
+#   make typecheck             tsc --noEmit
+#   make drill-deis            the Deis drill (lab: docker sshd ceph); ARGS="--keep" keeps its folder
+#   make drill-hoss            the Hoss drill (lab: docker slapd)
+#   make drill-archive         the archive drill on local files (no lab)
+#   make backup-deis           recipes/deis-backup.ts ARGS="--config site.yaml"
+#   make restore-deis          recipes/deis-restore.ts ARGS="--config site.yaml ARCHIVE"
+#   make backup-hoss           recipes/hoss-backup.ts ARGS="--config site.yaml"
+#   make restore-hoss          recipes/hoss-restore.ts ARGS="--config site.yaml ARCHIVE"
+#   make verify                archive:verify ARCHIVE=…
+#   make list                  archive:list DIR=…
+#   make prune                 archive:prune DIR=… ARGS="--keep-last 3"
+#   make bench                 the benchmarks (bench/README.md)
+#   make lab-up                install and start every lab piece (idempotent)
+#   make lab-down              stop every lab piece
+#   make lab-status            which lab pieces are up
+#   make deps                  node_modules from the lock file (and node when there is none)
 #
-# Everything runs as root on Debian 12; Debian packages come from apt-get, npm packages from `npm ci`.
+# Every drill (make demo, make drill-X, npx zx tasks/run.ts drill:X) brings up the lab pieces it
+# needs and stops again the ones it started (tasks/drills/lab.ts). Everything runs as root on
+# Debian 12; Debian packages come from apt-get, npm packages from `npm ci`.
 
 SHELL := /bin/bash
 ZX    := npx zx
@@ -16,11 +35,9 @@ export npm_config_update_notifier := false
         backup-deis restore-deis drill-deis backup-hoss restore-hoss drill-hoss \
         verify list prune bench drill-archive
 
+# The lines "#   make TARGET  what it does" above; test/layout.test.ts checks each names a target here.
 help:
 	@sed -n 's/^#   //p' Makefile
-	@echo "  other targets: deps typecheck test-unit lab-up lab-down lab-status drill-archive"
-	@echo "                 backup-deis restore-deis drill-deis backup-hoss restore-hoss drill-hoss"
-	@echo "                 verify ARCHIVE=… | list DIR=… | prune DIR=… ARGS='--keep-last 3' | bench"
 
 # node_modules from the committed lock file; re-run only when the lock changes.
 node_modules/.deps-stamp: package-lock.json package.json
@@ -33,8 +50,10 @@ deps: node_modules/.deps-stamp
 typecheck: deps
 	npx tsc --noEmit -p .
 
+# DRILL=hoss make demo, DRILL=archive make demo
+DRILL ?= deis
 demo: deps
-	bash test/demo.sh
+	$(RUN) drill:$(DRILL) $(ARGS)
 
 test: deps
 	bash test/run.sh

@@ -127,12 +127,12 @@ export interface DrillTaskDefinition<T extends SettingSpecs> extends Task<T> {
  * Declares a drill task: its body runs inside {@link withLab} with the pieces it needs.
  * @example export const t = drillTask({ name: "drill:hoss", needs: ["docker", "slapd"], description: "…", run: async (ctx) => {…} });
  */
-export function drillTask<T extends SettingSpecs>(def: DrillTaskDefinition<T>): Task<T> & { needs: string[] } {
+export function drillTask<T extends SettingSpecs>(def: DrillTaskDefinition<T>, lab: Pick<WithLabOptions, "scripts"> = {}): Task<T> & { needs: string[] } {
   const { needs, run } = def;
   const wrapped = task({
     ...def,
     description: `${def.description} (lab: ${needs.length ? needs.join(" ") : "none"})`,
-    run: (ctx: Context<T>) => withLab(needs, () => run.call(def, ctx), { log: (l) => ctx.log.info(l), dryRun: ctx.dryRun, signal: ctx.signal }),
+    run: (ctx: Context<T>) => withLab(needs, () => run.call(def, ctx), { ...lab, log: (l) => ctx.log.info(l), dryRun: ctx.dryRun, signal: ctx.signal }),
   });
   return { ...wrapped, needs };
 }
