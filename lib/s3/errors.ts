@@ -1,0 +1,95 @@
+// s3/errors.ts: what an S3 failure means. S3Error (named endpoint, call and what to do next),
+// which failures may pass (the SDK's classification plus dropped connections and Ceph's
+// "completion already in progress"), and `patiently`, lib/retry.ts with that classification.
+import { isServerError, isThrottlingError, isTransientError } from "@smithy/core/retry";
+import { LifeboatError } from "../errors.ts";
+import { retry } from "../retry.ts";
+import type { S3Handle } from "./client.ts";
+
+/** An S3 call failed; `code` is the gateway's error code (AccessDenied, NoSuchBucket …) or the network error code. */
+export class S3Error extends LifeboatError {
+  readonly code: string;
+  readonly status?: number;
+  constructor(message: string, code: string, status: number | undefined, hint: string | undefined, cause: unknown) {
+    super(message, { hint, cause });
+    this.code = code;
+    this.status = status;
+  }
+}
+
+const DENIED = new Set(["AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "InvalidToken"]);
+const UNREACHABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ETIMEDOUT", "ECONNRESET", "TimeoutError"]);
+
+export function errCode(e: any): string {
+  return String(e?.code ?? e?.errors?.[0]?.code ?? e?.Code ?? e?.name ?? "Error");
+}
+
+/** Turns an SDK or network error into an S3Error that names the endpoint, the call and what to do. */
+export function s3Error(h: S3Handle, what: string, e: unknown): Error {
+  if (e instanceof LifeboatError) return e;
+  const err = e as any;
+  const status: number | undefined = err?.$metadata?.httpStatusCode;
+  const name: string = err?.name && err.name !== "Error" ? err.name : errCode(err);
+  const where = `s3 ${h.endpoint}: ${what}`;
+  if (DENIED.has(name) || status === 403) {
+    return new S3Error(`${where}: access denied (${name})`, name, status,
+      "check the access key and secret key for this gateway, and that the user may use this bucket", e);
+  }
+  if (name === "NoSuchBucket") {
+    return new S3Error(`${where}: no such bucket`, name, status, "create it first (s3MakeBucket, like `s3cmd mb`), or check its name", e);
+  }
+  const code = errCode(err);
+  if (name === "TimeoutError" || code === "ETIMEDOUT") {
+    return new S3Error(`${where}: the gateway did not answer in time (${err?.message ?? code})`, "TimeoutError", status,
+      "is it overloaded or stopped? A Ceph cluster that is full (`ceph health`) leaves writes unanswered", e);
+  }
+  if (UNREACHABLE.has(code) || UNREACHABLE.has(name)) {
+    return new S3Error(`${where}: gateway unreachable (${code}: ${err?.message ?? ""})`, code, status,
+      "is the gateway running and listening there? check the endpoint URL and port", e);
+  }
+  const msg = err?.message && err.message !== name && err.message !== "UnknownError" ? `: ${err.message}` : "";
+  const hint = name === "InvalidBucketName"
+    ? "bucket names are 3-63 lowercase letters, digits, dots and hyphens; Ceph takes _ and capitals only with `rgw relaxed s3 bucket names = true`"
+    : undefined;
+  return new S3Error(`${where}: ${name}${status ? ` (HTTP ${status})` : ""}${msg}`, name, status, hint, e);
+}
+
+export async function call<T>(h: S3Handle, what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw s3Error(h, what, e);
+  }
+}
+
+/** A body that did not match its ETag: retried, and reported as VerifyError once attempts run out. */
+export class ChecksumMismatch extends Error {
+  readonly $retryable = {};
+}
+
+const RETRYABLE_STREAM_CODES = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE", "ECONNABORTED", "ERR_SOCKET_CONNECTION_TIMEOUT"]);
+
+/** The SDK's classification of an error, plus the stream errors a dropped connection gives. */
+function errorType(e: any): "TRANSIENT" | "THROTTLING" | "SERVER_ERROR" | "CLIENT_ERROR" {
+  if (e instanceof LifeboatError) return "CLIENT_ERROR";
+  if (isThrottlingError(e)) return "THROTTLING";
+  if (isTransientError(e) || RETRYABLE_STREAM_CODES.has(e?.code) || e?.message === "aborted") return "TRANSIENT";
+  if (isServerError(e)) return "SERVER_ERROR";
+  return "CLIENT_ERROR";
+}
+
+/** What the SDK's retry strategy would try again: throttling and transient failures (5xx among them), not other server errors. */
+export function isRetryable(e: unknown): boolean {
+  const t = errorType(e);
+  return t === "TRANSIENT" || t === "THROTTLING";
+}
+
+/**
+ * Runs one call with retries: transient failures (connection refused or reset, timeouts,
+ * 5xx, throttling, a body that failed its checksum) are retried with exponential backoff
+ * (500 ms doubling, at most 4 s apart), so a gateway restart is ridden out; anything else
+ * fails at once. When the signal aborts, its reason is thrown.
+ */
+export function patiently<T>(attempts: number, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  return retry(fn, { attempts, baseMs: 500, maxMs: 4000, jitter: false, retryable: isRetryable, signal });
+}
