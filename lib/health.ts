@@ -1,16 +1,19 @@
 // health: wait until a service answers: an HTTP endpoint, a TCP port or a command.
 //
 // A restore often ends with "start the server and wait until it is up" (hossadm waits
-// 15 minutes for it). waitForHealthy probes, pauses with zx's `expBackoff` (from
-// intervalMs doubling up to maxIntervalMs), shows a spinner with the elapsed time, and on
-// timeout throws an error that names the probe and what its last attempt saw.
+// 15 minutes for it). waitForHealthy probes, pauses with lib/retry.ts (from intervalMs doubling
+// up to maxIntervalMs), shows a spinner with the elapsed time, and on timeout throws an error
+// that names the probe and what its last attempt saw. An interrupt (SIGINT/SIGTERM) ends the wait.
 import { createConnection } from "node:net";
-import { expBackoff, sleep } from "zx";
 import { useContext, type Context } from "./context.ts";
 import { LifeboatError } from "./errors.ts";
 import { exec, ExecError, shellJoin } from "./exec.ts";
 import { describeFetchError, fetchOnce, prepare, trimBody, type BasicAuth } from "./http.ts";
 import { formatDuration } from "./log.ts";
+import { retry } from "./retry.ts";
+
+/** Thrown by a probe that is not healthy yet: the one failure waitForHealthy retries. */
+const NOT_YET = new Error("not healthy yet");
 
 /** Healthy when the URL answers with an expected status (and the JSON predicate agrees). */
 export interface HttpProbe {
@@ -90,7 +93,6 @@ export async function waitForHealthy(probe: HealthProbe, opts: WaitOptions = {})
   const check = checker(probe, ctx);
   const started = Date.now();
   const deadline = started + timeoutMs;
-  const pauses = expBackoff(opts.maxIntervalMs ?? 15_000, opts.intervalMs ?? 1000);
   const spinner = ctx.log.spinner(`waiting for ${label}`);
   let attempts = 0;
   let last = "no attempt yet";
@@ -98,20 +100,32 @@ export async function waitForHealthy(probe: HealthProbe, opts: WaitOptions = {})
   const tick = setInterval(() => spinner.update(status()), 1000);
   tick.unref?.();
   try {
-    for (;;) {
+    // Each probe that is not yet healthy throws NOT_YET; retry() paces them until the deadline.
+    await retry(async () => {
       attempts++;
       const limit = Math.max(1000, Math.min(opts.attemptTimeoutMs ?? 10_000, deadline - Date.now()));
       const r = await check(limit).catch((e: Error) => ({ ok: false, detail: e.message }));
       last = r.detail;
-      if (r.ok) {
-        spinner.succeed(`${label} is up (${attempts} attempt${attempts > 1 ? "s" : ""})`);
-        return { attempts, elapsedMs: Date.now() - started, dryRun: false };
-      }
-      ctx.log.debug(`${label}: not yet (${last})`);
-      spinner.update(status());
-      const left = deadline - Date.now();
-      if (left <= 0) break;
-      await sleep(Math.min(pauses.next().value as number, left));
+      if (!r.ok) throw NOT_YET;
+    }, {
+      attempts: Infinity,
+      baseMs: opts.intervalMs ?? 1000,
+      maxMs: opts.maxIntervalMs ?? 15_000,
+      jitter: false,
+      maxElapsedMs: timeoutMs,
+      retryable: (e) => e === NOT_YET,
+      onRetry: () => {
+        ctx.log.debug(`${label}: not yet (${last})`);
+        spinner.update(status());
+      },
+      signal: ctx.signal,
+    });
+    spinner.succeed(`${label} is up (${attempts} attempt${attempts > 1 ? "s" : ""})`);
+    return { attempts, elapsedMs: Date.now() - started, dryRun: false };
+  } catch (e) {
+    if (e !== NOT_YET) {
+      spinner.fail(`stopped waiting for ${label}`);
+      throw e;
     }
   } finally {
     clearInterval(tick);

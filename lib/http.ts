@@ -1,14 +1,14 @@
 // http: JSON over HTTP for management APIs (Prometheus, RabbitMQ, Elasticsearch, Xenon).
 //
-// One call is one request with Node's global fetch, retried with zx's `retry` and
-// `expBackoff` when the failure may pass: connection errors, timeouts, 5xx and 429.
+// One call is one request with Node's global fetch, retried with lib/retry.ts (exponential
+// backoff with jitter) when the failure may pass: connection errors, timeouts, 5xx and 429.
 // A 4xx is an answer, not a hiccup, and fails at once. Passwords (basic auth, or
 // `user:pass@` in the URL) are registered as secrets, sent only in a header and masked
 // in every message. In dry-run, GET and HEAD run (they only read) and everything else
 // is printed, not sent.
-import { expBackoff, retry } from "zx";
 import { useContext, type Context } from "./context.ts";
 import { LifeboatError } from "./errors.ts";
+import { retry } from "./retry.ts";
 
 /** User name and password for HTTP basic auth. */
 export interface BasicAuth {
@@ -78,41 +78,37 @@ export async function httpJson<T = unknown>(url: string, opts: HttpJsonOptions =
   }
   ctx.log.command(shown, ctx.dryRun ? "probe" : "run");
   const total = Math.max(0, opts.retries ?? 3) + 1;
+  const timeoutMs = opts.timeoutMs ?? 30_000;
   const expect = (s: number) => (opts.expect ? opts.expect.includes(s) : s >= 200 && s < 300);
-  let attempt = 0;
-  // The callback throws only to ask zx's retry for another attempt; the final outcome is returned.
-  const outcome = await retry(total, expBackoff(opts.maxDelayMs ?? 10_000, opts.retryDelayMs ?? 500), async (): Promise<{ value: unknown } | { error: HttpError }> => {
-    attempt++;
-    const more = attempt < total;
+  /** Failures that may pass: no answer, 5xx, 429. */
+  const transient = (e: unknown) => e instanceof HttpError && (e.status === null || e.status >= 500 || e.status === 429);
+  return retry(async (attempt) => {
     let res: FetchResult;
     try {
-      res = await fetchOnce(req, method, opts.timeoutMs ?? 30_000);
+      res = await fetchOnce(req, method, timeoutMs, ctx.signal);
     } catch (e) {
-      const why = describeFetchError(e, opts.timeoutMs ?? 30_000);
-      if (more) {
-        ctx.log.debug(`${shown}: ${why}; retrying (attempt ${attempt + 1}/${total})`);
-        throw e;
-      }
-      return {
-        error: new HttpError(`${shown}: ${why}${total > 1 ? ` (${total} attempts)` : ""}`, null, "", {
-          hint: "is the service up and listening there? check the host, port and scheme",
-          cause: e,
-        }),
-      };
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      const why = describeFetchError(e, timeoutMs);
+      throw new HttpError(`${shown}: ${why}${attempt === total && total > 1 ? ` (${total} attempts)` : ""}`, null, "", {
+        hint: "is the service up and listening there? check the host, port and scheme",
+        cause: e,
+      });
     }
-    if (expect(res.status)) return { value: parseBody(res, shown) };
+    if (expect(res.status)) return parseBody(res, shown) as T;
     const body = ctx.secrets.redact(trimBody(res.text));
     const error = new HttpError(`${shown}: HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}${body ? `: ${body}` : ""}`, res.status, body, {
       hint: hintFor(res.status),
     });
-    if (more && (res.status >= 500 || res.status === 429)) {
-      ctx.log.debug(`${shown}: HTTP ${res.status}; retrying (attempt ${attempt + 1}/${total})`);
-      throw error;
-    }
-    return { error: total > 1 && attempt > 1 ? new HttpError(`${error.message} (${attempt} attempts)`, error.status, error.body, { hint: error.hint }) : error };
+    const last = attempt === total || !transient(error);
+    return Promise.reject(last && attempt > 1 ? new HttpError(`${error.message} (${attempt} attempts)`, error.status, error.body, { hint: error.hint }) : error);
+  }, {
+    attempts: total,
+    baseMs: opts.retryDelayMs ?? 500,
+    maxMs: opts.maxDelayMs ?? 10_000,
+    retryable: transient,
+    onRetry: (e, attempt) => ctx.log.debug(`${(e as HttpError).message}; retrying (attempt ${attempt + 1}/${total})`),
+    signal: ctx.signal,
   });
-  if ("error" in outcome) throw outcome.error;
-  return outcome.value as T;
 }
 
 // ---------------------------------------------------------------------------------
@@ -174,13 +170,14 @@ export function prepare(url: string, opts: Pick<HttpJsonOptions, "headers" | "au
   return { url: u.href, display, headers, bodyText };
 }
 
-/** One request, no retries; throws on connection errors and timeouts. */
-export async function fetchOnce(req: PreparedRequest, method: string, timeoutMs: number): Promise<FetchResult> {
+/** One request, no retries; throws on connection errors, timeouts and when signal aborts. */
+export async function fetchOnce(req: PreparedRequest, method: string, timeoutMs: number, signal?: AbortSignal): Promise<FetchResult> {
+  const timeout = AbortSignal.timeout(timeoutMs);
   const res = await fetch(req.url, {
     method,
     headers: req.headers,
     body: req.bodyText as BodyInit | undefined,
-    signal: AbortSignal.timeout(timeoutMs),
+    signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
     redirect: "follow",
   });
   const text = method === "HEAD" ? "" : await res.text();
