@@ -48,6 +48,7 @@ export { compareTrees, type CompareOptions } from "./compare.ts";
 export { ssh, sshTar, sshUntar, sshDiskUsage, sshCommand, sshWhere, type SshTarget, type SshOptions, type SshTarOptions, type SshTarResult, type SshUntarOptions } from "./ssh.ts";
 export { waitForHealthy, describeProbe, type HealthProbe, type HttpProbe, type TcpProbe, type CommandProbe, type WaitOptions, type WaitResult } from "./health.ts";
 export { httpJson, HttpError, type HttpJsonOptions, type BasicAuth } from "./http.ts";
+export { searchRegisterRepository, searchSnapshot, searchCheckSnapshot, searchGetSnapshot, searchListSnapshots, searchLatestSnapshot, searchDeleteSnapshots, searchRestore, searchHealth, searchHealthProbe, type SearchOptions, type SearchRepositoryOptions, type SearchSnapshotOptions, type SearchSnapshotInfo, type SearchLatestOptions, type SearchDeleteOptions, type SearchDeleteResult, type SearchRestoreOptions, type SearchRestoreResult, type SearchHealth, type SearchProbeOptions } from "./search.ts";
 export {
   s3Client,
   s3BucketExists,

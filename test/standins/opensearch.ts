@@ -30,7 +30,7 @@
  *   PUT|POST|GET|DELETE /_snapshot/REPO  GET /_snapshot[/_all]  POST /_snapshot/REPO/_verify
  *        type fs only; settings.location must lie under a --path-repo root, as path.repo requires
  *        (no --path-repo = path.repo empty = every fs repository refused, like the real node)
- *   PUT|POST /_snapshot/REPO/SNAP        indices, ignore_unavailable, include_global_state, metadata
+ *   PUT|POST /_snapshot/REPO/SNAP        indices, ignore_unavailable, include_global_state, metadata, partial
  *   GET /_snapshot/REPO/SNAP[,SNAP|*|_all]   DELETE /_snapshot/REPO/SNAP
  *   POST /_snapshot/REPO/SNAP/_restore   indices, ignore_unavailable, rename_pattern,
  *        rename_replacement, index_settings, ignore_index_settings
@@ -47,7 +47,16 @@
  *     closed one it replaces it; restored indices get a new index uuid;
  *   - wildcard or _all index deletion is refused (action.destructive_requires_name=true);
  *   - one node per data dir (node.lock); repositories survive a restart (cluster state);
- *   - a repository registered on a fresh node over an existing location sees the snapshots there.
+ *   - a repository registered on a fresh node over an existing location sees the snapshots there;
+ *   - allocation filtering by node name (index.routing.allocation.require._name, set at creation):
+ *     a name other than this node's leaves the index's primaries unassigned, so its health (and the
+ *     cluster's) is RED, searches on it fail (503 search_phase_execution_exception) and so do reads
+ *     and writes by id (503 unavailable_shards_exception, at once: the real node waits 1m first);
+ *   - a snapshot of an index whose primary is unassigned is refused before it starts (500
+ *     snapshot_exception "Indices don't have primary shards [...]"), as OpenSearch 2.x does, unless
+ *     the request says partial: true; then it ends PARTIAL with the shard's failure ("primary shard is
+ *     not allocated") and restoring that index is refused ("wasn't fully snapshotted").
+ *     (Elasticsearch before 7.6 recorded the refused case as a FAILED snapshot instead.)
  *
  * Storage (real files). --data DIR: _state/cluster.json (cluster uuid, repositories),
  * indices/<uuid>/{_state.json,docs.ndjson,translog.ndjson}. A repository location holds
@@ -301,6 +310,11 @@ class Index {
   }
   get replicas() {
     return Number(this.meta.settings.number_of_replicas ?? "1");
+  }
+  /** True when allocation filtering keeps the primaries off the only node (routing.allocation.require._name). */
+  unassignedOn(nodeName: string): boolean {
+    const want = this.meta.settings["routing.allocation.require._name"];
+    return want !== undefined && want !== "" && !want.split(",").map((s) => s.trim()).includes(nodeName);
   }
 
   static create(indicesDir: string, meta: IndexMeta, docs: Doc[] = [], maxSeqNo = -1): Index {
@@ -659,6 +673,8 @@ class Node {
     const ix = this.index(name);
     if (ix.meta.state !== "open")
       throw new OsError(400, "index_closed_exception", "closed", { index_uuid: ix.meta.uuid, index: name });
+    if (ix.unassignedOn(this.nodeName))
+      throw new OsError(503, "unavailable_shards_exception", `[${name}][0] primary shard is not active Timeout: [1m]`);
     return ix;
   }
 
@@ -700,11 +716,17 @@ class Node {
   health(indices: Index[]): Obj {
     let primaries = 0;
     let unassigned = 0;
+    let red = false;
     for (const ix of indices) {
+      if (ix.unassignedOn(this.nodeName)) {
+        red = true;
+        unassigned += ix.shards * (1 + ix.replicas);
+        continue;
+      }
       primaries += ix.shards;
       unassigned += ix.shards * ix.replicas; // one node: replicas can never be assigned
     }
-    const status = unassigned > 0 ? "yellow" : "green";
+    const status = red ? "red" : unassigned > 0 ? "yellow" : "green";
     return {
       cluster_name: this.clusterName,
       status,
@@ -899,6 +921,9 @@ function runSearch(node: Node, target: string | undefined, req: Req, countOnly: 
     if (!["query", "size", "from", "sort", "track_total_hits", "_source"].includes(k)) throw notImplemented(`search body field [${k}]`);
   const indices = node.resolve(target, { ignoreUnavailable: boolParam(q, "ignore_unavailable") });
   for (const ix of indices) if (ix.meta.state !== "open") throw new OsError(400, "index_closed_exception", "closed", { index_uuid: ix.meta.uuid, index: ix.name });
+  for (const ix of indices)
+    if (ix.unassignedOn(node.nodeName))
+      throw new OsError(503, "search_phase_execution_exception", "all shards failed", { phase: "query", grouped: true, failed_shards: [] });
   const pred = compileQuery(body.query);
   const hits: { ix: Index; d: Doc }[] = [];
   for (const ix of indices) for (const d of ix.visible.values()) if (pred(ix.source(d), d.id)) hits.push({ ix, d });
@@ -954,7 +979,7 @@ function catIndices(node: Node, pattern: string | undefined, q: URLSearchParams)
   let rows = indices.map((ix) => {
     const size = ix.storeSize();
     return {
-      health: ix.replicas > 0 ? "yellow" : "green",
+      health: ix.unassignedOn(node.nodeName) ? "red" : ix.replicas > 0 ? "yellow" : "green",
       status: ix.meta.state,
       index: ix.name,
       uuid: ix.meta.uuid,
@@ -988,7 +1013,7 @@ function catIndices(node: Node, pattern: string | undefined, q: URLSearchParams)
 
 // --- snapshots -------------------------------------------------------------------------------------
 
-function snapshotInfo(name: string, id: string, indices: string[], globalState: boolean, start: number, end: number, shards: number, metadata?: Json): Obj {
+function snapshotInfo(name: string, id: string, indices: string[], globalState: boolean, start: number, end: number, shards: number, metadata?: Json, failures: Obj[] = []): Obj {
   const info: Obj = {
     snapshot: name,
     uuid: id,
@@ -1001,14 +1026,14 @@ function snapshotInfo(name: string, id: string, indices: string[], globalState: 
   };
   if (metadata !== undefined) info.metadata = metadata;
   Object.assign(info, {
-    state: "SUCCESS",
+    state: failures.length ? "PARTIAL" : "SUCCESS",
     start_time: new Date(start).toISOString(),
     start_time_in_millis: start,
     end_time: new Date(end).toISOString(),
     end_time_in_millis: end,
     duration_in_millis: end - start,
-    failures: [],
-    shards: { total: shards, failed: 0, successful: shards },
+    failures,
+    shards: { total: shards, failed: failures.length, successful: shards - failures.length },
   });
   return info;
 }
@@ -1027,11 +1052,25 @@ function createSnapshot(node: Node, repoName: string, snap: string, req: Req): R
   const globalState = body.include_global_state !== false;
   const start = Date.now();
   const id = uuid();
+  const missing = indices.filter((ix) => ix.meta.state === "open" && ix.unassignedOn(node.nodeName));
+  if (missing.length && body.partial !== true)
+    throw new OsError(500, "snapshot_exception", `[${repoName}:${snap}/${id}] Indices don't have primary shards [${missing.map((ix) => ix.name).join(", ")}]`);
   fs.mkdirSync(repo.location, { recursive: true });
   let shardTotal = 0;
+  const failures: Obj[] = [];
   for (const ix of indices) {
     const entry = (data.indices[ix.name] ??= { id: uuid(), snapshots: [] });
     const shardDir = repo.file("indices", entry.id, "0");
+    if (missing.includes(ix)) {
+      // partial: the index metadata is kept, the shard is a failure
+      fs.mkdirSync(shardDir, { recursive: true });
+      const meta = { name: ix.name, uuid: ix.meta.uuid, creation_date: ix.meta.creation_date, settings: ix.meta.settings, mappings: ix.meta.mappings, aliases: ix.meta.aliases, state: ix.meta.state };
+      writeAtomic(repo.file("indices", entry.id, `meta-${id}.dat`), JSON.stringify(meta, null, 1));
+      entry.snapshots.push(id);
+      failures.push({ index: ix.name, index_uuid: ix.name, shard_id: 0, reason: "primary shard is not allocated", node_id: null, status: "INTERNAL_SERVER_ERROR" });
+      shardTotal += ix.shards;
+      continue;
+    }
     fs.mkdirSync(shardDir, { recursive: true });
     const lines: string[] = [];
     for (const d of ix.docs.values()) lines.push(docLine(d)); // a snapshot flushes: every acknowledged write
@@ -1056,9 +1095,9 @@ function createSnapshot(node: Node, repoName: string, snap: string, req: Req): R
   }
   if (globalState)
     writeAtomic(repo.file(`meta-${id}.dat`), JSON.stringify({ cluster_uuid: node.clusterUuid, persistent_settings: {}, templates: {} }, null, 1));
-  const info = snapshotInfo(snap, id, indices.map((i) => i.name), globalState, start, Date.now(), shardTotal, body.metadata);
+  const info = snapshotInfo(snap, id, indices.map((i) => i.name), globalState, start, Date.now(), shardTotal, body.metadata, failures);
   writeAtomic(repo.file(`snap-${id}.dat`), JSON.stringify({ snapshot: info }, null, 1));
-  data.snapshots.push({ name: snap, uuid: id, state: "SUCCESS", start_time_in_millis: start, version: VERSION });
+  data.snapshots.push({ name: snap, uuid: id, state: info.state as string, start_time_in_millis: start, version: VERSION });
   repo.writeData(data);
   return boolParam(req.query, "wait_for_completion") ? ok({ snapshot: info }) : ok({ accepted: true });
 }
@@ -1192,6 +1231,10 @@ function restoreSnapshot(node: Node, repoName: string, snap: string, req: Req): 
     const dir = repo.file("indices", ie.id);
     const metaFile = path.join(dir, `meta-${entry.uuid}.dat`);
     const shardFile = path.join(dir, "0", `snap-${entry.uuid}.dat`);
+    if (((info.failures as Obj[] | undefined) ?? []).some((f) => f.index === name)) {
+      if (body.partial === true) throw notImplemented("restoring a partially snapshotted index (partial: true)");
+      throw restoreErr(`index [${name}] wasn't fully snapshotted - cannot restore`);
+    }
     if (!fs.existsSync(metaFile) || !fs.existsSync(shardFile)) throw restoreErr(`failed to read the metadata of index [${name}]: missing files`);
     const meta = readJson<IndexMeta>(metaFile);
     const existing = node.indices.get(to);
