@@ -23,8 +23,8 @@ export interface ContextOptions<T extends SettingSpecs> {
   env?: Record<string, string | undefined>;
   /** Where log lines go (default process.stderr); tests capture with their own. */
   sink?: LogSink;
-  /** Site-file sections of sibling recipes to ignore (e.g. "restore" in a backup recipe). */
-  ignoreSections?: string[];
+  /** More tables whose keys a site file may hold (see ParseOptions.siteKnown). */
+  siteKnown?: SettingSpecs[];
   /** Whether a human can answer questions (default: stdin and stderr are TTYs and CI is unset). */
   interactive?: boolean;
 }
@@ -79,7 +79,8 @@ export function createContext<T extends SettingSpecs>(opts: ContextOptions<T>): 
     argv: opts.argv ?? scriptArgs(),
     env,
     secrets,
-    ignoreSections: opts.ignoreSections,
+    reader: opts.name,
+    siteKnown: opts.siteKnown,
   });
   const s = parsed.values as SettingValues<typeof GLOBAL_SETTINGS>;
   const log = new Logger({ secrets, verbose: s.verbose, sink: opts.sink });

@@ -9,8 +9,8 @@ export { GLOBAL_SETTINGS, envName, expandHome, helpText, parseSettings, type Set
 export { createContext, scriptArgs, useContext, withContext, setDefaultContext, throwIfAborted, type Context, type ContextOptions } from "./context.ts";
 export { exec, probe, which, shellQuote, shellJoin, displayCommand, killRunning, ExecError, type ExecOptions, type ExecResult } from "./exec.ts";
 export { acquireLock, pidAlive, type Lock, type LockOptions } from "./lock.ts";
-export { step, runSteps, readJournal, printOutcomes, StepFailed, type Step, type StepApi, type StepOptions, type StepOutcome, type RunState } from "./steps.ts";
-export { main, recipe, targetKey, type MainDefinition, type RecipeDefinition, type MainResult } from "./recipe.ts";
+export { step, fanOut, runSteps, readJournal, printOutcomes, StepFailed, FanOutFailed, type Step, type StepApi, type StepOptions, type FanOutOptions, type StepOutcome } from "./steps.ts";
+export { main, recipe, targetKey, type MainDefinition, type RecipeDefinition, type MainResult, type Plan } from "./recipe.ts";
 export { partialFile, partialPath, fsyncPath, diskFull, type PartialFile } from "./files.ts";
 export { createParallelGzip, type ParallelGzipOptions } from "./compress.ts";
 export {
@@ -18,8 +18,11 @@ export {
   verifyArchive,
   unpackArchive,
   cleanLeftovers,
+  ensureBackupFolder,
   removeArchive,
   readAgeIdentities,
+  ageOptions,
+  AGE_SETTINGS,
   MANIFEST_NAME,
   type Manifest,
   type ManifestEntry,
@@ -32,6 +35,7 @@ export {
 } from "./archive.ts";
 export {
   listBackups,
+  backupArchive,
   verifyBackup,
   planPrune,
   prune,
@@ -39,6 +43,8 @@ export {
   checkFreeSpace,
   stamp,
   type BackupEntry,
+  type BackupArchiveOptions,
+  type BackupResult,
   type PrunePolicy,
   type PrunePlan,
   type PruneOptions,
@@ -48,6 +54,8 @@ export { compareTrees, type CompareOptions } from "./compare.ts";
 export { ssh, sshTar, sshUntar, sshDiskUsage, sshCommand, sshWhere, type SshTarget, type SshOptions, type SshTarOptions, type SshTarResult, type SshUntarOptions } from "./ssh.ts";
 export { waitForHealthy, describeProbe, type HealthProbe, type HttpProbe, type TcpProbe, type CommandProbe, type WaitOptions, type WaitResult } from "./health.ts";
 export { httpJson, HttpError, type HttpJsonOptions, type BasicAuth } from "./http.ts";
+export { limit, mapLimit, failures, type Limit, type Settled, type MapLimitOptions } from "./limit.ts";
+export { retry, backoffDelay, type RetryOptions } from "./retry.ts";
 export { searchRegisterRepository, searchSnapshot, searchCheckSnapshot, searchGetSnapshot, searchListSnapshots, searchLatestSnapshot, searchDeleteSnapshots, searchRestore, searchHealth, searchHealthProbe, type SearchOptions, type SearchRepositoryOptions, type SearchSnapshotOptions, type SearchSnapshotInfo, type SearchLatestOptions, type SearchDeleteOptions, type SearchDeleteResult, type SearchRestoreOptions, type SearchRestoreResult, type SearchHealth, type SearchProbeOptions } from "./search.ts";
 export {
   s3Client,

@@ -10,7 +10,7 @@ import { killRunning } from "./exec.ts";
 import { acquireLock } from "./lock.ts";
 import { formatDuration, type LogSink } from "./log.ts";
 import { GLOBAL_SETTINGS, helpText, type SettingSpecs, type SettingValues } from "./settings.ts";
-import { printOutcomes, runSteps, StepFailed, type RunState, type Step, type StepApi, type StepOutcome } from "./steps.ts";
+import { printOutcomes, runSteps, StepFailed, type Step, type StepOutcome } from "./steps.ts";
 
 /** What every entry point declares. */
 export interface MainDefinition<T extends SettingSpecs> {
@@ -22,8 +22,8 @@ export interface MainDefinition<T extends SettingSpecs> {
   usage?: string;
   /** The settings it reads. */
   settings?: T;
-  /** Site-file sections of sibling recipes to ignore. */
-  ignoreSections?: string[];
+  /** More settings tables a site file given to this entry point may hold (accepted, ignored). */
+  siteKnown?: SettingSpecs[];
   /** For tests: argv, env and log sink instead of the process's; and whether to call process.exit (default true). */
   argv?: string[];
   env?: Record<string, string | undefined>;
@@ -32,22 +32,28 @@ export interface MainDefinition<T extends SettingSpecs> {
   interactive?: boolean;
 }
 
-/** A recipe: settings, a target for its lock and journal, and its steps. */
+/** What a recipe's plan returns: its steps, its cleanup and its report, sharing one closure. */
+export interface Plan {
+  /** The steps, in order (see step() and fanOut()). */
+  // deno-lint-ignore no-explicit-any
+  steps: Step<any>[];
+  /** Always runs after the steps, failed or not (close clients, remove staging). */
+  cleanup?: () => Promise<void> | void;
+  /** Lines printed under the summary when the run succeeds (archive path, sizes …); steps' outputs are there. */
+  report?: () => string[];
+}
+
+/** A recipe: settings, a target for its lock and journal, and a plan. */
 export interface RecipeDefinition<T extends SettingSpecs> extends MainDefinition<T> {
   /** What this run acts on; one lock and one journal per recipe and target. */
   target: (ctx: Context<T>) => string;
-  /** The steps, in order. Built once per run; share data through `state`. */
-  steps: (ctx: Context<T>) => Step[];
-  /** Always runs after the steps (cleanup). */
-  finally?: (ctx: Context<T>, api: StepApi) => Promise<void> | void;
-  /** Lines printed under the summary when the run succeeds (archive path, sizes …). */
-  report?: (ctx: Context<T>, state: RunState) => string[];
+  /** Builds the run's steps once, after settings are parsed; values shared by steps live in this closure. */
+  plan: (ctx: Context<T>) => Plan;
 }
 
 /** The outcome of main() or recipe() when exit is false. */
 export interface MainResult {
   code: number;
-  state?: RunState;
   outcomes?: StepOutcome[];
   error?: unknown;
 }
@@ -69,7 +75,7 @@ export async function main<T extends SettingSpecs>(
       argv: def.argv,
       env: def.env,
       sink: def.sink,
-      ignoreSections: def.ignoreSections,
+      siteKnown: def.siteKnown,
       interactive: def.interactive,
     });
   } catch (e) {
@@ -135,10 +141,18 @@ export function targetKey(name: string, target: string): string {
 }
 
 /**
- * Runs a recipe: lock, steps with journal and resume, cleanup, summary.
+ * Runs a recipe: settings, --help, lock, steps with journal and resume, cleanup, summary, exit code.
  * @example
- * await recipe({ name: "demo-backup", description: "…", settings: {…},
- *   target: (ctx) => ctx.settings.dir, steps: (ctx) => [step("pack", () => packArchive(…))] });
+ * await recipe({
+ *   name: "demo-backup",
+ *   description: "back up /srv/demo into one verified archive",
+ *   settings: { "backups.dir": { describe: "folder for archives", default: "/var/backups/lifeboat" } },
+ *   target: (ctx) => ctx.settings["backups.dir"],
+ *   plan: (ctx) => {
+ *     const pack = step("pack", "pack /srv/demo", () => backupArchive("/srv/demo", { folder: ctx.settings["backups.dir"], name: "demo" }));
+ *     return { steps: [pack], report: () => [`archive ${pack.output.path}`] };
+ *   },
+ * });
  */
 export function recipe<T extends SettingSpecs>(def: RecipeDefinition<T>): Promise<MainResult> {
   return main(def, async (ctx) => {
@@ -150,19 +164,19 @@ export function recipe<T extends SettingSpecs>(def: RecipeDefinition<T>): Promis
     const t0 = Date.now();
     try {
       if (ctx.dryRun) ctx.log.info(chalk.magenta(`${def.name}: dry run — commands that change state are printed, not run`));
-      const steps = def.steps(ctx);
-      const { outcomes, state } = await runSteps(ctx as Context, steps, {
+      const plan = def.plan(ctx);
+      const { outcomes } = await runSteps(ctx as Context, plan.steps, {
         journal: join(stateDir, "journal", `${key}.json`),
         target,
         resume: g.resume,
-        finally: def.finally ? (api) => def.finally!(ctx, api) : undefined,
+        finally: plan.cleanup,
       });
       ctx.log.info("");
       ctx.log.info(chalk.bold(`${def.name} ${ctx.dryRun ? "dry run " : ""}summary`));
       printOutcomes(ctx as Context, outcomes);
-      for (const line of def.report?.(ctx, state) ?? []) ctx.log.info(`  ${line}`);
+      for (const line of plan.report?.() ?? []) ctx.log.info(`  ${line}`);
       ctx.log.info(chalk.green(`${def.name} ${ctx.dryRun ? "dry run finished" : "finished"} in ${formatDuration(Date.now() - t0)}`));
-      return { state, outcomes };
+      return { outcomes };
     } finally {
       lock?.release();
     }

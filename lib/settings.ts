@@ -31,6 +31,12 @@ export interface SettingSpec {
   required?: boolean;
   /** The allowed values. */
   choices?: readonly string[];
+  /**
+   * The recipes of a system that read this setting (default: all of them). A system's
+   * recipes share one table; a recipe shows only its own settings in --help, requires only
+   * its own, and refuses a flag for another recipe's setting, while the site file may hold them all.
+   */
+  usedBy?: readonly string[];
 }
 
 export type SettingSpecs = Record<string, SettingSpec>;
@@ -84,8 +90,10 @@ export interface ParseOptions {
   env?: Record<string, string | undefined>;
   /** Secrets registry; secret values are added to it. */
   secrets: Secrets;
-  /** Top-level site-file sections that belong to sibling recipes and are ignored here. */
-  ignoreSections?: string[];
+  /** Which recipe reads the settings (filters specs with `usedBy`). */
+  reader?: string;
+  /** More tables whose keys a site file may hold (tasks that read a recipe's site file): accepted and ignored. */
+  siteKnown?: SettingSpecs[];
 }
 
 /** The result of parsing: values, their sources and the positional arguments. */
@@ -98,6 +106,7 @@ export interface ParsedSettings<T extends SettingSpecs> {
 /** Parses argv, env and the site file against the specs. Throws UsageError naming key and source. */
 export function parseSettings<T extends SettingSpecs>(specs: T, opts: ParseOptions): ParsedSettings<T> {
   const all: SettingSpecs = { ...GLOBAL_SETTINGS, ...specs };
+  const reads = (key: string) => !opts.reader || !all[key]?.usedBy || all[key].usedBy!.includes(opts.reader);
   const env = opts.env ?? process.env;
   const booleans = Object.keys(all).filter((k) => all[k].type === "boolean");
   const parsed = minimist(opts.argv, {
@@ -107,6 +116,10 @@ export function parseSettings<T extends SettingSpecs>(specs: T, opts: ParseOptio
     unknown: (arg) => {
       if (!arg.startsWith("-")) return true;
       const key = arg.replace(/^--?(no-)?/, "").split("=")[0];
+      const base = key.replace(/-(file|command)$/, "");
+      if ((key in all || isSecretSourceKey(all, key)) && !reads(key in all ? key : base)) {
+        throw new UsageError(`'${arg.split("=")[0]}' is a setting of ${all[key in all ? key : base].usedBy!.join(", ")}, not of ${opts.reader}`, "see --help for the settings this recipe reads");
+      }
       if (key in all || isSecretSourceKey(all, key)) return true;
       throw new UsageError(`unknown flag '${arg.split("=")[0]}'`, `see --help for the settings this recipe reads`);
     },
@@ -120,10 +133,10 @@ export function parseSettings<T extends SettingSpecs>(specs: T, opts: ParseOptio
   const configPath = pick(flags, "config", given) ?? env.LIFEBOAT_CONFIG;
   const site = configPath ? readSite(String(configPath)) : {};
   const siteFlat = flatten(site);
-  const ignore = opts.ignoreSections ?? [];
+  const known = (opts.siteKnown ?? []).map((t) => ({ ...GLOBAL_SETTINGS, ...t }) as SettingSpecs);
   for (const key of Object.keys(siteFlat)) {
     if (key in all || isSecretSourceKey(all, key)) continue;
-    if (ignore.some((s) => key === s || key.startsWith(s + "."))) continue;
+    if (known.some((t) => key in t || isSecretSourceKey(t, key))) continue;
     throw new UsageError(`unknown setting '${key}' in site file ${configPath}`, `known settings: ${Object.keys(specs).join(", ")}`);
   }
 
@@ -170,7 +183,7 @@ export function parseSettings<T extends SettingSpecs>(specs: T, opts: ParseOptio
   }
   if (!values.help) {
     for (const [key, spec] of Object.entries(all)) {
-      if (spec.required && (values[key] === "" || values[key] === undefined)) {
+      if (spec.required && reads(key) && (values[key] === "" || values[key] === undefined)) {
         throw new UsageError(
           `setting '${key}' is required`,
           spec.secret
@@ -272,7 +285,7 @@ function coerce(key: string, spec: SettingSpec, raw: unknown, source: string): u
 /** The --help text: usage, description and a table of settings with defaults and env names. */
 export function helpText(opts: { name: string; usage: string; description: string; settings: SettingSpecs }): string {
   const rows = (specs: SettingSpecs) =>
-    Object.entries(specs).map(([key, spec]) => {
+    Object.entries(specs).filter(([, spec]) => !spec.usedBy || spec.usedBy.includes(opts.name)).map(([key, spec]) => {
       const flag = spec.secret
         ? `--${key}-file PATH | --${key}-command CMD`
         : spec.type === "boolean"

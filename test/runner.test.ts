@@ -79,7 +79,7 @@ test("a secret on the command line is refused with exit 2 and not echoed", () =>
 
 test("secrets never reach the output: log lines, error messages, step summaries", () => {
   const { dir, state } = setup();
-  const r = run([`--dir=${dir}`, `--state-dir=${state}`, "--verbose"], { MINI_FAIL: "use the token" });
+  const r = run([`--dir=${dir}`, `--state-dir=${state}`, "--verbose"], { MINI_FAIL: "use" });
   assert.is(r.code, 1);
   assert.match(r.out, /token is \*\*\*/);
   assert.match(r.out, /failed on purpose with \*\*\*/);
@@ -179,6 +179,105 @@ test("SIGINT stops the running command, runs cleanup and exits 130", async () =>
   assert.ok(Date.now() - t0 < 20000, "did not wait for sleep 30");
   assert.equal(ran(dir), ["prepare", "use the token", "cleanup"]);
 });
+
+test("--resume continues by step id after every title was reworded", () => {
+  const { dir, state } = setup();
+  const first = run([`--dir=${dir}`, `--state-dir=${state}`], { MINI_FAIL: "finish" });
+  assert.is(first.code, 1, first.out);
+  const second = run([`--dir=${dir}`, `--state-dir=${state}`, "--resume"], { MINI_TITLES: " (reworded)" });
+  assert.is(second.code, 0, second.out);
+  assert.equal(ran(dir), ["prepare", "use the token", "finish", "cleanup", "finish", "cleanup"]);
+  assert.match(second.out, /prepare \(count 3\) \(reworded\): done in an earlier run/);
+});
+
+test("--resume continues after a setting shown in a title was fixed", () => {
+  const { dir, state } = setup();
+  const first = run([`--dir=${dir}`, `--state-dir=${state}`, "--count=3"], { MINI_FAIL: "finish" });
+  assert.is(first.code, 1, first.out);
+  assert.match(first.out, /prepare \(count 3\)/);
+  const second = run([`--dir=${dir}`, `--state-dir=${state}`, "--count=4", "--resume"]);
+  assert.is(second.code, 0, second.out);
+  assert.match(second.out, /prepare \(count 4\): done in an earlier run/);
+  assert.equal(ran(dir), ["prepare", "use the token", "finish", "cleanup", "finish", "cleanup"]);
+});
+
+test("a secret step's output is never journaled, and --resume runs that step again", () => {
+  const { dir, state } = setup();
+  const first = run([`--dir=${dir}`, `--state-dir=${state}`], { MINI_FAIL: "finish" });
+  assert.is(first.code, 1, first.out);
+  const journal = JSON.parse(readFileSync(join(state, "journal", readdir(join(state, "journal"))[0]), "utf8"));
+  assert.equal(journal.outputs.prepare, { prepared: "yes" }, "ordinary outputs are kept for --resume");
+  assert.not.ok("token" in journal.outputs, "the secret step's output is not");
+  assert.not.ok(JSON.stringify(journal).includes(TOKEN));
+  const second = run([`--dir=${dir}`, `--state-dir=${state}`, "--resume"], { MINI_FAIL: "" });
+  assert.is(second.code, 0, second.out);
+  assert.match(second.out, /\[2\/5\] read the token/, "the secret step ran again");
+});
+
+test("a step's cleanup runs when the step fails, and a killed run's owed cleanup runs first next time", async () => {
+  const { dir, state } = setup();
+  const failed = run([`--dir=${dir}`, `--state-dir=${state}`], { MINI_FAIL: "use", MINI_STEP_CLEANUP: "1" });
+  assert.is(failed.code, 1, failed.out);
+  assert.equal(ran(dir), ["prepare", "use the token", "use cleanup", "cleanup"]);
+
+  const dir2 = `${dir}-killed`;
+  const p = spawn("node", ["--import=tsx", MINI, `--dir=${dir2}`, `--state-dir=${state}`], {
+    env: { ...process.env, LIFEBOAT_TOKEN: TOKEN, CI: "1", MINI_HANG: "1", MINI_STEP_CLEANUP: "1" },
+    stdio: "pipe",
+  });
+  await waitFor(p, "use the token");
+  while (!existsSync(join(dir2, "ran.log")) || !ran(dir2).includes("use the token")) await new Promise((r) => setTimeout(r, 20));
+  p.kill("SIGKILL");
+  await new Promise((r) => p.once("exit", r));
+  assert.equal(ran(dir2), ["prepare", "use the token"], "killed before any cleanup");
+  const next = run([`--dir=${dir2}`, `--state-dir=${state}`], { MINI_STEP_CLEANUP: "1" });
+  assert.is(next.code, 0, next.out);
+  assert.match(next.out, /owed by a run that was killed/);
+  assert.equal(ran(dir2), ["prepare", "use the token", "use cleanup", "prepare", "use the token", "use cleanup", "finish", "cleanup"]);
+});
+
+test("a fan-out step finishes the other items when one fails, and --resume retries only that one", () => {
+  const { dir, state } = setup();
+  const first = run([`--dir=${dir}`, `--state-dir=${state}`], { MINI_FANOUT: "1", MINI_FAIL_ITEM: "b" });
+  assert.is(first.code, 1, first.out);
+  assert.match(first.out, /1 of 3 failed: b \(item b failed on purpose\)/);
+  assert.equal(ran(dir).filter((l) => l.startsWith("item")).sort(), ["item a", "item b", "item c"]);
+  assert.not.ok(ran(dir).includes("finish"), "no step after the failed fan-out ran");
+  const second = run([`--dir=${dir}`, `--state-dir=${state}`, "--resume"], { MINI_FANOUT: "1" });
+  assert.is(second.code, 0, second.out);
+  assert.equal(ran(dir).filter((l) => l.startsWith("item")).sort(), ["item a", "item b", "item b", "item c"], "only b ran again");
+  assert.equal(JSON.parse(readFileSync(join(dir, "state.json"), "utf8")).items, { a: "A", b: "B", c: "C" }, "outputs of a and c came from the journal");
+});
+
+for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  test(`${sig} during in-process work starts no further step, exits ${code}, and --resume then completes`, async () => {
+    const { dir, state } = setup();
+    const p = spawn("node", ["--import=tsx", MINI, `--dir=${dir}`, `--state-dir=${state}`], {
+      env: { ...process.env, LIFEBOAT_TOKEN: TOKEN, CI: "1", MINI_BUSY: "1" },
+      stdio: "pipe",
+    });
+    const text = await waitFor(p, "use the token");
+    p.kill(sig);
+    const [exit, signal] = await new Promise<[number | null, string | null]>((r) => p.once("exit", (c, s) => r([c, s])));
+    const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+    assert.ok(exit === code || (isDeno && exit === null && signal === sig), `exit ${exit} ${signal}\n${text}`);
+    assert.equal(ran(dir), ["prepare", "use the token", "cleanup"], "finish never started");
+    const resumed = run([`--dir=${dir}`, `--state-dir=${state}`, "--resume"]);
+    assert.is(resumed.code, 0, resumed.out);
+    assert.equal(ran(dir).slice(3), ["use the token", "finish", "cleanup"]);
+  });
+}
+
+/** Resolves with the child's stderr so far once it contains text. */
+function waitFor(p: ReturnType<typeof spawn>, text: string): Promise<string> {
+  let out = "";
+  return new Promise((res) => {
+    p.stderr!.on("data", (d) => {
+      out += d;
+      if (out.includes(text)) res(out);
+    });
+  });
+}
 
 test("a refused confirmation without a terminal exits 5", () => {
   const r = spawnSync("node", ["--import=tsx", "-e", `
