@@ -9,6 +9,15 @@
 // Verify reads the whole archive, checks every entry against the manifest and checks
 // every path for safety. Unpack verifies first and only then writes, so a damaged,
 // truncated or hostile archive is refused before the target is touched.
+//
+// Names are POSIX names: `Z:`, `a:b` and `c:\x` are ordinary relative names on Linux, so
+// pack keeps them as they are (node-tar's preservePaths: the paths come from our own walk)
+// and unpack hands them to node-tar as `./Z:` so its Windows-style root stripping leaves
+// them alone, while `/…` and `..` are still refused. Symlinks are created last, after
+// every file is written (as GNU tar's delayed links), exactly as recorded: node-tar would
+// rewrite absolute targets, and nothing may be written through a link anyway.
+//
+// Every stage stops when the context's signal aborts (SIGINT/SIGTERM) and throws its reason.
 import { createHash } from "node:crypto";
 import {
   chmodSync,
@@ -16,7 +25,9 @@ import {
   createReadStream,
   createWriteStream,
   existsSync,
+  lchownSync,
   lstatSync,
+  lutimesSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -24,10 +35,11 @@ import {
   readSync,
   rmSync,
   statSync,
+  symlinkSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve, win32 } from "node:path";
 import { hostname } from "node:os";
 import { PassThrough, Readable, Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -35,12 +47,14 @@ import { createGunzip } from "node:zlib";
 import process from "node:process";
 import { Decrypter, Encrypter } from "age-encryption";
 import { Header, Pack, Parser, ReadEntry, Unpack } from "tar";
+import type { Stats } from "node:fs";
 import { LifeboatError, RefusedError, VerifyError } from "./errors.ts";
 import { createParallelGzip } from "./compress.ts";
 import { partialFile } from "./files.ts";
-import { useContext, type Context } from "./context.ts";
+import { throwIfAborted, useContext, type Context } from "./context.ts";
 import { pidAlive } from "./lock.ts";
 import { formatBytes } from "./log.ts";
+import { expandHome, type SettingSpecs, type SettingValues } from "./settings.ts";
 
 /** The manifest's file name inside every lifeboat archive. */
 export const MANIFEST_NAME = "manifest.json";
@@ -66,8 +80,12 @@ export interface ManifestEntry {
   target?: string;
 }
 
-/** What manifest.json holds. */
-export interface Manifest {
+/**
+ * What manifest.json holds. `M` is the recipe's own record (`meta`): a recipe declares it
+ * once and passes it to both sides, `backupArchive<M>` and `verifyArchive<M>`, so tsc
+ * checks that the restore reads what the backup wrote.
+ */
+export interface Manifest<M = Record<string, unknown>> {
   format: typeof MANIFEST_FORMAT;
   /** Recipe or task that made the archive. */
   recipe: string;
@@ -77,7 +95,7 @@ export interface Manifest {
   /** Versions of the tools involved (lifeboat, node, zlib, tar, and whatever the recipe adds). */
   tools: Record<string, string>;
   /** Whatever the recipe adds: endpoints, object counts, dump sizes … */
-  meta: Record<string, unknown>;
+  meta: M;
   totals: { files: number; dirs: number; symlinks: number; hardlinks: number; bytes: number };
   entries: ManifestEntry[];
 }
@@ -92,12 +110,38 @@ export interface AgeOptions {
   identities?: string[];
 }
 
+/**
+ * The age settings every recipe and archive task reads, as one table: in a site file they
+ * are one `age:` block (`passphrase`, `recipients`, `identity-file`); on the command line
+ * `--age.passphrase-file F`, `--age.recipients age1…`, `--age.identity-file F`.
+ * A backup encrypts with the passphrase or for the recipients; a restore or verify opens
+ * with the passphrase or the identity file. Turn the values into AgeOptions with {@link ageOptions}.
+ */
+export const AGE_SETTINGS = {
+  "age.passphrase": { describe: "age passphrase: encrypts a new archive, opens an encrypted one", secret: true },
+  "age.recipients": { type: "list", describe: "age recipients (age1…) to encrypt a new archive for" },
+  "age.identity-file": { describe: "age identity file (AGE-SECRET-KEY-…) that opens an archive encrypted for recipients" },
+} as const satisfies SettingSpecs;
+
+/**
+ * AgeOptions from the {@link AGE_SETTINGS} values (reads the identity file when one is set).
+ * @example const age = ageOptions(ctx.settings); await verifyArchive(path, { decrypt: age });
+ */
+export function ageOptions(s: Partial<SettingValues<typeof AGE_SETTINGS>>): AgeOptions {
+  const identity = s["age.identity-file"];
+  return {
+    passphrase: s["age.passphrase"] || undefined,
+    recipients: s["age.recipients"]?.length ? [...s["age.recipients"]] : undefined,
+    identities: identity ? readAgeIdentities(expandHome(identity)) : undefined,
+  };
+}
+
 /** Options for {@link packArchive}. */
-export interface PackOptions {
+export interface PackOptions<M = Record<string, unknown>> {
   /** Recorded as manifest.recipe (default: the context's name). */
   recipe?: string;
   /** Recipe-specific facts recorded in the manifest. */
-  meta?: Record<string, unknown>;
+  meta?: M;
   /** Extra tool versions for the manifest. */
   tools?: Record<string, string>;
   /** When the backup started (default: now). */
@@ -121,6 +165,12 @@ export interface VerifyOptions {
   requireManifest?: boolean;
   /** Show byte progress (default true). */
   progress?: boolean;
+  /**
+   * Record the result beside the archive (NAME.verified: when, and whether it passed), so
+   * list and prune know which backups are good. In dry-run nothing is recorded, and an
+   * archive that does not exist (a dry run packs nothing) is reported instead of failing.
+   */
+  record?: boolean;
   ctx?: Context;
 }
 
@@ -133,9 +183,9 @@ export interface UnpackOptions extends VerifyOptions {
 }
 
 /** What verifyArchive found. */
-export interface VerifyReport {
+export interface VerifyReport<M = Record<string, unknown>> {
   /** The manifest, when the archive has one. */
-  manifest: Manifest | null;
+  manifest: Manifest<M> | null;
   /** Entries seen (manifest excluded). */
   entries: number;
   /** Content bytes seen. */
@@ -198,6 +248,32 @@ function walk(root: string, ctx: Context): { entries: WalkEntry[]; bytes: number
   };
   visit(root, "");
   return { entries, bytes, skipped };
+}
+
+/**
+ * Makes sure a folder for archives exists: a missing one (and any missing parent) is
+ * created 0700, whatever the umask. An existing folder is never changed; when others
+ * than its owner may read or enter it, a warning names it and its mode.
+ * @example ensureBackupFolder("/var/backups/lifeboat");
+ */
+export function ensureBackupFolder(dir: string, ctx: Context = useContext()): void {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+  if (st) {
+    if (!st.isDirectory()) throw new LifeboatError(`backups folder ${dir} is not a directory`, { hint: "point the backups folder elsewhere" });
+    const mode = st.mode & 0o7777;
+    if (mode & 0o077) {
+      ctx.log.warn(`backups folder ${dir} is ${mode.toString(8).padStart(4, "0")}: others than its owner can reach it (lifeboat creates 0700 and leaves an existing folder as it is; chmod 700 it)`);
+    }
+    return;
+  }
+  const first = mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // mkdir's mode is narrowed by the umask: set exactly 0700 on every folder made here.
+  if (first) for (let d = resolve(dir); d.length >= resolve(first).length; d = dirname(d)) chmodSync(d, 0o700);
 }
 
 /** Removes what killed runs left in a backups folder: `.partial-*` files of dead processes and sidecars without an archive. */
@@ -289,8 +365,9 @@ function normPath(p: string): string {
  * @example
  * const manifest = await packArchive("/tmp/stage", "/backups/deis-2026-11-21T101500Z.tar.gz", { meta: { buckets: 2 } });
  */
-export async function packArchive(sourceDir: string, archivePath: string, options: PackOptions = {}): Promise<Manifest> {
+export async function packArchive<M = Record<string, unknown>>(sourceDir: string, archivePath: string, options: PackOptions<M> = {}): Promise<Manifest<M>> {
   const ctx = options.ctx ?? useContext();
+  throwIfAborted(ctx);
   const started = options.startedAt ?? new Date();
   if (ctx.dryRun && !existsSync(sourceDir)) {
     // A dry run stages nothing, so a recipe's staging dir may not exist yet: say what would be packed.
@@ -314,7 +391,7 @@ export async function packArchive(sourceDir: string, archivePath: string, option
     );
     return manifestOf(ctx, options, started, new Date(), tree.entries.map((e) => ({ path: e.rel, type: e.type, size: e.size, mode: 0, uid: 0, gid: 0, mtime: "" })));
   }
-  mkdirSync(outDir, { recursive: true, mode: 0o700 });
+  ensureBackupFolder(outDir, ctx);
   cleanLeftovers(outDir, ctx);
   const partial = partialFile(archivePath);
 
@@ -340,7 +417,8 @@ export async function packArchive(sourceDir: string, archivePath: string, option
   });
 
   // Small reads and few entries in flight keep memory flat (node-tar reads 16 MiB at a time by default).
-  const pack = new Pack({ cwd: sourceDir, noDirRecurse: true, strict: true, portable: false, maxReadSize: 1 << 20, jobs: 2 });
+  // preservePaths: the paths are our walk's relative names, and `Z:` or `c:\x` must stay as they are.
+  const pack = new Pack({ cwd: sourceDir, noDirRecurse: true, strict: true, portable: false, preservePaths: true, maxReadSize: 1 << 20, jobs: 2 });
   const progress = options.progress === false ? null : ctx.log.progress(`pack ${basename(archivePath)}`, { total: tree.bytes });
   const fileHash = createHash("sha256");
   const tee = new PassThrough();
@@ -370,6 +448,8 @@ export async function packArchive(sourceDir: string, archivePath: string, option
   body.on("error", fail);
   const out = createWriteStream(partial.tmp, { mode: 0o600 });
   const done = pipeline(body, tee, hashing(fileHash), out);
+  const onAbort = () => fail(ctx.signal.reason);
+  ctx.signal.addEventListener("abort", onAbort, { once: true });
 
   try {
     for (const e of tree.entries) pack.add(e.rel);
@@ -384,6 +464,7 @@ export async function packArchive(sourceDir: string, archivePath: string, option
     pack.end();
     await done;
     parser.end();
+    throwIfAborted(ctx);
     const sha = fileHash.digest("hex");
     const base = basename(archivePath);
     writeSidecar(`${archivePath}.sha256`, `${sha}  ${base}\n`);
@@ -404,6 +485,8 @@ export async function packArchive(sourceDir: string, archivePath: string, option
       });
     }
     throw err instanceof LifeboatError ? err : new LifeboatError(`packing ${sourceDir} into ${archivePath} failed: ${err.message}`, { cause: err });
+  } finally {
+    ctx.signal.removeEventListener("abort", onAbort);
   }
 }
 
@@ -413,7 +496,7 @@ function writeSidecar(path: string, text: string): void {
   f.commit();
 }
 
-function manifestOf(ctx: Context, o: PackOptions, started: Date, finished: Date, entries: ManifestEntry[]): Manifest {
+function manifestOf<M>(ctx: Context, o: PackOptions<M>, started: Date, finished: Date, entries: ManifestEntry[]): Manifest<M> {
   const totals = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0 };
   for (const e of entries) {
     if (e.type === "file") {
@@ -430,14 +513,14 @@ function manifestOf(ctx: Context, o: PackOptions, started: Date, finished: Date,
     startedAt: started.toISOString(),
     finishedAt: finished.toISOString(),
     tools: toolVersions(o.tools),
-    meta: o.meta ?? {},
+    meta: o.meta ?? ({} as M),
     totals,
     entries,
   };
 }
 
 /** The sidecar NAME.info.json: what `list` shows without opening the archive. */
-export interface ArchiveInfo {
+export interface ArchiveInfo<M = Record<string, unknown>> {
   recipe: string;
   host: string;
   startedAt: string;
@@ -446,10 +529,10 @@ export interface ArchiveInfo {
   encrypted: boolean;
   totals: Manifest["totals"];
   tarBytes: number;
-  meta: Record<string, unknown>;
+  meta: M;
 }
 
-function infoOf(m: Manifest, sha256: string, tarBytes: number, encrypted: boolean): ArchiveInfo {
+function infoOf<M>(m: Manifest<M>, sha256: string, tarBytes: number, encrypted: boolean): ArchiveInfo<M> {
   return { recipe: m.recipe, host: m.host, startedAt: m.startedAt, finishedAt: m.finishedAt, sha256, encrypted, totals: m.totals, tarBytes, meta: m.meta };
 }
 
@@ -488,9 +571,11 @@ async function openTarStream(
   o: VerifyOptions,
   fileHash: ReturnType<typeof createHash>,
   onBytes: (n: number) => void,
+  signal: AbortSignal,
 ): Promise<{ stages: (Readable | Transform)[]; encrypted: boolean }> {
   const kind = sniff(path);
-  const file = createReadStream(path);
+  // An abort destroys the file stream: for an encrypted archive it sits outside the caller's pipeline.
+  const file = createReadStream(path, { signal });
   const hasher = hashing(fileHash, onBytes);
   let stages: (Readable | Transform)[] = [file, hasher];
   if (kind === "age") {
@@ -521,12 +606,17 @@ async function openTarStream(
   return { stages, encrypted: kind === "age" };
 }
 
-/** Why a path is unsafe to extract, or null. */
+/** Why a path is unsafe to extract, or null. Names are POSIX names: `c:\\x` is relative. */
 function pathProblem(p: string): string | null {
   if (p.includes("\0")) return "contains a NUL byte";
-  if (p.startsWith("/") || /^[A-Za-z]:[\\/]/.test(p)) return "is an absolute path";
+  if (p.startsWith("/")) return "is an absolute path";
   if (p.split(/[\\/]/).includes("..")) return "contains '..'";
   return null;
+}
+
+/** A relative POSIX name that node-tar would take for a Windows root (`Z:`, `c:\\x`, `\\x`) and strip. */
+function looksRooted(p: string): boolean {
+  return !p.startsWith("/") && (win32.isAbsolute(p) || win32.parse(p).root !== "");
 }
 
 interface Scan {
@@ -598,11 +688,12 @@ async function scan(path: string, o: VerifyOptions, ctx: Context): Promise<Scan 
 
   let encrypted = false;
   try {
-    const opened = await openTarStream(path, o, fileHash, (n) => progress?.add(n));
+    const opened = await openTarStream(path, o, fileHash, (n) => progress?.add(n), ctx.signal);
     encrypted = opened.encrypted;
-    await pipeline([...opened.stages, parser as unknown as Writable]);
+    await pipeline([...opened.stages, parser as unknown as Writable], { signal: ctx.signal });
   } catch (e) {
     progress?.fail(`verify ${basename(path)} failed`);
+    throwIfAborted(ctx);
     if (e instanceof VerifyError) throw e;
     const msg = (e as Error).message;
     const what = /unexpected end|premature|truncat/i.test(msg)
@@ -631,7 +722,11 @@ async function scan(path: string, o: VerifyOptions, ctx: Context): Promise<Scan 
   return { manifest, seen, problems, entries, bytes, sha256, encrypted };
 }
 
-function compareWithManifest(m: Manifest, seen: Map<string, ManifestEntry>): string[] {
+/** Seconds since the epoch, as tar stores an mtime. */
+const seconds = (iso: string) => Math.floor(Date.parse(iso) / 1000);
+
+/** One problem line per difference between what the archive holds and what its manifest records. */
+function compareWithManifest(m: Manifest<unknown>, seen: Map<string, ManifestEntry>): string[] {
   const problems: string[] = [];
   const listed = new Map(m.entries.map((e) => [e.path, e]));
   for (const [p, got] of seen) {
@@ -640,27 +735,55 @@ function compareWithManifest(m: Manifest, seen: Map<string, ManifestEntry>): str
       problems.push(`${p}: in the archive but not in the manifest`);
       continue;
     }
-    if (want.type !== got.type) problems.push(`${p}: type ${got.type}, manifest says ${want.type}`);
-    else if (want.size !== got.size) problems.push(`${p}: size ${got.size}, manifest says ${want.size}`);
+    if (want.type !== got.type) {
+      problems.push(`${p}: type ${got.type}, manifest says ${want.type}`);
+      continue;
+    }
+    if (want.size !== got.size) problems.push(`${p}: size ${got.size}, manifest says ${want.size}`);
     else if (want.sha256 !== got.sha256) problems.push(`${p}: sha256 mismatch`);
-    else if (want.mode !== got.mode) problems.push(`${p}: mode ${got.mode.toString(8)}, manifest says ${want.mode.toString(8)}`);
-    else if ((want.target ?? "") !== (got.target ?? "")) problems.push(`${p}: link target differs from the manifest`);
+    if (want.mode !== got.mode) problems.push(`${p}: mode ${got.mode.toString(8)}, manifest says ${want.mode.toString(8)}`);
+    if (want.uid !== got.uid || want.gid !== got.gid) problems.push(`${p}: owner ${got.uid}:${got.gid}, manifest says ${want.uid}:${want.gid}`);
+    if (seconds(want.mtime) !== seconds(got.mtime)) problems.push(`${p}: mtime ${got.mtime}, manifest says ${want.mtime}`);
+    if ((want.target ?? "") !== (got.target ?? "")) problems.push(`${p}: link target ${JSON.stringify(got.target ?? "")}, manifest says ${JSON.stringify(want.target ?? "")}`);
   }
   for (const p of listed.keys()) if (!seen.has(p)) problems.push(`${p}: listed in the manifest but missing from the archive`);
   return problems;
 }
 
 /**
- * Reads the whole archive and checks every entry against the manifest and every path
- * for safety. Rejects with VerifyError (exit 3) listing what is wrong.
- * @example const report = await verifyArchive("/backups/deis-….tar.gz", { decrypt: { passphrase } });
+ * Reads the whole archive and checks every entry (type, size, sha256, mode, owner, mtime,
+ * link target) against the manifest and every path for safety. Rejects with VerifyError
+ * (exit 3) listing what is wrong. With `record`, writes NAME.verified beside it, passed or failed.
+ * @example const report = await verifyArchive<DeisMeta>("/backups/deis-….tar.gz", { decrypt: { passphrase }, record: true });
  */
-export async function verifyArchive(archivePath: string, options: VerifyOptions = {}): Promise<VerifyReport> {
-  return (await verifyScan(archivePath, options)).report;
+export async function verifyArchive<M = Record<string, unknown>>(archivePath: string, options: VerifyOptions = {}): Promise<VerifyReport<M>> {
+  if (!options.record) return (await verifyScan<M>(archivePath, options)).report;
+  const ctx = options.ctx ?? useContext();
+  if (ctx.dryRun && !existsSync(archivePath)) {
+    // A dry run's pack step wrote nothing: say what would be verified.
+    ctx.log.command(`verify ${archivePath}`, "dry-run");
+    return { manifest: null, entries: 0, bytes: 0, sha256: "", encrypted: false };
+  }
+  const st = statSync(archivePath);
+  const stamp = (ok: boolean, error?: string) => {
+    if (ctx.dryRun) return;
+    const text = JSON.stringify({ ok, at: new Date().toISOString(), size: st.size, mtimeMs: st.mtimeMs, error }) + "\n";
+    writeFileSync(`${archivePath}.verified`, text, { mode: 0o600 });
+  };
+  try {
+    const report = (await verifyScan<M>(archivePath, options)).report;
+    stamp(true);
+    return report;
+  } catch (e) {
+    // An interrupted verify says nothing about the archive.
+    if (!ctx.signal.aborted) stamp(false, (e as Error).message);
+    throw e;
+  }
 }
 
-async function verifyScan(archivePath: string, options: VerifyOptions): Promise<{ report: VerifyReport; seen: Map<string, ManifestEntry> }> {
+async function verifyScan<M>(archivePath: string, options: VerifyOptions): Promise<{ report: VerifyReport<M>; seen: Map<string, ManifestEntry> }> {
   const ctx = options.ctx ?? useContext();
+  throwIfAborted(ctx);
   const base = basename(archivePath);
   try {
     statSync(archivePath);
@@ -681,7 +804,7 @@ async function verifyScan(archivePath: string, options: VerifyOptions): Promise<
     const first = problems[0];
     throw new VerifyError(`archive ${base}: ${first}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ""}; the archive is damaged or unsafe`, problems, "restore refused before touching anything; use another copy");
   }
-  return { report: { manifest: r.manifest, entries: r.entries, bytes: r.bytes, sha256: r.sha256, encrypted: r.encrypted }, seen: r.seen };
+  return { report: { manifest: r.manifest as Manifest<M> | null, entries: r.entries, bytes: r.bytes, sha256: r.sha256, encrypted: r.encrypted }, seen: r.seen };
 }
 
 /**
@@ -689,9 +812,9 @@ async function verifyScan(archivePath: string, options: VerifyOptions): Promise<
  * unless `force`; never writes outside the target.
  * @example await unpackArchive(archive, "/var/lib/app", { sameOwner: true, decrypt: { identities } });
  */
-export async function unpackArchive(archivePath: string, targetDir: string, options: UnpackOptions = {}): Promise<VerifyReport> {
+export async function unpackArchive<M = Record<string, unknown>>(archivePath: string, targetDir: string, options: UnpackOptions = {}): Promise<VerifyReport<M>> {
   const ctx = options.ctx ?? useContext();
-  const { report, seen } = await verifyScan(archivePath, options);
+  const { report, seen } = await verifyScan<M>(archivePath, options);
   let existing: string[] = [];
   try {
     existing = readdirSync(targetDir);
@@ -708,25 +831,41 @@ export async function unpackArchive(archivePath: string, targetDir: string, opti
     ctx.log.command(`extract ${basename(archivePath)} (${report.entries} entries, ${formatBytes(report.bytes)}) into ${targetDir}`, "dry-run");
     return report;
   }
+  throwIfAborted(ctx);
   mkdirSync(targetDir, { recursive: true, mode: 0o700 });
   const isRoot = process.getuid?.() === 0;
+  const preserveOwner = !!options.sameOwner && isRoot;
   const progress = options.progress === false ? null : ctx.log.progress(`extract ${basename(archivePath)}`, { total: statSync(archivePath).size });
   const warnings: string[] = [];
+  const symlinks: ManifestEntry[] = [];
   const unpack = new Unpack({
     cwd: targetDir,
     strict: true,
     preservePaths: false,
-    preserveOwner: !!options.sameOwner && isRoot,
+    preserveOwner,
     processUmask: 0,
-    filter: (p: string) => !(report.manifest && normPath(p) === MANIFEST_NAME),
+    filter: (p: string, e?: ReadEntry | Stats) => {
+      const entry = e as ReadEntry;
+      const rel = normPath(p);
+      if (report.manifest && rel === MANIFEST_NAME) return false;
+      if (entry.type === "SymbolicLink") {
+        if (rel) symlinks.push(seen.get(rel) ?? entryOf(entry, rel, 0, null));
+        return false;
+      }
+      // `Z:` → `./Z:`: node-tar strips what looks like a Windows root; on POSIX it is a name.
+      if (looksRooted(p)) entry.path = `./${p}`;
+      if (entry.type === "Link" && entry.linkpath && looksRooted(entry.linkpath)) entry.linkpath = `./${entry.linkpath}`;
+      return true;
+    },
     onwarn: (_code: string, message: string) => warnings.push(message),
   });
   const fileHash = createHash("sha256");
   try {
-    const opened = await openTarStream(archivePath, options, fileHash, (n) => progress?.add(n));
-    await pipeline([...opened.stages, unpack as unknown as Writable]);
+    const opened = await openTarStream(archivePath, options, fileHash, (n) => progress?.add(n), ctx.signal);
+    await pipeline([...opened.stages, unpack as unknown as Writable], { signal: ctx.signal });
   } catch (e) {
     progress?.fail();
+    throwIfAborted(ctx);
     throw new LifeboatError(`extracting ${basename(archivePath)} into ${targetDir} failed: ${(e as Error).message}`, { cause: e });
   }
   if (fileHash.digest("hex") !== report.sha256) {
@@ -736,12 +875,40 @@ export async function unpackArchive(archivePath: string, targetDir: string, opti
     progress?.fail();
     throw new LifeboatError(`extracting ${basename(archivePath)}: ${warnings[0]}`);
   }
+  for (const l of symlinks) placeSymlink(targetDir, l, preserveOwner);
   // node-tar creates directories u+rwx so it can fill them; set their recorded modes
   // now, deepest first, as GNU tar does.
   const dirs = [...seen.values()].filter((e) => e.type === "dir").sort((a, b) => b.path.length - a.path.length);
   for (const d of dirs) chmodSync(join(targetDir, d.path), d.mode);
   progress?.done(`restored ${report.entries} entries (${formatBytes(report.bytes)}) into ${targetDir}`);
   return report;
+}
+
+/**
+ * Creates one symlink as recorded (target text unchanged, owner when preserving owners,
+ * mtime), after every file is in place. The path was checked by verify: relative, no
+ * `..`, not below another symlink.
+ */
+function placeSymlink(targetDir: string, l: ManifestEntry, preserveOwner: boolean): void {
+  const at = join(targetDir, l.path);
+  mkdirSync(dirname(at), { recursive: true });
+  try {
+    symlinkSync(l.target ?? "", at);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST" || lstatSync(at).isDirectory()) {
+      throw new LifeboatError(`extracting the symlink ${JSON.stringify(l.path)} into ${targetDir} failed: ${(e as Error).message}`, {
+        hint: "a directory is in its place; move it away and restore again",
+        cause: e,
+      });
+    }
+    unlinkSync(at); // forced restore: replace what is there, as node-tar does for files
+    symlinkSync(l.target ?? "", at);
+  }
+  if (preserveOwner) lchownSync(at, l.uid, l.gid);
+  const mtime = new Date(l.mtime);
+  try {
+    lutimesSync(at, mtime, mtime);
+  } catch { /* a filesystem without symlink times */ }
 }
 
 /** Deletes an archive with its sidecars. */

@@ -4,11 +4,20 @@
 // An archive is NAME.tar.gz or NAME.tar.gz.age. Beside it: NAME….sha256 (sha256sum
 // format), NAME….info.json (what list shows without opening the archive) and, once a
 // verify has run, NAME….verified (when, and whether it passed).
-import { existsSync, readdirSync, readFileSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { LifeboatError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
-import { removeArchive, verifyArchive, type ArchiveInfo, type VerifyOptions, type VerifyReport } from "./archive.ts";
+import {
+  packArchive,
+  removeArchive,
+  verifyArchive,
+  type AgeOptions,
+  type ArchiveInfo,
+  type Manifest,
+  type VerifyOptions,
+  type VerifyReport,
+} from "./archive.ts";
 import { formatBytes } from "./log.ts";
 
 /** One archive in a backups folder. */
@@ -79,29 +88,68 @@ export function listBackups(dir: string): BackupEntry[] {
 }
 
 /**
- * Verifies an archive and records the result beside it (NAME.verified), so list and
- * prune know which backups are good. Rethrows the VerifyError when it fails. In dry-run,
- * an archive that does not exist (a dry run packs nothing) is reported, not an error.
+ * @deprecated Use `verifyArchive(path, { ...opts, record: true })`: the same check, recording NAME.verified.
  * @example await verifyBackup("/var/backups/deis-2026-11-21T101500Z.tar.gz");
  */
-export async function verifyBackup(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
-  const ctx = opts.ctx ?? useContext();
-  if (ctx.dryRun && !existsSync(path)) {
-    // A dry run's pack step wrote nothing: say what would be verified.
-    ctx.log.command(`verify ${path}`, "dry-run");
-    return { manifest: null, entries: 0, bytes: 0, sha256: "", encrypted: false };
+export function verifyBackup<M = Record<string, unknown>>(path: string, opts: VerifyOptions = {}): Promise<VerifyReport<M>> {
+  return verifyArchive<M>(path, { ...opts, record: true });
+}
+
+/** Options for {@link backupArchive}. */
+export interface BackupArchiveOptions<M> {
+  /** The backups folder; created 0700 when missing (an existing wider one is warned about, never changed). */
+  folder: string;
+  /** The archive's name before its stamp, e.g. "deis-backup". */
+  name: string;
+  /** When the backup started: stamps the file name and the manifest (default: now). */
+  startedAt?: Date;
+  /** The recipe's own record for the manifest; its type is what the restore reads back. */
+  meta: M;
+  /** Encrypt with age when a passphrase or recipients are given (identities are ignored here). */
+  age?: Pick<AgeOptions, "passphrase" | "recipients">;
+  /** Recorded as manifest.recipe (default: the context's name). */
+  recipe?: string;
+  ctx?: Context;
+}
+
+/** What {@link backupArchive} made. */
+export interface BackupResult<M> {
+  /** The archive: FOLDER/NAME-<stamp>.tar.gz, or .tar.gz.age when encrypted. */
+  path: string;
+  manifest: Manifest<M>;
+  /** Read back and checked against its manifest, and recorded as passed (NAME.verified). */
+  verified: boolean;
+  /** Size of the archive file (0 in dry-run). */
+  bytes: number;
+}
+
+/**
+ * A recipe's whole "pack" step: names the archive `NAME-<stamp(startedAt)>.tar.gz[.age]`
+ * in the backups folder, packs sourceDir into it, and verifies it, recording the result,
+ * whenever it can be opened here (not encrypted, or a passphrase). An archive encrypted for
+ * recipients only is left unverified, with a warning. In dry-run it says what it would
+ * write and returns a placeholder.
+ * @example
+ * const { path, manifest } = await backupArchive<DeisMeta>(staging, {
+ *   folder: s["backups.dir"], name: "deis-backup", startedAt, meta: deisMeta(api), age: ageOptions(s),
+ * });
+ */
+export async function backupArchive<M = Record<string, unknown>>(sourceDir: string, o: BackupArchiveOptions<M>): Promise<BackupResult<M>> {
+  const ctx = o.ctx ?? useContext();
+  const startedAt = o.startedAt ?? new Date();
+  const encrypt = { passphrase: o.age?.passphrase || undefined, recipients: o.age?.recipients?.length ? [...o.age.recipients] : undefined };
+  const encrypted = !!(encrypt.passphrase || encrypt.recipients);
+  const path = join(o.folder, `${o.name}-${stamp(startedAt)}.tar.gz${encrypted ? ".age" : ""}`);
+  const manifest = await packArchive<M>(sourceDir, path, { meta: o.meta, recipe: o.recipe, startedAt, encrypt, ctx });
+  if (ctx.dryRun) return { path, manifest, verified: false, bytes: 0 };
+  let verified = false;
+  if (!encrypted || encrypt.passphrase) {
+    await verifyArchive(path, { decrypt: encrypt, record: true, ctx });
+    verified = true;
+  } else {
+    ctx.log.warn(`${path}: encrypted for recipients only: verified while packing; verify it again with archive:verify and the identity`);
   }
-  const st = statSync(path);
-  const stamp = (ok: boolean, error?: string) =>
-    writeFileSync(`${path}.verified`, JSON.stringify({ ok, at: new Date().toISOString(), size: st.size, mtimeMs: st.mtimeMs, error }) + "\n", { mode: 0o600 });
-  try {
-    const report = await verifyArchive(path, opts);
-    if (!(opts.ctx ?? useContext()).dryRun) stamp(true);
-    return report;
-  } catch (e) {
-    if (!(opts.ctx ?? useContext()).dryRun) stamp(false, (e as Error).message);
-    throw e;
-  }
+  return { path, manifest, verified, bytes: statSync(path).size };
 }
 
 /** A grandfather-father-son retention policy. Zero or unset keeps none by that rule. */

@@ -1,30 +1,23 @@
 // Tasks on archives and backup folders: pack, verify, unpack, list, prune.
+//
+// The age keys are the recipes' own settings (AGE_SETTINGS), so a site file's `age:` block
+// serves archive:verify and archive:unpack as it serves the recipes.
 import chalk from "chalk";
 import process from "node:process";
 import {
+  AGE_SETTINGS,
+  ageOptions,
   formatBytes,
   formatDuration,
   listBackups,
   packArchive,
   prune,
-  readAgeIdentities,
   task,
   UsageError,
   unpackArchive,
-  verifyBackup,
-  type AgeOptions,
+  verifyArchive,
   type Context,
 } from "../lib/mod.ts";
-
-const keySettings = {
-  passphrase: { describe: "age passphrase of an encrypted archive", secret: true },
-  identity: { describe: "age identity file (AGE-SECRET-KEY-…) of an encrypted archive" },
-} as const;
-
-function keysOf(ctx: Context<typeof keySettings>): AgeOptions {
-  const s = ctx.settings;
-  return { passphrase: s.passphrase || undefined, identities: s.identity ? readAgeIdentities(s.identity) : undefined };
-}
 
 function needArgs(ctx: Context, n: number, usage: string): string[] {
   if (ctx.args.length !== n) throw new UsageError(`expected ${n} argument(s), got ${ctx.args.length}`, `usage: ${usage}`);
@@ -34,28 +27,28 @@ function needArgs(ctx: Context, n: number, usage: string): string[] {
 export const pack = task({
   name: "archive:pack",
   description: "pack a directory into a verified archive (tar.gz + manifest, optionally age-encrypted)",
-  usage: "tasks/run.ts archive:pack SOURCE_DIR ARCHIVE [--passphrase-file F | --recipient age1…]",
+  usage: "tasks/run.ts archive:pack SOURCE_DIR ARCHIVE [--age.passphrase-file F | --age.recipients age1…]",
   settings: {
-    ...keySettings,
-    recipient: { type: "list", describe: "age recipients to encrypt for" },
+    ...AGE_SETTINGS,
     level: { type: "number", describe: "gzip level 1-9", default: 6 },
   },
   async run(ctx) {
     const [src, dst] = needArgs(ctx, 2, this.usage!);
-    const s = ctx.settings;
-    await packArchive(src, dst, { level: s.level, encrypt: { passphrase: s.passphrase || undefined, recipients: s.recipient } });
+    const { passphrase, recipients } = ageOptions(ctx.settings);
+    await packArchive(src, dst, { level: ctx.settings.level, encrypt: { passphrase, recipients } });
   },
 });
 
 export const verify = task({
   name: "archive:verify",
   description: "check every file of an archive against its manifest; records the result beside it",
-  usage: "tasks/run.ts archive:verify ARCHIVE... [--passphrase-file F | --identity FILE] [--foreign]",
-  settings: { ...keySettings, foreign: { type: "boolean", describe: "accept a plain tarball without a manifest (path checks only)" } },
+  usage: "tasks/run.ts archive:verify ARCHIVE... [--age.passphrase-file F | --age.identity-file FILE] [--foreign]",
+  settings: { ...AGE_SETTINGS, foreign: { type: "boolean", describe: "accept a plain tarball without a manifest (path checks only)" } },
   async run(ctx) {
     if (ctx.args.length === 0) throw new UsageError("name at least one archive", `usage: ${this.usage}`);
+    const decrypt = ageOptions(ctx.settings);
     for (const a of ctx.args) {
-      const r = await verifyBackup(a, { decrypt: keysOf(ctx), requireManifest: !ctx.settings.foreign });
+      const r = await verifyArchive(a, { decrypt, record: true, requireManifest: !ctx.settings.foreign });
       ctx.log.ok(`${a}: ${r.entries} entries, ${formatBytes(r.bytes)}, sha256 ${r.sha256.slice(0, 16)}…${r.manifest ? `, made by ${r.manifest.recipe} on ${r.manifest.host}` : ""}`);
     }
   },
@@ -64,9 +57,9 @@ export const verify = task({
 export const unpack = task({
   name: "archive:unpack",
   description: "verify an archive, then extract it into an empty directory",
-  usage: "tasks/run.ts archive:unpack ARCHIVE TARGET_DIR [--force] [--same-owner] [--foreign]",
+  usage: "tasks/run.ts archive:unpack ARCHIVE TARGET_DIR [--age.passphrase-file F | --age.identity-file FILE] [--force] [--same-owner] [--foreign]",
   settings: {
-    ...keySettings,
+    ...AGE_SETTINGS,
     force: { type: "boolean", describe: "extract into a non-empty target, replacing what is there" },
     "same-owner": { type: "boolean", describe: "restore owners (as root)" },
     foreign: { type: "boolean", describe: "accept a plain tarball without a manifest (path checks only)" },
@@ -75,7 +68,7 @@ export const unpack = task({
     const [a, target] = needArgs(ctx, 2, this.usage!);
     const s = ctx.settings;
     if (s.force) await ctx.confirm(`replace what is in ${target} with the contents of ${a}?`);
-    await unpackArchive(a, target, { decrypt: keysOf(ctx), force: s.force, sameOwner: s["same-owner"], requireManifest: !s.foreign });
+    await unpackArchive(a, target, { decrypt: ageOptions(ctx.settings), force: s.force, sameOwner: s["same-owner"], requireManifest: !s.foreign });
   },
 });
 

@@ -3,10 +3,43 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync } from "node:child_process";
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { randomFillSync } from "node:crypto";
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { Header } from "tar";
 import { generateIdentity, identityToRecipient } from "age-encryption";
-import { compareTrees, listBackups, packArchive, RefusedError, unpackArchive, verifyArchive, VerifyError } from "../lib/mod.ts";
+import {
+  compareTrees,
+  ExitCode,
+  InterruptedError,
+  listBackups,
+  packArchive,
+  RefusedError,
+  unpackArchive,
+  verifyArchive,
+  VerifyError,
+  withContext,
+  type Context,
+  type Progress,
+} from "../lib/mod.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 import { makeSampleTree, seededBytes } from "../tasks/drills/fixtures.ts";
 import { hostileCorpus, writeHostile } from "./fixtures/hostile.ts";
@@ -37,6 +70,43 @@ function corrupt(path: string, at = Math.floor(statSync(path).size / 2)): void {
   const fd = openSync(path, "r+");
   writeSync(fd, Buffer.from([buf[at] ^ 0xff]), 0, 1, at);
   closeSync(fd);
+}
+
+/** Rewrites the tar header of one entry of an uncompressed-size-friendly .tar.gz (and drops the .sha256 sidecar, as a forger would). */
+function rewriteHeader(archive: string, path: string, change: (h: Header) => void): void {
+  const tar = gunzipSync(readFileSync(archive));
+  let found = false;
+  for (let off = 0; off + 512 <= tar.length; ) {
+    const h = new Header(tar, off);
+    if (!h.path) break;
+    if (h.path === path) {
+      change(h);
+      h.encode(tar, off);
+      found = true;
+    }
+    off += 512 + Math.ceil((h.size ?? 0) / 512) * 512;
+  }
+  assert.ok(found, `entry ${path} found`);
+  writeFileSync(archive, gzipSync(tar));
+  rmSync(`${archive}.sha256`, { force: true });
+}
+
+/** Makes ctx.log.progress call onAdd with the bytes counted so far (to interrupt a run part way, without timers). */
+function onProgress(ctx: Context, onAdd: (total: number, label: string) => void): void {
+  const real = ctx.log.progress.bind(ctx.log);
+  ctx.log.progress = (label, opts) => {
+    const p: Progress = real(label, opts);
+    let n = 0;
+    return { add: (k) => (p.add(k), onAdd((n += k), label)), total: (t) => p.total(t), done: (t) => p.done(t), fail: (t) => p.fail(t) };
+  };
+}
+
+/** A tree of incompressible files, `mib` MiB in all. */
+function bigTree(root: string, mib: number): string {
+  mkdirSync(root, { recursive: true });
+  const chunk = Buffer.alloc(16 << 20);
+  for (let i = 0; i * 16 < mib; i++) writeFileSync(join(root, `blob-${i}.bin`), randomFillSync(chunk));
+  return root;
 }
 
 test.after.each(() => cleanupTmp());
@@ -248,6 +318,127 @@ test("dry-run pack writes nothing", async () => {
   const m = await packArchive(src, archive);
   assert.ok(m.entries.length > 5);
   assert.not.ok(existsSync(backups));
+});
+
+for (const [what, change, problem] of [
+  ["owner", (h: Header) => void (h.uid = (h.uid ?? 0) + 1), /owner \d+:\d+, manifest says \d+:\d+/],
+  ["mtime", (h: Header) => void (h.mtime = new Date((h.mtime ?? new Date()).getTime() - 3600_000)), /mtime .*, manifest says /],
+] as const) {
+  test(`restore refuses an archive whose tar header ${what} differs from the manifest, before touching the target`, async () => {
+    testContext();
+    const { src, archive } = sample();
+    await packArchive(src, archive);
+    rewriteHeader(archive, "etc/app.conf", change);
+    const out = join(tmp(), "never");
+    const e = await rejects(unpackArchive(archive, out), VerifyError, /etc\/app\.conf/);
+    assert.is(e.exitCode, ExitCode.Verify);
+    assert.ok(e.problems.some((p) => p.startsWith("etc/app.conf: ") && problem.test(p)), e.problems.join("\n"));
+    assert.not.ok(existsSync(out), "target was not created");
+  });
+}
+
+test("names like drive letters (a:b, Z:, c:\\x) round-trip through pack, verify, unpack and GNU tar", async () => {
+  testContext();
+  const root = tmp();
+  const src = join(root, "src");
+  mkdirSync(join(src, "d:"), { recursive: true });
+  for (const n of ["a:b", "Z:", "c:\\x", "d:/e:f", "\\lead-backslash"]) writeFileSync(join(src, n), `content of ${n}\n`);
+  linkSync(join(src, "Z:"), join(src, "zz-hardlink-to-Z"));
+  symlinkSync("c:x", join(src, "link-to-c:x"));
+  const archive = join(root, "backups", "drive.tar.gz");
+  const m = await packArchive(src, archive);
+  assert.ok(m.entries.some((e) => e.path === "Z:"), "Z: is in the manifest under its own name");
+  await verifyArchive(archive);
+  const out = join(root, "restored");
+  await unpackArchive(archive, out);
+  assert.equal(await compareTrees(src, out), []);
+  assert.is(statSync(join(out, "Z:")).ino, statSync(join(out, "zz-hardlink-to-Z")).ino, "hardlink to Z: restored");
+  const gnu = join(root, "gnu");
+  mkdirSync(gnu);
+  const r = spawnSync("tar", ["-xzf", archive, "-C", gnu]);
+  assert.is(r.status, 0, String(r.stderr));
+  assert.equal(await compareTrees(src, gnu, { ignore: ["manifest.json"] }), []);
+});
+
+test("symlinks to absolute targets are restored as they were, and nothing is written through them", async () => {
+  testContext();
+  const root = tmp();
+  const src = join(root, "src");
+  mkdirSync(src);
+  symlinkSync("/etc/hostname", join(src, "abs-link"));
+  symlinkSync(root, join(src, "abs-dir-link"));
+  writeFileSync(join(src, "plain.txt"), "plain\n");
+  const archive = join(root, "backups", "abs.tar.gz");
+  await packArchive(src, archive);
+  const out = join(root, "restored");
+  await unpackArchive(archive, out);
+  assert.is(readlinkSync(join(out, "abs-link")), "/etc/hostname");
+  assert.is(readlinkSync(join(out, "abs-dir-link")), root);
+  assert.equal(await compareTrees(src, out), []);
+});
+
+test("pack creates the backups folder 0700 whatever the umask, and warns about a wider existing folder without changing it", async () => {
+  const { logs } = testContext();
+  const root = tmp();
+  const src = makeSampleTree(join(root, "src"));
+  const old = process.umask(0);
+  try {
+    await packArchive(src, join(root, "new", "deeper", "a.tar.gz"));
+  } finally {
+    process.umask(old);
+  }
+  assert.is(statSync(join(root, "new", "deeper")).mode & 0o777, 0o700);
+  assert.is(statSync(join(root, "new")).mode & 0o777, 0o700);
+  assert.not.match(logs(), /wider|readable by/);
+  const wide = join(root, "wide");
+  mkdirSync(wide);
+  chmodSync(wide, 0o755);
+  await packArchive(src, join(wide, "a.tar.gz"));
+  assert.is(statSync(wide).mode & 0o777, 0o755, "an existing folder is never changed");
+  assert.match(logs(), new RegExp(`${wide}.*0755`));
+});
+
+test("an interrupt stops a pack part way: the reason is thrown and no archive, partial or sidecar is left", async () => {
+  const { ctx } = testContext();
+  const root = tmp();
+  const src = bigTree(join(root, "src"), 320);
+  const backups = join(root, "backups");
+  const reason = new InterruptedError("SIGINT");
+  let after = -1;
+  onProgress(ctx as Context, (n) => {
+    if (n >= 32 << 20 && !ctx.signal.aborted) ctx.abort(reason), (after = n);
+  });
+  let thrown: unknown;
+  await withContext(ctx as Context, () => packArchive(src, join(backups, "big.tar.gz"), { workers: 2 })).catch((e) => (thrown = e));
+  assert.is(thrown, reason, `the interrupt itself is thrown (got ${String(thrown)})`);
+  assert.ok(after > 0, "aborted part way");
+  assert.equal(readdirSync(backups), [], "nothing left in the backups folder");
+});
+
+test("an interrupt stops verify and unpack part way with the reason", async () => {
+  const { ctx } = testContext();
+  const root = tmp();
+  const src = bigTree(join(root, "src"), 96);
+  const archive = join(root, "backups", "big.tar.gz");
+  await packArchive(src, archive, { level: 1 });
+  const reason = new InterruptedError("SIGTERM");
+  let seen = 0;
+  onProgress(ctx as Context, (n) => {
+    seen = n;
+    if (n >= 8 << 20 && !ctx.signal.aborted) ctx.abort(reason);
+  });
+  let thrown: unknown;
+  await withContext(ctx as Context, () => verifyArchive(archive)).catch((e) => (thrown = e));
+  assert.is(thrown, reason, `verify throws the interrupt (got ${String(thrown)})`);
+  assert.ok(seen < statSync(archive).size, "verify stopped before the end");
+  const { ctx: ctx2 } = testContext();
+  const out = join(root, "out");
+  onProgress(ctx2 as Context, (n, label) => {
+    if (label.startsWith("extract") && n >= 8 << 20 && !ctx2.signal.aborted) ctx2.abort(reason);
+  });
+  thrown = undefined;
+  await withContext(ctx2 as Context, () => unpackArchive(archive, out)).catch((e) => (thrown = e));
+  assert.is(thrown, reason, `unpack throws the interrupt (got ${String(thrown)})`);
 });
 
 test.run();

@@ -2,9 +2,26 @@
 // deno: yes
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { existsSync, mkdirSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { checkFreeSpace, listBackups, packArchive, planPrune, prune, verifyBackup, type BackupEntry } from "../lib/mod.ts";
+import { generateIdentity, identityToRecipient } from "age-encryption";
+import {
+  AGE_SETTINGS,
+  backupArchive,
+  checkFreeSpace,
+  createContext,
+  listBackups,
+  packArchive,
+  planPrune,
+  prune,
+  verifyArchive,
+  verifyBackup,
+  withContext,
+  type BackupEntry,
+  type Context,
+  type Manifest,
+} from "../lib/mod.ts";
+import { verify as verifyTask } from "../tasks/archive.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
 test.after.each(() => cleanupTmp());
@@ -78,6 +95,92 @@ test("the free-space check fails early with the numbers", () => {
   const dir = tmp();
   assert.throws(() => checkFreeSpace(dir, 1e18), /not enough space in .*: .* free, the backup needs about .*/);
   assert.ok(checkFreeSpace(dir, 1024).free > 1024);
+});
+
+function source(): string {
+  const src = join(tmp(), "src");
+  mkdirSync(src);
+  writeFileSync(join(src, "f"), "x");
+  return src;
+}
+
+/** What a recipe declares once: its manifest's meta, checked by tsc on the backup and the restore side. */
+interface AppMeta {
+  app: { buckets: number };
+}
+
+test("backupArchive names, packs and verifies the archive, and records the verified state", async () => {
+  testContext({ name: "app-backup" });
+  const dir = join(tmp(), "backups");
+  const startedAt = new Date("2026-11-21T10:15:00.123Z");
+  const r = await backupArchive<AppMeta>(source(), { folder: dir, name: "app-backup", startedAt, meta: { app: { buckets: 2 } } });
+  assert.is(r.path, join(dir, "app-backup-2026-11-21T101500Z.tar.gz"));
+  assert.is(r.verified, true);
+  assert.is(r.manifest.meta.app.buckets, 2);
+  assert.ok(r.bytes > 0);
+  assert.equal(listBackups(dir).map((b) => [b.name, b.verified]), [["app-backup-2026-11-21T101500Z.tar.gz", "passed"]]);
+  const back: Manifest<AppMeta> | null = (await verifyArchive<AppMeta>(r.path)).manifest;
+  assert.is(back?.meta.app.buckets, 2);
+});
+
+test("backupArchive encrypts with a passphrase (.tar.gz.age, verified) and for recipients only (not verified, with a warning)", async () => {
+  const { logs } = testContext();
+  const dir = join(tmp(), "backups");
+  const startedAt = new Date("2026-11-21T10:15:00Z");
+  const p = await backupArchive(source(), { folder: dir, name: "pw", startedAt, meta: {}, age: { passphrase: "pass phrase" } });
+  assert.ok(p.path.endsWith("/pw-2026-11-21T101500Z.tar.gz.age"));
+  assert.is(p.verified, true);
+  const recipient = await identityToRecipient(await generateIdentity());
+  const r = await backupArchive(source(), { folder: dir, name: "rcpt", startedAt, meta: {}, age: { recipients: [recipient] } });
+  assert.ok(r.path.endsWith("/rcpt-2026-11-21T101500Z.tar.gz.age"));
+  assert.is(r.verified, false);
+  assert.match(logs(), /encrypted for recipients only.*archive:verify/);
+  assert.equal(listBackups(dir).map((b) => b.verified).sort(), ["never", "passed"]);
+});
+
+test("backupArchive in dry-run says what it would write and touches nothing", async () => {
+  const { logs } = testContext({ argv: ["--dry-run"] });
+  const dir = join(tmp(), "backups");
+  const r = await backupArchive<AppMeta>(join(tmp(), "not-staged-yet"), {
+    folder: dir,
+    name: "app",
+    startedAt: new Date("2026-11-21T10:15:00Z"),
+    meta: { app: { buckets: 0 } },
+    age: { passphrase: "x" },
+  });
+  assert.is(r.path, join(dir, "app-2026-11-21T101500Z.tar.gz.age"));
+  assert.is(r.verified, false);
+  assert.is(r.manifest.meta.app.buckets, 0);
+  assert.not.ok(existsSync(dir));
+  assert.match(logs(), /app-2026-11-21T101500Z\.tar\.gz\.age/);
+});
+
+test("verifyArchive with record writes the .verified stamp, passed or failed; without it writes none", async () => {
+  testContext();
+  const dir = join(tmp(), "b");
+  const a = join(dir, "a.tar.gz");
+  await packArchive(source(), a);
+  await verifyArchive(a);
+  assert.not.ok(existsSync(`${a}.verified`));
+  await verifyArchive(a, { record: true });
+  assert.is(JSON.parse(readFileSync(`${a}.verified`, "utf8")).ok, true);
+  writeFileSync(`${a}.sha256`, `${"0".repeat(64)}  a.tar.gz\n`);
+  await verifyArchive(a, { record: true }).then(() => assert.unreachable("should fail"), () => {});
+  assert.is(listBackups(dir)[0].verified, "failed");
+});
+
+test("archive:verify takes the age.* settings of a site file's age: block", async () => {
+  testContext();
+  const root = tmp();
+  const a = join(root, "b", "s.tar.gz.age");
+  await packArchive(source(), a, { encrypt: { passphrase: "from the site file" } });
+  const site = join(root, "site.yaml");
+  writeFileSync(site, "age:\n  passphrase: from the site file\n  recipients: []\n");
+  assert.equal(Object.keys(AGE_SETTINGS).sort(), ["age.identity-file", "age.passphrase", "age.recipients"]);
+  const ctx = createContext({ name: verifyTask.name, settings: verifyTask.settings, argv: ["--config", site, a], env: {}, sink: { write: () => true } });
+  await withContext(ctx as Context, () => verifyTask.run.call(verifyTask, ctx));
+  assert.equal(listBackups(join(root, "b")).map((b) => b.verified), ["passed"]);
+  assert.equal(readdirSync(join(root, "b")).filter((n) => n.startsWith(".partial")), []);
 });
 
 test.run();
