@@ -405,13 +405,16 @@ test("an interrupt stops a pack part way: the reason is thrown and no archive, p
   const backups = join(root, "backups");
   const reason = new InterruptedError("SIGINT");
   let after = -1;
+  let last = 0;
   onProgress(ctx as Context, (n) => {
+    last = n;
     if (n >= 32 << 20 && !ctx.signal.aborted) ctx.abort(reason), (after = n);
   });
   let thrown: unknown;
   await withContext(ctx as Context, () => packArchive(src, join(backups, "big.tar.gz"), { workers: 2 })).catch((e) => (thrown = e));
   assert.is(thrown, reason, `the interrupt itself is thrown (got ${String(thrown)})`);
   assert.ok(after > 0, "aborted part way");
+  assert.ok(last - after < 64 << 20, `stopped promptly: ${last - after} bytes packed after the interrupt`);
   assert.equal(readdirSync(backups), [], "nothing left in the backups folder");
 });
 
