@@ -30,13 +30,18 @@ function fake(name: string, createdAt: string, verified: BackupEntry["verified"]
   return { path: `/b/${name}`, name, size: 1, createdAt: new Date(createdAt), recipe: "x", encrypted: false, verified };
 }
 
-test("list shows archives newest first with verified state, and never partial files", async () => {
-  testContext();
-  const root = tmp();
-  const src = join(root, "src");
+/** A one-file tree to pack. */
+function source(): string {
+  const src = join(tmp(), "src");
   mkdirSync(src);
   writeFileSync(join(src, "f"), "x");
-  const dir = join(root, "backups");
+  return src;
+}
+
+test("list shows archives newest first with verified state, and never partial files", async () => {
+  testContext();
+  const src = source();
+  const dir = join(tmp(), "backups");
   await packArchive(src, join(dir, "app-2026-11-01T000000Z.tar.gz"), { startedAt: new Date("2026-11-01T00:00:00Z") });
   await packArchive(src, join(dir, "app-2026-11-02T000000Z.tar.gz"), { startedAt: new Date("2026-11-02T00:00:00Z") });
   writeFileSync(join(dir, ".partial-app-2026-11-03T000000Z.tar.gz.999999"), "half");
@@ -74,11 +79,8 @@ test("prune never deletes the newest verified backup, whatever the policy", () =
 
 test("prune is a dry run unless confirmed, and refuses a policy that keeps nothing", async () => {
   testContext();
-  const root = tmp();
-  const src = join(root, "src");
-  mkdirSync(src);
-  writeFileSync(join(src, "f"), "x");
-  const dir = join(root, "b");
+  const src = source();
+  const dir = join(tmp(), "b");
   for (const d of ["2026-11-01", "2026-11-02", "2026-11-03"]) {
     await packArchive(src, join(dir, `a-${d}.tar.gz`), { startedAt: new Date(`${d}T00:00:00Z`) });
   }
@@ -96,13 +98,6 @@ test("the free-space check fails early with the numbers", () => {
   assert.throws(() => checkFreeSpace(dir, 1e18), /not enough space in .*: .* free, the backup needs about .*/);
   assert.ok(checkFreeSpace(dir, 1024).free > 1024);
 });
-
-function source(): string {
-  const src = join(tmp(), "src");
-  mkdirSync(src);
-  writeFileSync(join(src, "f"), "x");
-  return src;
-}
 
 /** What a recipe declares once: its manifest's meta, checked by tsc on the backup and the restore side. */
 interface AppMeta {
