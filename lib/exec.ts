@@ -5,18 +5,43 @@
 // streams without being held in memory; only `stdout: "capture"` collects it, for
 // small answers. In dry-run, a command that changes state is printed, quoted as a
 // POSIX shell would need it, and not run; a read-only probe runs and says so.
+//
+// Each command runs in its own process group, so a timeout, an interrupt (killRunning, or
+// the context's abort signal) and an abnormal exit stop the command AND whatever it
+// started (a `sh -c` probe's children, a pipeline's members): SIGTERM to the group, then
+// SIGKILL after a grace period. Because the group is not the terminal's foreground group, a
+// ctrl-C reaches only this process; the recipe runner then calls killRunning and aborts the
+// context. A command whose stdin is the terminal stays in the terminal's group (it must be
+// able to read it), and a ctrl-C reaches it directly.
 import { spawn, type ChildProcess } from "node:child_process";
 import { accessSync, closeSync, constants as fsConstants, createWriteStream, openSync } from "node:fs";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import process from "node:process";
 import { LifeboatError } from "./errors.ts";
-import { useContext, type Context } from "./context.ts";
+import { throwIfAborted, useContext, type Context } from "./context.ts";
+import { captureToFile } from "./files.ts";
 
 /** Where a child's stdin comes from. */
 export type StdinSpec = "ignore" | "inherit" | string | Uint8Array | Readable | { file: string };
 /** Where a child's stdout goes. */
-export type StdoutSpec = "capture" | "inherit" | "ignore" | Writable | { file: string; mode?: number; append?: boolean };
+export type StdoutSpec = "capture" | "inherit" | "ignore" | Writable | StdoutFile;
+
+/**
+ * Stdout into a file. By default the file appears complete or not at all (see
+ * captureToFile in lib/files.ts): the command writes a hidden partial file, which is
+ * fsynced and renamed to `file` only when the command succeeded, and removed when it failed.
+ */
+export interface StdoutFile {
+  /** The final path (its folder is created, 0700, when missing). */
+  file: string;
+  /** File mode when created (default 0600). */
+  mode?: number;
+  /** Append to the file in place (`>>`; not atomic). */
+  append?: boolean;
+  /** Write straight to `file`, not atomically: for a caller that already writes to its own partial name. */
+  inPlace?: boolean;
+}
 
 /** Options for {@link exec}. */
 export interface ExecOptions {
@@ -32,7 +57,7 @@ export interface ExecOptions {
   readOnly?: boolean;
   /** Exit codes that count as success (default [0]). */
   okCodes?: number[];
-  /** Kill the command after this many ms. */
+  /** Stop the command (and every process it started) after this many ms: SIGTERM to its group, SIGKILL after a grace period. */
   timeoutMs?: number;
   /** Called with each stderr chunk (for progress parsing); stderr is kept in a bounded tail either way. */
   onStderr?: (chunk: Buffer) => void;
@@ -62,8 +87,8 @@ export interface ExecResult {
 export class ExecError extends LifeboatError {
   readonly code: number | null;
   readonly stderr: string;
-  constructor(display: string, code: number | null, stderr: string, signal?: string | null, cause?: unknown) {
-    const why = signal ? `killed by ${signal}` : code === null ? "could not start" : `exit ${code}`;
+  constructor(display: string, code: number | null, stderr: string, signal?: string | null, cause?: unknown, reason?: string) {
+    const why = reason ?? (signal ? `killed by ${signal}` : code === null ? "could not start" : `exit ${code}`);
     const tail = stderr.trim().split("\n").slice(-8).join("\n    ");
     super(`command failed (${why}): ${display}${tail ? `\n    ${tail}` : ""}`, { cause });
     this.code = code;
@@ -107,11 +132,58 @@ export function displayCommand(argv: readonly string[], opts: ExecOptions = {}, 
   return parts.join(" ");
 }
 
-const children = new Set<ChildProcess>();
+/** How long a stopped command's process group has between SIGTERM and SIGKILL. */
+const GRACE_MS = 2000;
 
-/** Sends a signal to every command still running (used on SIGINT/SIGTERM). */
+/** A running command: its child and how to stop its whole process group. */
+interface Running {
+  child: ChildProcess;
+  /** Signal the child's process group (or the child alone when it shares the terminal's group). */
+  signal(sig: NodeJS.Signals): void;
+  /** SIGTERM (or sig) to the group now, SIGKILL after the grace period. */
+  stop(sig?: NodeJS.Signals): void;
+}
+
+const running = new Set<Running>();
+let exitHook = false;
+
+/**
+ * Stops every command still running, with each one's whole process group: sig now
+ * (default SIGTERM), then SIGKILL after a short grace period. The recipe runner calls it on
+ * SIGINT/SIGTERM (a ctrl-C does not reach the commands' own process groups).
+ * @example process.on("SIGINT", () => killRunning());
+ */
 export function killRunning(signal: NodeJS.Signals = "SIGTERM"): void {
-  for (const c of children) c.kill(signal);
+  for (const r of running) r.stop(signal);
+}
+
+function track(child: ChildProcess, group: boolean): Running {
+  let stopped = false;
+  const r: Running = {
+    child,
+    signal(sig) {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(group ? -child.pid : child.pid, sig);
+      } catch { /* already gone */ }
+    },
+    stop(sig = "SIGTERM") {
+      r.signal(sig);
+      if (stopped || sig === "SIGKILL") return;
+      stopped = true;
+      // Stragglers that ignore SIGTERM (or outlive the leader) get SIGKILL; the timer does not keep the process alive.
+      setTimeout(() => r.signal("SIGKILL"), GRACE_MS).unref?.();
+    },
+  };
+  running.add(r);
+  if (!exitHook) {
+    exitHook = true;
+    // Children in their own groups would outlive an abrupt exit (a second ctrl-C): take them along.
+    process.once("exit", () => {
+      for (const x of running) x.signal("SIGKILL");
+    });
+  }
+  return r;
 }
 
 /**
@@ -131,7 +203,21 @@ export async function exec(argv: readonly string[], opts: ExecOptions = {}): Pro
     return { code: 0, stdout: "", stderr: "", dryRun: true };
   }
   ctx.log.command(display, ctx.dryRun ? "probe" : "run");
+  const out = opts.stdout;
+  if (isFile(out) && !out.append && !out.inPlace) {
+    const label = ctx.secrets.redact(display);
+    return captureToFile(out.file, (tmp) => run(argv, { ...opts, stdout: { file: tmp, inPlace: true } }, display, ctx), { mode: out.mode, label });
+  }
+  return run(argv, opts, display, ctx);
+}
 
+function isFile(out: StdoutSpec | undefined): out is StdoutFile {
+  return typeof out === "object" && out !== null && !(out instanceof Writable) && "file" in out;
+}
+
+/** Runs the command for {@link exec} (after the dry-run check and the print). */
+async function run(argv: readonly string[], opts: ExecOptions, display: string, ctx: Context): Promise<ExecResult> {
+  throwIfAborted(ctx);
   const toClose: number[] = [];
   const stdio: ("pipe" | "ignore" | "inherit" | number)[] = ["ignore", "pipe", "pipe"];
   const stdin = opts.stdin ?? "ignore";
@@ -147,14 +233,31 @@ export async function exec(argv: readonly string[], opts: ExecOptions = {}): Pro
     toClose.push(stdio[1]);
   }
 
-  const child = spawn(argv[0], argv.slice(1), {
-    cwd: opts.cwd,
-    env: { ...process.env, ...opts.env },
-    stdio,
-    timeout: opts.timeoutMs,
+  // Its own process group, unless it reads the terminal (a background group could not).
+  const group = !(stdio[0] === "inherit" && !!process.stdin.isTTY);
+  let child: ChildProcess;
+  try {
+    child = spawn(argv[0], argv.slice(1), { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio, detached: group });
+  } finally {
+    for (const fd of toClose) closeSync(fd);
+  }
+  const proc = track(child, group);
+  let stoppedBy: "timeout" | "abort" | null = null;
+  const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => {
+    stoppedBy ??= "timeout";
+    proc.stop();
+  }, opts.timeoutMs);
+  const onAbort = () => {
+    stoppedBy ??= "abort";
+    proc.stop();
+  };
+  ctx.signal.addEventListener("abort", onAbort, { once: true });
+  const ok = opts.okCodes ?? [0];
+  // A command that died or failed leaves nothing of its group running (e.g. a child holding our pipes).
+  child.once("exit", (c, s) => {
+    clearTimeout(timer);
+    if (s !== null || c === null || !ok.includes(c)) proc.stop();
   });
-  children.add(child);
-  for (const fd of toClose) closeSync(fd);
 
   // Stream jobs are watched from the start: a stream that fails mid-run stops the child,
   // and its error is reported after the child is gone (never an unhandled rejection).
@@ -163,7 +266,7 @@ export async function exec(argv: readonly string[], opts: ExecOptions = {}): Pro
   const watch = (p: Promise<unknown>) =>
     jobs.push(p.catch((e: Error) => {
       streamError ??= e;
-      child.kill("SIGTERM");
+      proc.stop();
     }));
   let captured = "";
   let tail = "";
@@ -196,13 +299,20 @@ export async function exec(argv: readonly string[], opts: ExecOptions = {}): Pro
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
     child.once("error", (e) => reject(new ExecError(display, null, String((e as Error).message), null, e)));
     child.once("close", (c, s) => resolve([c, s]));
-  }).finally(() => children.delete(child));
+  }).finally(() => {
+    clearTimeout(timer);
+    ctx.signal.removeEventListener("abort", onAbort);
+    running.delete(proc);
+  });
   await Promise.all(jobs);
+  if (stoppedBy === "abort") throw ctx.signal.reason;
   if (streamError) {
     const e = streamError as NodeJS.ErrnoException;
     throw new LifeboatError(`${ctx.secrets.redact(display)}: ${e.code === "ENOSPC" ? "no space left on the device" : "a stream failed"} (${ctx.secrets.redact(e.message)})`, { cause: e });
   }
-  const ok = opts.okCodes ?? [0];
+  if (stoppedBy === "timeout") {
+    throw new ExecError(ctx.secrets.redact(display), code, ctx.secrets.redact(tail), signal, undefined, `timed out after ${formatMs(opts.timeoutMs!)}; stopped`);
+  }
   if (signal || code === null || !ok.includes(code)) {
     throw new ExecError(ctx.secrets.redact(display), code, ctx.secrets.redact(tail), signal);
   }
@@ -219,6 +329,10 @@ export async function probe(argv: readonly string[], opts: Omit<ExecOptions, "re
 export function which(program: string): boolean {
   if (program.includes("/")) return isExecutable(program);
   return (process.env.PATH ?? "").split(":").some((dir) => dir && isExecutable(`${dir}/${program}`));
+}
+
+function formatMs(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }
 
 function isExecutable(path: string): boolean {

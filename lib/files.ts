@@ -4,9 +4,12 @@
 // writes it under a hidden `.partial-NAME.PID` name in the same folder, fsyncs it, and
 // renames it into place only when it is whole. A run killed at any moment leaves at most
 // a `.partial-…` file, which `cleanLeftovers` (lib/archive.ts) removes once its pid is dead.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, statfsSync } from "node:fs";
+// `captureToFile` is the one way to do it: exec's `stdout: { file }`, sshTar and the
+// PostgreSQL dumps all write through it, and all name a full disk the same way.
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statfsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
+import { LifeboatError } from "./errors.ts";
 
 /** A file being written under its partial name. */
 export interface PartialFile {
@@ -43,6 +46,57 @@ export function partialFile(path: string): PartialFile {
       rmSync(tmp, { force: true });
     },
   };
+}
+
+/** Options for {@link captureToFile}. */
+export interface CaptureOptions {
+  /** Mode of the new file (default 0600); the partial file is created with it before write runs. */
+  mode?: number;
+  /** fsync the file before the rename and the folder after it (default true). */
+  fsync?: boolean;
+  /** What is being written, for the full-disk error (default: the path), e.g. "pg_dumpall from container db". */
+  label?: string;
+}
+
+/**
+ * Runs write(tmp) to fill a hidden partial file beside path, then fsyncs it, renames it to
+ * path and fsyncs the folder. If write (or the commit) fails, the partial file is removed and
+ * nothing appears under path; a full disk is reported as "LABEL: no space left on FOLDER (…)",
+ * whether it showed up as ENOSPC or only as a writer that died (a child process writing to
+ * the file itself). The folder is created (0700) when missing. Returns what write returned.
+ * @example
+ * await captureToFile("backups/dump.sql", (tmp) => exec(["pg_dumpall"], { stdout: { file: tmp, inPlace: true } }));
+ * await captureToFile(dest, (tmp) => pipeline(src, createGzip(), createWriteStream(tmp)), { label: "store.tar.gz" });
+ */
+export async function captureToFile<T>(path: string, write: (tmp: string) => Promise<T>, opts: CaptureOptions = {}): Promise<T> {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = partialFile(path);
+  rmSync(file.tmp, { force: true });
+  closeSync(openSync(file.tmp, "wx", opts.mode ?? 0o600));
+  try {
+    const r = await write(file.tmp);
+    if (opts.fsync === false) renameSync(file.tmp, path);
+    else file.commit();
+    return r;
+  } catch (e) {
+    const full = hasCode(e, "ENOSPC") || diskFull(dir); // before the partial file frees the space
+    file.discard();
+    if (!full) throw e;
+    const why = ((e as Error)?.message ?? String(e)).split("\n")[0];
+    throw new LifeboatError(`${opts.label ?? path}: no space left on ${dir} (${why})`, {
+      hint: `free space on ${dir} or write elsewhere; no partial file was left`,
+      cause: e,
+    });
+  }
+}
+
+/** True when err, or an error in its cause chain, has this errno code. */
+function hasCode(err: unknown, code: string): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 8; e = e.cause as typeof e, i++) {
+    if (e.code === code) return true;
+  }
+  return false;
 }
 
 /** fsync a file or a folder; quietly skipped where the filesystem does not support it. */

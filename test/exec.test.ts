@@ -2,10 +2,11 @@
 // deno: yes
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { existsSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { exec, ExecError, shellJoin } from "../lib/mod.ts";
+import { exec, ExecError, InterruptedError, killRunning, shellJoin, waitForHealthy } from "../lib/mod.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
 test.after.each(() => cleanupTmp());
@@ -73,6 +74,96 @@ test("okCodes accepts documented non-zero exits", async () => {
   testContext();
   const r = await exec(["sh", "-c", "exit 1"], { okCodes: [0, 1] });
   assert.is(r.code, 1);
+});
+
+/** A `sleep` only this test runs (a unique duration), and whether one is still alive. */
+function marker(tag: number): { sleep: string; alive: () => boolean } {
+  const sleep = `600.${process.pid}${tag}`;
+  return { sleep, alive: () => spawnSync("pgrep", ["-f", `^sleep ${sleep}$`]).status === 0 };
+}
+
+/** Rejects (returns the error) within `ms`, or fails the test instead of hanging. */
+async function rejectsWithin(p: Promise<unknown>, ms = 20_000): Promise<Error> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<"hung">((r) => (timer = setTimeout(() => r("hung"), ms)));
+  try {
+    const r = await Promise.race([p.then(() => "resolved" as const, (e: Error) => e), limit]);
+    if (r === "hung") assert.unreachable(`still waiting after ${ms / 1000} s`);
+    if (r === "resolved") assert.unreachable("expected a rejection");
+    return r as Error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function gone(alive: () => boolean): Promise<boolean> {
+  for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 50));
+  return !alive();
+}
+
+test("a timeout stops the command's whole process group: a shell's child does not keep it waiting", async () => {
+  testContext();
+  const m = marker(1);
+  const err = await rejectsWithin(exec(["sh", "-c", `sleep ${m.sleep}; echo x`], { timeoutMs: 1000 }));
+  assert.instance(err, ExecError);
+  assert.match(err.message, "timed out after 1 s");
+  assert.ok(await gone(m.alive), "no sleep left behind");
+});
+
+test("waitForHealthy honours its timeout for a shell probe whose child hangs", async () => {
+  testContext();
+  const m = marker(2);
+  const err = await rejectsWithin(waitForHealthy({ command: ["sh", "-c", `sleep ${m.sleep}; true`] }, { timeoutMs: 3000 }));
+  assert.match(err.message, "gave up waiting");
+  assert.ok(await gone(m.alive), "no sleep left behind");
+});
+
+test("killRunning (the recipe's SIGINT/SIGTERM handler) stops each command's whole group", async () => {
+  testContext();
+  const m = marker(3);
+  const p = exec(["sh", "-c", `sleep ${m.sleep}; echo x`]);
+  p.catch(() => {});
+  for (let i = 0; i < 100 && !m.alive(); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(m.alive(), "the sleep started");
+  killRunning();
+  const err = await rejectsWithin(p);
+  assert.match(err.message, "killed by SIGTERM");
+  assert.ok(await gone(m.alive), "no sleep left behind");
+});
+
+test("an aborted context stops the command's group and rejects with the abort's reason", async () => {
+  const { ctx } = testContext();
+  const m = marker(4);
+  const p = exec(["sh", "-c", `sleep ${m.sleep}; echo x`]);
+  p.catch(() => {});
+  for (let i = 0; i < 100 && !m.alive(); i++) await new Promise((r) => setTimeout(r, 20));
+  const reason = new InterruptedError("SIGINT");
+  ctx.abort(reason);
+  const err = await rejectsWithin(p);
+  assert.is(err, reason);
+  assert.ok(await gone(m.alive), "no sleep left behind");
+  assert.is(await rejectsWithin(exec(["true"])), reason, "nothing starts once aborted");
+});
+
+test("a command that fails leaves nothing of its group running", async () => {
+  testContext();
+  const m = marker(5);
+  // The background sleep holds no pipe of ours (its output goes to /dev/null), so only the group kill can reach it.
+  await rejectsWithin(exec(["sh", "-c", `sleep ${m.sleep} >/dev/null 2>&1 & sleep 0.2; exit 3`]));
+  assert.ok(await gone(m.alive), "no sleep left behind");
+});
+
+test("stdout to a file appears complete, 0600, and only when the command succeeded", async () => {
+  testContext();
+  const dir = tmp();
+  const f = join(dir, "sub dir", "out 'x'.txt");
+  await exec(["sh", "-c", "echo one; echo two"], { stdout: { file: f } });
+  assert.is(readFileSync(f, "utf8"), "one\ntwo\n");
+  assert.is(statSync(f).mode & 0o777, 0o600);
+  const g = join(dir, "failed.txt");
+  await rejectsWithin(exec(["sh", "-c", "echo half; exit 4"], { stdout: { file: g } }));
+  assert.not.ok(existsSync(g), "no file under the final name");
+  assert.equal(readdirSync(dir), ["sub dir"], "and no partial file either");
 });
 
 test.run();
