@@ -39,7 +39,11 @@ export interface HttpJsonOptions {
   expect?: number[];
   /** Send in dry-run too: for a POST that only reads (a search, a query). GET and HEAD always run. */
   readOnly?: boolean;
-  /** What a request that dry-run did not send resolves to (default undefined). */
+  /**
+   * What the request resolves to in a dry run, where it is printed and not sent (default
+   * undefined). A GET with a dryRunResult is not sent either: it reads what an earlier step
+   * would have made (a server that step would have started).
+   */
   dryRunResult?: unknown;
   ctx?: Context;
 }
@@ -72,7 +76,7 @@ export async function httpJson<T = unknown>(url: string, opts: HttpJsonOptions =
   const req = prepare(url, opts, ctx);
   const shown = `${method} ${req.display}`;
   const reads = method === "GET" || method === "HEAD" || !!opts.readOnly;
-  if (ctx.dryRun && !reads) {
+  if (ctx.dryRun && (!reads || "dryRunResult" in opts)) {
     ctx.log.command(`${shown}${req.bodyText !== undefined ? ` ${preview(req.bodyText)}` : ""}`, "dry-run");
     return opts.dryRunResult as T;
   }

@@ -50,6 +50,7 @@ export {
   type PruneOptions,
 } from "./backups.ts";
 export { task, type Task } from "./recipe.ts";
+export { ldifEntries } from "./ldap.ts";
 export { compareTrees, type CompareOptions } from "./compare.ts";
 export { ssh, sshTar, sshUntar, sshDiskUsage, sshCommand, sshWhere, type SshTarget, type SshOptions, type SshTarOptions, type SshTarResult, type SshUntarOptions } from "./ssh.ts";
 export { waitForHealthy, describeProbe, type HealthProbe, type HttpProbe, type TcpProbe, type CommandProbe, type WaitOptions, type WaitResult } from "./health.ts";

@@ -316,7 +316,8 @@ export async function searchDeleteSnapshots(url: string, repo: string, opts: Sea
   if (opts.keepLast !== undefined && !(Number.isInteger(opts.keepLast) && opts.keepLast >= 1)) {
     throw new UsageError(`searchDeleteSnapshots: keepLast must be a whole number ≥ 1, not ${opts.keepLast}`, "to delete every snapshot, name them");
   }
-  const all = await searchListSnapshots(url, repo, opts);
+  // In a dry run, named snapshots may be ones an earlier step would have taken: just say it.
+  const all = ctx.dryRun && opts.names ? opts.names.map((name) => ({ name }) as SearchSnapshotInfo) : await searchListSnapshots(url, repo, opts);
   let doomed: SearchSnapshotInfo[];
   if (opts.names) {
     const unknown = opts.names.filter((n) => !all.some((s) => s.name === n));
@@ -381,7 +382,9 @@ export async function searchRestore(url: string, repo: string, name: string, opt
   }
 
   // the indices in the way: an open index with the same name makes _restore fail
-  const present = indices.length
+  const present = info.dryRun
+    ? indices.map((index) => ({ index, status: "open" })) // the server is not there yet: show the worst case
+    : indices.length
     ? await call<{ index: string; status: string }[]>(url, "_cat/indices?format=json&h=index,status", opts).then((rows) => rows.filter((r) => indices.includes(r.index)))
     : [];
   const closed: string[] = [];

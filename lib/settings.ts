@@ -116,10 +116,6 @@ export function parseSettings<T extends SettingSpecs>(specs: T, opts: ParseOptio
     unknown: (arg) => {
       if (!arg.startsWith("-")) return true;
       const key = arg.replace(/^--?(no-)?/, "").split("=")[0];
-      const base = key.replace(/-(file|command)$/, "");
-      if ((key in all || isSecretSourceKey(all, key)) && !reads(key in all ? key : base)) {
-        throw new UsageError(`'${arg.split("=")[0]}' is a setting of ${all[key in all ? key : base].usedBy!.join(", ")}, not of ${opts.reader}`, "see --help for the settings this recipe reads");
-      }
       if (key in all || isSecretSourceKey(all, key)) return true;
       throw new UsageError(`unknown flag '${arg.split("=")[0]}'`, `see --help for the settings this recipe reads`);
     },
@@ -129,6 +125,12 @@ export function parseSettings<T extends SettingSpecs>(specs: T, opts: ParseOptio
 
   // minimist sets every declared boolean to false; only count the ones actually given.
   const given = new Set(opts.argv.filter((a) => a.startsWith("-")).map((a) => a.replace(/^--?(no-)?/, "").split("=")[0]));
+  for (const key of given) {
+    const base = key in all ? key : key.replace(/-(file|command)$/, "");
+    if (all[base] && !reads(base)) {
+      throw new UsageError(`'--${key}' is a setting of ${all[base].usedBy!.join(", ")}, not of ${opts.reader}`, "see --help for the settings this recipe reads");
+    }
+  }
 
   const configPath = pick(flags, "config", given) ?? env.LIFEBOAT_CONFIG;
   const site = configPath ? readSite(String(configPath)) : {};

@@ -47,6 +47,7 @@
 // A failed run keeps its staging dir (backups.dir/.deis-backup-staging) so --resume can continue
 // at the failed step; a successful run removes it in `finally`, and a fresh run starts clean.
 import {
+  ageOptions,
   backupArchive,
   checkFreeSpace,
   exec,
@@ -122,7 +123,7 @@ await recipe({
         name: "deis-backup",
         startedAt: new Date(space.output.startedAt),
         meta: { deis: meta() },
-        age: { passphrase: s["age.passphrase"] || undefined, recipients: s["age.recipients"] },
+        age: ageOptions(s),
       }));
 
     /** What the manifest records: where the data came from and how much there was (no credentials). */

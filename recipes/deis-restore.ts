@@ -57,6 +57,7 @@
 // the backup's gateway.*, deisctl.*, store.*, database.*, backups.dir, plus age.passphrase /
 // age.identity-file, platform.*, restore.*, controller.*.
 import {
+  ageOptions,
   containerState,
   dockerExec,
   exec,
@@ -64,7 +65,6 @@ import {
   pgReady,
   probe,
   psqlFile,
-  readAgeIdentities,
   recipe,
   s3Client,
   s3MakeBucket,
@@ -98,7 +98,7 @@ await recipe({
     const archive = ctx.args[0];
     if (!archive || ctx.args.length > 1) throw new UsageError("give exactly one ARCHIVE to restore", "e.g. npx zx recipes/deis-restore.ts /var/backups/lifeboat/deis-backup-2026-11-21T101500Z.tar.gz --config site.yaml");
     const staging = s["restore.work-dir"] || `${s["backups.dir"]}/.deis-restore-staging`;
-    const decrypt = { passphrase: s["age.passphrase"] || undefined, identities: s["age.identity-file"] ? readAgeIdentities(s["age.identity-file"]) : undefined };
+    const decrypt = ageOptions(s);
     const deisctlEnv = { DEISCTL_TUNNEL: s["deisctl.tunnel"] || undefined };
     const deisctl = (id: string, args: readonly string[], opts: { confirm?: string } = {}) =>
       step(`deisctl:${id}`, `deisctl ${args.join(" ") || id}`, () => exec([...s["deisctl.command"], ...args], { env: deisctlEnv, stdout: "inherit" }), { when: args.length > 0, ...opts });

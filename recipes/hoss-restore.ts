@@ -61,65 +61,32 @@
 //     server.start set, the recipe stops at "start the server" and waits for the operator.
 //   - object-store data: not in the backup; restore it by the means that protected it.
 //
-// Settings (flags, env LIFEBOAT_*, or the --config site file shared with hoss-backup; see --help and
-// recipes/hoss.site.example.yaml): config-dir, backup-root, endpoint, config.keep, db.container,
-// db.databases, db.user, db.password, ldap.enabled, ldap.stop, ldap.clear, ldap.slapadd, ldap.start,
-// search.url, search.repository, search.location, server.dir, server.start, server.timeout,
-// server.restart-sync, server.restart-core, age.passphrase, age.identity-file.
+// Settings: recipes/hoss.ts holds the table both Hoss recipes share (flags, env LIFEBOAT_*, or the
+// --config site file; see --help and recipes/hoss.site.example.yaml). This recipe reads
+// config-dir, backup-root, endpoint, config.keep, db.*, ldap.enabled, ldap.stop, ldap.clear,
+// ldap.slapadd, ldap.start, search.*, server.*, age.passphrase, age.identity-file.
 import {
-  expandHome,
-  path,
+  ageOptions,
   exec,
+  expandHome,
   httpJson,
   LifeboatError,
+  path,
   pgRestore,
   probe,
-  readAgeIdentities,
   recipe,
   RefusedError,
+  searchHealthProbe,
+  searchRegisterRepository,
+  searchRestore,
   shellJoin,
   step,
   unpackArchive,
   UsageError,
   verifyArchive,
   waitForHealthy,
-  type Context,
-  type StepApi,
 } from "../lib/mod.ts";
-
-const HOSS_RESTORE_SETTINGS = {
-  "config-dir": { describe: "the Hoss working directory to restore into (hossadm --config-dir)", default: "~/.hoss" },
-  "backup-root": { describe: "BACKUP_ROOT on this server; empty: the one the archive recorded (its .env)" },
-  endpoint: { describe: "the server's external endpoint, with scheme (hossadm --endpoint)", default: "http://localhost" },
-  "config.keep": { type: "list", describe: "paths in CONFIG-DIR that may stay (object-store data the backup does not hold)", default: ["data/nas"] as string[] },
-  "db.container": { describe: "the database container", default: "server_db_1" },
-  "db.databases": { type: "list", describe: "databases to restore", default: ["hoss_core", "hoss_auth"] as string[] },
-  "db.user": { describe: "PostgreSQL role (POSTGRES_USER in .env); empty: the container's postgres user" },
-  "db.password": { describe: "its password, when local connections in the container need one", secret: true },
-  "ldap.enabled": { type: "boolean", describe: "Hoss runs its internal LDAP server: restore its data", default: true },
-  "ldap.stop": { type: "list", describe: "stops the LDAP server (slapadd needs it stopped), as argv", default: ["docker", "stop", "server_ldap_1"] as string[] },
-  "ldap.clear": {
-    type: "list",
-    describe: "empties the LDAP database the fresh server bootstrapped, as argv (empty: skip)",
-    default: ["docker", "run", "--rm", "--volumes-from", "server_ldap_1", "--entrypoint", "find", "osixia/openldap:1.4.0", "/var/lib/ldap", "-mindepth", "1", "-delete"] as string[],
-  },
-  "ldap.slapadd": {
-    type: "list",
-    describe: "slapadd reading LDIF on stdin, as argv",
-    default: ["docker", "run", "--rm", "-i", "--volumes-from", "server_ldap_1", "--user", "911:911", "--entrypoint", "slapadd", "osixia/openldap:1.4.0", "-n", "1"] as string[],
-  },
-  "ldap.start": { type: "list", describe: "starts the LDAP server again, as argv", default: ["docker", "start", "server_ldap_1"] as string[] },
-  "search.url": { describe: "OpenSearch URL as this host reaches it", default: "http://127.0.0.1:9200" },
-  "search.repository": { describe: "snapshot repository name", default: "hoss-backup-repository" },
-  "search.location": { describe: "BACKUP_ROOT/.opensearch as OpenSearch sees it (its path.repo)", default: "/mnt/snapshots" },
-  "server.dir": { describe: "the server/ directory of the Hoss source repository: where the make commands run" },
-  "server.start": { type: "list", describe: "starts the server, as argv (e.g. make,up,DETACH=true); empty: ask the operator and wait" },
-  "server.timeout": { type: "number", describe: "seconds to wait for the server and OpenSearch to answer", default: 900 },
-  "server.restart-sync": { type: "list", describe: "restarts the sync service, as argv (empty: skip)", default: ["make", "restart", "SERVICE_NAME=sync"] as string[] },
-  "server.restart-core": { type: "list", describe: "restarts the core service, as argv (empty: skip)", default: ["make", "restart", "SERVICE_NAME=core"] as string[] },
-  "age.passphrase": { describe: "the archive's age passphrase", secret: true },
-  "age.identity-file": { describe: "age identity file (AGE-SECRET-KEY-…) for an archive encrypted to recipients" },
-} as const;
+import * as hoss from "./hoss.ts";
 
 const RESET_HINT =
   "stop the server and reset it (make down, then make reset; careful: make reset clears data/nas) before trying again, as the runbook says; " +
@@ -129,37 +96,37 @@ await recipe({
   name: "hoss-restore",
   description: "restore a Hoss server from a hoss-backup archive: configuration, keys, database, LDAP and search index",
   usage: "npx zx recipes/hoss-restore.ts ARCHIVE --config site.yaml [--endpoint URL] [--dry-run] [--yes] [--resume]",
-  settings: HOSS_RESTORE_SETTINGS,
-  ignoreSections: ["keys", "config.exclude", "ldap.slapcat", "age.recipients"],
+  settings: hoss.settings,
   target: (ctx) => expandHome(ctx.settings["config-dir"]),
-  steps: (ctx) => {
+  plan: (ctx) => {
     const s = ctx.settings;
     if (ctx.args.length !== 1) throw new UsageError("say which archive to restore: hoss-restore ARCHIVE", "e.g. ~/.hoss/backup/backups/hoss-backup-2026-11-21T101500Z.tar.gz");
     const archive = expandHome(ctx.args[0]);
     const configDir = expandHome(s["config-dir"]);
-    const decrypt = { passphrase: s["age.passphrase"] || undefined, identities: s["age.identity-file"] ? readAgeIdentities(expandHome(s["age.identity-file"])) : undefined };
+    const decrypt = ageOptions(s);
     const pg = { container: s["db.container"], user: s["db.user"] || undefined, password: s["db.password"] || undefined };
     const endpoint = s.endpoint.replace(/\/+$/, "");
     const search = s["search.url"].replace(/\/+$/, "");
-    const repo = `${search}/_snapshot/${encodeURIComponent(s["search.repository"])}`;
     const make = { cwd: s["server.dir"] ? expandHome(s["server.dir"]) : undefined };
     const timeoutMs = s["server.timeout"] * 1000;
-    const hoss = (api: StepApi) => api.state.hoss as HossMeta;
-    const backupRoot = (api: StepApi) => expandHome(s["backup-root"] || hoss(api).backupRoot);
-    const staging = (api: StepApi) => `${backupRoot(api)}/.restore`;
     const replace = (what: string) => `replace ${what} with the backup's (${archive.split("/").pop()})?`;
 
-    return [
-      step("verify the archive", async (api) => {
-        const report = await verifyArchive(archive, { decrypt });
-        if (report.manifest?.recipe !== "hoss-backup") throw new UsageError(`${archive} was not made by hoss-backup (manifest recipe: ${report.manifest?.recipe ?? "none"})`);
-        api.state.hoss = report.manifest.meta.hoss;
-        ctx.log.ok(`archive of Hoss ${hoss(api).server?.version} at ${hoss(api).endpoint}, taken ${report.manifest.startedAt}: ${hoss(api).captured.join(", ")}`);
-      }),
+    const verified = step("verify", "verify the archive", async () => {
+      const report = await verifyArchive<hoss.ArchiveMeta>(archive, { decrypt });
+      if (report.manifest?.recipe !== "hoss-backup") throw new UsageError(`${archive} was not made by hoss-backup (manifest recipe: ${report.manifest?.recipe ?? "none"})`);
+      const meta = report.manifest.meta.hoss;
+      ctx.log.ok(`archive of Hoss ${meta.server?.version} at ${meta.endpoint}, taken ${report.manifest.startedAt}: ${meta.captured.join(", ")}`);
+      return meta;
+    });
+    const backupRoot = () => expandHome(s["backup-root"] || verified.output.backupRoot);
+    const staging = () => `${backupRoot()}/.restore`;
 
-      step("check the working directory is clean", async (api) => {
-        const keep = [`${backupRoot(api)}/backups`, archive, ...s["config.keep"].map((p) => `${configDir}/${p}`)];
-        const inTheWay = await hossLeftovers([configDir, backupRoot(api)], keep, hoss(api).keys.map((k) => k.path));
+    const steps = [
+      verified,
+
+      step("clean", "check the working directory is clean", async () => {
+        const keep = [`${backupRoot()}/backups`, archive, ...s["config.keep"].map((p) => `${configDir}/${p}`)];
+        const inTheWay = await hossLeftovers([configDir, backupRoot()], keep, verified.output.keys.map((k) => k.path));
         if (inTheWay.length) {
           throw new RefusedError(
             `refused: the Hoss working directory ${configDir} is not clean; in the way:\n    ${inTheWay.join("\n    ")}`,
@@ -169,28 +136,30 @@ await recipe({
         ctx.log.ok(`${configDir} holds nothing but the backup directory${s["config.keep"].length ? ` and ${s["config.keep"].join(", ")}` : ""}`);
       }),
 
-      step("unpack the archive into BACKUP_ROOT/.restore", async (api) => {
-        await exec(["rm", "-rf", "--", staging(api)]);
-        await unpackArchive(archive, staging(api), { decrypt, sameOwner: true });
+      step("unpack", "unpack the archive into BACKUP_ROOT/.restore", async () => {
+        await exec(["rm", "-rf", "--", staging()]);
+        await unpackArchive(archive, staging(), { decrypt, sameOwner: true });
       }),
 
-      step("restore the configuration", (api) => exec(["cp", "-a", "-T", "--", `${staging(api)}/config`, configDir])),
+      step("config", "restore the configuration", () => exec(["cp", "-a", "-T", "--", `${staging()}/config`, configDir])),
 
-      step("restore the private keys (0600)", async (api) => {
-        for (const key of hoss(api).keys) {
+      step("keys", "restore the private keys (0600)", async () => {
+        for (const key of verified.output.keys) {
           await exec(["mkdir", "-p", "--", path.dirname(key.path)]);
-          await exec(["cp", "-a", "-T", "--", `${staging(api)}/${key.in}`, key.path]);
+          await exec(["cp", "-a", "-T", "--", `${staging()}/${key.in}`, key.path]);
           await exec(["chmod", "-R", "u+rwX,go=", "--", key.path]);
         }
       }),
 
-      step("prepare BACKUP_ROOT/.db, .opensearch, backups", (api) =>
-        exec(["mkdir", "-p", "--", `${backupRoot(api)}/.db`, `${backupRoot(api)}/.opensearch`, `${backupRoot(api)}/backups`])),
+      step("prepare", "prepare BACKUP_ROOT/.db, .opensearch, backups", async () => {
+        await exec(["mkdir", "-p", "--", `${backupRoot()}/.db`, `${backupRoot()}/.opensearch`]);
+        await exec(["mkdir", "-p", "-m", "700", "--", `${backupRoot()}/backups`]);
+      }),
 
-      step("start the server (make up DETACH=true)", async () => {
+      step("start-server", "start the server (make up DETACH=true)", async () => {
         if (s["server.start"].length) {
           ctx.log.info(`  ${shellJoin(s["server.start"])}${make.cwd ? `  (in ${make.cwd})` : ""}`);
-          return exec(s["server.start"], { ...make, stdout: "inherit" });
+          return void (await exec(s["server.start"], { ...make, stdout: "inherit" }));
         }
         ctx.log.box([
           "Ready for restore. Please start the server now, in another terminal:",
@@ -200,16 +169,15 @@ await recipe({
         ]);
       }),
 
-      step("wait for the server (GET ENDPOINT/core/v1/discover)", () =>
+      step("wait-server", "wait for the server (GET ENDPOINT/core/v1/discover)", () =>
         waitForHealthy({ http: `${endpoint}/core/v1/discover` }, { timeoutMs, label: `the Hoss server at ${endpoint}`, hint: RESET_HINT })),
 
-      step("wait for OpenSearch (cluster health yellow or green)", () =>
-        waitForHealthy({ http: `${search}/_cluster/health`, json: (h) => h.status === "yellow" || h.status === "green" }, { timeoutMs, label: `OpenSearch at ${search}`, hint: RESET_HINT })),
+      step("wait-search", "wait for OpenSearch (cluster health yellow or green)", () =>
+        waitForHealthy(searchHealthProbe(search), { timeoutMs, label: `OpenSearch at ${search}`, hint: RESET_HINT })),
 
-      step("check the server runs the backup's version (major.minor)", async (api) => {
-        const want = hoss(api).server?.version ?? "";
-        if (ctx.dryRun) return ctx.log.command(`GET ${endpoint}/core/v1/discover and compare with ${want}`, "dry-run");
-        const { version } = await httpJson<{ version: string }>(`${endpoint}/core/v1/discover`);
+      step("version", "check the server runs the backup's version (major.minor)", async () => {
+        const want = verified.output.server?.version ?? "";
+        const { version } = await httpJson<{ version: string }>(`${endpoint}/core/v1/discover`, { dryRunResult: { version: want } });
         if (majorMinor(version) !== majorMinor(want)) {
           throw new LifeboatError(`the server runs Hoss ${version}, the backup is of Hoss ${want}: backups restore onto the same major.minor version`, {
             hint: `check out the Hoss repository at ${want}, make down + make reset, restore, then upgrade`,
@@ -219,78 +187,69 @@ await recipe({
       }),
 
       ...s["db.databases"].map((db) =>
-        step(`restore database ${db} (pg_restore --clean --if-exists)`, async (api) => {
-          if (!hoss(api).database.dumps[db]) throw new UsageError(`the archive holds no dump of database ${db} (it has: ${Object.keys(hoss(api).database.dumps).join(", ")})`, "set db.databases to those");
-          await pgRestore(pg, `${staging(api)}/${hoss(api).database.dumps[db].file}`, { database: db, clean: true });
+        step(`restore-db:${db}`, `restore database ${db} (pg_restore --clean --if-exists)`, async () => {
+          const dumps = verified.output.database.dumps;
+          if (!dumps[db]) throw new UsageError(`the archive holds no dump of database ${db} (it has: ${Object.keys(dumps).join(", ")})`, "set db.databases to those");
+          await pgRestore(pg, `${staging()}/${dumps[db].file}`, { database: db, clean: true });
         }, { confirm: replace(`database ${db} in ${pg.container}`) })),
 
-      step("stop the LDAP server", async (api) => {
-        if (!hoss(api).ldap) throw new UsageError("the archive holds no LDAP data (backed up with ldap.enabled false)", "set ldap.enabled false to restore without it");
+      step("ldap-stop", "stop the LDAP server", async () => {
+        if (!verified.output.ldap) throw new UsageError("the archive holds no LDAP data (backed up with ldap.enabled false)", "set ldap.enabled false to restore without it");
         await exec(s["ldap.stop"]);
       }, { when: s["ldap.enabled"] }),
 
-      step("clear the LDAP database", () => exec(s["ldap.clear"]), {
+      step("ldap-clear", "clear the LDAP database", () => exec(s["ldap.clear"]), {
         when: s["ldap.enabled"] && s["ldap.clear"].length > 0,
         confirm: "delete the LDAP database the fresh server created?",
       }),
 
-      step("load the LDAP data (slapadd)", (api) => exec(s["ldap.slapadd"], { stdin: { file: `${staging(api)}/${hoss(api).ldap!.file}` } }), {
+      step("ldap-load", "load the LDAP data (slapadd)", () => exec(s["ldap.slapadd"], { stdin: { file: `${staging()}/${verified.output.ldap!.file}` } }), {
         when: s["ldap.enabled"],
         confirm: replace("the LDAP data"),
       }),
 
-      step("start the LDAP server", () => exec(s["ldap.start"]), { when: s["ldap.enabled"] }),
+      step("ldap-start", "start the LDAP server", () => exec(s["ldap.start"]), { when: s["ldap.enabled"] }),
 
-      step("put the snapshot into BACKUP_ROOT/.opensearch and register the repository", async (api) => {
-        await exec(["cp", "-a", "--", `${staging(api)}/${hoss(api).search.dir}/.`, `${backupRoot(api)}/.opensearch`]);
-        await httpJson(repo, { method: "PUT", body: { type: "fs", settings: { location: s["search.location"] } } });
+      step("search-repository", "put the snapshot into BACKUP_ROOT/.opensearch and register the repository", async () => {
+        await exec(["cp", "-a", "--", `${staging()}/${verified.output.search.dir}/.`, `${backupRoot()}/.opensearch`]);
+        await searchRegisterRepository(search, s["search.repository"], { location: s["search.location"] });
       }),
 
-      step("replace the search indices from the snapshot (delete, then _restore)", async (api) => {
-        const { snapshot, indices } = hoss(api).search;
-        for (const index of indices) await httpJson(`${search}/${encodeURIComponent(index)}`, { method: "DELETE", expect: [200, 404] });
-        await httpJson(`${repo}/${snapshot}/_restore?wait_for_completion=true`, { method: "POST", body: { include_global_state: true }, retries: 0, timeoutMs: 30 * 60_000 });
+      step("search-restore", "replace the search indices from the snapshot (delete, then _restore)", async () => {
+        const { snapshot, indices } = verified.output.search;
+        await searchRestore(search, s["search.repository"], snapshot, { existing: "delete", indices, includeGlobalState: true, timeoutMs: 30 * 60_000 });
         ctx.log.ok(`restored ${indices.length} indices from snapshot ${snapshot}: ${indices.join(", ")}`);
       }, { confirm: replace("the search indices") }),
 
-      step("restart sync (make restart SERVICE_NAME=sync)", () => exec(s["server.restart-sync"], make), { when: s["server.restart-sync"].length > 0 }),
+      step("restart-sync", "restart sync (make restart SERVICE_NAME=sync)", () => exec(s["server.restart-sync"], make), { when: s["server.restart-sync"].length > 0 }),
 
-      step("restart core (make restart SERVICE_NAME=core)", () => exec(s["server.restart-core"], make), { when: s["server.restart-core"].length > 0 }),
+      step("restart-core", "restart core (make restart SERVICE_NAME=core)", () => exec(s["server.restart-core"], make), { when: s["server.restart-core"].length > 0 }),
 
-      step("clean up: unregister the repository, remove BACKUP_ROOT/.restore and the copied snapshot", async (api) => {
-        await httpJson(repo, { method: "DELETE", expect: [200, 404] });
-        await exec(["rm", "-rf", "--", staging(api)]);
-        await exec(["find", `${backupRoot(api)}/.opensearch`, "-mindepth", "1", "-delete"]);
+      step("clean-up", "clean up: unregister the repository, remove BACKUP_ROOT/.restore and the copied snapshot", async () => {
+        await httpJson(`${search}/_snapshot/${encodeURIComponent(s["search.repository"])}`, { method: "DELETE", expect: [200, 404] });
+        await exec(["rm", "-rf", "--", staging()]);
+        await exec(["find", `${backupRoot()}/.opensearch`, "-mindepth", "1", "-delete"]);
       }),
     ];
-  },
 
-  report: (ctx, state) => {
-    const h = state.hoss as HossMeta;
-    return [
-      `restored     Hoss ${h.server?.version} from ${ctx.args[0]} into ${expandHome(ctx.settings["config-dir"])}`,
-      `database     ${ctx.settings["db.databases"].join(", ")}`,
-      `ldap         ${ctx.settings["ldap.enabled"] ? `${h.ldap?.entries} entries` : "off"}`,
-      `search       ${h.search.indices.length} indices from snapshot ${h.search.snapshot}`,
-      `keys         ${h.keys.map((k) => k.path).join(", ")}`,
-      "NOT RESTORED object-store data (not in the backup)",
-    ];
+    return {
+      steps,
+      report: () => {
+        const h = verified.output;
+        return [
+          `restored     Hoss ${h.server?.version} from ${archive} into ${configDir}`,
+          `database     ${s["db.databases"].join(", ")}`,
+          `ldap         ${s["ldap.enabled"] ? `${h.ldap?.entries} entries` : "off"}`,
+          `search       ${h.search.indices.length} indices from snapshot ${h.search.snapshot}`,
+          `keys         ${h.keys.map((k) => k.path).join(", ")}`,
+          "NOT RESTORED object-store data (not in the backup)",
+        ];
+      },
+    };
   },
 });
 
 // ---- Hoss facts this recipe reads -------------------------------------------------------------
-
-/** What hoss-backup recorded in the manifest (meta.hoss). */
-interface HossMeta {
-  endpoint: string;
-  server?: { version: string; build: string };
-  backupRoot: string;
-  captured: string[];
-  keys: { path: string; in: string }[];
-  database: { container: string; dumps: Record<string, { file: string; bytes: number }> };
-  ldap: { file: string; entries: number } | null;
-  search: { dir: string; repository: string; snapshot: string; indices: string[] };
-}
 
 /**
  * What is in the way of a restore: everything under roots except the kept paths (and their

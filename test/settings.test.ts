@@ -5,7 +5,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseSettings, Secrets, UsageError } from "../lib/mod.ts";
+import { helpText, parseSettings, Secrets, UsageError, type SettingSpecs } from "../lib/mod.ts";
 import { cleanupTmp, tmp } from "./helpers.ts";
 
 const specs = {
@@ -22,8 +22,8 @@ function site(text: string): string {
   return f;
 }
 
-const parse = (argv: string[], env: Record<string, string> = {}, ignoreSections?: string[]) =>
-  parseSettings(specs, { argv, env, secrets: new Secrets(), ignoreSections });
+const parse = (argv: string[], env: Record<string, string> = {}, siteKnown?: SettingSpecs[]) =>
+  parseSettings(specs, { argv, env, secrets: new Secrets(), siteKnown });
 
 function usage(fn: () => unknown, re: RegExp) {
   try {
@@ -65,11 +65,27 @@ test("the site file may be named by LIFEBOAT_CONFIG", () => {
   assert.is(parse([], { LIFEBOAT_CONFIG: f }).values.parallel, 7);
 });
 
-test("an unknown site key is refused, naming the key and the file; sibling sections can be ignored", () => {
+test("an unknown site key is refused, naming the key and the file; keys of another table it is shared with are accepted", () => {
   const f = site("gatway:\n  endpoint: typo\n");
   usage(() => parse([`--config=${f}`]), /unknown setting 'gatway.endpoint' in site file .*site\.yaml/);
   const g = site("restore:\n  platform: true\nparallel: 2\n");
-  assert.is(parse([`--config=${g}`], {}, ["restore"]).values.parallel, 2);
+  const other = { "restore.platform": { type: "boolean", describe: "x" } } as const;
+  assert.is(parse([`--config=${g}`], {}, [other]).values.parallel, 2);
+  usage(() => parse([`--config=${site("restore:\n  platfrom: true\n")}`], {}, [other]), /unknown setting 'restore.platfrom'/);
+});
+
+test("a setting read by another recipe of the system: not required here, hidden from --help, refused as a flag, fine in the site file", () => {
+  const shared = {
+    dir: { describe: "shared" },
+    "restore.target": { describe: "restore only", required: true, usedBy: ["demo-restore"] },
+  } as const satisfies SettingSpecs;
+  const p = (reader: string, argv: string[]) => parseSettings(shared, { argv, env: {}, secrets: new Secrets(), reader });
+  assert.is(p("demo-backup", []).values.dir, "", "restore.target is not required of the backup");
+  usage(() => p("demo-restore", []), /setting 'restore.target' is required/);
+  usage(() => p("demo-backup", ["--restore.target=x"]), /'--restore.target' is a setting of demo-restore, not of demo-backup/);
+  assert.is(p("demo-backup", [`--config=${site("restore:\n  target: /x\n")}`]).values["restore.target"], "/x");
+  assert.not.match(helpText({ name: "demo-backup", usage: "", description: "", settings: shared }), /restore\.target/);
+  assert.match(helpText({ name: "demo-restore", usage: "", description: "", settings: shared }), /--restore\.target=STRING/);
 });
 
 test("ill-typed values name the key and their source", () => {
