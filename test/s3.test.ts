@@ -16,10 +16,12 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   PutObjectCommand,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { VerifyError } from "../lib/errors.ts";
+import { createContext } from "../lib/context.ts";
+import { InterruptedError, LifeboatError, VerifyError } from "../lib/errors.ts";
 import {
   readS3Index,
   s3BucketExists,
@@ -102,13 +104,48 @@ async function proxy(opts: {
   corruptPut?: (path: string) => boolean;
   /** Requests that get no answer at all (the connection stays open). */
   hang?: (method: string, path: string) => boolean;
+  /** Requests (method, raw URL with query) held until release(); a held request goes on as the proxy then is (up or down). */
+  hold?: (method: string, url: string) => boolean;
+  /**
+   * A multipart completion (POST ?uploadId=) goes through, but its answer is lost: the client
+   * gets Ceph's "already in progress" 500, as after a gateway restart mid-completion, and so
+   * does every later completion of it.
+   */
+  lostCompletion?: boolean;
 }) {
   const up = new URL(creds.endpoint);
   let damaged = 0;
+  let isDown = false;
+  let released = false;
+  const held: (() => void)[] = [];
+  const seen: string[] = [];
+  const completing = new Set<string>();
+  const inProgress = (res: http.ServerResponse) => {
+    damaged++;
+    res.writeHead(500, { "content-type": "application/xml" });
+    res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>This multipart completion is already in progress</Message></Error>`);
+  };
   const server = http.createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    if (opts.hold?.(req.method!, req.url!) && !released) return void held.push(() => handle(req, res));
+    handle(req, res);
+  });
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (isDown) return void req.socket.destroy(); // the gateway is gone: the connection drops
     if (opts.hang?.(req.method!, decodeURIComponent(req.url!.split("?")[0]))) {
       damaged++;
       return req.resume();
+    }
+    const uploadId = req.method === "POST" && opts.lostCompletion ? new URL(req.url!, "http://x").searchParams.get("uploadId") : null;
+    if (uploadId && completing.has(uploadId)) return void (req.resume(), inProgress(res));
+    if (uploadId) {
+      completing.add(uploadId);
+      const fwd = http.request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+        r.resume();
+        r.on("end", () => inProgress(res)); // the gateway completed it; the answer is lost
+      });
+      fwd.on("error", () => res.destroy());
+      return void req.pipe(fwd);
     }
     const fwd = http.request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
       res.writeHead(r.statusCode!, r.headers);
@@ -142,12 +179,25 @@ async function proxy(opts: {
       return;
     }
     req.pipe(fwd);
-  });
+  };
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as { port: number }).port;
   return {
     endpoint: `http://127.0.0.1:${port}`,
     damaged: () => damaged,
+    /** Requests seen so far, as "METHOD URL". */
+    seen: () => seen,
+    held: () => held.length,
+    release: () => {
+      released = true;
+      for (const go of held.splice(0)) go();
+    },
+    /** Every request from now on has its connection dropped; up() ends that. */
+    down: () => {
+      isDown = true;
+      server.closeAllConnections();
+    },
+    up: () => void (isDown = false),
     close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }
@@ -662,6 +712,151 @@ test("the gateway restarted mid-sync (ceph.sh down, then up) is ridden out by re
   assert.ok(finished > down);
   assert.is(r.uploaded, 400);
   assert.is((await listing(b)).length, 400);
+});
+
+/** Multipart uploads still open in the bucket (each holds its parts' space until aborted). */
+async function openUploads(b: string): Promise<string[]> {
+  const out = await sdk.send(new ListMultipartUploadsCommand({ Bucket: b }));
+  return (out.Uploads ?? []).map((u) => `${u.Key} ${u.UploadId}`);
+}
+
+/** Resolves when cond() holds (polled); a guard against a test that would wait forever. */
+async function until(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 1200; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`never happened: ${what}`);
+}
+
+/** The outcome of p, or a failure when it never settles: the run did not stop. */
+function settles<T>(p: Promise<T>, what: string): Promise<T | Error> {
+  return Promise.race([
+    p.catch((e: Error) => e),
+    new Promise<Error>((r) => setTimeout(() => r(new Error(`${what} did not stop`)), 45_000).unref()),
+  ]);
+}
+
+/** A context of its own, to interrupt one sync without touching the tests' default one. */
+function runContext() {
+  return createContext({ name: "s3-interrupt", argv: [], env: {}, sink: { write: () => true, isTTY: false }, interactive: false });
+}
+
+test("a multipart upload that fails while the gateway is down is aborted: no upload is left behind", async () => {
+  const b = await bucket();
+  const src = tmp();
+  writeFileSync(join(src, "big"), randomBytes(12 * MiB));
+  const p = await proxy({ hold: (m, url) => m === "PUT" && url.includes("partNumber=") });
+  const c = s3Client({ ...creds, endpoint: p.endpoint });
+  try {
+    const sync = s3Sync(src, `s3://${b}`, { client: c, multipartThreshold: 5 * MiB, partSize: 5 * MiB, attempts: 2, progress: false }).catch((e) => e);
+    await until(() => p.held() > 0, "a part upload started");
+    p.down();
+    p.release();
+    // The parts fail (2 attempts); the abort of the upload is tried while the gateway is still down.
+    await until(() => p.seen().some((r) => r.startsWith("DELETE ") && r.includes("uploadId=")), "an abort was tried");
+    p.up();
+    const err = await sync;
+    assert.instance(err, LifeboatError);
+    assert.match(err.message, "failed to upload");
+    assert.equal(await openUploads(b), [], "the failed upload was aborted once the gateway answered again");
+    assert.equal(await listing(b), []);
+  } finally {
+    c.destroy();
+    await p.close();
+  }
+});
+
+test("a multipart completion answered 'already in progress' is confirmed by the object's ETag", async () => {
+  const b = await bucket();
+  const src = tmp();
+  const data = randomBytes(12 * MiB);
+  writeFileSync(join(src, "big"), data);
+  const p = await proxy({ lostCompletion: true });
+  const c = s3Client({ ...creds, endpoint: p.endpoint });
+  try {
+    const r = await s3Sync(src, `s3://${b}`, { client: c, multipartThreshold: 5 * MiB, partSize: 5 * MiB, attempts: 3, progress: false });
+    assert.is(r.uploaded, 1);
+    assert.ok(p.damaged() >= 1, "the completion's answer was lost");
+    const parts = [0, 1, 2].map((i) => createHash("md5").update(data.subarray(i * 5 * MiB, (i + 1) * 5 * MiB)).digest());
+    const expected = `${createHash("md5").update(Buffer.concat(parts)).digest("hex")}-3`;
+    assert.equal(await fingerprint(b), { big: [12 * MiB, expected] });
+    assert.equal(await openUploads(b), []);
+  } finally {
+    c.destroy();
+    await p.close();
+  }
+});
+
+test("an interrupted upload stops at once, aborts its multipart upload and leaves only whole objects", async () => {
+  const b = await bucket();
+  const src = tmp();
+  writeFileSync(join(src, "big"), randomBytes(12 * MiB));
+  for (let i = 0; i < 40; i++) writeFileSync(join(src, `f${i}`), randomBytes(4096));
+  // Part 2 of big never gets an answer: only the interrupt can end this sync.
+  const p = await proxy({ hold: (m, url) => m === "PUT" && /[?&]partNumber=2(&|$)/.test(url) });
+  const c = s3Client({ ...creds, endpoint: p.endpoint, requestTimeoutMs: 600_000 });
+  const ctx = runContext();
+  try {
+    const sync = s3Sync(src, `s3://${b}`, { client: c, ctx, multipartThreshold: 5 * MiB, partSize: 5 * MiB, concurrency: 4, progress: false });
+    await until(() => p.held() > 0, "part 2 was sent");
+    ctx.abort(new InterruptedError("SIGINT"));
+    const err = await settles(sync, "the interrupted upload");
+    assert.instance(err, InterruptedError);
+    assert.equal(await openUploads(b), [], "the multipart upload was aborted");
+    for (const o of await listing(b)) {
+      assert.is.not(o.key, "big");
+      assert.is(o.etag, createHash("md5").update(readFileSync(join(src, o.key))).digest("hex"), `${o.key} is whole`);
+    }
+  } finally {
+    c.destroy();
+    await p.close();
+  }
+});
+
+test("an interrupted download stops at once and leaves no partial file under a final name", async () => {
+  const b = await bucket();
+  const src = tmp();
+  writeFileSync(join(src, "big"), randomBytes(3 * MiB));
+  for (let i = 0; i < 40; i++) writeFileSync(join(src, `f${i}`), randomBytes(4096));
+  await s3Sync(src, `s3://${b}`, { client: s3, progress: false });
+  const p = await proxy({ hold: (m, url) => m === "GET" && url.startsWith(`/${b}/big`) });
+  const c = s3Client({ ...creds, endpoint: p.endpoint, requestTimeoutMs: 600_000 });
+  const ctx = runContext();
+  const dst = tmp();
+  try {
+    const sync = s3Sync(`s3://${b}`, dst, { client: c, ctx, concurrency: 4, progress: false });
+    await until(() => p.held() > 0, "big was asked for");
+    ctx.abort(new InterruptedError("SIGTERM"));
+    const err = await settles(sync, "the interrupted download");
+    assert.instance(err, InterruptedError);
+    assert.not.ok(existsSync(join(dst, "big")), "no big under its final name");
+    for (const f of files(dst).filter((f) => !f.startsWith(".lifeboat-s3-"))) {
+      assert.ok(readFileSync(join(dst, f)).equals(readFileSync(join(src, f))), `${f} is whole`);
+    }
+    assert.equal(existsSync(join(dst, S3_TMP_DIR)) ? files(join(dst, S3_TMP_DIR)) : [], [], "no temp file left");
+  } finally {
+    c.destroy();
+    await p.close();
+  }
+});
+
+test("an interrupted s3List stops at once with the interrupt", async () => {
+  const b = await bucket();
+  const p = await proxy({ hold: (m, url) => m === "GET" && url.includes("list-type=2") });
+  const c = s3Client({ ...creds, endpoint: p.endpoint, requestTimeoutMs: 600_000 });
+  const ctx = runContext();
+  try {
+    const listed = (async () => {
+      for await (const _ of s3List(c, b, "", { ctx })) { /* none */ }
+    })();
+    await until(() => p.held() > 0, "the listing was asked for");
+    ctx.abort(new InterruptedError("SIGINT"));
+    assert.instance(await settles(listed, "the interrupted listing"), InterruptedError);
+  } finally {
+    c.destroy();
+    await p.close();
+  }
 });
 
 test.after(async () => {

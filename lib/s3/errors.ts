@@ -78,10 +78,15 @@ function errorType(e: any): "TRANSIENT" | "THROTTLING" | "SERVER_ERROR" | "CLIEN
   return "CLIENT_ERROR";
 }
 
-/** What the SDK's retry strategy would try again: throttling and transient failures (5xx among them), not other server errors. */
+/** Ceph's answer to a multipart completion while another one of the same upload holds its lock (as after a gateway restart mid-completion). */
+export function completionInProgress(e: any): boolean {
+  return /already in progress/i.test(String(e?.message ?? "")) && (e?.name === "InternalError" || e?.$metadata?.httpStatusCode === 500);
+}
+
+/** What the SDK's retry strategy would try again (throttling and transient failures, 5xx among them), and a completion in progress. */
 export function isRetryable(e: unknown): boolean {
   const t = errorType(e);
-  return t === "TRANSIENT" || t === "THROTTLING";
+  return t === "TRANSIENT" || t === "THROTTLING" || completionInProgress(e);
 }
 
 /**

@@ -17,6 +17,7 @@
 // Uploads are checked against the ETag the gateway returns; a failed or interrupted multipart
 // upload is aborted. When the context's signal aborts (SIGINT/SIGTERM), requests in flight are
 // cancelled, no new object starts, and the interrupt is thrown.
+import { setMaxListeners } from "node:events";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { UsageError } from "../errors.ts";
@@ -122,6 +123,10 @@ export async function s3Sync(src: string, dst: string, opts: S3SyncOptions): Pro
   };
   if (!WIRE.has(s.h)) throw new UsageError("s3 sync: client was not made by s3Client()");
   if (up && !existsSync(dir)) throw new UsageError(`s3 sync: source dir ${dir} does not exist`);
+  // Every request in flight listens for the interrupt: more than Node's default of 10 warn-free.
+  try {
+    setMaxListeners(Math.max(64, s.concurrency * 4), ctx.signal);
+  } catch { /* a runtime without it only warns */ }
   return up ? upload(s, src, dst) : download(s, src, dst);
 }
 

@@ -1,13 +1,15 @@
 // s3/upload.ts: the upload half of s3Sync (dir → s3://): compare, PUT or multipart upload,
 // each checked against the ETag the gateway returns, then delete extras and write the index.
 // A multipart upload that fails or is interrupted is aborted, so that no parts are left behind.
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { LifeboatError, VerifyError } from "../errors.ts";
 import { failures, limit as limiter, mapLimit, type Limit } from "../limit.ts";
 import type { Progress } from "../log.ts";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { deleteKeys } from "./buckets.ts";
 import { onceOf, sdkLib } from "./client.ts";
-import { call, ChecksumMismatch, patiently } from "./errors.ts";
+import { call, ChecksumMismatch, completionInProgress, patiently } from "./errors.ts";
 import { FileSource, Hasher, localMatches, schemeOf } from "./etag.ts";
 import { wire } from "./fast.ts";
 import { cachedEtag, headersOf, indexHeader, putHeaders, readS3Index, writeIndex, type S3IndexEntry } from "./index.ts";
@@ -155,26 +157,43 @@ function checkSent(tap: Hasher, file: LocalFile, etag: string, local: string, ta
   }
 }
 
+/** Never aborts: cleanup (aborting a multipart upload) runs on after an interrupt. */
+const CLEANUP = new AbortController().signal;
+/** Attempts to abort a failed multipart upload, at least (about 45 s: a gateway restart). */
+const ABORT_ATTEMPTS = 14;
+
+/**
+ * Uploads a file in parts. A failure or an interrupt aborts the upload (patiently: the gateway
+ * may be restarting), so no parts are left behind. A completion whose answer was lost (Ceph's
+ * "already in progress" 500, or NoSuchUpload on a retry) is confirmed by HEAD: the object must
+ * be there with the ETag the sent parts give.
+ */
 async function uploadMultipart(
   s: SyncState, file: LocalFile, key: string, partSize: number, headers: ReturnType<typeof headersOf>, target: string,
   limit: Limit, progress: Progress,
 ): Promise<string> {
-  const { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, HeadObjectCommand } = await sdkLib();
+  const { CompleteMultipartUploadCommand, CreateMultipartUploadCommand, HeadObjectCommand } = await sdkLib();
   const once = await onceOf(s.h);
+  const signal = s.ctx.signal;
   const created = await transfer(s, target, () =>
-    once.send(new CreateMultipartUploadCommand({ Bucket: s.bucket, Key: key, ...headers })));
+    once.send(new CreateMultipartUploadCommand({ Bucket: s.bucket, Key: key, ...headers }), { abortSignal: signal as any }));
   const uploadId = created.UploadId!;
   const n = Math.max(1, Math.ceil(file.size / partSize));
+  const headEtag = async () =>
+    stripEtag((await once.send(new HeadObjectCommand({ Bucket: s.bucket, Key: key }), { abortSignal: signal as any })).ETag);
   try {
     const digests: Buffer[] = new Array(n);
-    const parts = await Promise.all(Array.from({ length: n }, (_, i) => transfer(s, `${target} part ${i + 1}/${n}`, () => limit(async () => {
+    let failed = false;
+    // Every part settles before the upload is completed or aborted: none is in flight then.
+    const settled = await Promise.allSettled(Array.from({ length: n }, (_, i) => transfer(s, `${target} part ${i + 1}/${n}`, () => limit(async () => {
+      if (failed) throw new LifeboatError(`s3 ${target}: part ${i + 1} not sent: another part failed`);
       const start = i * partSize;
       const len = Math.min(partSize, file.size - start);
       const tap = new Hasher({ whole: true });
       const body = new FileSource(file.abs, start, len, tap, (b) => progress.add(b));
       try {
         const out = await wire(s.h, {
-          method: "PUT", bucket: s.bucket, key, body, length: len, query: { partNumber: String(i + 1), uploadId }, signal: s.ctx.signal,
+          method: "PUT", bucket: s.bucket, key, body, length: len, query: { partNumber: String(i + 1), uploadId }, signal,
         });
         out.body.resume();
         const md5 = tap.md5();
@@ -188,31 +207,58 @@ async function uploadMultipart(
         body.destroy();
         throw e;
       }
-    }))));
+    })).catch((e) => {
+      failed = true;
+      throw e;
+    })));
+    const bad = settled.find((r) => r.status === "rejected");
+    if (bad) throw (bad as PromiseRejectedResult).reason;
+    const parts = settled.map((r) => (r as PromiseFulfilledResult<{ ETag: string | undefined; PartNumber: number }>).value);
     const expected = `${createHash("md5").update(Buffer.concat(digests)).digest("hex")}-${n}`;
     let tries = 0;
-    const done = await transfer(s, `${target} complete`, async () => {
-      try {
-        tries++;
-        const out = await once.send(new CompleteMultipartUploadCommand({ Bucket: s.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
-        // Ceph 16 answers <ETag></ETag>: ask for it.
-        if (out.ETag) return stripEtag(out.ETag);
-        return stripEtag((await once.send(new HeadObjectCommand({ Bucket: s.bucket, Key: key }))).ETag);
-      } catch (e: any) {
-        // A retried complete whose first try went through: the object is there.
-        if (tries > 1 && e?.name === "NoSuchUpload") {
-          return stripEtag((await once.send(new HeadObjectCommand({ Bucket: s.bucket, Key: key }))).ETag);
+    let done: string;
+    try {
+      done = await transfer(s, `${target} complete`, async () => {
+        try {
+          tries++;
+          const out = await once.send(new CompleteMultipartUploadCommand({ Bucket: s.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+            { abortSignal: signal as any });
+          // Ceph 16 answers <ETag></ETag>: ask for it.
+          if (out.ETag) return stripEtag(out.ETag);
+          return await headEtag();
+        } catch (e: any) {
+          // A retried complete whose first try went through: the object is there.
+          if (tries > 1 && e?.name === "NoSuchUpload") return await headEtag();
+          // Another completion holds the upload (its answer was lost): done if the object is there.
+          if (completionInProgress(e) && (await headEtag().catch(() => undefined)) === expected) return expected;
+          throw e;
         }
-        throw e;
-      }
-    });
+      });
+    } catch (e) {
+      // The retries ran out: one last look, in case the held completion finished meanwhile.
+      if (signal.aborted || !completionInProgress((e as any)?.cause ?? e) || (await headEtag().catch(() => undefined)) !== expected) throw e;
+      done = expected;
+    }
     if (done !== expected) {
       throw new VerifyError(`s3 ${target}: multipart ETag ${done} does not match the sent parts (${expected})`, [], "run the sync again");
     }
     return done;
   } catch (e) {
-    await once.send(new AbortMultipartUploadCommand({ Bucket: s.bucket, Key: key, UploadId: uploadId })).catch(() => {});
+    await abortUpload(s, once, key, uploadId, target);
     throw e;
   }
 }
 
+/** Aborts a multipart upload, riding out a gateway restart; when it cannot, says which upload is left and how to remove it. */
+async function abortUpload(s: SyncState, once: S3Client, key: string, uploadId: string, target: string): Promise<void> {
+  const { AbortMultipartUploadCommand } = await sdkLib();
+  try {
+    await patiently(Math.max(s.attempts, ABORT_ATTEMPTS), () => once.send(new AbortMultipartUploadCommand({ Bucket: s.bucket, Key: key, UploadId: uploadId })).catch((e) => {
+      if (e?.name === "NoSuchUpload") return; // already gone (completed or aborted)
+      throw e;
+    }), CLEANUP);
+  } catch (e) {
+    s.ctx.log.warn(`s3 ${target}: could not abort multipart upload ${uploadId} (${(e as Error).message}); its parts take space until it is ` +
+      `aborted: run the sync again once the gateway answers, or abort it (aws s3api abort-multipart-upload, or s3RemoveBucket with purge)`);
+  }
+}
