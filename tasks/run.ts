@@ -3,9 +3,10 @@
 //   npx zx tasks/run.ts --list
 //   npx zx tasks/run.ts archive:verify /var/backups/deis-2026-11-21T101500Z.tar.gz
 //   make verify ARCHIVE=…   (the Makefile calls these)
+import { readdirSync } from "node:fs";
 import process from "node:process";
 import chalk from "chalk";
-import { main, scriptArgs, type Task } from "../lib/mod.ts";
+import { main, scriptArgs, type SettingSpecs, type Task } from "../lib/mod.ts";
 import archive from "./archive.ts";
 import lab from "./lab.ts";
 import drills from "./drills/mod.ts";
@@ -24,4 +25,11 @@ if (!t) {
   process.stderr.write(`${chalk.red("✖ error:")} no task '${name}'; npx zx tasks/run.ts --list shows them\n`);
   process.exit(2);
 }
-await main({ name: t.name, description: t.description, usage: `npx zx ${t.usage ?? `tasks/run.ts ${t.name}`}`, settings: t.settings, argv: rest }, (ctx) => t.run.call(t, ctx));
+
+// A task may be given a recipe's site file (`archive:verify --config deis.site.yaml` reads its
+// age: block): the keys of every system's settings table are known there, and ignored.
+const recipesDir = new URL("../recipes/", import.meta.url);
+const systems = readdirSync(recipesDir).filter((f) => f.endsWith(".site.example.yaml")).map((f) => f.replace(".site.example.yaml", ".ts"));
+const siteKnown = await Promise.all(systems.map(async (f) => ((await import(new URL(f, recipesDir).href)) as { settings: SettingSpecs }).settings));
+
+await main({ name: t.name, description: t.description, usage: `npx zx ${t.usage ?? `tasks/run.ts ${t.name}`}`, settings: t.settings, siteKnown, argv: rest }, (ctx) => t.run.call(t, ctx));

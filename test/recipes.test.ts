@@ -3,7 +3,8 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createContext, Secrets, type SettingSpecs } from "../lib/mod.ts";
 import { parseSettings } from "../lib/settings.ts";
@@ -55,5 +56,24 @@ for (const sys of systems) {
     });
   }
 }
+
+test("a task reads a recipe's site file: its age block is used, the system's other keys are accepted, a typo is not", () => {
+  const dir = mkdtempSync(join(tmpdir(), "lifeboat-site-"));
+  try {
+    const site = join(dir, "site.yaml");
+    writeFileSync(site, readFileSync(join(RECIPES, "deis.site.example.yaml"), "utf8") + "age:\n  identity-file: /nonexistent/key\n");
+    const task = (args: string[]) => spawnSync(process.execPath, ["--import=tsx", new URL("../tasks/run.ts", import.meta.url).pathname, ...args], { encoding: "utf8", env: { ...process.env, CI: "1" } });
+    const listed = task(["archive:list", dir, "--config", site]);
+    assert.is(listed.status, 0, listed.stderr);
+    const verify = task(["archive:verify", join(dir, "x.tar.gz"), "--config", site]);
+    assert.match(verify.stderr, /\/nonexistent\/key/, "archive:verify took age.identity-file from the site file");
+    writeFileSync(site, "gatway:\n  endpoint: x\n");
+    const typo = task(["archive:list", dir, "--config", site]);
+    assert.is(typo.status, 2);
+    assert.match(typo.stderr, /unknown setting 'gatway.endpoint'/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test.run();
