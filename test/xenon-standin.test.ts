@@ -1,0 +1,365 @@
+// The Xenon stand-in (test/standins/xenon.ts) against ports of upstream's own tests:
+// TestServiceHostManagementService (testBackupAndRestoreFromRemoteHost, …WithLocalFile,
+// …WithLocalDirectoryIncremental, timeSnapshotRecovery) and TestLuceneDocumentIndexBackupService
+// (backupRequestParameters, the directory/zip round trips and their in-memory variants,
+// incrementalBackupWithInMemoryIndex), with the same assertions, plus the status codes and
+// messages of ServiceHostManagementService.handlePatch. This is the proof that the stand-in is
+// faithful enough for the recipes' tests. No lab needed.
+// Run: bash test/run.sh test/xenon-standin.test.ts
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { BACKUP_KIND, RESTORE_KIND, IN_MEMORY_INDEX, startXenonHost, nowMicros, type XenonHost } from "./standins/xenon.ts";
+import { cleanupTmp, tmp } from "./helpers.ts";
+
+const hosts: XenonHost[] = [];
+const servers: Server[] = [];
+test.after.each(async () => {
+  for (const h of hosts.splice(0)) await h.close();
+  for (const s of servers.splice(0)) await new Promise((ok) => s.close(ok));
+});
+test.after(() => cleanupTmp());
+
+async function newHost(opts: { inMemory?: boolean; sandbox?: string; id?: string } = {}): Promise<XenonHost> {
+  const h = await startXenonHost({ sandbox: opts.sandbox ?? tmp("xenon-sandbox-"), inMemory: opts.inMemory, id: opts.id, maintenanceMs: 0 });
+  hosts.push(h);
+  return h;
+}
+
+/** host.tearDown(), or stop + start on the same sandbox (restartHostAndWaitAvailable). */
+async function tearDown(h: XenonHost): Promise<void> {
+  hosts.splice(hosts.indexOf(h), 1);
+  await h.close();
+}
+async function restart(h: XenonHost): Promise<XenonHost> {
+  await tearDown(h);
+  return newHost({ sandbox: h.sandbox, id: h.id });
+}
+
+async function call(url: string, method = "GET", body?: unknown): Promise<{ status: number; body: Record<string, any> }> {
+  const r = await fetch(url, { method, headers: body === undefined ? {} : { "content-type": "application/json" }, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body) });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+async function ok(url: string, method = "GET", body?: unknown): Promise<Record<string, any>> {
+  const r = await call(url, method, body);
+  if (r.status !== 200) throw new Error(`${method} ${url}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+const manage = (h: XenonHost, body: unknown) => call(`${h.url}/core/management`, "PATCH", body);
+
+/** populateExampleServices: n docs with random names and a counter. */
+async function populate(h: XenonHost, n: number, factory = "/core/examples"): Promise<Map<string, { name: string; counter: number }>> {
+  const out = new Map<string, { name: string; counter: number }>();
+  for (let i = 0; i < n; i++) {
+    const d = await ok(`${h.url}${factory}`, "POST", { name: crypto.randomUUID(), counter: i });
+    out.set(d.documentSelfLink, { name: d.name, counter: d.counter });
+  }
+  return out;
+}
+
+/** Every Content-Range of a PUT the local file services took, in arrival order. */
+const putRanges: string[] = [];
+
+/** LocalFileService, as the upstream test starts it: PUT writes the body at Content-Range's start; GET with Range answers [start, min(end,size)) with an exclusive-end Content-Range. */
+async function localFileService(file: string): Promise<string> {
+  const srv = createServer(async (req, res) => {
+    const parts: Buffer[] = [];
+    for await (const b of req) parts.push(b as Buffer);
+    const body = Buffer.concat(parts);
+    if (req.method === "PUT") {
+      putRanges.push(`${req.headers["content-range"]} ${body.length} ${req.headers["content-type"]}`);
+      const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(req.headers["content-range"]));
+      const fd = openSync(file, existsSync(file) ? "r+" : "w");
+      writeSync(fd, body, 0, body.length, m ? Number(m[1]) : 0);
+      closeSync(fd);
+      return res.end();
+    }
+    const data = readFileSync(file);
+    const m = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers.range ?? ""));
+    if (!m) return res.end(JSON.stringify({ localFileUri: `file:${file}`, writeFinished: true }));
+    const start = Number(m[1]);
+    const end = Math.min(Number(m[2]), data.length);
+    res.writeHead(200, { "content-range": `bytes ${start}-${end}/${data.length}` });
+    res.end(data.subarray(start, end));
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  servers.push(srv);
+  return `http://127.0.0.1:${(srv.address() as AddressInfo).port}/local-files/backup`;
+}
+
+async function expectExamples(h: XenonHost, expected: Map<string, { name: string; counter: number }>, count: number, factory = "/core/examples") {
+  const q = await ok(`${h.url}${factory}?$expand`);
+  assert.ok(q.documents);
+  assert.is(Object.keys(q.documents).length, count);
+  for (const [link, want] of expected) {
+    const got = q.documents[link];
+    assert.ok(got, `${link} restored`);
+    assert.is(got.name, want.name);
+    assert.is(got.counter, want.counter);
+  }
+}
+
+// ---- TestServiceHostManagementService ----
+
+test("testBackupAndRestoreFromRemoteHost: 100 then 1101 documents through a STREAM backup and a ranged-GET restore", async () => {
+  let host = await newHost();
+  const file = join(tmp(), "intermediate-file.zip");
+  writeFileSync(file, "");
+  const all = new Map<string, { name: string; counter: number }>();
+  for (const [n, expected] of [[100, 100], [1001, 1101]]) {
+    for (const [k, v] of await populate(host, n)) all.set(k, v);
+    const uri = await localFileService(file);
+    const b = await ok(`${host.url}/core/management`, "PATCH", { kind: BACKUP_KIND, destination: uri });
+    assert.is(b.backupType, "STREAM", "an http destination is forced to STREAM");
+    const sandbox = host.sandbox;
+    await tearDown(host);
+    host = await newHost();
+    await ok(`${host.url}/core/management`, "PATCH", { kind: RESTORE_KIND, destination: await localFileService(file) });
+    await expectExamples(host, all, expected);
+    void sandbox;
+  }
+});
+
+test("testBackupAndRestoreWithLocalFile: a file: zip restored on a fresh host, no restart before the factory query", async () => {
+  let host = await newHost();
+  const file = join(tmp(), "backup.zip");
+  writeFileSync(file, "");
+  const docs = await populate(host, 100);
+  await ok(`${host.url}/core/management`, "PATCH", { kind: BACKUP_KIND, destination: `file:${file}` });
+  await tearDown(host);
+  host = await newHost();
+  await ok(`${host.url}/core/management`, "PATCH", { kind: RESTORE_KIND, destination: `file:${file}` });
+  await expectExamples(host, docs, 100);
+});
+
+test("testBackupAndRestoreWithLocalDirectoryIncremental: deleted docs 404, patched ones patched, new ones there", async () => {
+  let host = await newHost();
+  const dir = join(tmp(), "backup");
+  mkdirSync(dir);
+  const initial: string[] = [];
+  for (let i = 0; i < 20; i++) initial.push((await ok(`${host.url}/core/examples`, "POST", { name: `foo-${i}`, documentSelfLink: `foo-${i}` })).documentSelfLink);
+  const backup = { kind: BACKUP_KIND, destination: `file:${dir}/`, backupType: "DIRECTORY" };
+  await ok(`${host.url}/core/management`, "PATCH", backup);
+  assert.ok(readdirSync(dir).length !== 0, "backup directory must be populated.");
+  const firstFiles = new Set(readdirSync(dir));
+
+  await tearDown(host);
+  host = await newHost();
+  const restoreReq = { kind: RESTORE_KIND, destination: `file:${dir}/` };
+  await ok(`${host.url}/core/management`, "PATCH", restoreReq);
+  host = await restart(host);
+  for (const link of initial) await ok(`${host.url}${link}`);
+
+  for (const link of initial.slice(0, 10)) await ok(`${host.url}${link}`, "DELETE");
+  for (const link of initial.slice(10, 15)) await ok(`${host.url}${link}`, "PATCH", { name: `${link.split("/").pop()}-patched` });
+  const fresh: string[] = [];
+  for (let i = 0; i < 20; i++) fresh.push((await ok(`${host.url}/core/examples`, "POST", { name: `foo-new-${i}`, documentSelfLink: `foo-new-${i}` })).documentSelfLink);
+
+  await ok(`${host.url}/core/management`, "PATCH", backup);
+  const secondFiles = new Set(readdirSync(dir));
+  assert.ok([...secondFiles].some((f) => !firstFiles.has(f)), "the incremental backup added files");
+  for (const f of firstFiles) if (secondFiles.has(f)) assert.equal(readFileSync(join(dir, f)).length > 0, true);
+
+  await tearDown(host);
+  host = await newHost();
+  await ok(`${host.url}/core/management`, "PATCH", restoreReq);
+  host = await restart(host);
+  for (const link of initial.slice(0, 10)) assert.is((await call(`${host.url}${link}`)).status, 404, `${link} deleted`);
+  for (const link of initial.slice(10, 15)) assert.ok((await ok(`${host.url}${link}`)).name.endsWith("-patched"), `doc should be updated: ${link}`);
+  for (const link of initial.slice(15)) await ok(`${host.url}${link}`);
+  for (const link of fresh) await ok(`${host.url}${link}`);
+});
+
+test("timeSnapshotRecovery: a restore with timeSnapshotBoundaryMicros gives back documentVersion 5, deleted document included", async () => {
+  let host = await newHost({ inMemory: true });
+  const file = join(tmp(), "pit.zip");
+  writeFileSync(file, "");
+  const links = ["/core/examples/foo", "/core/examples/bar"];
+  for (const l of links) await ok(`${host.url}/core/examples`, "POST", { name: "init", documentSelfLink: l });
+  let snapshotTime = 0;
+  for (let i = 1; i < 10; i++) {
+    for (const l of links) await ok(`${host.url}${l}`, "PATCH", { name: `updated-v${i}` });
+    if (i === 5) snapshotTime = nowMicros();
+  }
+  for (const l of links) await ok(`${host.url}${l}`, "DELETE");
+  await ok(`${host.url}/core/management`, "PATCH", { kind: BACKUP_KIND, destination: await localFileService(file) });
+  await tearDown(host);
+  host = await newHost();
+  await ok(`${host.url}/core/management`, "PATCH", { kind: RESTORE_KIND, destination: await localFileService(file), timeSnapshotBoundaryMicros: snapshotTime });
+  for (const l of links) {
+    const d = await ok(`${host.url}${l}`);
+    assert.is(d.documentVersion, 5, "Point-in-time version");
+    assert.is(d.name, "updated-v5");
+    const q = await ok(`${host.url}/core/query-tasks`, "POST", { taskInfo: { isDirect: true }, querySpec: { query: { term: { propertyName: "documentSelfLink", matchValue: l } }, options: ["EXPAND_CONTENT"] } });
+    assert.is(Object.keys(q.results.documents).length, 1);
+    assert.is((Object.values(q.results.documents)[0] as { documentVersion: number }).documentVersion, 5, "Point-in-time version from query");
+  }
+});
+
+test("handlePatch: empty body, missing kind, unknown kind are 400 with upstream's messages in a ServiceErrorResponse", async () => {
+  const host = await newHost();
+  const empty = await call(`${host.url}/core/management`, "PATCH", "");
+  assert.is(empty.status, 400);
+  assert.is(empty.body.message, "empty body");
+  assert.is(empty.body.documentKind, "com:vmware:xenon:common:ServiceErrorResponse");
+  const noKind = await manage(host, { destination: "file:/tmp/x.zip" });
+  assert.equal([noKind.status, noKind.body.message], [400, "kind is required"]);
+  const unknown = await manage(host, { kind: "com:vmware:xenon:Nope" });
+  assert.equal([unknown.status, unknown.body.message], [400, "unknown request"]);
+  const noScheme = await manage(host, { kind: BACKUP_KIND, destination: "/tmp/x.zip" });
+  assert.is(noScheme.status, 400);
+  const ftp = await manage(host, { kind: BACKUP_KIND, destination: "ftp://example/x.zip" });
+  assert.is(ftp.status, 500);
+  const restoreNoDest = await manage(host, { kind: RESTORE_KIND });
+  assert.equal([restoreNoDest.status, restoreNoDest.body.message], [500, "destination is required."]);
+  const direct = await call(`${host.url}/core/document-index-backup`, "PATCH", { kind: BACKUP_KIND, destination: "file:/tmp/x.zip" });
+  assert.is(direct.status, 405);
+  const indexGet = await call(`${host.url}/core/document-index`);
+  assert.equal([indexGet.status, indexGet.body.message], [400, "documentSelfLink query parameter is required"]);
+  const noName = await call(`${host.url}/core/examples`, "POST", { counter: 1 });
+  assert.equal([noName.status, noName.body.message], [400, "name is required"]);
+});
+
+// ---- TestLuceneDocumentIndexBackupService ----
+
+test("backupRequestParameters: ZIP and DIRECTORY destinations are checked as upstream checks them", async () => {
+  const host = await newHost();
+  await populate(host, 3);
+  const noDest = await manage(host, { kind: BACKUP_KIND });
+  assert.equal([noDest.status, noDest.body.message], [500, "backup destination must be specified."]);
+  const existingFile = join(tmp(), "existing");
+  writeFileSync(existingFile, "");
+  await ok(`${host.url}/core/management`, "PATCH", { kind: BACKUP_KIND, destination: `file:${existingFile}` });
+  assert.ok(statSync(existingFile).isFile(), "backup zip file should exist");
+  assert.ok(statSync(existingFile).size > 0, "existing empty file should be overridden");
+  const existingDir = tmp();
+  const zipToDir = await manage(host, { kind: BACKUP_KIND, backupType: "ZIP", destination: `file:${existingDir}/` });
+  assert.equal([zipToDir.status, zipToDir.body.message], [500, `destination ${existingDir} must be a local file for zip backup.`]);
+  const dirNoDest = await manage(host, { kind: BACKUP_KIND, backupType: "DIRECTORY" });
+  assert.is(dirNoDest.status, 500);
+  const dirToFile = await manage(host, { kind: BACKUP_KIND, backupType: "DIRECTORY", destination: `file:${existingFile}` });
+  assert.equal([dirToFile.status, dirToFile.body.message], [500, `destination ${existingFile} must be a local directory for incremental backup.`]);
+  await ok(`${host.url}/core/management`, "PATCH", { kind: BACKUP_KIND, backupType: "DIRECTORY", destination: `file:${existingDir}/` });
+  assert.ok(readdirSync(existingDir).length > 0, "backup directory must be populated.");
+  assert.not.ok(readdirSync(existingDir).includes("write.lock"), "only the commit's files (commit 00ef8228)");
+});
+
+for (const [kind, inMemory] of [["Directory", false], ["ZipFile", false], ["DirectoryToInMemoryIndex", true], ["ZipFileToInMemoryIndex", true]] as const) {
+  test(`testBackupAndRestoreFrom${kind}: the data survives teardown and restore`, async () => {
+    const factory = inMemory ? "/test/in-memory-examples" : "/core/examples";
+    const index = inMemory ? { indexServiceLink: IN_MEMORY_INDEX } : {};
+    let host = await newHost({ inMemory });
+    const docs = await populate(host, 30, factory);
+    const dest = kind.startsWith("Directory") ? `file:${tmp()}/` : `file:${join(tmp(), "b.zip")}`;
+    await ok(`${host.url}/core/management`, "PATCH", { kind: BACKUP_KIND, destination: dest, backupType: kind.startsWith("Directory") ? "DIRECTORY" : "ZIP", ...index });
+    await tearDown(host);
+    host = await newHost({ inMemory });
+    await ok(`${host.url}/core/management`, "PATCH", { kind: RESTORE_KIND, destination: dest, ...index });
+    if (!inMemory) host = await restart(host);
+    await expectExamples(host, docs, 30, factory);
+  });
+}
+
+test("incrementalBackupWithInMemoryIndex: two DIRECTORY backups into one directory restore both batches", async () => {
+  let host = await newHost({ inMemory: true });
+  const dir = `${tmp()}/`;
+  const req = { kind: BACKUP_KIND, destination: `file:${dir}`, backupType: "DIRECTORY", indexServiceLink: IN_MEMORY_INDEX };
+  const a = await populate(host, 10, "/test/in-memory-examples");
+  await ok(`${host.url}/core/management`, "PATCH", req);
+  const b = await populate(host, 15, "/test/in-memory-examples");
+  await ok(`${host.url}/core/management`, "PATCH", req);
+  await tearDown(host);
+  host = await newHost({ inMemory: true });
+  await ok(`${host.url}/core/management`, "PATCH", { kind: RESTORE_KIND, destination: `file:${dir}`, indexServiceLink: IN_MEMORY_INDEX });
+  const q = await ok(`${host.url}/test/in-memory-examples`);
+  assert.is(q.documentCount, a.size + b.size);
+});
+
+// ---- what the recipes rely on beyond the upstream tests ----
+
+test("STREAM sends 512 KiB PUTs whose Content-Range end is exclusive, as FileUtils.putFile does", async () => {
+  const host = await newHost();
+  for (let i = 0; i < 150; i++) {
+    const noise = Buffer.from(crypto.getRandomValues(new Uint8Array(12 * 1024))).toString("base64");
+    await ok(`${host.url}/core/examples`, "POST", { name: `big-${i}`, keyValues: { noise } });
+  }
+  const file = join(tmp(), "s.zip");
+  writeFileSync(file, "");
+  putRanges.length = 0;
+  await ok(`${host.url}/core/management`, "PATCH", { kind: BACKUP_KIND, destination: await localFileService(file), backupType: "STREAM" });
+  const size = statSync(file).size;
+  assert.ok(putRanges.length >= 3, `${putRanges.length} chunks`);
+  const parsed = putRanges.map((r) => r.split(" ")).map(([, range, len, type]) => ({ range, len: Number(len), type }));
+  for (const p of parsed) {
+    const [, a, b, t] = /^(\d+)-(\d+)\/(\d+)$/.exec(p.range)!.map(Number);
+    assert.is(t, size);
+    assert.is(b - a, p.len, "end is exclusive: end - start is the body length");
+    assert.ok(p.len <= 512 * 1024);
+    assert.is(p.type, "application/octet-stream");
+  }
+  assert.ok(parsed.some((p) => p.range.startsWith("0-524288/")), "the first chunk is bytes 0-524288");
+});
+
+test("a document started before a restore keeps its old state until the host restarts (why the wiki says MUST restart)", async () => {
+  const src = await newHost();
+  await ok(`${src.url}/core/examples`, "POST", { name: "from-backup", documentSelfLink: "x" });
+  const zip = join(tmp(), "x.zip");
+  await ok(`${src.url}/core/management`, "PATCH", { kind: BACKUP_KIND, destination: `file:${zip}` });
+  let host = await newHost();
+  await ok(`${host.url}/core/examples`, "POST", { name: "stale", documentSelfLink: "x" });
+  await ok(`${host.url}/core/management`, "PATCH", { kind: RESTORE_KIND, destination: `file:${zip}` });
+  // the restore merges into the index; the running service still answers its in-memory state
+  assert.is((await ok(`${host.url}/core/examples/x`)).name, "stale");
+  host = await restart(host);
+  assert.ok(["from-backup", "stale"].includes((await ok(`${host.url}/core/examples/x`)).name));
+});
+
+test("an incremental DIRECTORY backup adds new immutable files and deletes unused ones, never rewriting a kept one", async () => {
+  const host = await newHost();
+  const dir = tmp();
+  const req = { kind: BACKUP_KIND, destination: `file:${dir}/`, backupType: "DIRECTORY" };
+  const seen = new Map<string, number>();
+  let deleted = 0;
+  for (let round = 0; round < 12; round++) {
+    await populate(host, 5);
+    await ok(`${host.url}/core/management`, "PATCH", req);
+    const now = readdirSync(dir);
+    for (const f of now) {
+      const m = statSync(join(dir, f)).mtimeMs;
+      if (seen.has(f)) assert.is(m, seen.get(f), `${f} kept untouched`);
+      seen.set(f, m);
+    }
+    for (const f of [...seen.keys()]) if (!now.includes(f)) (seen.delete(f), deleted++);
+    assert.is(now.filter((f) => f.startsWith("segments_")).length, 1, "one commit point");
+  }
+  assert.ok(deleted > 0, "merges made old files unused, and the backup deleted them");
+});
+
+test("documentOwner is the host id and a restore on a new node keeps the old one", async () => {
+  const a = await newHost({ id: "node-a" });
+  const d = await ok(`${a.url}/core/examples`, "POST", { name: "n", documentSelfLink: "owned" });
+  assert.is(d.documentOwner, "node-a");
+  assert.is((await ok(`${a.url}/core/management`)).id, "node-a");
+  const zip = join(tmp(), "o.zip");
+  await ok(`${a.url}/core/management`, "PATCH", { kind: BACKUP_KIND, destination: `file:${zip}` });
+  const b = await newHost({ id: "node-b" });
+  await ok(`${b.url}/core/management`, "PATCH", { kind: RESTORE_KIND, destination: `file:${zip}` });
+  assert.is((await ok(`${b.url}/core/examples/owned`)).documentOwner, "node-a");
+});
+
+test("a damaged zip fails the restore (500) and leaves the index as it was", async () => {
+  const host = await newHost();
+  await populate(host, 4);
+  const zip = join(tmp(), "bad.zip");
+  writeFileSync(zip, "PK\x03\x04 this is not a zip");
+  const r = await manage(host, { kind: RESTORE_KIND, destination: `file:${zip}` });
+  assert.is(r.status, 500);
+  assert.match(r.body.message, /ZipException/);
+  assert.is((await ok(`${host.url}/core/examples`)).documentCount, 4);
+});
+
+test.run();
