@@ -17,6 +17,8 @@ export const ExitCode = {
   Locked: 4,
   /** Refused: a destructive step was not confirmed, or the target is not clean. */
   Refused: 5,
+  /** A backup check (status) found no verified backup of a recipe, or only one older than allowed. */
+  Stale: 6,
   /** Interrupted by SIGINT (SIGTERM gives 143). */
   Interrupted: 130,
 } as const;

@@ -5,7 +5,7 @@
 export { ExitCode, LifeboatError, UsageError, VerifyError, LockedError, RefusedError, InterruptedError, exitCodeOf } from "./errors.ts";
 export { Secrets } from "./secrets.ts";
 export { Logger, formatBytes, formatDuration, type LogSink, type Spinner, type Progress } from "./log.ts";
-export { GLOBAL_SETTINGS, envName, expandHome, helpText, parseSettings, type SettingSpec, type SettingSpecs, type SettingValues } from "./settings.ts";
+export { GLOBAL_SETTINGS, ANY_SITE_KEYS, envName, expandHome, helpText, parseSettings, type SettingSpec, type SettingSpecs, type SettingValues } from "./settings.ts";
 export { createContext, scriptArgs, useContext, withContext, setDefaultContext, throwIfAborted, type Context, type ContextOptions } from "./context.ts";
 export { exec, probe, which, shellQuote, shellJoin, displayCommand, killRunning, ExecError, type ExecOptions, type ExecResult } from "./exec.ts";
 export { acquireLock, pidAlive, type Lock, type LockOptions } from "./lock.ts";
@@ -50,6 +50,31 @@ export {
   type PruneOptions,
 } from "./backups.ts";
 export { task, type Task } from "./recipe.ts";
+export {
+  installSchedule,
+  removeSchedule,
+  listSchedules,
+  systemdUnits,
+  cronFile,
+  cronSchedule,
+  scheduleCommand,
+  systemdQuote,
+  systemdRunning,
+  checkScheduleName,
+  parseTimespan,
+  unitNames,
+  lifeboatRepo,
+  nodeBinary,
+  UNIT_DIR,
+  CRON_DIR,
+  type ScheduleSpec,
+  type ScheduleEntry,
+  type CronOptions,
+  type InstallScheduleOptions,
+  type InstalledSchedule,
+} from "./schedule.ts";
+export { backupStatus, folderRecords, recordOf, recipeOfName, metricsText, writeTextfile, parseAge, formatAge, type BackupRecord, type StatusOptions, type RecipeStatus, type TextfileOptions } from "./monitor.ts";
+export { runFailureHook, notifyFailure, runSummary, summaryText, summaryEnv, noteTarget, type RunSummary, type FailureHookOptions } from "./notify.ts";
 export { ldifEntries } from "./ldap.ts";
 export { compareTrees, type CompareOptions } from "./compare.ts";
 export { ssh, sshTar, sshUntar, sshDiskUsage, sshCommand, sshWhere, type SshTarget, type SshOptions, type SshTarOptions, type SshTarResult, type SshUntarOptions } from "./ssh.ts";

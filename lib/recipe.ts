@@ -7,6 +7,7 @@ import chalk from "chalk";
 import { exitCodeOf, ExitCode, InterruptedError, LifeboatError } from "./errors.ts";
 import { createContext, setDefaultContext, withContext, type Context } from "./context.ts";
 import { killRunning } from "./exec.ts";
+import { noteTarget, notifyFailure } from "./notify.ts";
 import { acquireLock } from "./lock.ts";
 import { formatDuration, type LogSink } from "./log.ts";
 import { GLOBAL_SETTINGS, helpText, type SettingSpecs, type SettingValues } from "./settings.ts";
@@ -125,6 +126,8 @@ export async function main<T extends SettingSpecs>(
       process.off("SIGTERM", onSignal);
     }
   }
+  // The failure hook (notify.command; lib/notify.ts): bounded, and never changes the exit code.
+  if (result.code !== ExitCode.Ok) await notifyFailure(ctx as Context, result, new Date(t0));
   return finish(def, result);
 }
 
@@ -157,6 +160,7 @@ export function targetKey(name: string, target: string): string {
 export function recipe<T extends SettingSpecs>(def: RecipeDefinition<T>): Promise<MainResult> {
   return main(def, async (ctx) => {
     const target = def.target(ctx);
+    noteTarget(ctx as Context, target);
     const key = targetKey(def.name, target);
     const g = ctx.settings as unknown as SettingValues<typeof GLOBAL_SETTINGS>;
     const stateDir = g["state-dir"];
@@ -191,6 +195,8 @@ export interface Task<T extends SettingSpecs = SettingSpecs> {
   description: string;
   usage?: string;
   settings?: T;
+  /** More tables a site file given to this task may hold (ANY_SITE_KEYS: any key; the file is a recipe's). */
+  siteKnown?: SettingSpecs[];
   run: (ctx: Context<T>) => Promise<Partial<MainResult> | void>;
 }
 

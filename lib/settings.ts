@@ -55,6 +55,9 @@ export type SettingValues<T extends SettingSpecs> = { -readonly [K in keyof T]: 
 /** Where a value came from, for messages: "--x", "env LIFEBOAT_X", "site.yaml", "default". */
 export type SettingSources = Record<string, string>;
 
+/** A siteKnown table that accepts every key: the site file given is another program's (a recipe that schedule:install runs later). */
+export const ANY_SITE_KEYS: SettingSpecs = Object.freeze({});
+
 /** The settings every recipe and task has. */
 export const GLOBAL_SETTINGS = {
   config: { describe: "YAML site file with settings (flags and env win over it)", env: ["LIFEBOAT_CONFIG"] },
@@ -64,6 +67,9 @@ export const GLOBAL_SETTINGS = {
   json: { type: "boolean", describe: "machine-readable output for listings (on stdout)" },
   resume: { type: "boolean", describe: "continue the last failed run of this recipe and target at its failed step" },
   "state-dir": { describe: "where journals and locks live", default: defaultStateDir() },
+  "notify.command": { type: "list", describe: "command (argv; a YAML list) run when the run fails, the summary on its stdin and in LIFEBOAT_* env vars (docs/monitoring.md)" },
+  "notify.timeout": { type: "number", default: 60, describe: "seconds the notify command may run before it is killed" },
+  "notify.format": { choices: ["text", "json"], default: "text", describe: "what the notify command reads on stdin" },
   help: { type: "boolean", describe: "show this help" },
 } as const satisfies SettingSpecs;
 
@@ -139,6 +145,7 @@ export function parseSettings<T extends SettingSpecs>(specs: T, opts: ParseOptio
   for (const key of Object.keys(siteFlat)) {
     if (key in all || isSecretSourceKey(all, key)) continue;
     if (known.some((t) => key in t || isSecretSourceKey(t, key))) continue;
+    if (opts.siteKnown?.includes(ANY_SITE_KEYS)) continue; // the site file is another program's (schedule:install checks it with that recipe)
     throw new UsageError(`unknown setting '${key}' in site file ${configPath}`, `known settings: ${Object.keys(specs).join(", ")}`);
   }
 

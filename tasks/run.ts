@@ -10,8 +10,10 @@ import { main, scriptArgs, type SettingSpecs, type Task } from "../lib/mod.ts";
 import archive from "./archive.ts";
 import lab from "./lab.ts";
 import drills from "./drills/mod.ts";
+import schedule from "./schedule.ts";
+import status from "./status.ts";
 
-export const tasks: Task[] = [...archive, ...lab, ...drills] as Task[];
+export const tasks: Task[] = [...archive, ...lab, ...drills, ...schedule, ...status] as Task[];
 
 const [name, ...rest] = scriptArgs();
 if (!name || name === "--list" || name === "--help" || name === "-h") {
@@ -32,4 +34,4 @@ const recipesDir = new URL("../recipes/", import.meta.url);
 const systems = readdirSync(recipesDir).filter((f) => f.endsWith(".site.example.yaml")).map((f) => f.replace(".site.example.yaml", ".ts"));
 const siteKnown = await Promise.all(systems.map(async (f) => ((await import(new URL(f, recipesDir).href)) as { settings: SettingSpecs }).settings));
 
-await main({ name: t.name, description: t.description, usage: `npx zx ${t.usage ?? `tasks/run.ts ${t.name}`}`, settings: t.settings, siteKnown, argv: rest }, (ctx) => t.run.call(t, ctx));
+await main({ name: t.name, description: t.description, usage: `npx zx ${t.usage ?? `tasks/run.ts ${t.name}`}`, settings: t.settings, siteKnown: [...siteKnown, ...(t.siteKnown ?? [])], argv: rest }, (ctx) => t.run.call(t, ctx));

@@ -1,0 +1,60 @@
+// The backup check: did last night's backup happen? Exits 6 when a recipe's newest verified
+// backup is missing or older than --max-age, so cron, a monitoring agent or the failure hook
+// can act on it; --textfile writes the same facts for Prometheus' node_exporter.
+//
+//   npx zx tasks/run.ts status /var/backups/lifeboat --max-age 26h [--recipe deis-backup] [--json] [--textfile F.prom]
+//
+// docs/monitoring.md is the guide; lib/monitor.ts holds the logic.
+import process from "node:process";
+import chalk from "chalk";
+import {
+  backupStatus,
+  ExitCode,
+  folderRecords,
+  LifeboatError,
+  metricsText,
+  parseAge,
+  task,
+  UsageError,
+  writeTextfile,
+  type RecipeStatus,
+} from "../lib/mod.ts";
+
+export const status = task({
+  name: "status",
+  description: "check that each recipe's newest verified backup in a folder is recent (exit 6 when not); --textfile for Prometheus",
+  usage: "tasks/run.ts status DIR... [--max-age 26h] [--recipe NAME] [--json] [--textfile PATH.prom]",
+  settings: {
+    "max-age": { describe: "the newest verified backup of each recipe may be at most this old (26h, 1d 2h, 90min)", default: "26h" },
+    recipe: { describe: "check only this recipe (it fails when the folder has no backup of it)" },
+    textfile: { describe: "also write node_exporter textfile-collector metrics to this file (atomically)" },
+  },
+  async run(ctx) {
+    if (!ctx.args.length) throw new UsageError("name at least one backups folder", `usage: ${this.usage}`);
+    const maxAgeSeconds = parseAge(ctx.settings["max-age"]);
+    const now = new Date();
+    const statuses: RecipeStatus[] = ctx.args.flatMap((dir) =>
+      backupStatus(folderRecords(dir), { location: dir, maxAgeSeconds, recipe: ctx.settings.recipe || undefined, now })
+    );
+    if (ctx.settings.textfile) writeTextfile(ctx.settings.textfile, metricsText(statuses, now));
+    if (ctx.settings.json) {
+      const out = statuses.map(({ newest, lastVerified, ...s }) => ({
+        ...s,
+        newest: newest && { ...newest, time: newest.time.toISOString() },
+        lastVerified: lastVerified && { ...lastVerified, time: lastVerified.time.toISOString() },
+      }));
+      process.stdout.write(JSON.stringify(out, null, 2) + "\n");
+    } else {
+      for (const s of statuses) process.stdout.write(`${s.ok ? chalk.green("✔") : chalk.red("✖")} ${s.message}\n`);
+    }
+    const bad = statuses.filter((s) => !s.ok);
+    if (bad.length) {
+      throw new LifeboatError(`${bad.length} of ${statuses.length} backup check(s) failed: ${bad.map((s) => s.recipe || s.location).join(", ")}`, {
+        exitCode: ExitCode.Stale,
+        hint: "look at the last runs (journalctl -u 'lifeboat-*', schedule:list), free space where backups go, then run the recipe",
+      });
+    }
+  },
+});
+
+export default [status];
