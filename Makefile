@@ -7,6 +7,8 @@
 #   make drill-deis            the Deis drill (lab: docker sshd ceph); ARGS="--keep" keeps its folder
 #   make drill-hoss            the Hoss drill (lab: docker slapd)
 #   make drill-archive         the archive drill on local files (no lab)
+#   make fault-matrix          every recipe under SIGINT/SIGTERM/SIGKILL, dying remotes and full disks, then continued and verified (lab: docker sshd ceph slapd; ~1 h); ARGS="--recipes deis-backup --seed N"
+#   make drill-faults          the same as make fault-matrix (the drill task's own name)
 #   make backup-deis           recipes/deis-backup.ts ARGS="--config site.yaml"
 #   make restore-deis          recipes/deis-restore.ts ARGS="--config site.yaml ARCHIVE"
 #   make backup-hoss           recipes/hoss-backup.ts ARGS="--config site.yaml"
@@ -33,7 +35,7 @@ export npm_config_update_notifier := false
 
 .PHONY: help deps demo test test-unit typecheck lab-up lab-down lab-status \
         backup-deis restore-deis drill-deis backup-hoss restore-hoss drill-hoss \
-        verify list prune bench drill-archive
+        verify list prune bench drill-archive fault-matrix drill-faults
 
 # The lines "#   make TARGET  what it does" above; test/layout.test.ts checks each names a target here.
 help:
@@ -70,6 +72,11 @@ lab-status:
 
 drill-archive: deps
 	$(RUN) drill:archive
+
+# The fault matrix (tasks/drills/faults.ts); test/faults.test.ts runs a reduced size of it.
+drill-faults: deps
+	$(RUN) drill:faults $(ARGS)
+fault-matrix: drill-faults
 
 backup-deis: deps
 	$(ZX) recipes/deis-backup.ts $(ARGS)

@@ -203,7 +203,7 @@ export function labGateway(): S3Handle {
 }
 
 /** The objects of the two buckets, as Deis's database and registry leave them. */
-function bucketFiles(): Record<string, Record<string, Buffer>> {
+export function bucketFiles(): Record<string, Record<string, Buffer>> {
   const db: Record<string, Buffer> = {};
   const base = "basebackups_005/base_000000010000000000000004_00000032";
   db[`${base}/extended_version.txt`] = Buffer.from("PostgreSQL 9.4.1 on x86_64-unknown-linux-gnu\n");
@@ -274,7 +274,7 @@ export async function bucketSnapshot(s3: S3Handle): Promise<Record<string, Recor
 }
 
 /** The store volume: several owners and modes, symlinks, an empty dir, awkward names, logs. */
-function seedStore(dir: string): void {
+export function seedStore(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
   const lifeboat = Number(readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("lifeboat:"))?.split(":")[2] ?? 1001);
   const orphan = DEIS_LAB.orphanId;
@@ -325,7 +325,7 @@ function startLogWriter(path: string): { stop(): number } {
   };
 }
 
-const SEED_SQL = `
+export const SEED_SQL = `
 CREATE ROLE deis LOGIN PASSWORD 'deis-lab-password';
 CREATE ROLE "registry reader" LOGIN PASSWORD 'it''s a $ecret';
 CREATE DATABASE deis OWNER deis;

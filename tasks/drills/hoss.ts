@@ -119,7 +119,7 @@ function put(path: string, text: string | Buffer, mode = 0o644): void {
 }
 
 /** The lab Hoss's working dir: config, nested files with awkward names, data/ (not backed up). */
-function seedConfig(hossDir: string, backupRoot: string): void {
+export function seedConfig(hossDir: string, backupRoot: string): void {
   put(`${hossDir}/.env`, [
     "# Hoss server settings (make config)",
     "UID=1000", "GID=1000", `BACKUP_ROOT=${backupRoot}`, "DOMAIN=hoss.lab", "EXTERNAL_HOSTNAME=hoss.lab",
@@ -147,13 +147,13 @@ function seedConfig(hossDir: string, backupRoot: string): void {
 }
 
 /** Private keys, as in the auth-secrets volume: one 0600, one left 0640 (the backup must make it 0600). */
-function seedKeys(keysDir: string): void {
+export function seedKeys(keysDir: string): void {
   put(`${keysDir}/private.pem`, "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAhoss-lab-signing-key\n-----END RSA PRIVATE KEY-----\n", 0o600);
   put(`${keysDir}/service.key`, "hoss-service-key-0123456789abcdef\n", 0o640);
   chmodSync(keysDir, 0o700);
 }
 
-const SEED_SQL: Record<string, string> = {
+export const SEED_SQL: Record<string, string> = {
   hoss_core: `
 INSERT INTO namespace (name, description, object_store, created_at) VALUES
   ('default', 'the default namespace', 'default', '2026-01-02T03:04:05Z'),
@@ -183,12 +183,12 @@ const TABLES: Record<string, string[]> = {
   hoss_auth: ["account", "api_key"],
 };
 
-function psql(container: string, db: string, sql: string): string {
+export function psql(container: string, db: string, sql: string): string {
   return sh(["docker", "exec", "-i", "-u", "postgres", container, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--csv", "-d", db, "-f", "-"], sql);
 }
 
 /** Rows of every table and the state of its sequence, as CSV text keyed by db.table. */
-function dbState(container: string): Record<string, string> {
+export function dbState(container: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [db, tables] of Object.entries(TABLES)) {
     for (const t of tables) {
@@ -212,7 +212,7 @@ async function os(url: string, method: string, path: string, body?: unknown): Pr
 
 const INDICES = { "metadata-index": 25, "hoss-audit": 12 } as const;
 
-async function seedSearch(url: string): Promise<void> {
+export async function seedSearch(url: string): Promise<void> {
   await os(url, "PUT", "/hoss-audit", { settings: { number_of_shards: 1, number_of_replicas: 0 } });
   const lines: string[] = [];
   for (let i = 1; i <= INDICES["metadata-index"]; i++) {
@@ -228,7 +228,7 @@ async function seedSearch(url: string): Promise<void> {
 }
 
 /** Every document of every drill index: [_id, _source] sorted by _id. */
-async function searchState(url: string): Promise<Record<string, [string, unknown][]>> {
+export async function searchState(url: string): Promise<Record<string, [string, unknown][]>> {
   const out: Record<string, [string, unknown][]> = {};
   await os(url, "POST", "/_refresh");
   for (const index of Object.keys(INDICES)) {
@@ -241,7 +241,7 @@ async function searchState(url: string): Promise<Record<string, [string, unknown
 const slapcat = (conf: string) => sh(["slapcat", "-f", conf]);
 
 /** Lists differences between two keyed states, or [] when equal. */
-function differ<T>(what: string, a: Record<string, T>, b: Record<string, T>): string[] {
+export function differ<T>(what: string, a: Record<string, T>, b: Record<string, T>): string[] {
   const out: string[] = [];
   for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
     if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) out.push(`${what} ${k}: before ${JSON.stringify(a[k])?.slice(0, 200)}, after ${JSON.stringify(b[k])?.slice(0, 200)}`);

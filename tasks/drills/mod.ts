@@ -3,8 +3,10 @@
 // are down and stops them again afterwards, so every drill works from a cold machine.
 //
 //   npx zx tasks/run.ts drill:deis | drill:hoss | drill:archive     (make drill-deis …, make demo)
+//   npx zx tasks/run.ts drill:faults                               (make fault-matrix: the recipes under faults)
 import { archiveDrillTask } from "./archive.ts";
 import { deisDrillTask } from "./deis.ts";
+import { faultsDrillTask } from "./faults.ts";
 import { hossDrillTask } from "./hoss.ts";
 
-export default [archiveDrillTask, deisDrillTask, hossDrillTask];
+export default [archiveDrillTask, deisDrillTask, hossDrillTask, faultsDrillTask];

@@ -1,0 +1,1114 @@
+// The fault matrix: every recipe, run as an operator runs it, interrupted and broken on purpose,
+// then continued; the result must verify. Used by test/faults.test.ts (a reduced size, in
+// `make test`) and by the drill:faults task at the end of this file (`make fault-matrix`, full size).
+//
+// Cases, per recipe (each placed from the recipe's own output, so the matrix follows its steps):
+//   baseline  a normal run; it measures the duration (for SIGKILL delays) and lists the steps
+//   signal    SIGINT or SIGTERM at a step boundary (when `▶ [i/n] TITLE` appears) or in the middle
+//             of a step (MID_MS later): exit 130/143 within BOUND_MS, every child process of the
+//             run gone, the lock released, no new archive under a final name unless it verifies
+//             (restores: no torn object), then --resume (a fresh run for recipes without it)
+//             completes and the result verifies
+//   kill      SIGKILL after a seeded pseudo-random delay within a normal run's duration: no new
+//             archive that does not verify (only `.partial-…` leftovers, which the next run
+//             removes), the stale lock taken over, and the next run completes and verifies
+//   remote    a remote dies during a named step (the sshd child serving the run, radosgw, the
+//             database container, the PostgreSQL backends, the HTTP stand-ins): a non-zero exit
+//             naming it within BOUND_MS (or a run that rides it out and verifies); once it is
+//             back, --resume (or a fresh run) completes and verifies
+//   enospc    a small tmpfs as a folder the recipe writes, filled when a named step starts: the
+//             error says "no space left" or names the folder, nothing new under a final name;
+//             after freeing the space, --resume (or a fresh run) completes and verifies
+// Every run's output is also searched for the fixture's secrets (none may appear).
+//
+// A new system's recipes join by one table entry: a System (its lab pieces, a setup that seeds a
+// source and makes the archive its restore takes in) with one Entry per recipe (how to reset
+// the target, its arguments, how to verify, which remotes it has and which folders can fill).
+// The Deis and Hoss entries are at the end, above the task.
+import { spawn, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import process from "node:process";
+import chalk from "chalk";
+import YAML from "yaml";
+import {
+  compareTrees,
+  exec,
+  formatDuration,
+  listBackups,
+  pgDumpAll,
+  s3List,
+  s3MakeBucket,
+  s3RemoveBucket,
+  s3Sync,
+  verifyArchive,
+  type Context,
+  type S3Handle,
+} from "../../lib/mod.ts";
+import { drillTask, LAB_DIR, needLab } from "./lab.ts";
+import { bucketFiles, DEISCTL_STANDIN, labGateway, SEED_SQL as DEIS_SQL, seedStore } from "./deis.ts";
+import { dbState, differ, freePort, psql, searchState, SEED_SQL as HOSS_SQL, seedConfig, seedKeys, seedSearch } from "./hoss.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
+const PG_CONTAINER_SH = `${ROOT}/test/lab/pg-container.sh`;
+const HOSS_SH = `${ROOT}/test/lab/hoss.sh`;
+const MiB = 1024 * 1024;
+/** How long a run may take to stop after a signal or a remote's death. */
+export const BOUND_MS = 30_000;
+/** "In the middle of a step": this long after its heading. */
+const MID_MS = 300;
+/** A bulk table that makes dumps and loads last long enough to be hit mid-way. */
+const BULK_SQL = "CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS a, repeat(md5((g * 7)::text), 4) AS b FROM generate_series(1, 40000) g;";
+
+// ---------------------------------------------------------------------------------
+// the table's types
+
+/** A remote that dies during a step. */
+export interface Remote<F> {
+  name: string;
+  /** The heading of the step during which it dies (or, for one-request steps, the step before). */
+  step: RegExp;
+  /** Waits until the step is visibly working (default MID_MS), then kills the remote; false when it could not. */
+  kill: (fx: F) => Promise<boolean>;
+  /** Brings it back (idempotent). */
+  revive: (fx: F) => Promise<void>;
+  /** Brought back this long after it died, while the run goes on (default: only after the run ended). */
+  downMs?: number;
+  /** What the error must say (the remote's name, address or the cause). */
+  says: RegExp;
+}
+
+/** A folder the recipe writes, put on a small tmpfs and filled when a step starts. */
+export interface Folder<F> {
+  name: string;
+  /** The heading of the step at which the disk fills. */
+  step: RegExp;
+  /** Where the tmpfs goes (after reset), and the extra arguments pointing the recipe at it. */
+  mount: (fx: F) => { path: string; mib: number; args: string[]; fill?: string; undo?: () => void };
+}
+
+/** One recipe in the matrix. */
+export interface Entry<F> {
+  recipe: string;
+  kind: "backup" | "restore";
+  /** How a broken run is continued: --resume, or a fresh run (hoss-backup refuses --resume). */
+  resume: boolean;
+  /** Puts the target in the state a run starts from (restores: destroyed). */
+  reset: (fx: F) => Promise<void>;
+  args: (fx: F) => string[];
+  /** After a completed run: [] when the result verifies, else what differs. */
+  verify: (fx: F, ctx: Context) => Promise<string[]>;
+  /** After a broken run: what must not be there (a torn object, an archive that does not verify). */
+  leftovers: (fx: F, before: Set<string>, ctx: Context) => Promise<string[]>;
+  remotes: Remote<F>[];
+  folders: Folder<F>[];
+}
+
+/** A system: its lab pieces, its fixture, its recipes. */
+export interface System<F> {
+  name: string;
+  needs: string[];
+  setup: (work: string, ctx: Context) => Promise<F>;
+  teardown: (fx: F) => Promise<void>;
+  env: (fx: F) => Record<string, string>;
+  stateDir: (fx: F) => string;
+  /** Strings no run may print. */
+  secrets: (fx: F) => string[];
+  /** Names under a backups folder (archives) before a run, for the final-name check. */
+  finals: (fx: F) => Set<string>;
+  entries: Entry<F>[];
+}
+
+export type Kind = "baseline" | "signal" | "kill" | "remote" | "enospc";
+
+/** One case of the matrix. */
+export interface FaultCase {
+  kind: Kind;
+  label: string;
+  signal?: "SIGINT" | "SIGTERM" | "SIGKILL";
+  /** 1-based step index (signals). */
+  step?: number;
+  where?: "boundary" | "mid";
+  delayMs?: number;
+  remote?: string;
+  folder?: string;
+}
+
+export interface CaseResult {
+  recipe: string;
+  c: FaultCase;
+  held: boolean;
+  problems: string[];
+  notes: string[];
+  ms: number;
+}
+
+// ---------------------------------------------------------------------------------
+// running a recipe with a fault
+
+interface Run {
+  code: number | null;
+  signal: string | null;
+  output: string;
+  ms: number;
+  /** Headings seen: [index, count, title]. */
+  steps: [number, number, string][];
+  /** When the fault was injected (ms after start), and during which step. */
+  firedAt?: number;
+  firedIn?: string;
+  /** The run's processes alive when the fault was injected. */
+  children: number[];
+  hung: boolean;
+}
+
+/** The fault, as the runner injects it. */
+interface Trigger {
+  /** A step heading index or title that arms it; none: armed at start. */
+  step?: number | RegExp;
+  delayMs?: number;
+  /** What to do; returns whether it landed. */
+  fire: (pid: number) => Promise<boolean> | boolean;
+}
+
+function procTable(): Map<number, { ppid: number; cmd: string }> {
+  const out = new Map<number, { ppid: number; cmd: string }>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8").replace(/\0/g, " ").trim();
+      out.set(Number(d), { ppid, cmd });
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** Pids under pid (not pid itself). */
+function descendants(pid: number): number[] {
+  const t = procTable();
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [c, v] of t) if (v.ppid === p && !out.includes(c)) (out.push(c), walk(c));
+  };
+  walk(pid);
+  return out;
+}
+
+const alive = (pid: number) => {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return !/\) Z /.test(s);
+  } catch {
+    return false;
+  }
+};
+const cmdOf = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").trim();
+  } catch {
+    return "";
+  }
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs a recipe as an operator does and injects the trigger's fault; kills it when it does not stop within bound. */
+function runRecipe(recipe: string, args: string[], env: Record<string, string>, trigger?: Trigger, boundMs = BOUND_MS, maxMs = 15 * 60_000): Promise<Run> {
+  const t0 = Date.now();
+  const e: Record<string, string> = { ...(process.env as Record<string, string>), NO_COLOR: "1", FORCE_COLOR: "0", CI: "1", NODE_OPTIONS: "" };
+  for (const k of Object.keys(e)) if (k.startsWith("LIFEBOAT_")) delete e[k];
+  Object.assign(e, env);
+  const child = spawn(process.execPath, ["--import=tsx", `recipes/${recipe}.ts`, ...args], { cwd: ROOT, env: e, stdio: ["ignore", "pipe", "pipe"] });
+  const run: Run = { code: null, signal: null, output: "", ms: 0, steps: [], children: [], hung: false };
+  let partial = "";
+  let armed = trigger && trigger.step === undefined;
+  let fired = false;
+  let exited = false;
+  let guard: NodeJS.Timeout | undefined;
+  const fire = async () => {
+    if (fired || exited) return;
+    fired = true;
+    if (trigger!.delayMs) await sleep(trigger!.delayMs);
+    if (exited) return;
+    run.children = descendants(child.pid!);
+    run.firedIn = run.steps.at(-1)?.[2] ?? "(before the first step)";
+    const landed = await trigger!.fire(child.pid!);
+    if (landed) run.firedAt = Date.now() - t0;
+    else fired = false; // did not land (e.g. the work was not there yet): a later heading may arm it again
+    if (landed) guard = setTimeout(() => {
+      run.hung = true;
+      for (const p of descendants(child.pid!)) try { process.kill(p, "SIGKILL"); } catch { /* gone */ }
+      child.kill("SIGKILL");
+    }, boundMs);
+  };
+  const take = (d: Buffer) => {
+    run.output += d.toString("utf8");
+    partial += d.toString("utf8");
+    const lines = partial.split("\n");
+    partial = lines.pop()!;
+    for (const l of lines) {
+      const m = /^▶ \[(\d+)\/(\d+)\] (.*)$/.exec(l);
+      if (!m) continue;
+      run.steps.push([Number(m[1]), Number(m[2]), m[3]]);
+      if (trigger && !fired && trigger.step !== undefined) {
+        const hit = typeof trigger.step === "number" ? Number(m[1]) === trigger.step : trigger.step.test(m[3]);
+        if (hit) armed = true;
+      }
+      if (armed && !fired) void fire();
+    }
+  };
+  child.stdout.on("data", take);
+  child.stderr.on("data", take);
+  if (armed) void fire();
+  const limit = setTimeout(() => {
+    run.hung = true;
+    child.kill("SIGKILL");
+  }, maxMs);
+  return new Promise((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      exited = true;
+      clearTimeout(guard);
+      clearTimeout(limit);
+      run.code = code;
+      run.signal = signal;
+      run.ms = Date.now() - t0;
+      resolve(run);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------
+// small lab actions
+
+const sh = (argv: string[], input?: string) => {
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: "utf8", input, maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`${argv.join(" ")} exited ${r.status}: ${(r.stderr || r.stdout || "").slice(-500)}`);
+  return r.stdout;
+};
+const trySh = (argv: string[]) => spawnSync(argv[0], argv.slice(1), { encoding: "utf8" });
+
+/** Mounts a tmpfs of mib MiB at path (made when missing). */
+function mountTmpfs(path: string, mib: number): void {
+  mkdirSync(path, { recursive: true });
+  sh(["mount", "-t", "tmpfs", "-o", `size=${mib}m,mode=700`, "tmpfs", path]);
+}
+function unmount(path: string): void {
+  trySh(["umount", "-l", path]);
+}
+/** Fills the filesystem of dir, leaving about 64 KiB free. */
+function fillDisk(dir: string): string {
+  const f = join(dir, ".faults-filler");
+  const st = statfsSync(dir);
+  const free = st.bavail * st.bsize - 64 * 1024;
+  if (free > 0) sh(["fallocate", "-l", String(free), f]);
+  return f;
+}
+
+/** Stops radosgw (SIGTERM by its pid file); revive with gatewayStart. */
+function gatewayStop(): boolean {
+  const pidFile = join(LAB_DIR, "ceph/run/client.rgw.a.pid");
+  const pid = Number(readFileSync(pidFile, "utf8"));
+  try {
+    process.kill(pid, "SIGKILL");
+    return true;
+  } catch {
+    return false;
+  }
+}
+/** Starts radosgw again as test/lab/ceph.sh does, and waits until it answers (60 s). */
+async function gatewayStart(): Promise<void> {
+  const lab = needLab("ceph");
+  const answers = async () => {
+    try {
+      return (await fetch(lab.LAB_S3_ENDPOINT, { signal: AbortSignal.timeout(2000) })).status === 200;
+    } catch {
+      return false;
+    }
+  };
+  if (await answers()) return;
+  const D = join(LAB_DIR, "ceph");
+  const pid = Number(readFileSync(join(D, "run/client.rgw.a.pid"), "utf8"));
+  if (!alive(pid)) {
+    sh(["bash", "-c", `setsid radosgw -c "$1" -n client.rgw.a -f </dev/null >"$2" 2>&1 & echo $! > "$3"`, "_", lab.LAB_CEPH_CONF, join(D, "log/client.rgw.a.out"), join(D, "run/client.rgw.a.pid")]);
+  }
+  for (let i = 0; i < 300; i++) {
+    if (await answers()) return;
+    await sleep(200);
+  }
+  throw new Error("radosgw did not answer within 60 s after a restart (test/lab/ceph.sh up brings it back)");
+}
+
+/** Kills (SIGKILL) the sshd session process serving a command whose argv mentions `mark`; polls up to 10 s. */
+async function killSshdServing(mark: string): Promise<boolean> {
+  for (let i = 0; i < 500; i++) {
+    const t = procTable();
+    for (const [pid, v] of t) {
+      if (!v.cmd.includes(mark) || !/^(bash -c |sh -c )?.*\btar\b/.test(v.cmd) || v.cmd.startsWith("ssh ")) continue;
+      // walk up to the session's sshd
+      let p = v.ppid;
+      while (p > 1 && t.has(p) && !/^sshd: /.test(t.get(p)!.cmd)) p = t.get(p)!.ppid;
+      if (p > 1 && t.has(p)) {
+        try {
+          process.kill(p, "SIGKILL");
+          return true;
+        } catch { /* gone */ }
+      }
+    }
+    await sleep(20);
+  }
+  return false;
+}
+
+/** Terminates every client backend but our own in a container's PostgreSQL; polls up to 10 s. */
+async function terminateBackends(container: string): Promise<boolean> {
+  const sql = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND datname IS NOT NULL) t";
+  for (let i = 0; i < 200; i++) {
+    const r = trySh(["docker", "exec", "-u", "postgres", container, "psql", "-X", "-At", "-c", sql]);
+    if (r.status === 0 && Number(r.stdout.trim()) > 0) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
+function killPidFile(file: string): boolean {
+  try {
+    process.kill(Number(readFileSync(file, "utf8")), "SIGKILL");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Mulberry32: a small seeded generator, so a failing case can be replayed from its seed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// ---------------------------------------------------------------------------------
+// cases
+
+/** Options for {@link casesFor}. */
+export interface MatrixSize {
+  /** "full": every step boundary and middle, `kills` SIGKILLs, every remote and folder; "reduced": a sample. */
+  size: "full" | "reduced";
+  kills: number;
+  seed: number;
+}
+
+/** The cases of one recipe, once its baseline run told its steps and duration. */
+export function casesFor<F>(e: Entry<F>, steps: number, baselineMs: number, m: MatrixSize): FaultCase[] {
+  const r = rng(m.seed ^ hash(e.recipe));
+  const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+  const out: FaultCase[] = [];
+  const sig = (signal: "SIGINT" | "SIGTERM", step: number, where: "boundary" | "mid") =>
+    out.push({ kind: "signal", signal, step, where, label: `${signal} ${where === "boundary" ? "at the start of" : "in the middle of"} step ${step}/${steps}` });
+  if (m.size === "full") {
+    for (let i = 1; i <= steps; i++) sig(i % 2 ? "SIGINT" : "SIGTERM", i, "boundary");
+    for (let i = 1; i <= steps; i++) sig(i % 2 ? "SIGTERM" : "SIGINT", i, "mid");
+  } else {
+    sig("SIGINT", 1 + Math.floor(r() * steps), pick(["boundary", "mid"]));
+    sig("SIGTERM", 1 + Math.floor(r() * steps), pick(["boundary", "mid"]));
+  }
+  // Startup (node + tsx) is part of the measured duration: kills spread over all of it.
+  for (let k = 0; k < m.kills; k++) {
+    const delayMs = Math.round(baselineMs * (0.05 + 0.95 * r()));
+    out.push({ kind: "kill", signal: "SIGKILL", delayMs, label: `SIGKILL after ${(delayMs / 1000).toFixed(2)}s (seed ${m.seed}, #${k + 1})` });
+  }
+  for (const x of m.size === "full" ? e.remotes : e.remotes.length ? [pick(e.remotes)] : []) out.push({ kind: "remote", remote: x.name, label: `${x.name} dies` });
+  for (const x of m.size === "full" ? e.folders : e.folders.length ? [pick(e.folders)] : []) out.push({ kind: "enospc", folder: x.name, label: `no space left in ${x.name}` });
+  return out;
+}
+
+function hash(s: string): number {
+  let h = 2166136261;
+  for (const ch of s) h = Math.imul(h ^ ch.charCodeAt(0), 16777619);
+  return h >>> 0;
+}
+
+const EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+
+/** Runs one case end to end: reset, the faulted run, its checks, the recovery, the verification. */
+export async function runCase<F>(sys: System<F>, e: Entry<F>, fx: F, c: FaultCase, ctx: Context, log: (l: string) => void = () => {}): Promise<CaseResult & { run?: Run }> {
+  const t0 = Date.now();
+  const problems: string[] = [];
+  const notes: string[] = [];
+  const env = sys.env(fx);
+  await e.reset(fx);
+  let args = e.args(fx);
+  let mounted: string | null = null;
+  let filler: string | null = null;
+  let undo: (() => void) | null = null;
+  let reviving: Promise<void> | null = null;
+  try {
+    let trigger: Trigger | undefined;
+    const remote = c.remote ? e.remotes.find((x) => x.name === c.remote)! : undefined;
+    if (c.kind === "signal") {
+      trigger = { step: c.step, delayMs: c.where === "mid" ? MID_MS : 0, fire: (pid) => (process.kill(pid, c.signal!), true) };
+    } else if (c.kind === "kill") {
+      trigger = { delayMs: c.delayMs, fire: (pid) => (process.kill(pid, "SIGKILL"), true) };
+    } else if (c.kind === "remote") {
+      trigger = {
+        step: remote!.step,
+        fire: async () => {
+          const landed = await remote!.kill(fx);
+          if (landed && remote!.downMs) reviving = sleep(remote!.downMs).then(() => remote!.revive(fx));
+          return landed;
+        },
+      };
+    } else if (c.kind === "enospc") {
+      const folder = e.folders.find((x) => x.name === c.folder)!;
+      const m = folder.mount(fx);
+      mountTmpfs(m.path, m.mib);
+      mounted = m.path;
+      undo = m.undo ?? null;
+      args = [...args, ...m.args];
+      trigger = { step: folder.step, fire: () => ((filler = fillDisk(m.fill ?? m.path)), true) };
+    }
+    const before = sys.finals(fx);
+    const run = await runRecipe(e.recipe, args, env, trigger, c.kind === "remote" ? 120_000 : BOUND_MS);
+    const where = run.firedIn ? ` (landed in '${run.firedIn}' at ${(run.firedAt! / 1000).toFixed(2)}s)` : "";
+    log(`    ${c.label}: exit ${run.code ?? run.signal}${where} after ${formatDuration(run.ms)}`);
+    const tail = () => run.output.split("\n").filter(Boolean).slice(-12).map((l) => `      │ ${l}`).join("\n");
+    for (const s of sys.secrets(fx)) if (s && run.output.includes(s)) problems.push(`the output shows a secret (${s.slice(0, 3)}…)`);
+    if (run.hung) problems.push(`hang: the run did not stop within ${(c.kind === "remote" ? 120 : BOUND_MS / 1000)} s of the fault; killed\n${tail()}`);
+
+    const locks = join(sys.stateDir(fx), "locks");
+    const lockLeft = existsSync(locks) && readdirSync(locks).some((n) => n.startsWith(`${e.recipe}--`));
+    let broken = run.code !== 0;
+    if (c.kind === "baseline") {
+      if (run.code !== 0) problems.push(`a normal run exited ${run.code}\n${tail()}`);
+    } else if (run.firedAt === undefined) {
+      notes.push("the fault did not land (the run finished first)");
+      if (run.code !== 0) problems.push(`exit ${run.code ?? run.signal} with no fault injected\n${tail()}`);
+    } else if (c.kind === "signal") {
+      const want = EXIT[c.signal as "SIGINT"];
+      if (run.code !== want) problems.push(`exit ${run.code ?? run.signal}, want ${want} (${c.signal})\n${tail()}`);
+      else if (!run.hung && run.ms - run.firedAt > BOUND_MS) problems.push(`stopped ${formatDuration(run.ms - run.firedAt)} after ${c.signal}`);
+      await sleep(500);
+      const left = run.children.filter(alive).map((p) => `${p} ${cmdOf(p)}`).filter((l) => !/standins\/|\bradosgw\b/.test(l));
+      if (left.length) problems.push(`still running after the exit: ${left.join("; ")}`);
+      if (lockLeft) problems.push("the lock was not released");
+    } else if (c.kind === "kill") {
+      if (run.signal !== "SIGKILL") notes.push(`the run ended (exit ${run.code}) before the kill`);
+      // the orphans of a killed run (its children are in process groups of their own) end on a broken pipe
+      for (let i = 0; i < 100 && run.children.some(alive); i++) await sleep(100);
+      const left = run.children.filter(alive).map((p) => `${p} ${cmdOf(p)}`).filter((l) => !/standins\/|\bradosgw\b/.test(l));
+      if (left.length) notes.push(`orphans still running 10 s after the kill: ${left.join("; ")}`);
+    } else if (c.kind === "remote") {
+      if (run.code === 0) notes.push("the run rode the outage out");
+      else if (!remote!.says.test(run.output)) problems.push(`the error does not name ${remote!.name} or the cause (${remote!.says})\n${tail()}`);
+      if (run.code !== 0 && lockLeft && !run.hung) problems.push("the lock was not released");
+    } else if (c.kind === "enospc") {
+      if (run.code === 0) problems.push("the run succeeded on a full disk");
+      else if (!/no space left|ENOSPC|not enough space/i.test(run.output) && !(mounted && run.output.includes(mounted))) problems.push(`the error neither says 'no space left' nor names ${mounted}\n${tail()}`);
+    }
+    if (c.kind !== "baseline") problems.push(...(await e.leftovers(fx, before, ctx)));
+
+    // bring back what the fault took away, then continue
+    if (reviving) await reviving;
+    if (remote) await remote.revive(fx);
+    if (filler) rmSync(filler, { force: true });
+    if (broken) {
+      let rec = await runRecipe(e.recipe, [...args, ...(e.resume ? ["--resume"] : [])], env, undefined, BOUND_MS);
+      if (e.resume && rec.code === 2 && /nothing to resume/.test(rec.output)) {
+        notes.push("nothing to resume (killed before its first step): a fresh run");
+        rec = await runRecipe(e.recipe, args, env);
+      }
+      for (const s of sys.secrets(fx)) if (s && rec.output.includes(s)) problems.push(`the recovery's output shows a secret (${s.slice(0, 3)}…)`);
+      if (rec.code === 4) problems.push("the next run found the lock held (exit 4)");
+      if (rec.code !== 0) problems.push(`the ${e.resume ? "resumed" : "next"} run exited ${rec.code}\n${rec.output.split("\n").filter(Boolean).slice(-12).map((l) => `      │ ${l}`).join("\n")}`);
+      if (c.kind === "kill" && lockLeft && !/taking over stale lock/.test(rec.output)) problems.push("the stale lock was not taken over with a warning");
+      log(`      then ${e.resume ? "--resume" : "a fresh run"}: exit ${rec.code} after ${formatDuration(rec.ms)}`);
+      broken = rec.code !== 0;
+    }
+    if (!broken) problems.push(...(await e.verify(fx, ctx)));
+    return { recipe: e.recipe, c, held: problems.length === 0, problems, notes, ms: Date.now() - t0, run };
+  } catch (err) {
+    problems.push(`the case itself failed: ${(err as Error).stack ?? err}`);
+    return { recipe: e.recipe, c, held: false, problems, notes, ms: Date.now() - t0 };
+  } finally {
+    if (mounted) unmount(mounted);
+    undo?.();
+  }
+}
+
+/** Options for {@link runMatrix}. */
+export interface MatrixOptions extends MatrixSize {
+  /** Only these recipes (default: every recipe of every system). */
+  recipes?: string[];
+  work: string;
+  ctx: Context;
+  log: (l: string) => void;
+}
+
+/** Runs the matrix: per system, setup, then per recipe a baseline and its cases. */
+export async function runMatrix(systems: System<any>[], o: MatrixOptions): Promise<{ results: CaseResult[]; ms: number }> {
+  const t0 = Date.now();
+  const results: CaseResult[] = [];
+  o.log(`fault matrix: ${o.size} size, seed ${o.seed} (replay with --seed ${o.seed})`);
+  for (const sys of systems) {
+    const entries = sys.entries.filter((e) => !o.recipes?.length || o.recipes.includes(e.recipe));
+    if (!entries.length) continue;
+    o.log(chalk.bold(`${sys.name}: setting up the source and its archive`));
+    const fx = await sys.setup(join(o.work, sys.name), o.ctx);
+    try {
+      for (const e of entries) {
+        o.log(chalk.bold(`${e.recipe}`));
+        const base = await runCase(sys, e, fx, { kind: "baseline", label: "a normal run" }, o.ctx, o.log);
+        results.push(base);
+        report(base, o.log);
+        const steps = base.run?.steps.at(-1)?.[1] ?? 0;
+        if (!base.held || !steps) continue;
+        for (const c of casesFor(e, steps, base.run!.ms, o)) {
+          const r = await runCase(sys, e, fx, c, o.ctx, o.log);
+          results.push(r);
+          report(r, o.log);
+        }
+      }
+    } finally {
+      await sys.teardown(fx);
+    }
+  }
+  return { results, ms: Date.now() - t0 };
+}
+
+function report(r: CaseResult, log: (l: string) => void): void {
+  const mark = r.held ? chalk.green("✔") : chalk.red("✖");
+  log(`  ${mark} ${r.recipe}: ${r.c.label} ${chalk.dim(formatDuration(r.ms))}${r.notes.length ? chalk.dim(` (${r.notes.join("; ")})`) : ""}`);
+  for (const p of r.problems) log(chalk.red(`      ${p}`));
+}
+
+/** The summary table: per recipe and kind, cases run and held. */
+export function summaryTable(results: CaseResult[], ms: number): string[] {
+  const kinds: Kind[] = ["baseline", "signal", "kill", "remote", "enospc"];
+  const recipes = [...new Set(results.map((r) => r.recipe))];
+  const w = Math.max(8, ...recipes.map((r) => r.length));
+  const cell = (rs: CaseResult[]) => {
+    if (!rs.length) return chalk.dim("-".padStart(9));
+    const held = rs.filter((r) => r.held).length;
+    const s = `${held}/${rs.length}`.padStart(9);
+    return held === rs.length ? chalk.green(s) : chalk.red(s);
+  };
+  const lines = [chalk.bold(`${"recipe".padEnd(w)} ${kinds.map((k) => k.padStart(9)).join("")}${"total".padStart(9)}${"time".padStart(9)}`)];
+  for (const rec of recipes) {
+    const rs = results.filter((r) => r.recipe === rec);
+    lines.push(`${rec.padEnd(w)} ${kinds.map((k) => cell(rs.filter((r) => r.c.kind === k))).join("")}${cell(rs)}${formatDuration(rs.reduce((a, r) => a + r.ms, 0)).padStart(9)}`);
+  }
+  lines.push(`${"all".padEnd(w)} ${kinds.map((k) => cell(results.filter((r) => r.c.kind === k))).join("")}${cell(results)}${formatDuration(ms).padStart(9)}`);
+  lines.push(chalk.dim("cells: cases held / cases run"));
+  return lines;
+}
+
+// ---------------------------------------------------------------------------------
+// shared checks
+
+/** Backups: every archive under a final name that was not there before must verify. */
+async function newArchivesVerify(folder: string, before: Set<string>, passphrase: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const b of listBackups(folder)) {
+    if (before.has(b.name)) continue;
+    try {
+      await verifyArchive(b.path, { decrypt: { passphrase } });
+    } catch (e) {
+      out.push(`${b.name} looks like a complete backup but does not verify: ${(e as Error).message.split("\n")[0]}`);
+    }
+  }
+  return out;
+}
+
+/** The newest archive verifies; no `.partial-…` is left; returns its manifest's meta. */
+async function newestVerifies<M>(folder: string, passphrase: string, problems: string[]): Promise<M | null> {
+  const newest = listBackups(folder)[0];
+  const partial = readdirSync(folder).filter((n) => n.startsWith(".partial-"));
+  if (partial.length) problems.push(`left in ${folder} after a complete run: ${partial.join(", ")}`);
+  if (!newest) {
+    problems.push(`no archive in ${folder}`);
+    return null;
+  }
+  try {
+    const r = await verifyArchive<M>(newest.path, { decrypt: { passphrase } });
+    return r.manifest?.meta ?? null;
+  } catch (e) {
+    problems.push(`${newest.name} does not verify: ${(e as Error).message.split("\n")[0]}`);
+    return null;
+  }
+}
+
+function clearArchives(folder: string): void {
+  if (!existsSync(folder)) return;
+  for (const n of readdirSync(folder)) rmSync(join(folder, n), { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------------------------
+// Deis: its own buckets, store volume and database container, so other drills on the lab are untouched
+
+interface DeisFx {
+  work: string;
+  site: string;
+  backups: string;
+  state: string;
+  standin: string;
+  storeDir: string;
+  restoreStaging: string;
+  buckets: [string, string];
+  container: string;
+  passphrase: string;
+  s3: S3Handle;
+  objects: Record<string, Record<string, string>>;
+  before: { store: string; dump: string };
+  archive: string;
+  secrets: string[];
+}
+
+async function deisObjects(fx: DeisFx): Promise<Record<string, Record<string, string>>> {
+  const out: Record<string, Record<string, string>> = {};
+  for (const b of fx.buckets) {
+    out[b] = {};
+    try {
+      for await (const o of s3List(fx.s3, b)) out[b][o.key] = `${o.size} ${o.etag}`;
+    } catch (e) {
+      if (!/no such bucket/i.test((e as Error).message)) throw e;
+    }
+  }
+  return out;
+}
+
+async function deisDump(fx: DeisFx, file: string): Promise<string> {
+  await pgDumpAll({ container: fx.container, osUser: "postgres" }, file, { restrictKey: "LIFEBOATFAULTS", progress: false });
+  return readFileSync(file, "utf8");
+}
+
+const deisSystem: System<DeisFx> = {
+  name: "deis",
+  needs: ["docker", "sshd", "ceph"],
+  async setup(work, ctx) {
+    const lab = needLab("docker", "sshd", "ceph");
+    rmSync(work, { recursive: true, force: true });
+    mkdirSync(work, { recursive: true });
+    const tag = `lbf${process.pid}`;
+    const fx: DeisFx = {
+      work, site: join(work, "site.yaml"), backups: join(work, "backups"), state: join(work, "state"), standin: join(work, "deisctl"),
+      storeDir: join(work, "store"), restoreStaging: join(work, "restore-staging"), buckets: [`${tag}-db_wal`, `${tag}-registry`],
+      container: `lifeboat-faults-deis-db-${process.pid}`, passphrase: "faults: correct horse battery staple", s3: labGateway(),
+      objects: {}, before: { store: join(work, "before/store"), dump: "" }, archive: join(work, "golden/deis-backup.tar.gz.age"),
+      secrets: [lab.LAB_S3_SECRET_KEY, "faults: correct horse battery staple", "deis-lab-password", "it's a $ecret"],
+    };
+    mkdirSync(fx.standin, { recursive: true });
+    writeFileSync(join(fx.standin, "access-key"), lab.LAB_S3_ACCESS_KEY + "\n", { mode: 0o600 });
+    writeFileSync(join(fx.standin, "secret-key"), lab.LAB_S3_SECRET_KEY + "\n", { mode: 0o600 });
+    writeFileSync(join(work, "passphrase"), fx.passphrase + "\n", { mode: 0o600 });
+    const site = {
+      "state-dir": fx.state,
+      backups: { dir: fx.backups },
+      gateway: { endpoint: lab.LAB_S3_ENDPOINT, region: lab.LAB_S3_REGION || "us-east-1", buckets: fx.buckets, concurrency: 8 },
+      deisctl: { command: [DEISCTL_STANDIN] },
+      store: { host: lab.LAB_SSH_HOST, port: Number(lab.LAB_SSH_PORT), user: "root", "identity-file": lab.LAB_SSH_KEY, "known-hosts": lab.LAB_SSH_KNOWN_HOSTS, sudo: false, dir: fx.storeDir },
+      database: { container: fx.container, "exec-user": "postgres" },
+      restore: { "load-dump": true, "wait-seconds": 60, "work-dir": fx.restoreStaging },
+      controller: { resave: "off" },
+      age: { "passphrase-file": join(work, "passphrase") },
+    };
+    writeFileSync(fx.site, "# generated by tasks/drills/faults.ts\n" + YAML.stringify(site), { mode: 0o600 });
+    // the source: buckets, store volume, database (with a bulk table, so dumps take a moment)
+    const files = bucketFiles();
+    for (const [i, src] of ["db_wal", "registry"].entries()) {
+      const b = fx.buckets[i];
+      await s3RemoveBucket(fx.s3, b, { purge: true });
+      await s3MakeBucket(fx.s3, b);
+      const dir = join(work, "seed", b);
+      for (const [key, data] of Object.entries(files[src])) {
+        mkdirSync(join(dir, key, ".."), { recursive: true });
+        writeFileSync(join(dir, key), data.subarray(0, 6 * MiB)); // smaller than the drill's: many runs; the big layer stays multipart
+      }
+      await s3Sync(dir, `s3://${b}`, { client: fx.s3, index: false, multipartThreshold: 5 * MiB, partSize: 5 * MiB, progress: false });
+    }
+    rmSync(join(work, "seed"), { recursive: true, force: true });
+    fx.objects = await deisObjects(fx);
+    seedStore(fx.storeDir);
+    sh(["truncate", "-s", "2M", join(fx.storeDir, "logs/deis-registry.log")]);
+    mkdirSync(join(work, "before"), { recursive: true });
+    await exec(["cp", "-a", "--", fx.storeDir, fx.before.store]);
+    sh(["bash", PG_CONTAINER_SH, "run", fx.container]);
+    sh(["docker", "exec", "-i", "-u", "postgres", fx.container, "psql", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"], `${DEIS_SQL}\n\\connect deis\nSET ROLE deis;\n${BULK_SQL}\n`);
+    fx.before.dump = await deisDump(fx, join(work, "before/dump.sql"));
+    // the archive the restores take in
+    const r = await runRecipe("deis-backup", ["--config", fx.site, "--yes"], { DEISCTL_STANDIN_DIR: fx.standin });
+    if (r.code !== 0) throw new Error(`deis-backup (setup) exited ${r.code}:\n${r.output.slice(-3000)}`);
+    mkdirSync(join(work, "golden"), { recursive: true });
+    copyFileSync(listBackups(fx.backups)[0].path, fx.archive);
+    clearArchives(fx.backups);
+    ctx.log.info(`  deis source: ${Object.values(fx.objects).reduce((n, o) => n + Object.keys(o).length, 0)} objects, store ${fx.storeDir}, container ${fx.container}; archive made in ${formatDuration(r.ms)}`);
+    return fx;
+  },
+  async teardown(fx) {
+    for (const b of fx.buckets) await s3RemoveBucket(fx.s3, b, { purge: true }).catch(() => {});
+    fx.s3.destroy();
+    trySh(["bash", PG_CONTAINER_SH, "rm", fx.container]);
+    rmSync(fx.work, { recursive: true, force: true });
+  },
+  env: (fx) => ({ DEISCTL_STANDIN_DIR: fx.standin }),
+  stateDir: (fx) => fx.state,
+  secrets: (fx) => fx.secrets,
+  finals: (fx) => new Set(listBackups(fx.backups).map((b) => b.name)),
+  entries: [],
+};
+
+/** backups.dir on a tmpfs for one case (staging lives inside it). */
+function fullBackups(fx: DeisFx) {
+  const path = join(fx.work, "full-backups");
+  const old = fx.backups;
+  fx.backups = path;
+  return { path, mib: 200, args: [`--backups.dir=${path}`], undo: () => void (fx.backups = old) };
+}
+
+const deisRemotes = {
+  ssh: (step: RegExp): Remote<DeisFx> => ({
+    name: "ssh connection", step, says: /ssh|127\.0\.0\.1|connection|closed|store/i,
+    kill: (fx) => killSshdServing(fx.storeDir), revive: async () => {},
+  }),
+  gateway: (step: RegExp): Remote<DeisFx> => ({
+    name: "S3 gateway (radosgw)", step, says: /gateway|s3|7480|unreachable|ECONNREFUSED/i,
+    kill: async () => (await sleep(MID_MS), gatewayStop()), revive: () => gatewayStart(), downMs: 15_000,
+  }),
+  container: (step: RegExp): Remote<DeisFx> => ({
+    name: "database container (docker kill)", step, says: /container|docker|not running|lifeboat-faults-deis-db/i,
+    kill: async (fx) => (await sleep(MID_MS), trySh(["docker", "kill", fx.container]).status === 0),
+    revive: async (fx) => void (trySh(["docker", "start", fx.container]), sh(["bash", PG_CONTAINER_SH, "wait", fx.container])),
+  }),
+  postgres: (step: RegExp): Remote<DeisFx> => ({
+    name: "PostgreSQL server (backends terminated)", step, says: /terminat|server closed|connection|postgres|psql|pg_dump/i,
+    kill: (fx) => terminateBackends(fx.container), revive: async () => {},
+  }),
+};
+
+deisSystem.entries.push(
+  {
+    recipe: "deis-backup",
+    kind: "backup",
+    resume: true,
+    reset: async (fx) => clearArchives(fx.backups),
+    args: (fx) => ["--config", fx.site, "--yes"],
+    async verify(fx) {
+      const problems: string[] = [];
+      const meta = await newestVerifies<{ deis: { buckets: Record<string, { objects: number }> } }>(fx.backups, fx.passphrase, problems);
+      for (const b of fx.buckets) {
+        const want = Object.keys(fx.objects[b]).length;
+        if (meta && meta.deis.buckets[b]?.objects !== want) problems.push(`the archive holds ${meta.deis.buckets[b]?.objects} objects of s3://${b}, the source ${want}`);
+      }
+      return problems;
+    },
+    leftovers: (fx, before) => newArchivesVerify(fx.backups, before, fx.passphrase),
+    remotes: [
+      deisRemotes.gateway(/^download s3:\/\/.*registry/),
+      deisRemotes.ssh(/^tar the store volume/),
+      deisRemotes.container(/^dump the database/),
+      deisRemotes.postgres(/^dump the database/),
+    ],
+    folders: [
+      { name: "staging (backups.dir/.deis-backup-staging)", step: /^download s3:\/\/.*registry/, mount: (fx) => fullBackups(fx) },
+      { name: "backups folder (backups.dir)", step: /^pack and verify/, mount: (fx) => fullBackups(fx) },
+    ],
+  },
+  {
+    recipe: "deis-restore",
+    kind: "restore",
+    resume: true,
+    async reset(fx) {
+      for (const b of fx.buckets) await s3RemoveBucket(fx.s3, b, { purge: true });
+      rmSync(fx.storeDir, { recursive: true, force: true });
+      rmSync(fx.restoreStaging, { recursive: true, force: true });
+      sh(["bash", PG_CONTAINER_SH, "run", fx.container]);
+    },
+    args: (fx) => [fx.archive, "--config", fx.site, "--yes"],
+    async verify(fx) {
+      const problems: string[] = [];
+      const now = await deisObjects(fx);
+      for (const b of fx.buckets) {
+        for (const [k, v] of Object.entries(fx.objects[b])) if (now[b][k] !== v) problems.push(`s3://${b}/${k}: was "${v}", is "${now[b][k] ?? "missing"}"`);
+        for (const k of Object.keys(now[b])) if (!(k in fx.objects[b])) problems.push(`s3://${b}/${k}: not there before`);
+      }
+      for (const d of await compareTrees(fx.before.store, fx.storeDir)) problems.push(`store: ${d}`);
+      const dump = await deisDump(fx, join(fx.work, "dump-after.sql"));
+      if (dump !== fx.before.dump) problems.push("databases: pg_dumpall differs from before");
+      if (existsSync(fx.restoreStaging)) problems.push(`staging left: ${fx.restoreStaging}`);
+      return problems.slice(0, 20);
+    },
+    async leftovers(fx) {
+      // every object the broken run put back is whole (same size and ETag as the source)
+      const now = await deisObjects(fx);
+      const out: string[] = [];
+      for (const b of fx.buckets) for (const [k, v] of Object.entries(now[b])) if (fx.objects[b][k] !== v) out.push(`s3://${b}/${k}: torn: "${v}", the source's "${fx.objects[b][k]}"`);
+      return out.slice(0, 10);
+    },
+    remotes: [
+      deisRemotes.gateway(/^upload the buckets/),
+      deisRemotes.ssh(/^untar the store data/),
+      deisRemotes.container(/^load dump_all\.sql/),
+      deisRemotes.postgres(/^load dump_all\.sql/),
+    ],
+    folders: [
+      { name: "staging (restore.work-dir)", step: /^unpack the archive/, mount: (fx) => ({ path: fx.restoreStaging, mib: 400, args: [], fill: fx.restoreStaging }) },
+      { name: "store volume (store.dir, over ssh)", step: /^untar the store data/, mount: (fx) => ({ path: fx.storeDir, mib: 64, args: [] }) },
+    ],
+  },
+);
+
+// ---------------------------------------------------------------------------------
+// Hoss: the lab Hoss of tasks/drills/hoss.ts, with an LDAP database of its own (slapcat and
+// slapadd on a private copy of the lab's slapd.conf), so the shared slapd is never touched
+
+interface HossFx {
+  dir: string;
+  hossDir: string;
+  backupRoot: string;
+  keysDir: string;
+  container: string;
+  envFile: string;
+  site: string;
+  state: string;
+  search: string;
+  ldapConf: string;
+  ldapDb: string;
+  archive: string;
+  before: { db: Record<string, string>; search: unknown; configDir: string; keysDir: string; ldif: string };
+  secrets: string[];
+}
+
+const hossSystem: System<HossFx> = {
+  name: "hoss",
+  needs: ["docker", "slapd"],
+  async setup(dir, ctx) {
+    const lab = needLab("docker", "slapd");
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const hossDir = `${dir}/home/.hoss`;
+    const [osPort, serverPort] = [await freePort(), await freePort()];
+    const fx: HossFx = {
+      dir, hossDir, backupRoot: `${hossDir}/backup`, keysDir: `${dir}/volumes/server_auth-secrets/_data`, container: `lifeboat-faults-hoss-db-${process.pid}`,
+      envFile: `${dir}/hoss-lab.env`, site: `${dir}/site.yaml`, state: `${dir}/state`, search: `http://127.0.0.1:${osPort}`,
+      ldapConf: `${dir}/ldap/slapd.conf`, ldapDb: `${dir}/ldap/db`, archive: `${dir}/golden/hoss-backup.tar.gz.age`,
+      before: { db: {}, search: null, configDir: `${dir}/before/hoss`, keysDir: `${dir}/before/keys`, ldif: "" },
+      secrets: ["faults: hoss age passphrase", "s3cr3t with spaces", "9f8e7d6c5b4a"],
+    };
+    writeFileSync(fx.envFile, [
+      `HOSS_RUN=${dir}/run`, `HOSS_PG_CONTAINER=${fx.container}`, `HOSS_OS_PORT=${osPort}`, `HOSS_OS_DATA=${dir}/opensearch-data`,
+      `HOSS_OS_REPO=${fx.backupRoot}/.opensearch`, `HOSS_SERVER_PORT=${serverPort}`, "HOSS_SERVER_VERSION=2.1.3", "HOSS_READY_AFTER_MS=300", "",
+    ].join("\n"));
+    writeFileSync(`${dir}/age.pw`, "faults: hoss age passphrase\n", { mode: 0o600 });
+    // a private LDAP database: the lab's schema and entries, our own directory
+    mkdirSync(fx.ldapDb, { recursive: true, mode: 0o700 });
+    const conf = readFileSync(lab.LAB_SLAPD_CONF, "utf8").replace(/^directory\s+.*$/m, `directory       ${fx.ldapDb}`).replace(/^(pidfile|argsfile)\s+.*$/gm, "");
+    writeFileSync(fx.ldapConf, conf, { mode: 0o600 });
+    writeFileSync(`${dir}/ldap/seed.ldif`, sh(["slapcat", "-f", lab.LAB_SLAPD_CONF]));
+    sh(["slapadd", "-q", "-f", fx.ldapConf, "-l", `${dir}/ldap/seed.ldif`]);
+    const list = (xs: string[]) => JSON.stringify(xs);
+    writeFileSync(fx.site, [
+      "# generated by tasks/drills/faults.ts: the Hoss drill's site file with a private LDAP database",
+      `config-dir: ${JSON.stringify(hossDir)}`,
+      `endpoint: http://127.0.0.1:${serverPort}`,
+      "config: {exclude: [data], keep: [data/nas]}",
+      `keys: {paths: [${JSON.stringify(fx.keysDir)}]}`,
+      `db: {container: ${fx.container}, databases: [hoss_core, hoss_auth]}`,
+      "ldap:",
+      "  enabled: true",
+      `  slapcat: ${list(["slapcat", "-f", fx.ldapConf])}`,
+      `  stop: ${list(["true"])}`,
+      `  clear: ${list(["find", fx.ldapDb, "-mindepth", "1", "-delete"])}`,
+      `  slapadd: ${list(["slapadd", "-q", "-f", fx.ldapConf])}`,
+      `  start: ${list(["true"])}`,
+      `search: {url: ${JSON.stringify(fx.search)}, location: ${JSON.stringify(`${fx.backupRoot}/.opensearch`)}}`,
+      "server:",
+      `  dir: ${JSON.stringify(ROOT)}`,
+      `  start: ${list(["bash", "test/lab/hoss.sh", "up", fx.envFile])}`,
+      "  timeout: 30",
+      `  restart-sync: ${list(["bash", "test/lab/hoss.sh", "restart", fx.envFile, "sync"])}`,
+      `  restart-core: ${list(["bash", "test/lab/hoss.sh", "restart", fx.envFile, "core"])}`,
+      `age: {passphrase-file: ${JSON.stringify(`${dir}/age.pw`)}}`,
+      "",
+    ].join("\n"));
+    seedConfig(hossDir, fx.backupRoot);
+    sh(["chmod", "750", hossDir]);
+    seedKeys(fx.keysDir);
+    sh(["bash", HOSS_SH, "up", fx.envFile]);
+    for (const [db, sql] of Object.entries(HOSS_SQL)) psql(fx.container, db, sql);
+    psql(fx.container, "hoss_core", BULK_SQL);
+    await seedSearch(fx.search);
+    fx.before.db = dbState(fx.container);
+    fx.before.search = await searchState(fx.search);
+    mkdirSync(`${dir}/before`, { recursive: true });
+    sh(["cp", "-a", "--", hossDir, fx.before.configDir]);
+    rmSync(`${fx.before.configDir}/backup`, { recursive: true, force: true });
+    sh(["cp", "-a", "--", fx.keysDir, fx.before.keysDir]);
+    fx.before.ldif = sh(["slapcat", "-f", fx.ldapConf]);
+    const r = await runRecipe("hoss-backup", ["--config", fx.site, "--yes"], { LIFEBOAT_STATE_DIR: fx.state });
+    if (r.code !== 0) throw new Error(`hoss-backup (setup) exited ${r.code}:\n${r.output.slice(-3000)}`);
+    mkdirSync(`${dir}/golden`, { recursive: true });
+    copyFileSync(listBackups(`${fx.backupRoot}/backups`)[0].path, fx.archive);
+    clearArchives(`${fx.backupRoot}/backups`);
+    ctx.log.info(`  hoss source: ${hossDir}, container ${fx.container}, search ${fx.search}; archive made in ${formatDuration(r.ms)}`);
+    return fx;
+  },
+  async teardown(fx) {
+    trySh(["bash", HOSS_SH, "reset", fx.envFile]);
+    unmount(fx.backupRoot);
+    rmSync(fx.dir, { recursive: true, force: true });
+  },
+  env: (fx) => ({ LIFEBOAT_STATE_DIR: fx.state }),
+  stateDir: (fx) => fx.state,
+  secrets: (fx) => fx.secrets,
+  finals: (fx) => new Set(listBackups(`${fx.backupRoot}/backups`).map((b) => b.name)),
+  entries: [],
+};
+
+/** The Hoss source as the backup found it, running (the restore's cases leave it restored). */
+async function hossUp(fx: HossFx): Promise<void> {
+  sh(["bash", HOSS_SH, "up", fx.envFile]);
+}
+
+const hossRemotes = {
+  container: (step: RegExp): Remote<HossFx> => ({
+    name: "database container (docker kill)", step, says: /container|docker|not running|lifeboat-faults-hoss-db/i,
+    kill: async (fx) => (await sleep(MID_MS), trySh(["docker", "kill", fx.container]).status === 0), revive: hossUp,
+  }),
+  postgres: (step: RegExp): Remote<HossFx> => ({
+    name: "PostgreSQL server (backends terminated)", step, says: /terminat|server closed|connection|postgres|pg_dump|pg_restore/i,
+    kill: (fx) => terminateBackends(fx.container), revive: async () => {},
+  }),
+  server: (step: RegExp): Remote<HossFx> => ({
+    name: "Hoss server (HTTP stand-in killed)", step, says: /server|127\.0\.0\.1|ECONNREFUSED|refused|did not tell/i,
+    kill: async (fx) => killPidFile(`${fx.dir}/run/server.pid`), revive: hossUp,
+  }),
+  search: (step: RegExp): Remote<HossFx> => ({
+    name: "OpenSearch (HTTP stand-in killed)", step, says: /opensearch|search|127\.0\.0\.1|ECONNREFUSED|refused/i,
+    kill: async (fx) => killPidFile(`${fx.dir}/run/opensearch.pid`), revive: hossUp,
+  }),
+};
+
+/** Wipes the lab Hoss as `make down` + `make reset` and the drill do: what a restore starts from. */
+function hossWipe(fx: HossFx): void {
+  sh(["bash", HOSS_SH, "reset", fx.envFile]);
+  unmount(fx.backupRoot);
+  for (const name of readdirSync(fx.hossDir)) if (name !== "backup" && name !== "data") rmSync(`${fx.hossDir}/${name}`, { recursive: true, force: true });
+  for (const name of readdirSync(`${fx.hossDir}/data`)) if (name !== "nas") rmSync(`${fx.hossDir}/data/${name}`, { recursive: true, force: true });
+  for (const name of readdirSync(fx.backupRoot)) if (name !== "backups") rmSync(`${fx.backupRoot}/${name}`, { recursive: true, force: true });
+  rmSync(`${fx.dir}/volumes`, { recursive: true, force: true });
+  sh(["find", fx.ldapDb, "-mindepth", "1", "-delete"]);
+}
+
+hossSystem.entries.push(
+  {
+    recipe: "hoss-backup",
+    kind: "backup",
+    resume: false,
+    async reset(fx) {
+      unmount(fx.backupRoot);
+      if (!existsSync(`${fx.hossDir}/core`)) throw new Error("the Hoss source is gone (a restore case did not finish)");
+      await hossUp(fx);
+      clearArchives(`${fx.backupRoot}/backups`);
+    },
+    args: (fx) => ["--config", fx.site, "--yes"],
+    async verify(fx) {
+      const problems: string[] = [];
+      const meta = await newestVerifies<{ hoss: { captured: string[]; ldap: { entries: number } | null } }>(`${fx.backupRoot}/backups`, "faults: hoss age passphrase", problems);
+      if (meta && meta.hoss.captured.length !== 5) problems.push(`the archive captured ${meta.hoss.captured.join(", ")}`);
+      const entries = (fx.before.ldif.match(/^dn::? /gm) ?? []).length;
+      if (meta && meta.hoss.ldap?.entries !== entries) problems.push(`the archive holds ${meta.hoss.ldap?.entries} LDAP entries, the source ${entries}`);
+      if (existsSync(`${fx.backupRoot}/.current`)) problems.push(".current left after a complete run");
+      return problems;
+    },
+    leftovers: (fx, before) => newArchivesVerify(`${fx.backupRoot}/backups`, before, "faults: hoss age passphrase"),
+    remotes: [
+      hossRemotes.container(/^dump database hoss_core/),
+      hossRemotes.postgres(/^dump database hoss_core/),
+      hossRemotes.server(/^prepare BACKUP_ROOT/), // one request in "record the server version": it dies just before
+      hossRemotes.search(/^export the LDAP data/), // the snapshot steps follow
+    ],
+    folders: [
+      { name: "staging (BACKUP_ROOT/.current, .db)", step: /^dump database hoss_core/, mount: (fx) => ({ path: fx.backupRoot, mib: 256, args: [] }) },
+      { name: "backups folder (BACKUP_ROOT/backups)", step: /^pack/, mount: (fx) => ({ path: fx.backupRoot, mib: 256, args: [] }) },
+    ],
+  },
+  {
+    recipe: "hoss-restore",
+    kind: "restore",
+    resume: true,
+    reset: async (fx) => hossWipe(fx),
+    args: (fx) => [fx.archive, "--config", fx.site, "--yes"],
+    async verify(fx) {
+      const diffs: string[] = [];
+      diffs.push(...(await compareTrees(fx.before.configDir, fx.hossDir, { ignore: ["backup", "data/db", "data/opensearch"] })).map((d) => `config ${d}`));
+      diffs.push(...(await compareTrees(fx.before.keysDir, fx.keysDir, { modes: false })).map((d) => `keys ${d}`));
+      diffs.push(...differ("database", fx.before.db, dbState(fx.container)));
+      if (sh(["slapcat", "-f", fx.ldapConf]) !== fx.before.ldif) diffs.push("ldap: slapcat differs");
+      diffs.push(...differ("search", fx.before.search as Record<string, unknown>, await searchState(fx.search)));
+      for (const d of [".restore", ".current"]) if (existsSync(`${fx.backupRoot}/${d}`)) diffs.push(`left in BACKUP_ROOT: ${d}`);
+      return diffs.slice(0, 20);
+    },
+    leftovers: async () => [],
+    remotes: [
+      hossRemotes.container(/^restore database hoss_core/),
+      hossRemotes.postgres(/^restore database hoss_core/),
+      hossRemotes.server(/^wait for OpenSearch/), // "check the server runs the backup's version" follows
+      hossRemotes.search(/^start the LDAP server|^load the LDAP data/), // the search steps follow
+    ],
+    folders: [
+      { name: "staging (BACKUP_ROOT/.restore)", step: /^unpack the archive/, mount: (fx) => ({ path: fx.backupRoot, mib: 256, args: [] }) },
+      { name: "search snapshots (BACKUP_ROOT/.opensearch)", step: /^put the snapshot into/, mount: (fx) => ({ path: fx.backupRoot, mib: 256, args: [] }) },
+    ],
+  },
+);
+
+/** Every system in the matrix. A new system adds its System here. */
+export const SYSTEMS: System<any>[] = [deisSystem, hossSystem];
+
+/** The lab pieces the whole matrix needs. */
+export const FAULT_NEEDS = [...new Set(SYSTEMS.flatMap((s) => s.needs))];
+
+/** The matrix as a task: `npx zx tasks/run.ts drill:faults [--size reduced] [--seed N] [--recipes a,b]`, `make fault-matrix`. */
+export const faultsDrillTask = drillTask({
+  name: "drill:faults",
+  needs: FAULT_NEEDS,
+  description: "the fault matrix: every recipe interrupted (SIGINT, SIGTERM, SIGKILL), its remotes killed and its folders filled, then continued and verified",
+  usage: "tasks/run.ts drill:faults [--size full|reduced] [--kills N] [--seed N] [--recipes deis-backup,…] [--workdir DIR]",
+  settings: {
+    size: { describe: "full: every step boundary and middle, every remote and folder; reduced: a sample (as make test)", choices: ["full", "reduced"], default: "full" },
+    kills: { type: "number", describe: "SIGKILLs per recipe (default: 20 full, 3 reduced)", default: 0 },
+    seed: { type: "number", describe: "seed of the SIGKILL delays and the reduced sample (printed; give it again to replay)", default: 0 },
+    recipes: { type: "list", describe: "only these recipes", default: [] },
+    workdir: { describe: "where the fixtures go (default: a new temp dir, removed afterwards)" },
+  },
+  async run(ctx) {
+    const s = ctx.settings;
+    if (ctx.dryRun) {
+      ctx.log.info(`[dry-run] would run the ${s.size} fault matrix on ${SYSTEMS.flatMap((x) => x.entries.map((e) => e.recipe)).join(", ")}`);
+      return;
+    }
+    const seed = s.seed || Math.floor(Math.random() * 1e9);
+    const work = s.workdir || mkdtempSync(join(tmpdir(), "lifeboat-faults-"));
+    try {
+      const { results, ms } = await runMatrix(SYSTEMS, {
+        size: s.size as "full" | "reduced", kills: s.kills || (s.size === "full" ? 20 : 3), seed, recipes: s.recipes, work, ctx, log: (l) => ctx.log.info(l),
+      });
+      ctx.log.info("");
+      ctx.log.info(chalk.bold(`drill:faults summary (${s.size}, seed ${seed})`));
+      for (const l of summaryTable(results, ms)) ctx.log.info(`  ${l}`);
+      const failed = results.filter((r) => !r.held);
+      for (const r of failed) ctx.log.error(`${r.recipe}: ${r.c.label}: ${r.problems[0]?.split("\n")[0]}`);
+      if (failed.length) throw new Error(`drill:faults: ${failed.length} of ${results.length} cases did not hold (replay with --seed ${seed})`);
+      ctx.log.ok(chalk.green(`drill:faults: all ${results.length} cases held`));
+    } finally {
+      if (!s.workdir) rmSync(work, { recursive: true, force: true });
+    }
+  },
+});
+
