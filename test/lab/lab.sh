@@ -12,7 +12,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"
 
-ALL_PIECES=(docker sshd pg ceph slapd)
+ALL_PIECES=(docker sshd pg ceph slapd afs)
 
 cmd=${1:-status}; shift || true
 pieces=("$@"); [ ${#pieces[@]} -eq 0 ] && pieces=("${ALL_PIECES[@]}")
