@@ -9,11 +9,12 @@ import chalk from "chalk";
 import { main, scriptArgs, type SettingSpecs, type Task } from "../lib/mod.ts";
 import archive from "./archive.ts";
 import lab from "./lab.ts";
+import offsite from "./offsite.ts";
 import drills from "./drills/mod.ts";
 import schedule from "./schedule.ts";
 import status from "./status.ts";
 
-export const tasks: Task[] = [...archive, ...lab, ...drills, ...schedule, ...status] as Task[];
+export const tasks: Task[] = [...archive, ...offsite, ...lab, ...drills, ...schedule, ...status] as Task[];
 
 const [name, ...rest] = scriptArgs();
 if (!name || name === "--list" || name === "--help" || name === "-h") {
