@@ -8,7 +8,7 @@ import { createServer, type Server } from "node:http";
 import { createServer as createTcpServer } from "node:net";
 import { join } from "node:path";
 import { waitForHealthy } from "../lib/health.ts";
-import { LifeboatError } from "../lib/errors.ts";
+import { InterruptedError, LifeboatError } from "../lib/errors.ts";
 import { cleanupTmp, testContext, tmp, freePort } from "./helpers.ts";
 
 const quick = { intervalMs: 100, maxIntervalMs: 200 };
@@ -68,6 +68,16 @@ test("a TCP probe names connection refused when it times out", async () => {
   const err = await waitForHealthy({ tcp: { host: "127.0.0.1", port } }, { ...quick, timeoutMs: 600 }).catch((e) => e);
   assert.match(err.message, `gave up waiting for tcp 127.0.0.1:${port} to accept connections`);
   assert.match(err.message, "last result: connection refused (ECONNREFUSED)");
+});
+
+test("an interrupt ends the wait at once with the interrupt, not a timeout", async () => {
+  const { ctx } = testContext();
+  const port = await freePort();
+  const wait = waitForHealthy({ tcp: { host: "127.0.0.1", port } }, { intervalMs: 60_000, maxIntervalMs: 60_000, timeoutMs: 15 * 60_000, ctx });
+  setTimeout(() => ctx.abort(new InterruptedError("SIGINT")), 50);
+  const stuck = new Promise((r) => setTimeout(() => r(new Error("still waiting 20 s after the interrupt")), 20_000).unref());
+  const err = await Promise.race([wait.catch((e) => e), stuck]);
+  assert.instance(err, InterruptedError);
 });
 
 test("a TCP probe succeeds once the port listens", async () => {

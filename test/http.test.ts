@@ -5,6 +5,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { InterruptedError } from "../lib/errors.ts";
 import { httpJson, HttpError } from "../lib/http.ts";
 import { testContext } from "./helpers.ts";
 
@@ -71,6 +72,17 @@ test("httpJson gives up after its retries on a 5xx and says how many attempts", 
   assert.is(hits["/always-500"], 3);
   assert.is(err.status, 500);
   assert.match(err.message, "(3 attempts)");
+});
+
+test("an interrupt during httpJson's retries ends them with the interrupt", async () => {
+  const { ctx } = testContext();
+  hits["/always-500"] = 0;
+  const call = httpJson(`${base}/always-500`, { retries: 5, retryDelayMs: 60_000, maxDelayMs: 60_000, ctx });
+  setTimeout(() => ctx.abort(new InterruptedError("SIGTERM")), 50);
+  const stuck = new Promise((r) => setTimeout(() => r(new Error("still waiting 20 s after the interrupt")), 20_000).unref());
+  const err = await Promise.race([call.catch((e) => e), stuck]);
+  assert.instance(err, InterruptedError);
+  assert.is(hits["/always-500"], 1, "no attempt after the interrupt");
 });
 
 test("httpJson masks the password from auth or the URL in errors and logs", async () => {
