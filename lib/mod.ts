@@ -143,3 +143,5 @@ export {
   type LoadResult,
 } from "./postgres.ts";
 export { OFFSITE_SETTINGS, offsiteSettings, offsiteOptions, parseOffsite, isOffsiteUrl, offsiteCopy, offsiteVerify, offsiteList, offsitePrune, offsiteFetch, offsiteBackup, type OffsiteOptions, type OffsiteBackupOptions, type OffsiteBackupResult, type OffsiteDest, type OffsiteCopyResult, type OffsiteVerifyResult, type OffsitePruneOptions, type OffsiteFetchOptions } from "./offsite.ts";
+export { afsListVolumes, afsBackupSys, afsExamine, afsDump, afsRestore, afsRename, afsRemove, afsDumpToFile, afsRestoreFile, checkVolumeName, restoredName, parseVolumes, vosCommand, vos, AFS_MAX_NAME, type AfsCell, type AfsVolume, type ListVolumesOptions, type AfsDumpOptions, type AfsRestoreOptions } from "./afs.ts";
+export { sealToFile, verifySealed, unsealTo, sealSuffix, fileSha256, type Seal, type SealResult, type SealOptions, type UnsealOptions } from "./sealed.ts";

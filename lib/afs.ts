@@ -1,0 +1,273 @@
+// OpenAFS volumes through `vos`: list, backupsys, examine, dump (full or incremental) into a
+// stream, restore from a stream, rename, remove; and dumps stored as sealed files (gzip +
+// age|ccrypt + sha256, lib/sealed.ts).
+//
+// Every command is an argv: `vos SUB ARGS… [-cell C] [-localauth|-noauth]`, run here, behind a
+// command prefix (the lab's `nsenter -t PID -m -n --`), or on the file server over ssh (quoted
+// once by lib/ssh.ts). A recipe passes one AfsCell everywhere, so the lab and production share
+// the code. Volume names are checked before any command runs: at most 22 characters, not
+// ending in .backup/.readonly, no whitespace or leading dash.
+import { PassThrough, type Readable, type Writable } from "node:stream";
+import { LifeboatError, UsageError } from "./errors.ts";
+import { exec, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
+import { sshCommand, type SshTarget } from "./ssh.ts";
+import { useContext, type Context } from "./context.ts";
+import { sealToFile, unsealTo, type Seal, type SealResult } from "./sealed.ts";
+
+/** Where and how `vos` reaches the cell. */
+export interface AfsCell {
+  /** The file server holding the volumes (`-server`), a name or address. */
+  server: string;
+  /** Its partition (`-partition`), e.g. "a" or "/vicepa" (default "a"). */
+  partition?: string;
+  /** `-cell NAME` (default: the machine's ThisCell). */
+  cell?: string;
+  /** "localauth" (default: on a file server as root, the runbook's way), "noauth" (the lab), or "tokens" (the caller's AFS tokens). */
+  auth?: "localauth" | "noauth" | "tokens";
+  /** argv put before every command, e.g. ["nsenter", "-t", "1234", "-m", "-n", "--"] (the lab's namespace). */
+  prefix?: readonly string[];
+  /** Run the commands on this host over ssh (after the prefix, which then runs there too). */
+  ssh?: SshTarget;
+  /** The vos program (default "vos"). */
+  vos?: string;
+}
+
+/** One volume, from `vos listvol -format` or `vos examine -format`. */
+export interface AfsVolume {
+  name: string;
+  id: number;
+  type: "RW" | "RO" | "BK";
+  status: string;
+  /** Clone time of a .backup volume; creation time otherwise (Unix seconds). */
+  creationDate: number;
+  updateDate: number;
+  backupDate: number;
+  /** KiB used on the partition. */
+  diskused: number;
+  filecount: number;
+  parentID: number;
+  backupID: number;
+}
+
+/** The longest volume name OpenAFS accepts. */
+export const AFS_MAX_NAME = 22;
+
+/**
+ * Checks a volume name before any command runs (UsageError, exit 2, otherwise).
+ * @example checkVolumeName("user.alice");
+ */
+export function checkVolumeName(name: string, what = "volume name"): string {
+  if (!name || name.length > AFS_MAX_NAME) {
+    throw new UsageError(`${what} ${JSON.stringify(name)} is ${name.length} characters; OpenAFS allows at most ${AFS_MAX_NAME}`);
+  }
+  if (!/^[A-Za-z0-9_.+-]+$/.test(name) || name.startsWith("-") || name.startsWith(".")) {
+    throw new UsageError(`${what} ${JSON.stringify(name)} has characters OpenAFS volume names do not take`, "letters, digits, . _ + - (not first)");
+  }
+  if (/^\d+$/.test(name)) throw new UsageError(`${what} ${JSON.stringify(name)} is all digits: vos would read it as a volume id`);
+  return name;
+}
+
+/**
+ * The name of a restored copy, NAME + suffix (the runbook's $VOLNAME.restored), checked: when it
+ * does not fit in 22 characters the error names the longest suffix that would.
+ * @example restoredName("user.alice") // "user.alice.restored"
+ */
+export function restoredName(name: string, suffix = ".restored"): string {
+  checkVolumeName(name);
+  const full = name + suffix;
+  if (full.length <= AFS_MAX_NAME && !/\.(backup|readonly)$/.test(full)) return checkVolumeName(full, "restored volume name");
+  const room = AFS_MAX_NAME - name.length;
+  const hint = room >= 2
+    ? `use a shorter suffix of at most ${room} characters (e.g. --restore.suffix=${[".restored", ".rest", ".rst", ".r"].find((s) => s.length <= room)}) or give NEWNAME`
+    : `give NEWNAME (at most ${AFS_MAX_NAME} characters); ${name} leaves no room for a suffix`;
+  throw new UsageError(`${full} is ${full.length} characters; OpenAFS volume names are at most ${AFS_MAX_NAME}, so NAME${suffix} does not fit every NAME`, hint);
+}
+
+function authArgs(c: AfsCell): string[] {
+  const a: string[] = [];
+  if (c.cell) a.push("-cell", c.cell);
+  const auth = c.auth ?? "localauth";
+  if (auth === "localauth") a.push("-localauth");
+  else if (auth === "noauth") a.push("-noauth");
+  return a;
+}
+
+/** The local argv that runs `vos ARGS…` for this cell (prefix, ssh, auth options). */
+export function vosCommand(c: AfsCell, args: readonly string[]): string[] {
+  const argv = [...(c.prefix ?? []), c.vos ?? "vos", ...args, ...authArgs(c)];
+  return c.ssh ? sshCommand(c.ssh, argv) : argv;
+}
+
+/** Options shared by the vos helpers. */
+export interface VosRunOptions {
+  stdin?: StdinSpec;
+  stdout?: StdoutSpec;
+  readOnly?: boolean;
+  ctx?: Context;
+}
+
+/** Runs `vos ARGS…` for this cell. */
+export function vos(c: AfsCell, args: readonly string[], opts: VosRunOptions = {}): Promise<ExecResult> {
+  return exec(vosCommand(c, args), { stdin: opts.stdin, stdout: opts.stdout ?? "capture", readOnly: opts.readOnly, ctx: opts.ctx });
+}
+
+const partOf = (c: AfsCell) => c.partition ?? "a";
+
+/** Parses `vos listvol -format` / `vos examine -format` output into volumes. */
+export function parseVolumes(text: string): AfsVolume[] {
+  const out: AfsVolume[] = [];
+  let cur: Record<string, string> | null = null;
+  const close = () => {
+    if (cur?.name) {
+      const n = (k: string) => Number((cur![k] ?? "0").split("\t")[0]);
+      out.push({
+        name: cur.name, id: n("id"), type: (cur.type ?? "RW") as AfsVolume["type"], status: cur.status ?? "",
+        creationDate: n("creationDate"), updateDate: n("updateDate"), backupDate: n("backupDate"),
+        diskused: n("diskused"), filecount: n("filecount"), parentID: n("parentID"), backupID: n("backupID"),
+      });
+    }
+    cur = null;
+  };
+  for (const line of text.split("\n")) {
+    if (line.startsWith("BEGIN_OF_ENTRY")) { close(); cur = {}; continue; }
+    if (line.startsWith("END_OF_ENTRY")) { close(); continue; }
+    const m = /^(\w+)\t+(.*)$/.exec(line);
+    if (m) {
+      if (m[1] === "name") { if (cur?.name) close(); cur ??= {}; }
+      if (cur) cur[m[1]] = m[2].trim().replace(/\s*\t\s*/g, "\t");
+    } else if (cur && !line.trim() && cur.name && !text.includes("BEGIN_OF_ENTRY")) close();
+  }
+  close();
+  return out;
+}
+
+/** Options for {@link afsListVolumes}. */
+export interface ListVolumesOptions {
+  /** Keep names that begin with one of these (e.g. ["user.", "db.", "mail."]); empty: all. */
+  prefixes?: readonly string[];
+  /** Leave out names matching this (HCoop's "not-backed-up" volumes). */
+  exclude?: RegExp;
+  /** Volume types to keep (default all; the backup wants ["RW"]). */
+  types?: readonly AfsVolume["type"][];
+  ctx?: Context;
+}
+
+/**
+ * The volumes on the cell's server and partition, parsed from `vos listvol -format`, filtered.
+ * A read-only probe: it runs in dry-run too.
+ * @example const vols = await afsListVolumes(cell, { prefixes: ["user."], exclude: /not-backed-up/, types: ["RW"] });
+ */
+export async function afsListVolumes(c: AfsCell, o: ListVolumesOptions = {}): Promise<AfsVolume[]> {
+  const r = await vos(c, ["listvol", "-server", c.server, "-partition", partOf(c), "-format"], { readOnly: true, ctx: o.ctx });
+  return parseVolumes(r.stdout)
+    .filter((v) => !o.prefixes?.length || o.prefixes.some((p) => v.name.startsWith(p)))
+    .filter((v) => !o.exclude || !o.exclude.test(v.name))
+    .filter((v) => !o.types?.length || o.types.includes(v.type))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/**
+ * `vos backupsys -prefix P…`: clones every matching RW volume to NAME.backup.
+ * @example const r = await afsBackupSys(cell, { prefixes: ["user.", "db.", "mail."] });
+ */
+export async function afsBackupSys(c: AfsCell, o: { prefixes?: readonly string[]; ctx?: Context } = {}): Promise<{ backedUp: number; failed: number }> {
+  const args = ["backupsys", "-server", c.server, "-partition", partOf(c)];
+  if (o.prefixes?.length) args.push("-prefix", ...o.prefixes);
+  const r = await vos(c, args, { ctx: o.ctx });
+  if (r.dryRun) return { backedUp: 0, failed: 0 };
+  const m = /Total volumes backed up: (\d+); failed to backup: (\d+)/.exec(r.stdout + r.stderr);
+  if (!m) throw new LifeboatError(`vos backupsys gave no total: ${(r.stdout + r.stderr).trim().slice(-300)}`);
+  const res = { backedUp: Number(m[1]), failed: Number(m[2]) };
+  if (res.failed) throw new LifeboatError(`vos backupsys: ${res.failed} volume(s) failed to back up`, { hint: (r.stdout + r.stderr).trim().slice(-500) });
+  return res;
+}
+
+/**
+ * `vos examine -format`: one volume; for a .backup volume, creationDate is its clone time.
+ * Returns null when the volume does not exist. A read-only probe.
+ * @example const bk = await afsExamine(cell, "user.alice.backup"); bk?.creationDate
+ */
+export async function afsExamine(c: AfsCell, volume: string, o: { ctx?: Context } = {}): Promise<AfsVolume | null> {
+  const r = await exec(vosCommand(c, ["examine", "-id", volume, "-format"]), { readOnly: true, okCodes: [0, 1, 255], ctx: o.ctx });
+  if (r.code !== 0) {
+    if (/no such entry|does not exist|VLDB: no such/i.test(r.stderr + r.stdout)) return null;
+    throw new LifeboatError(`vos examine ${volume} failed (exit ${r.code}): ${r.stderr.trim().slice(-300)}`);
+  }
+  return parseVolumes(r.stdout)[0] ?? null;
+}
+
+/** Options for {@link afsDump}. */
+export interface AfsDumpOptions {
+  /** Incremental since this Unix time (seconds): files changed after it. Omitted or 0: a full dump. */
+  since?: number;
+  ctx?: Context;
+}
+
+/**
+ * `vos dump -id VOLUME -time T` into a stream (stdout; never buffered). Ends out.
+ * @example await afsDump(cell, "user.alice.backup", gzipStream, { since: fullCloneTime });
+ */
+export async function afsDump(c: AfsCell, volume: string, out: Writable, o: AfsDumpOptions = {}): Promise<void> {
+  await vos(c, ["dump", "-id", volume, "-time", String(o.since ?? 0)], { stdout: out, ctx: o.ctx });
+}
+
+/** Options for {@link afsRestore}. */
+export interface AfsRestoreOptions {
+  /** `-overwrite full` (a full dump, replacing the volume if it exists) or `incremental` (on top). */
+  overwrite: "full" | "incremental";
+  ctx?: Context;
+}
+
+/**
+ * `vos restore -server S -partition P -name NAME -overwrite full|incremental` from a stream or file.
+ * @example await afsRestore(cell, "user.alice.restored", dumpStream, { overwrite: "full" });
+ */
+export async function afsRestore(c: AfsCell, name: string, input: Readable | { file: string }, o: AfsRestoreOptions): Promise<void> {
+  checkVolumeName(name);
+  await vos(c, ["restore", "-server", c.server, "-partition", partOf(c), "-name", name, "-overwrite", o.overwrite], { stdin: input, ctx: o.ctx });
+}
+
+/** `vos rename -oldname FROM -newname TO`. */
+export async function afsRename(c: AfsCell, from: string, to: string, o: { ctx?: Context } = {}): Promise<void> {
+  checkVolumeName(from);
+  checkVolumeName(to);
+  await vos(c, ["rename", "-oldname", from, "-newname", to], { ctx: o.ctx });
+}
+
+/** `vos remove -id VOLUME` (on the cell's server and partition). */
+export async function afsRemove(c: AfsCell, volume: string, o: { ctx?: Context } = {}): Promise<void> {
+  checkVolumeName(volume);
+  await vos(c, ["remove", "-server", c.server, "-partition", partOf(c), "-id", volume], { ctx: o.ctx });
+}
+
+/**
+ * Dumps a volume into a sealed file: `vos dump | gzip | age|ccrypt > PATH`, atomically, with
+ * its sha256. Nothing is held in memory. In dry-run it prints the pipeline.
+ * @example const f = await afsDumpToFile(cell, "user.alice.backup", "/backups/2026.11.29/2026.11.29-user.alice.dump.gz.age", { seal, since: 0 });
+ */
+export async function afsDumpToFile(c: AfsCell, volume: string, path: string, o: AfsDumpOptions & { seal: Seal }): Promise<SealResult> {
+  const ctx = o.ctx ?? useContext();
+  const label = vosCommand(c, ["dump", "-id", volume, "-time", String(o.since ?? 0)]).join(" ");
+  return sealToFile((sink) => afsDump(c, volume, sink, { since: o.since, ctx }), path, { seal: o.seal, label, ctx });
+}
+
+/**
+ * Restores a sealed dump file (decrypt → gunzip → vos restore). Verify it first (verifySealed):
+ * this streams it straight in.
+ * @example await afsRestoreFile(cell, "user.alice.restored", file, { seal, overwrite: "full" });
+ */
+export async function afsRestoreFile(c: AfsCell, name: string, path: string, o: AfsRestoreOptions & { seal: Seal }): Promise<void> {
+  const ctx = o.ctx ?? useContext();
+  checkVolumeName(name);
+  if (ctx.dryRun) {
+    const dec = o.seal.kind === "ccrypt" ? `ccrypt -cdk ${o.seal.keyFile} < ${path}` : o.seal.kind === "age" ? `age -d < ${path}` : `cat ${path}`;
+    ctx.log.command(`${dec} | gunzip | ${vosCommand(c, ["restore", "-server", c.server, "-partition", partOf(c), "-name", name, "-overwrite", o.overwrite]).join(" ")}`, "dry-run");
+    return;
+  }
+  const pipe = new PassThrough();
+  const feeding = unsealTo(path, pipe, { seal: o.seal, ctx }).catch((e) => {
+    pipe.destroy(e);
+    throw e;
+  });
+  await Promise.all([feeding, afsRestore(c, name, pipe, { overwrite: o.overwrite, ctx })]);
+}

@@ -1,0 +1,198 @@
+// Sealed files: a byte stream gzipped, encrypted (age, or ccrypt with a key file) and written
+// atomically, with the sha256 of the bytes on disk; and the way back, verified first.
+//
+// ccrypt has no integrity check (a truncated file decrypts to truncated plaintext with exit 0),
+// so a sealed file is only trusted against the sha256 recorded when it was written: `verifySealed`
+// checks the sha256, then decrypts and gunzips to the end, before anything reads it for real.
+// Everything streams: memory stays constant whatever the size.
+import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { PassThrough, Readable, Transform, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
+import { Decrypter, Encrypter } from "age-encryption";
+import { LifeboatError, VerifyError } from "./errors.ts";
+import { exec, ExecError } from "./exec.ts";
+import { captureToFile } from "./files.ts";
+import { createParallelGzip } from "./compress.ts";
+import { useContext, type Context } from "./context.ts";
+import type { AgeOptions } from "./archive.ts";
+
+/** How a sealed file is encrypted. */
+export type Seal =
+  /** age, with a passphrase or recipients (writing) / a passphrase or identities (reading). */
+  | { kind: "age"; age: AgeOptions }
+  /** ccrypt with a key file (`ccrypt -e -k KEYFILE`), HCoop's `.aescrypt` files. */
+  | { kind: "ccrypt"; keyFile: string }
+  /** Only gzip (tests, or a target that encrypts by itself). */
+  | { kind: "none" };
+
+/** The file name suffix of a sealed file: ".gz.age", ".gz.aescrypt" or ".gz". */
+export function sealSuffix(seal: Seal): string {
+  return seal.kind === "age" ? ".gz.age" : seal.kind === "ccrypt" ? ".gz.aescrypt" : ".gz";
+}
+
+/** What {@link sealToFile} wrote. */
+export interface SealResult {
+  path: string;
+  /** Bytes on disk. */
+  bytes: number;
+  /** sha256 (hex) of the bytes on disk. */
+  sha256: string;
+  /** Bytes before gzip. */
+  plainBytes: number;
+}
+
+/** Options for {@link sealToFile}. */
+export interface SealOptions {
+  seal: Seal;
+  /** gzip level (default 6, as gzip). */
+  level?: number;
+  /** How the producer is described in dry-run and errors, e.g. "vos dump -id user.pat.backup". */
+  label?: string;
+  ctx?: Context;
+}
+
+function hashing(hash: ReturnType<typeof createHash>, count: (n: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      hash.update(chunk);
+      count(chunk.length);
+      cb(null, chunk);
+    },
+  });
+}
+
+/**
+ * Runs produce(sink), which writes a stream into sink and ends it (e.g. exec's stdout), and
+ * stores it gzipped and encrypted at path: a hidden partial file, renamed into place only when
+ * every stage succeeded. In dry-run it prints what it would write and calls nothing.
+ * @example
+ * await sealToFile((sink) => exec(["vos", "dump", "-id", "user.pat.backup"], { stdout: sink }), "/backups/2026.11.29-user.pat.dump.gz.age", { seal: { kind: "age", age } });
+ */
+export async function sealToFile(produce: (sink: Writable) => Promise<unknown>, path: string, opts: SealOptions): Promise<SealResult> {
+  const ctx = opts.ctx ?? useContext();
+  const how = opts.seal.kind === "ccrypt" ? ` | ccrypt -e -k ${opts.seal.keyFile}` : opts.seal.kind === "age" ? " | age -e" : "";
+  if (ctx.dryRun) {
+    ctx.log.command(`${opts.label ?? "(stream)"} | gzip${how} > ${path}`, "dry-run");
+    return { path, bytes: 0, sha256: "", plainBytes: 0 };
+  }
+  return captureToFile(path, async (tmp) => {
+    let plainBytes = 0;
+    let bytes = 0;
+    const hash = createHash("sha256");
+    const counter = new Transform({ transform(c: Buffer, _e, cb) { plainBytes += c.length; cb(null, c); } });
+    const gz = createParallelGzip({ level: opts.level ?? 6 });
+    const jobs: Promise<unknown>[] = [];
+    let encrypted: Readable;
+    if (opts.seal.kind === "age") {
+      const e = new Encrypter();
+      if (opts.seal.age.passphrase) e.setPassphrase(opts.seal.age.passphrase);
+      for (const r of opts.seal.age.recipients ?? []) e.addRecipient(r);
+      if (!opts.seal.age.passphrase && !opts.seal.age.recipients?.length) throw new LifeboatError("age encryption needs a passphrase or recipients", { hint: "set age.passphrase(-file) or age.recipients" });
+      const web = Readable.toWeb(gz) as unknown as ReadableStream<Uint8Array>;
+      encrypted = Readable.fromWeb((await e.encrypt(web)) as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
+    } else if (opts.seal.kind === "ccrypt") {
+      const out = new PassThrough();
+      jobs.push(exec(["ccrypt", "-e", "-k", opts.seal.keyFile], { stdin: gz, stdout: out, ctx }));
+      encrypted = out;
+    } else encrypted = gz;
+    const producer = new PassThrough();
+    jobs.push(pipeline(producer, counter, gz));
+    jobs.push(pipeline(encrypted, hashing(hash, (n) => (bytes += n)), createWriteStream(tmp, { mode: 0o600 })));
+    jobs.unshift(produce(producer));
+    const settled = await Promise.allSettled(jobs);
+    const failed = settled.find((s) => s.status === "rejected") as PromiseRejectedResult | undefined;
+    if (failed) {
+      for (const s of [producer, gz, encrypted]) s.destroy();
+      throw failed.reason;
+    }
+    return { path, bytes, sha256: hash.digest("hex"), plainBytes };
+  }, { label: opts.label ?? path });
+}
+
+/** Options for {@link verifySealed} and {@link unsealTo}. */
+export interface UnsealOptions {
+  seal: Seal;
+  /** The sha256 recorded when the file was written: checked before anything is decrypted. */
+  sha256?: string;
+  /** Bytes on disk recorded when written (a cheaper first check). */
+  bytes?: number;
+  ctx?: Context;
+}
+
+/** Streams the plaintext of a sealed file (decrypt, gunzip) into sink. */
+async function plainInto(path: string, sink: Writable, o: UnsealOptions, ctx: Context): Promise<void> {
+  const name = path.split("/").pop();
+  if (o.seal.kind === "ccrypt") {
+    // ccrypt's output goes through a PassThrough, so its exit code (4: wrong key) is what exec
+    // reports, not gunzip's complaint about the empty stream that follows.
+    const between = new PassThrough();
+    const tail = pipeline(between, createGunzip(), sink).then(() => null, (e: Error) => e);
+    try {
+      await exec(["ccrypt", "-c", "-d", "-k", o.seal.keyFile], { stdin: { file: path }, stdout: between, ctx });
+    } catch (e) {
+      between.destroy();
+      await tail;
+      if (e instanceof ExecError && e.code === 4) throw new VerifyError(`${name}: the ccrypt key ${o.seal.keyFile} does not open it`, [], "check the key file; nothing was restored");
+      throw e;
+    }
+    const err = await tail;
+    if (err) throw new VerifyError(`${name}: not a whole gzip stream after decryption (${err.message})`, [], "the file is damaged or the key is wrong; use another copy");
+    return;
+  }
+  const file = createReadStream(path);
+  let plain: Readable = file;
+  if (o.seal.kind === "age") {
+    const d = new Decrypter();
+    if (o.seal.age.passphrase) d.addPassphrase(o.seal.age.passphrase);
+    for (const id of o.seal.age.identities ?? []) d.addIdentity(id);
+    try {
+      plain = Readable.fromWeb((await d.decrypt(Readable.toWeb(file) as unknown as ReadableStream<Uint8Array>)) as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
+    } catch (e) {
+      file.destroy();
+      throw new VerifyError(`${name}: the age passphrase or identity does not open it (${(e as Error).message})`, [], "check the key; nothing was restored");
+    }
+  }
+  await pipeline(plain, createGunzip(), sink).catch((e: Error) => {
+    throw new VerifyError(`${name}: damaged (${e.message})`, [], "use another copy; nothing was restored");
+  });
+}
+
+/** sha256 and size of a file, streamed. */
+export async function fileSha256(path: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash("sha256");
+  let bytes = 0;
+  await pipeline(createReadStream(path), hashing(hash, (n) => (bytes += n)), new Writable({ write(_c, _e, cb) { cb(); } }));
+  return { sha256: hash.digest("hex"), bytes };
+}
+
+/**
+ * Proves a sealed file is whole and opens with the key: its sha256 (when recorded), then a full
+ * decrypt + gunzip to nowhere. Throws VerifyError (exit 3) naming the file otherwise. Read-only:
+ * runs in dry-run too (when the file is there).
+ * @example await verifySealed(file, { seal, sha256: manifest.files[name].sha256 });
+ */
+export async function verifySealed(path: string, o: UnsealOptions): Promise<{ bytes: number; plainBytes: number }> {
+  const ctx = o.ctx ?? useContext();
+  const name = path.split("/").pop();
+  const got = await fileSha256(path);
+  if (o.bytes !== undefined && got.bytes !== o.bytes) {
+    throw new VerifyError(`${name}: ${got.bytes} bytes, the manifest says ${o.bytes} (truncated or damaged)`, [], "use another copy (backup-manager get); nothing was restored");
+  }
+  if (o.sha256 && got.sha256 !== o.sha256) {
+    throw new VerifyError(`${name}: sha256 mismatch (file ${got.sha256.slice(0, 12)}…, manifest ${o.sha256.slice(0, 12)}…); the file is damaged or truncated`, [], "use another copy (backup-manager get); nothing was restored");
+  }
+  let plainBytes = 0;
+  await plainInto(path, new Writable({ write(c: Buffer, _e, cb) { plainBytes += c.length; cb(); } }), o, ctx);
+  return { bytes: got.bytes, plainBytes };
+}
+
+/**
+ * Streams the plaintext of a sealed file into sink (decrypt → gunzip). Verify first with
+ * {@link verifySealed}: this one trusts the file.
+ * @example await unsealTo(file, childStdin, { seal });
+ */
+export async function unsealTo(path: string, sink: Writable, o: UnsealOptions): Promise<void> {
+  await plainInto(path, sink, o, o.ctx ?? useContext());
+}
