@@ -26,7 +26,7 @@
 // the target, its arguments, how to verify, which remotes it has and which folders can fill).
 // The Deis and Hoss entries are at the end, above the task.
 import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -234,7 +234,12 @@ function runRecipe(recipe: string, args: string[], env: Record<string, string>, 
     if (exited) return;
     run.children = descendants(child.pid!);
     run.firedIn = run.steps.at(-1)?.[2] ?? "(before the first step)";
-    const landed = await trigger!.fire(child.pid!);
+    let landed = false;
+    try {
+      landed = await trigger!.fire(child.pid!);
+    } catch (e) {
+      run.output += `\n[faults] the fault could not be injected: ${(e as Error).message}\n`;
+    }
     if (landed) run.firedAt = Date.now() - t0;
     else fired = false; // did not land (e.g. the work was not there yet): a later heading may arm it again
     if (landed) guard = setTimeout(() => {
@@ -298,12 +303,10 @@ function mountTmpfs(path: string, mib: number): void {
 function unmount(path: string): void {
   trySh(["umount", "-l", path]);
 }
-/** Fills the filesystem of dir, leaving about 64 KiB free. */
+/** Fills the filesystem of dir (zeros until ENOSPC; the recipe may be writing there at the same time). */
 function fillDisk(dir: string): string {
   const f = join(dir, ".faults-filler");
-  const st = statfsSync(dir);
-  const free = st.bavail * st.bsize - 64 * 1024;
-  if (free > 0) sh(["fallocate", "-l", String(free), f]);
+  trySh(["dd", "if=/dev/zero", `of=${f}`, "bs=1M", "status=none"]);
   return f;
 }
 
