@@ -22,6 +22,9 @@
 //   (lifeboat)                                            → "pack and verify the archive":
 //                                                            backups.dir/deis-backup-<UTC stamp>.tar.gz
 //                                                            (.age when encrypted) with a manifest
+//   (keep backups away from the cluster)                  → "copy the archive off-site" [offsite.to]: to each
+//                                                            s3:// / ssh:// / mounted destination, verified there,
+//                                                            then offsite.keep-local and the off-site keep-* retention
 // Archive layout, which deis-restore.ts takes in:
 //   buckets/<bucket>/…              the objects, plus .lifeboat-s3-index.jsonl (ETags, part sizes)
 //   store/store_file_backup.tar     the store volume, owners and modes as on the host
@@ -42,7 +45,8 @@
 //
 // Settings: recipes/deis.ts holds the table both Deis recipes share (flags, env LIFEBOAT_*, or
 // the --config site file; see --help and recipes/deis.site.example.yaml). This recipe reads
-// backups.dir, gateway.*, deisctl.*, store.*, database.* and age.passphrase / age.recipients.
+// backups.dir, gateway.*, deisctl.*, store.*, database.*, age.passphrase / age.recipients and
+// offsite.* (docs/offsite.md).
 //
 // A failed run keeps its staging dir (backups.dir/.deis-backup-staging) so --resume can continue
 // at the failed step; a successful run removes it in `finally`, and a fresh run starts clean.
@@ -52,6 +56,8 @@ import {
   checkFreeSpace,
   exec,
   formatBytes,
+  offsiteBackup,
+  offsiteOptions,
   pgDumpAll,
   probe,
   psqlQuery,
@@ -126,6 +132,9 @@ await recipe({
         age: ageOptions(s),
       }));
 
+    const offsite = step("offsite", `copy the archive off-site (${s["offsite.to"].join(", ")})`, () =>
+      offsiteBackup(pack.output.path, offsiteOptions(s)), { when: s["offsite.to"].length > 0 });
+
     /** What the manifest records: where the data came from and how much there was (no credentials). */
     const meta = (): deis.Meta => ({
       gateway: { endpoint: s["gateway.endpoint"], region: s["gateway.region"] },
@@ -135,7 +144,7 @@ await recipe({
     });
 
     return {
-      steps: [keys, space, ...buckets, storeTar, dump, pack],
+      steps: [keys, space, ...buckets, storeTar, dump, pack, offsite],
       cleanup: async () => {
         s3?.destroy();
         if (pack.hasOutput) await exec(["rm", "-rf", "--", staging]);
@@ -146,6 +155,7 @@ await recipe({
         ...s["gateway.buckets"].map((b, i) => `bucket    ${b}: ${buckets[i].output.objects} objects, ${formatBytes(buckets[i].output.bytes)}`),
         `store     ${formatBytes(storeTar.output.tarBytes)} tar${storeTar.output.changedWhileRead.length ? `, ${storeTar.output.changedWhileRead.length} file(s) changed while read (kept as read)` : ""}`,
         `database  dump_all.sql ${formatBytes(dump.output.bytes)}`,
+        ...(offsite.hasOutput ? offsite.output.copies.map((c) => `off-site  ${c.url} (${c.skipped ? "already there, " : ""}verified: ${c.method})`) : []),
       ],
     };
   },

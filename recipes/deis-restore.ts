@@ -2,9 +2,13 @@
 // NEW cluster, as the Deis runbook "Backing Up and Restoring Data" does by hand, as resumable steps.
 //
 //   npx zx recipes/deis-restore.ts ARCHIVE --config site.yaml [--dry-run] [--yes] [--resume]
+//   npx zx recipes/deis-restore.ts s3://offsite/deis/deis-backup-….tar.gz --config site.yaml   (or ssh://…)
 //   make restore-deis ARGS="/var/backups/lifeboat/deis-backup-….tar.gz --config site.yaml"
 //
 // Steps (runbook line → step):
+//   (lifeboat)                                   → "fetch the archive" when ARCHIVE is an s3:// or ssh:// URL
+//                                                   (offsite.* settings): into WORK-DIR-archive, checked against
+//                                                   its .sha256; then everything goes on as with a local archive
 //   (lifeboat)                                   → "verify the archive": every byte against its manifest,
 //                                                   before anything else (a damaged archive exits 3, nothing touched)
 //   (lifeboat)                                   → "unpack the archive into the staging dir"
@@ -62,6 +66,9 @@ import {
   dockerExec,
   exec,
   formatBytes,
+  isOffsiteUrl,
+  offsiteFetch,
+  offsiteOptions,
   pgReady,
   probe,
   psqlFile,
@@ -109,15 +116,18 @@ await recipe({
     let s3: S3Handle | undefined;
     const gateway = () => (s3 ??= s3Client({ endpoint: s["gateway.endpoint"], region: s["gateway.region"], ...keys.output }));
 
+    const fetched = step("fetch", `fetch the archive from ${archive}`, () => offsiteFetch(archive, `${staging}-archive`, offsiteOptions(s)), { when: isOffsiteUrl(archive) });
+    const local = () => (fetched.hasOutput ? fetched.output : archive);
+
     const verified = step("verify", "verify the archive", async () => {
-      const meta = (await verifyArchive<deis.ArchiveMeta>(archive, { decrypt })).manifest?.meta.deis;
+      const meta = (await verifyArchive<deis.ArchiveMeta>(local(), { decrypt })).manifest?.meta.deis;
       if (!meta) throw new UsageError(`${archive} was not made by deis-backup (its manifest has no meta.deis)`, "give a deis-backup-….tar.gz archive");
       return meta;
     });
 
     const unpack = step("unpack", "unpack the archive into the staging dir", async () => {
       await exec(["rm", "-rf", "--", staging]);
-      await unpackArchive(archive, staging, { decrypt });
+      await unpackArchive(local(), staging, { decrypt });
     });
 
     const keys = step("keys", s["platform.read-keys"] ? "read the new gateway keys (deisctl config store get gateway/…)" : "take the gateway keys from the site config", async (api) => {
@@ -129,6 +139,7 @@ await recipe({
     }, { secret: true });
 
     const steps = [
+      fetched,
       verified,
       unpack,
       deisctl("install", s["platform.install"], { confirm: `install the Deis platform on the cluster behind ${s["deisctl.command"].join(" ")} and restore ${archive} into it?` }),
@@ -166,7 +177,7 @@ await recipe({
         await dockerExec(controller, s["controller.command"], { ...controllerHost, workdir: s["controller.workdir"], env, stdin: RESAVE_MODELS, stdout: "inherit" });
       }, { when: s["controller.resave"] !== "off" }),
 
-      step("remove-staging", "remove the staging dir", () => exec(["rm", "-rf", "--", staging])),
+      step("remove-staging", "remove the staging dir", () => exec(["rm", "-rf", "--", staging, `${staging}-archive`])),
     ];
 
     return {

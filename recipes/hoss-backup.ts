@@ -33,6 +33,9 @@
 //                                                   → "pack the archive": backups/hoss-backup-<UTC stamp>.tar.gz
 //                                                      (.tar.gz.age when age.* is set), 0600, manifest inside,
 //                                                      written as a hidden partial file and renamed when complete
+//   (moving the archive to safe storage)            → "copy the archive off-site" [offsite.to]: to each s3:// /
+//                                                      ssh:// / mounted destination, verified there, then
+//                                                      offsite.keep-local and the off-site keep-* retention
 //   (always, also after a failure)                  → finally: remove .current and the dumps in .db
 //
 // Archive layout, which hoss-restore.ts takes in:
@@ -46,8 +49,8 @@
 // Left to the operator, and why:
 //   - object-store data (minIO, S3 buckets): the runbook leaves it out on purpose; protect it by
 //     replication or bucket versioning. The recipe says so loudly, every run.
-//   - moving the archive to safe storage: it holds passwords and private keys; encrypt it
-//     (age.passphrase or age.recipients) or move it over a channel you trust.
+//   - choosing safe storage for the archive: it holds passwords and private keys; encrypt it
+//     (age.passphrase or age.recipients) before offsite.to sends it anywhere you do not trust.
 //   - reaching OpenSearch: Hoss does not publish port 9200; set search.url to where this host
 //     can reach it (e.g. a published 127.0.0.1 port), and search.location to the path the
 //     OpenSearch container sees BACKUP_ROOT/.opensearch at (Hoss mounts it at /mnt/snapshots).
@@ -55,7 +58,7 @@
 // Settings: recipes/hoss.ts holds the table both Hoss recipes share (flags, env LIFEBOAT_*, or
 // the --config site file; see --help and recipes/hoss.site.example.yaml). This recipe reads
 // config-dir, backup-root, endpoint, config.exclude, keys.paths, db.*, ldap.enabled, ldap.slapcat,
-// search.*, age.passphrase, age.recipients.
+// search.*, age.passphrase, age.recipients, offsite.* (docs/offsite.md).
 //
 // --resume is refused: .current is removed after every run, also a failed one (as hossadm does),
 // so a resumed backup would miss the parts staged before. Run it again; it starts clean.
@@ -66,6 +69,8 @@ import {
   expandHome,
   formatBytes,
   httpJson,
+  offsiteBackup,
+  offsiteOptions,
   ldifEntries,
   LifeboatError,
   path,
@@ -185,6 +190,9 @@ await recipe({
         age: ageOptions(s),
       }));
 
+    const offsite = step("offsite", `copy the archive off-site (${s["offsite.to"].join(", ")})`, () =>
+      offsiteBackup(pack.output.path, offsiteOptions(s)), { when: s["offsite.to"].length > 0 });
+
     /** What the manifest records for the restore: where things came from, what was captured, counts. */
     const meta = (): hoss.Meta => ({
       endpoint: s.endpoint,
@@ -201,7 +209,7 @@ await recipe({
     });
 
     return {
-      steps: [warn, checkRoot, prepare, version, config, keys, ...dumps, ldap, snapshot, copySnapshot, pack],
+      steps: [warn, checkRoot, prepare, version, config, keys, ...dumps, ldap, snapshot, copySnapshot, pack, offsite],
       cleanup: async () => {
         await exec(["rm", "-rf", "--", current]);
         await exec(["find", `${backupRoot}/.db`, "-mindepth", "1", "-maxdepth", "1", "-name", "*.dump", "-delete"]).catch(() => {});
@@ -213,6 +221,7 @@ await recipe({
         `ldap         ${s["ldap.enabled"] ? `${ldap.output.entries} entries` : "off"}`,
         `search       ${snapshot.output.indices.length} indices: ${snapshot.output.indices.join(", ")}`,
         `keys         ${keys.output.length} path(s), 0600`,
+        ...(offsite.hasOutput ? offsite.output.copies.map((c) => `off-site     ${c.url} (${c.skipped ? "already there, " : ""}verified: ${c.method})`) : []),
         "NOT INCLUDED object-store data: protect it by replication or bucket versioning",
       ],
     };

@@ -8,6 +8,9 @@
 // Run it as the user who runs Hoss, with the Hoss source repository at the backup's version.
 //
 // Steps (runbook line → step):
+//   (lifeboat)                                     → "fetch the archive" when ARCHIVE is an s3:// or ssh:// URL
+//                                                     (offsite.* settings): into BACKUP_ROOT/backups, where the
+//                                                     runbook keeps archives, checked against its .sha256
 //   (lifeboat)                                     → "verify the archive": every byte against its manifest,
 //                                                     before anything else (damaged: exit 3, nothing touched)
 //   "you should have a … 'clean' Hoss working directory" ; "you can remove all other content from
@@ -64,13 +67,17 @@
 // Settings: recipes/hoss.ts holds the table both Hoss recipes share (flags, env LIFEBOAT_*, or the
 // --config site file; see --help and recipes/hoss.site.example.yaml). This recipe reads
 // config-dir, backup-root, endpoint, config.keep, db.*, ldap.enabled, ldap.stop, ldap.clear,
-// ldap.slapadd, ldap.start, search.*, server.*, age.passphrase, age.identity-file.
+// ldap.slapadd, ldap.start, search.*, server.*, age.passphrase, age.identity-file, and
+// offsite.s3.* / offsite.ssh.* for an off-site ARCHIVE (docs/offsite.md).
 import {
   ageOptions,
   exec,
   expandHome,
   httpJson,
+  isOffsiteUrl,
   LifeboatError,
+  offsiteFetch,
+  offsiteOptions,
   path,
   pgRestore,
   probe,
@@ -111,8 +118,12 @@ await recipe({
     const timeoutMs = s["server.timeout"] * 1000;
     const replace = (what: string) => `replace ${what} with the backup's (${archive.split("/").pop()})?`;
 
+    const fetched = step("fetch", `fetch the archive from ${archive}`, () =>
+      offsiteFetch(archive, `${hoss.hossDirs(s, ctx.sources).backupRoot}/backups`, offsiteOptions(s)), { when: isOffsiteUrl(archive) });
+    const local = () => (fetched.hasOutput ? fetched.output : archive);
+
     const verified = step("verify", "verify the archive", async () => {
-      const report = await verifyArchive<hoss.ArchiveMeta>(archive, { decrypt });
+      const report = await verifyArchive<hoss.ArchiveMeta>(local(), { decrypt });
       if (report.manifest?.recipe !== "hoss-backup") throw new UsageError(`${archive} was not made by hoss-backup (manifest recipe: ${report.manifest?.recipe ?? "none"})`);
       const meta = report.manifest.meta.hoss;
       ctx.log.ok(`archive of Hoss ${meta.server?.version} at ${meta.endpoint}, taken ${report.manifest.startedAt}: ${meta.captured.join(", ")}`);
@@ -122,10 +133,11 @@ await recipe({
     const staging = () => `${backupRoot()}/.restore`;
 
     const steps = [
+      fetched,
       verified,
 
       step("clean", "check the working directory is clean", async () => {
-        const keep = [`${backupRoot()}/backups`, archive, ...s["config.keep"].map((p) => `${configDir}/${p}`)];
+        const keep = [`${backupRoot()}/backups`, local(), ...s["config.keep"].map((p) => `${configDir}/${p}`)];
         const inTheWay = await hossLeftovers([configDir, backupRoot()], keep, verified.output.keys.map((k) => k.path));
         if (inTheWay.length) {
           throw new RefusedError(
@@ -138,7 +150,7 @@ await recipe({
 
       step("unpack", "unpack the archive into BACKUP_ROOT/.restore", async () => {
         await exec(["rm", "-rf", "--", staging()]);
-        await unpackArchive(archive, staging(), { decrypt, sameOwner: true });
+        await unpackArchive(local(), staging(), { decrypt, sameOwner: true });
       }),
 
       step("config", "restore the configuration", () => exec(["cp", "-a", "-T", "--", `${staging()}/config`, configDir])),
