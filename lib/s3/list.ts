@@ -1,7 +1,8 @@
 // s3/list.ts: s3List, every object under a prefix (ListObjectsV2 on the lean path, 1000 a
 // page), and the small readers of what a listing gives (URL-encoded keys, quoted ETags).
 import { parseXmlBody } from "@aws-sdk/core/protocols";
-import { useContext, type Context } from "../context.ts";
+import { useContext } from "../context.ts";
+import type { S3BucketOptions } from "./buckets.ts";
 import type { S3Handle } from "./client.ts";
 import { call, patiently } from "./errors.ts";
 import { wire, WIRE, XML_CONTEXT } from "./fast.ts";
@@ -28,10 +29,10 @@ export function stripEtag(e: string | undefined): string {
 /**
  * Lists every object under a prefix (all of them when prefix is empty), 1000 per request,
  * following continuation tokens. When the context's signal aborts (SIGINT/SIGTERM), the
- * request in flight is cancelled and the interrupt is thrown.
+ * request in flight is cancelled and the interrupt is thrown (`opts.ctx`: default the current context).
  * @example for await (const o of s3List(s3, "registry", "docker/")) console.log(o.key, o.size);
  */
-export async function* s3List(client: S3Handle, bucket: string, prefix = "", opts: { ctx?: Context } = {}): AsyncGenerator<S3Object> {
+export async function* s3List(client: S3Handle, bucket: string, prefix = "", opts: S3BucketOptions = {}): AsyncGenerator<S3Object> {
   const { signal } = opts.ctx ?? useContext();
   let token: string | undefined;
   let first = true;
