@@ -201,11 +201,15 @@ export async function dockerRm(name: string, opts: DockerRmOptions = {}): Promis
   }
 }
 
-/** The docker CLI, pointed at a daemon when one is given. */
-function docker(host: string | undefined): string[] {
+/**
+ * The docker CLI as argv, pointed at a daemon when one is given (`docker --host=…`).
+ * @example await exec([...dockerCli("ssh://core@deis-1"), "ps", "-q"], { readOnly: true });
+ */
+export function dockerCli(host: string | undefined): string[] {
   if (host === undefined || host === "") return ["docker"];
   return ["docker", `--host=${host}`];
 }
+const docker = dockerCli;
 
 /** Turns docker's own failures (no container, not running, no daemon) into errors that say what to do. */
 function dockerError(e: unknown, what: string, container: string, ctx: Context = useContext()): unknown {

@@ -20,7 +20,8 @@ import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import process from "node:process";
 import { exec, ExecError, shellQuote, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
-import { dockerExec } from "./docker.ts";
+import { dockerCli, dockerExec } from "./docker.ts";
+import { waitForHealthy, type WaitOptions, type WaitResult } from "./health.ts";
 import { sshCommand, type SshTarget } from "./ssh.ts";
 import { LifeboatError, UsageError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
@@ -722,4 +723,20 @@ function parseCsv(text: string): string[][] {
   }
   if (field !== "" || row.length) rows.push([...row, field]);
   return rows;
+}
+
+/**
+ * Waits until the server accepts connections (`pg_isready -q`, locally, in the container or
+ * over ssh), for a restore into a database that is still starting. Times out with a clear error.
+ * @example await pgReady({ container: "deis-database" }, { timeoutMs: 600_000 });
+ */
+export function pgReady(where: PgWhere, opts: WaitOptions = {}): Promise<WaitResult> {
+  const bin = where.binDir ? posix.join(where.binDir, "pg_isready") : "pg_isready";
+  const argv = [bin, "-q", ...connArgs(where)];
+  const command = where.container !== undefined
+    ? [...dockerCli(where.dockerHost), "exec", "-u", where.osUser ?? "postgres", "--", where.container, ...argv]
+    : where.ssh !== undefined
+      ? sshCommand(where.ssh, argv)
+      : argv;
+  return waitForHealthy({ command }, { label: `PostgreSQL (${describeWhere(where)})`, ...opts });
 }

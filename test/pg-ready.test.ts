@@ -1,0 +1,36 @@
+// pgReady: a restore into a database that is still starting waits until it accepts
+// connections, and gives up with a clear message when it never does.
+// needs: docker
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { dockerRm, exec, pgReady } from "../lib/mod.ts";
+import { needLab } from "../tasks/drills/lab.ts";
+
+const lab = needLab("docker");
+const name = `lifeboat-pgready-${process.pid}`;
+
+test.after(async () => {
+  await dockerRm(name, { force: true, volumes: true, missingOk: true });
+});
+
+test("pgReady waits for a container whose PostgreSQL is still starting", async () => {
+  // started without waiting: initdb and startup take a second or more
+  await exec(["docker", "run", "-d", "--name", name, "--label", "lifeboat-lab=1", "--stop-signal", "SIGINT", "-e", "POSTGRES_PASSWORD", lab.LAB_PG_IMAGE], { env: { POSTGRES_PASSWORD: "pgready-test" }, stdout: "ignore" });
+  const first = await exec(["docker", "exec", "-u", "postgres", name, "pg_isready", "-q"], { readOnly: true, okCodes: [0, 1, 2] });
+  assert.is.not(first.code, 0, "the server is still starting when pgReady begins");
+  const r = await pgReady({ container: name }, { timeoutMs: 60_000, intervalMs: 200, maxIntervalMs: 500 });
+  assert.ok(r.attempts >= 1);
+  const probe = await exec(["docker", "exec", "-u", "postgres", name, "pg_isready", "-q"], { readOnly: true });
+  assert.is(probe.code, 0);
+});
+
+test("pgReady gives up after its timeout, naming the server", async () => {
+  try {
+    await pgReady({ container: name, port: 1 }, { timeoutMs: 1500, intervalMs: 200, maxIntervalMs: 200 });
+    assert.unreachable("a server on port 1 is never ready");
+  } catch (e) {
+    assert.match((e as Error).message, /gave up waiting for PostgreSQL \(container lifeboat-pgready-\d+ → localhost:1\)/);
+  }
+});
+
+test.run();
