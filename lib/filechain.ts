@@ -1,0 +1,204 @@
+// filechain: incremental backups of a folder of immutable files (Xenon's DIRECTORY backups,
+// Lucene index files), kept in a store folder so that ANY run can be put together again.
+//
+// Store layout (a local folder; see docs/xenon.md for ssh and S3 through the off-site code):
+//   STORE/files/CHAIN/NAME     each immutable file, shipped once per chain (0600)
+//   STORE/runs/RUN.json        one manifest per run: its chain and EVERY file that snapshot needs
+//                              (name, size, sha256), what it added and what it dropped
+// A chain starts at a full run (the workspace was cleared, everything is new) and grows with
+// incremental runs that ship only the names that are new. A run's manifest is written last,
+// atomically: a run killed before it is not a run. Pruning drops run manifests and then only
+// the files no kept run lists.
+import { copyFileSync, createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { LifeboatError, UsageError, VerifyError } from "./errors.ts";
+import { useContext, type Context } from "./context.ts";
+import { captureToFile } from "./files.ts";
+
+/** One file a run needs. */
+export interface ChainFile {
+  name: string;
+  size: number;
+  sha256: string;
+}
+
+/** A run's manifest (STORE/runs/RUN.json). */
+export interface ChainRun<M = unknown> {
+  run: string;
+  chain: string;
+  full: boolean;
+  at: string;
+  files: ChainFile[];
+  added: string[];
+  removed: string[];
+  /** Bytes shipped by this run. */
+  shippedBytes: number;
+  meta?: M;
+}
+
+/** Options for {@link chainShip}. */
+export interface ChainShipOptions<M> {
+  /** The run's id (a UTC stamp): the manifest's name. */
+  run: string;
+  /** A full run starts a new chain (the workspace was cleared before the backup). */
+  full: boolean;
+  /** The workspace's names before the backup (the runbook's "ls /backup" kept from last time). */
+  before: string[];
+  /** Recorded in the manifest. */
+  meta?: M;
+  ctx?: Context;
+}
+
+const safeName = (n: string) => n !== "." && n !== ".." && !n.includes("/") && !n.includes("\0");
+
+/**
+ * The regular files in a folder, sorted ("ls /backup"); [] when it does not exist.
+ * @example const before = listNames("/backup");
+ */
+export function listNames(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((n) => statSync(join(dir, n)).isFile()).sort();
+}
+
+/** Every run in the store, oldest first. */
+export function chainRuns<M = unknown>(store: string): ChainRun<M>[] {
+  const dir = join(store, "runs");
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((n) => n.endsWith(".json") && !n.startsWith(".")).sort().map((n) => JSON.parse(readFileSync(join(dir, n), "utf8")) as ChainRun<M>);
+}
+
+async function sha256(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const b of createReadStream(path)) h.update(b as Buffer);
+  return h.digest("hex");
+}
+
+/**
+ * Ships a workspace after a backup into the store: compares names with `before` (index files
+ * are immutable, so names suffice), copies the files the chain does not hold yet, and writes
+ * the run's manifest listing every file the snapshot needs. An incremental run joins the
+ * newest run's chain; a full run starts its own. In a dry run it only says what it would do.
+ * @example const r = await chainShip("/backup", "/srv/xenon-store", { run: stamp(), full: false, before });
+ */
+export async function chainShip<M>(workspace: string, store: string, opts: ChainShipOptions<M>): Promise<ChainRun<M>> {
+  const ctx = opts.ctx ?? useContext();
+  const after = ctx.dryRun && !existsSync(workspace) ? [] : listNames(workspace);
+  const prev = chainRuns<M>(store).at(-1);
+  if (!opts.full && !prev) throw new UsageError(`the store ${store} holds no run yet: the first run must be a full one`, "run it with --full (the daily full backup)");
+  const chain = opts.full ? opts.run : prev!.chain;
+  const was = new Set(opts.before);
+  const now = new Set(after);
+  const added = after.filter((n) => !was.has(n));
+  const removed = opts.before.filter((n) => !now.has(n));
+  if (ctx.dryRun) {
+    ctx.log.command(`ship the new files of ${workspace} to ${store}/files/${chain}/ and write ${store}/runs/${opts.run}.json`, "dry-run");
+    return { run: opts.run, chain, full: opts.full, at: new Date().toISOString(), files: [], added, removed, shippedBytes: 0, meta: opts.meta };
+  }
+  const bad = after.filter((n) => !safeName(n));
+  if (bad.length) throw new LifeboatError(`${workspace}: unusable file names ${JSON.stringify(bad)}`);
+  const known = new Map((prev && prev.chain === chain ? prev.files : []).map((f) => [f.name, f]));
+  const files: ChainFile[] = [];
+  let shippedBytes = 0;
+  const folder = join(store, "files", chain);
+  mkdirSync(folder, { recursive: true, mode: 0o700 });
+  for (const name of after) {
+    const src = join(workspace, name);
+    const size = statSync(src).size;
+    const stored = join(folder, name);
+    const old = known.get(name);
+    if (old && was.has(name) && existsSync(stored) && statSync(stored).size === size) {
+      files.push(old); // immutable: same name, same bytes as the run before
+      continue;
+    }
+    const sum = await sha256(src);
+    if (existsSync(stored)) {
+      if ((await sha256(stored)) !== sum) {
+        throw new VerifyError(`${name} in ${workspace} differs from the ${name} already in chain ${chain}: index files must be immutable`, [], "start a new chain with a full run (--full)");
+      }
+    } else {
+      await captureToFile(stored, async (tmp) => copyFileSync(src, tmp), { label: `${name} into ${folder}` });
+      shippedBytes += size;
+    }
+    files.push({ name, size, sha256: sum });
+  }
+  const run: ChainRun<M> = { run: opts.run, chain, full: opts.full, at: new Date().toISOString(), files, added, removed, shippedBytes, meta: opts.meta };
+  await captureToFile(join(store, "runs", `${opts.run}.json`), async (tmp) => {
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(tmp, JSON.stringify(run, null, 2) + "\n");
+  });
+  return run;
+}
+
+/**
+ * Puts one run's files together in an empty folder, checking each file's size and sha256
+ * against the run's manifest (a VerifyError, exit 3, names the first damaged or missing file).
+ * @example const run = await chainAssemble("/srv/xenon-store", "2026-11-21T101500Z", "/tmp/restore");
+ */
+export async function chainAssemble<M = unknown>(store: string, run: string, dir: string, opts: { ctx?: Context } = {}): Promise<ChainRun<M>> {
+  const ctx = opts.ctx ?? useContext();
+  const manifest = join(store, "runs", `${run}.json`);
+  if (!existsSync(manifest)) {
+    const runs = chainRuns(store).map((r) => r.run);
+    throw new UsageError(`no run ${run} in ${store}`, runs.length ? `runs there: ${runs.slice(-8).join(", ")}` : "the store holds no runs");
+  }
+  const r = JSON.parse(readFileSync(manifest, "utf8")) as ChainRun<M>;
+  if (ctx.dryRun) {
+    ctx.log.command(`assemble run ${run} (${r.files.length} files of chain ${r.chain}) into ${dir}`, "dry-run");
+    return r;
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (readdirSync(dir).length) throw new LifeboatError(`cannot assemble run ${run} into ${dir}: the folder is not empty`);
+  const problems: string[] = [];
+  for (const f of r.files) {
+    const src = join(store, "files", r.chain, f.name);
+    if (!safeName(f.name)) problems.push(`${f.name}: unsafe name in the manifest`);
+    else if (!existsSync(src)) problems.push(`${f.name}: missing from ${join(store, "files", r.chain)}`);
+    else if (statSync(src).size !== f.size) problems.push(`${f.name}: ${statSync(src).size} bytes, the manifest says ${f.size}`);
+    else if ((await sha256(src)) !== f.sha256) problems.push(`${f.name}: sha256 mismatch`);
+    else copyFileSync(src, join(dir, f.name));
+  }
+  if (problems.length) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new VerifyError(`run ${run} in ${store} cannot be put together: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ""}`, problems, "restore another run; nothing was restored");
+  }
+  return r;
+}
+
+/** Options for {@link chainPrune}. */
+export interface ChainPruneOptions {
+  /** Keep the newest this many runs (at least 1). */
+  keepRuns: number;
+  ctx?: Context;
+}
+
+/**
+ * Drops the oldest run manifests beyond keepRuns, then the files no kept run lists (whole
+ * chains when none of their runs is kept). Never removes a file a kept run needs. In a dry run
+ * it lists what it would remove.
+ * @example const p = await chainPrune("/srv/xenon-store", { keepRuns: 48 });
+ */
+export async function chainPrune(store: string, opts: ChainPruneOptions): Promise<{ runs: string[]; files: number; bytes: number }> {
+  const ctx = opts.ctx ?? useContext();
+  const keep = Math.max(1, opts.keepRuns);
+  const runs = chainRuns(store);
+  const drop = runs.slice(0, Math.max(0, runs.length - keep));
+  const kept = runs.slice(drop.length);
+  const needed = new Set(kept.flatMap((r) => r.files.map((f) => `${r.chain}/${f.name}`)));
+  const doomed: string[] = [];
+  const filesDir = join(store, "files");
+  for (const chain of existsSync(filesDir) ? readdirSync(filesDir) : []) {
+    for (const name of readdirSync(join(filesDir, chain))) if (!needed.has(`${chain}/${name}`)) doomed.push(`${chain}/${name}`);
+  }
+  let bytes = 0;
+  for (const f of doomed) bytes += statSync(join(filesDir, f)).size;
+  const say = `prune ${store}: ${drop.length} run(s), ${doomed.length} file(s) no kept run needs`;
+  if (ctx.dryRun) {
+    ctx.log.command(say, "dry-run");
+    return { runs: drop.map((r) => r.run), files: doomed.length, bytes };
+  }
+  for (const r of drop) rmSync(join(store, "runs", `${r.run}.json`), { force: true });
+  for (const f of doomed) rmSync(join(filesDir, f), { force: true });
+  for (const chain of existsSync(filesDir) ? readdirSync(filesDir) : []) if (!readdirSync(join(filesDir, chain)).length) rmSync(join(filesDir, chain), { recursive: true });
+  return { runs: drop.map((r) => r.run), files: doomed.length, bytes };
+}

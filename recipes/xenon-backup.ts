@@ -1,0 +1,167 @@
+// xenon-backup: back up a VMware Xenon host's document index through its management API, as
+// the Xenon wiki "Backup Restore" describes it: a ZIP into ONE verified lifeboat archive, an
+// incremental DIRECTORY run shipped to a backup store, or a STREAM received by lifeboat.
+//
+//   npx zx recipes/xenon-backup.ts --config site.yaml [--backup.type ZIP|DIRECTORY|STREAM] [--directory.full] [--dry-run]
+//   make backup-xenon ARGS="--config site.yaml"
+//
+// Run it on the Xenon host (file: destinations are paths on that host).
+//
+// Steps (runbook line → step):
+//   (lifeboat; "Restore and HostID")              → "record the host id and document counts": GET /core/management,
+//                                                    GET FACTORY for each of `factories`
+//   ZIP: "Send a PATCH BackupRequest … destination file:/var/backup/xenon-backup.zip, backupType ZIP"
+//                                                  → "back up (PATCH BackupRequest, ZIP)" into staging
+//                                                  → "check the zip is complete": central directory, sizes, CRC-32
+//                                                  → "pack the archive": backups.dir/xenon-backup-<stamp>.tar.gz, 0600
+//   STREAM: "STREAM is for http/https destination … PUT requests" ; "expected to accept PUT request with range header"
+//                                                  → "back up (STREAM into lifeboat's receiver)": ranged PUTs in any
+//                                                    order, every byte once, refused overlaps, idle timeout
+//                                                  → "check the zip is complete", "pack the archive"
+//   DIRECTORY, the wiki's "Example Scenario":
+//     "Clear /backup if it is a daily full backup" → "clear the workspace (daily full)"       [directory.full]
+//     "List existing files from last backup, and keep the list"
+//                                                  → "list the workspace before the backup"
+//     "Perform incremental backup specifying /backup as destination"
+//                                                  → "back up (PATCH BackupRequest, DIRECTORY)"
+//     "Compare file names … checking only file names is sufficient" ; "Take newly created files to
+//      your backup store location"                 → "ship the new files to the store": name diff, copy of only
+//                                                    the new names, a run manifest listing EVERY file that
+//                                                    snapshot needs (any run can be reassembled)
+//     (lifeboat)                                   → "prune the store": keep the newest directory.keep-runs runs,
+//                                                    never a file a kept run needs
+//   (always)                                       → finally: remove the staging folder of this run
+//
+// Left to the operator, and why:
+//   - the ssh path for a remote Xenon host and S3/ssh stores: lifeboat runs on the Xenon host in
+//     this version; ship the store folder off-site with the off-site tasks (docs/xenon.md).
+//   - auto-backup (isAutoBackupEnabled): a host setting; this recipe takes explicit backups.
+//
+// Settings: recipes/xenon.ts holds the table both recipes share (flags, env LIFEBOAT_*, the site
+// file; see --help and recipes/xenon.site.example.yaml).
+import {
+  ageOptions,
+  backupArchive,
+  chainPrune,
+  chainShip,
+  exec,
+  formatBytes,
+  listNames,
+  receiveRangedPuts,
+  recipe,
+  stamp,
+  step,
+  UsageError,
+  verifyZip,
+  xenonBackup,
+  xenonCounts,
+  xenonHostInfo,
+} from "../lib/mod.ts";
+import * as xenon from "./xenon.ts";
+
+await recipe({
+  name: "xenon-backup",
+  description: "back up a Xenon host's document index (ZIP or STREAM into one verified archive, or an incremental DIRECTORY run into a store)",
+  usage: "npx zx recipes/xenon-backup.ts --config site.yaml [--backup.type ZIP|DIRECTORY|STREAM] [--directory.full] [--dry-run]",
+  settings: xenon.settings,
+  target: (ctx) => ctx.settings.url,
+  plan: (ctx) => {
+    const s = ctx.settings;
+    const type = s["backup.type"].toUpperCase() as xenon.Meta["type"];
+    if (!["ZIP", "DIRECTORY", "STREAM"].includes(type)) throw new UsageError(`backup.type ${s["backup.type"]} is not ZIP, DIRECTORY or STREAM`);
+    const url = s.url.replace(/\/+$/, "");
+    const api = { token: s["auth.token"] || undefined, user: s["auth.user"] || undefined, password: s["auth.password"] || undefined, indexServiceLink: s["index-link"] };
+    const run = stamp();
+    const staging = `${s.staging}/backup-${run}`;
+    const zip = `${staging}/${xenon.LAYOUT.zip}`;
+    const workspace = s["directory.workspace"];
+    const store = s["directory.store"];
+    const isZip = type === "ZIP";
+    const isStream = type === "STREAM";
+    const isDir = type === "DIRECTORY";
+
+    const host = step("host", `record the host id and document counts (${url})`, async () => {
+      const info = await xenonHostInfo(url, api);
+      const counts = await xenonCounts(url, s.factories, api);
+      ctx.log.ok(`host ${info?.id}: ${Object.entries(counts).map(([f, n]) => `${f} ${n}`).join(", ")}`);
+      return { id: info?.id ?? "DRY-RUN", counts, takenAt: new Date().toISOString() };
+    });
+
+    const prepare = step("prepare", "prepare the staging folder", () => exec(["mkdir", "-p", "-m", "700", "--", staging]), { when: !isDir });
+
+    const zipBackup = step("backup-zip", `back up (PATCH BackupRequest, ZIP to file:${zip})`, () =>
+      xenonBackup(url, { destination: `file:${zip}`, type: "ZIP" }, api), { when: isZip });
+
+    const streamBackup = step("backup-stream", "back up (STREAM into lifeboat's receiver)", async () => {
+      const got = await receiveRangedPuts(zip, {
+        listen: s["stream.listen"],
+        port: s["stream.port"],
+        publicUrl: s["stream.url"] || undefined,
+        idleTimeoutMs: s["stream.idle-timeout"] * 1000,
+      }, (dest) => xenonBackup(url, { destination: dest, type: "STREAM" }, api));
+      ctx.log.ok(`received ${formatBytes(got.bytes)} in ${got.chunks} chunks`);
+      return { bytes: got.bytes, chunks: got.chunks };
+    }, { when: isStream });
+
+    const checked = step("check-zip", "check the zip is complete (central directory, sizes, CRC-32)", async () => {
+      const z = await verifyZip(zip);
+      ctx.log.ok(`${z.entries.length} index files, ${formatBytes(z.bytes)}`);
+      return z.entries.map((e) => ({ name: e.name, size: e.size, crc32: e.crc32 }));
+    }, { when: !isDir });
+
+    const pack = step("pack", `pack the archive into ${s["backups.dir"]} (0600, manifest inside)`, () =>
+      backupArchive<xenon.ArchiveMeta>(staging, {
+        folder: s["backups.dir"],
+        name: "xenon-backup",
+        meta: { xenon: meta(checked.output) },
+        age: ageOptions(s),
+      }), { when: !isDir });
+
+    const clear = step("clear", `clear the workspace ${workspace} (daily full)`, async () => {
+      await exec(["mkdir", "-p", "-m", "700", "--", workspace]);
+      await exec(["find", workspace, "-mindepth", "1", "-maxdepth", "1", "-delete"]);
+    }, { when: isDir && s["directory.full"] });
+
+    const before = step("list", `list the workspace ${workspace} before the backup`, async () => {
+      await exec(["mkdir", "-p", "-m", "700", "--", workspace]);
+      return listNames(workspace);
+    }, { when: isDir });
+
+    const dirBackup = step("backup-directory", `back up (PATCH BackupRequest, DIRECTORY to file:${workspace}/)`, () =>
+      xenonBackup(url, { destination: `file:${workspace}/`, type: "DIRECTORY" }, api), { when: isDir });
+
+    const shipped = step("ship", `ship the new files to the store ${store}`, async () => {
+      const r = await chainShip(workspace, store, { run, full: s["directory.full"], before: before.output, meta: meta([]) });
+      ctx.log.ok(`run ${r.run} (chain ${r.chain}): ${r.added.length} new, ${r.removed.length} dropped, ${formatBytes(r.shippedBytes)} shipped; it needs ${r.files.length} files`);
+      return { run: r.run, chain: r.chain, added: r.added.length, removed: r.removed.length, files: r.files.length, shippedBytes: r.shippedBytes };
+    }, { when: isDir });
+
+    const pruned = step("prune", `prune the store (keep the newest ${s["directory.keep-runs"]} runs)`, () =>
+      chainPrune(store, { keepRuns: s["directory.keep-runs"] }), { when: isDir && s["directory.keep-runs"] > 0 });
+
+    /** What the manifest records for the restore. */
+    const meta = (files: xenon.Meta["files"]): xenon.Meta => ({
+      url,
+      hostId: host.output.id,
+      type,
+      indexLink: s["index-link"],
+      counts: host.output.counts,
+      files,
+      takenAt: host.output.takenAt,
+    });
+
+    return {
+      steps: [host, prepare, zipBackup, streamBackup, checked, pack, clear, before, dirBackup, shipped, pruned],
+      cleanup: () => exec(["rm", "-rf", "--", staging]).then(() => {}),
+      report: () => [
+        `host         ${host.output.id} at ${url}`,
+        `documents    ${Object.entries(host.output.counts).map(([f, n]) => `${f} ${n}`).join(", ")}`,
+        ...(isDir
+          ? [`run          ${shipped.output.run} in ${store} (chain ${shipped.output.chain}): ${shipped.output.added} new files, ${formatBytes(shipped.output.shippedBytes)} shipped`,
+            ...(pruned.hasOutput ? [`pruned       ${pruned.output.runs.length} runs, ${pruned.output.files} files`] : [])]
+          : [`archive      ${pack.output.path} (${formatBytes(pack.output.bytes)})`, ...(isStream ? [`stream       ${streamBackup.output.chunks} chunks`] : [])]),
+        `restore with --id=${host.output.id} on a new node to keep documentOwner (wiki: "Restore and HostID")`,
+      ],
+    };
+  },
+});

@@ -1,0 +1,169 @@
+// xenon-restore: restore a VMware Xenon host's document index from a xenon-backup archive
+// (ZIP or STREAM) or from any run of a DIRECTORY chain, as the Xenon wiki "Backup Restore"
+// describes it, then restart the host and compare document counts.
+//
+//   npx zx recipes/xenon-restore.ts ARCHIVE|RUN --config site.yaml [--deliver file|http] [--at "2026-11-21 10:00:00Z"] [--yes]
+//   make restore-xenon ARGS="--config site.yaml /var/backups/xenon/xenon-backup-….tar.gz"
+//
+// RUN is a run id of directory.store (see its runs/ folder), or "latest".
+//
+// Steps (runbook line → step):
+//   (lifeboat)                                     → "read the backup": an archive is verified byte for byte
+//                                                     against its manifest; a run's manifest is read
+//   "Restore and HostID: … they still keep old hostId as their documentOwnerId … we recommend
+//    setting same hostId on the new node (--id=<old node id>)"
+//                                                   → "compare host ids": prints --id=OLD, warns when they differ
+//   (lifeboat)                                     → "stage the backup": the archive's zip (checked again:
+//                                                     central directory and CRCs, before the PATCH), or the run
+//                                                     reassembled from its file list, each file's sha256 checked
+//   "Send a PATCH RestoreRequest … destination file:/var/backup/xenon-backup.zip" ; "When http/https
+//    is specified, it is expected to accept GET requests … with range header"
+//                                                   → "restore (PATCH RestoreRequest)": file: the staged zip or
+//                                                     directory; http: lifeboat serves the zip with Range support
+//                                                     while the PATCH runs                      [deliver]
+//   "When timeSnapshotBoundaryMicros parameter is specified in restore request, recovered data will
+//    not have documents updated after the specified time"
+//                                                   → --at "2026-11-21 10:00:00Z" becomes timeSnapshotBoundaryMicros
+//   "NOTE: you MUST restart the service host that processed the restore request" ; "When it is
+//    restoring to the in-memory index service, host restart is not required. If you restart the host,
+//    in-memory data will be cleared."
+//                                                   → "restart the host" [restart], skipped for the in-memory index
+//   (lifeboat)                                     → "wait for the host" (GET /core/management), restart-timeout
+//                                                   → "compare document counts with the backup" (exit 3 if they
+//                                                     differ; with --at only reported, the counts were of later)
+//   (always)                                       → finally: remove the staging folder of this run
+// The PATCH asks first; without a terminal it needs --yes (or it refuses, exit 5).
+//
+// Left to the operator, and why:
+//   - starting the new node with --id=OLD: a host argument lifeboat cannot set; the recipe prints it.
+//   - a host that already holds documents: a restored zip is extracted into its index without
+//     clearing it (as Xenon does); restore onto a fresh host, as the wiki and upstream tests do.
+//   - a remote Xenon host (ssh copy of the staged files): lifeboat runs on the host in this version.
+//
+// Settings: recipes/xenon.ts holds the table both recipes share (flags, env LIFEBOAT_*, the site
+// file; see --help and recipes/xenon.site.example.yaml).
+import {
+  ageOptions,
+  chainAssemble,
+  chainRuns,
+  exec,
+  formatBytes,
+  recipe,
+  serveRanged,
+  shellJoin,
+  stamp,
+  step,
+  toMicros,
+  unpackArchive,
+  UsageError,
+  verifyArchive,
+  VerifyError,
+  verifyZip,
+  waitForHealthy,
+  xenonCounts,
+  xenonHostInfo,
+  xenonRestore,
+} from "../lib/mod.ts";
+import * as xenon from "./xenon.ts";
+
+await recipe({
+  name: "xenon-restore",
+  description: "restore a Xenon host's document index from a xenon-backup archive or a DIRECTORY run, restart it and compare counts",
+  usage: "npx zx recipes/xenon-restore.ts ARCHIVE|RUN --config site.yaml [--deliver file|http] [--at INSTANT] [--yes]",
+  settings: xenon.settings,
+  target: (ctx) => ctx.settings.url,
+  plan: (ctx) => {
+    const s = ctx.settings;
+    if (ctx.args.length !== 1) throw new UsageError("say what to restore: xenon-restore ARCHIVE (a .tar.gz[.age]) or RUN (a run id of directory.store, or latest)");
+    const what = ctx.args[0];
+    const isArchive = /\.tar\.gz(\.age)?$/.test(what);
+    const url = s.url.replace(/\/+$/, "");
+    const api = { token: s["auth.token"] || undefined, user: s["auth.user"] || undefined, password: s["auth.password"] || undefined, indexServiceLink: s["index-link"] };
+    const inMemory = s["index-link"] === xenon.IN_MEMORY_INDEX;
+    if (!["file", "http"].includes(s.deliver)) throw new UsageError(`deliver ${s.deliver} is not file or http`);
+    if (s.deliver === "http" && !isArchive) throw new UsageError("a DIRECTORY run cannot be restored over http: Xenon treats an http backup as a zip", "use --deliver file");
+    const at = s.at ? toMicros(s.at) : undefined;
+    const staging = `${s.staging}/restore-${stamp()}`;
+    const decrypt = ageOptions(s);
+
+    const backup = step("read", `read the backup ${what}`, async () => {
+      if (isArchive) {
+        const report = await verifyArchive<xenon.ArchiveMeta>(what, { decrypt });
+        if (report.manifest?.recipe !== "xenon-backup") throw new UsageError(`${what} was not made by xenon-backup (manifest recipe: ${report.manifest?.recipe ?? "none"})`);
+        return { run: null as string | null, meta: report.manifest.meta.xenon };
+      }
+      const runs = chainRuns<xenon.Meta>(s["directory.store"]);
+      const r = what === "latest" ? runs.at(-1) : runs.find((x) => x.run === what);
+      if (!r) throw new UsageError(`no run ${what} in ${s["directory.store"]}`, runs.length ? `runs there: ${runs.slice(-8).map((x) => x.run).join(", ")}` : "the store holds no runs");
+      return { run: r.run, meta: { ...r.meta!, files: r.files.map((f): xenon.Meta["files"][number] => ({ name: f.name, size: f.size })) } };
+    });
+
+    const ids = step("host-id", "compare host ids (wiki: Restore and HostID)", async () => {
+      const info = await xenonHostInfo(url, { ...api });
+      const old = backup.output.meta.hostId;
+      if (info && info.id !== old) {
+        ctx.log.warn(`this host's id is ${info.id}, the backup's documents are owned by ${old}: start the new node with --id=${old} to keep documentOwner (the wiki's advice for migration)`);
+      } else ctx.log.ok(`host id ${old} (start a new node with --id=${old})`);
+      return { id: info?.id ?? old };
+    });
+
+    const staged = step("stage", `stage the backup in ${staging}`, async () => {
+      await exec(["mkdir", "-p", "-m", "700", "--", staging]);
+      if (isArchive) {
+        await unpackArchive(what, `${staging}/unpacked`, { decrypt });
+        const zip = `${staging}/unpacked/${xenon.LAYOUT.zip}`;
+        const z = await verifyZip(zip);
+        const want = backup.output.meta.files.map((f) => `${f.name}:${f.crc32}`).sort().join(",");
+        if (!ctx.dryRun && z.entries.map((e) => `${e.name}:${e.crc32}`).sort().join(",") !== want) {
+          throw new VerifyError(`${zip}: its files differ from the list the backup recorded; restore refused before the PATCH`);
+        }
+        return { path: zip, kind: "zip" as const };
+      }
+      await chainAssemble(s["directory.store"], backup.output.run!, `${staging}/run`);
+      return { path: `${staging}/run`, kind: "dir" as const };
+    });
+
+    const restored = step("restore", `restore (PATCH RestoreRequest, ${s.deliver}${at !== undefined ? `, timeSnapshotBoundaryMicros ${at}` : ""})`, async () => {
+      const req = (destination: string) => xenonRestore(url, { destination, timeSnapshotBoundaryMicros: at }, api);
+      if (s.deliver === "http") {
+        const served = await serveRanged(staged.output.path, { listen: s["http.listen"], port: s["http.port"], publicUrl: s["http.url"] || undefined }, req);
+        ctx.log.ok(`served ${formatBytes(served.bytes)} in ${served.requests} requests`);
+      } else {
+        await req(`file:${staged.output.path}${staged.output.kind === "dir" ? "/" : ""}`);
+      }
+    }, { confirm: `replace the document index of the Xenon host at ${url} with the backup's?` });
+
+    const restart = step("restart", `restart the host (${shellJoin(s.restart)})`, () => exec(s.restart), {
+      when: !inMemory && s.restart.length > 0,
+    });
+
+    const healthy = step("wait", `wait for the host (GET ${url}/core/management)`, () =>
+      waitForHealthy({ http: `${url}/core/management`, headers: api.token ? { "x-xenon-auth-token": api.token } : undefined }, {
+        timeoutMs: s["restart-timeout"] * 1000,
+        label: `the Xenon host at ${url}`,
+        hint: `it did not answer after the restart (${shellJoin(s.restart)}): check its log; the index was restored, so once it is up, check the counts`,
+      }));
+
+    const compared = step("compare", "compare document counts with the backup", async () => {
+      const want = backup.output.meta.counts;
+      const got = await xenonCounts(url, Object.keys(want), { ...api, dryRunResult: want });
+      const diff = Object.keys(want).filter((f) => got[f] !== want[f]).map((f) => `${f}: ${got[f]} now, ${want[f]} in the backup`);
+      if (diff.length && at === undefined) throw new VerifyError(`the restored host's document counts differ from the backup's: ${diff.join("; ")}`, diff);
+      if (diff.length) ctx.log.warn(`counts at --at ${s.at} differ from the backup's (expected: they were counted at backup time): ${diff.join("; ")}`);
+      else ctx.log.ok(Object.entries(got).map(([f, n]) => `${f} ${n}`).join(", "));
+      return got;
+    });
+
+    return {
+      steps: [backup, ids, staged, restored, restart, healthy, compared],
+      cleanup: () => exec(["rm", "-rf", "--", staging]).then(() => {}),
+      report: () => [
+        `restored     ${isArchive ? what : `run ${backup.output.run} of ${s["directory.store"]}`} into ${url}${at !== undefined ? ` as of ${s.at}` : ""}`,
+        `documents    ${Object.entries(compared.output).map(([f, n]) => `${f} ${n}`).join(", ")}`,
+        `host id      backup ${backup.output.meta.hostId}, host ${ids.output.id}${ids.output.id !== backup.output.meta.hostId ? `  (start the node with --id=${backup.output.meta.hostId})` : ""}`,
+        `restart      ${inMemory ? "skipped: in-memory index" : s.restart.length ? shellJoin(s.restart) : "none configured"}`,
+      ],
+    };
+  },
+});
+

@@ -1,0 +1,66 @@
+// Xenon: what xenon-backup.ts and xenon-restore.ts share, declared once.
+//
+//   - `settings`: the one settings table of both recipes (flags, env LIFEBOAT_…, or the site
+//     file recipes/xenon.site.example.yaml). `usedBy` marks the keys only one recipe reads.
+//   - `Meta`: what xenon-backup records (in an archive's manifest, `meta.xenon`, or in a
+//     DIRECTORY run's manifest, `meta`) and xenon-restore reads; tsc checks both against it.
+//   - `LAYOUT`: the names inside an archive.
+//
+// This file runs nothing: the recipes import it.
+import { AGE_SETTINGS, type SettingSpecs } from "../lib/mod.ts";
+
+const BACKUP = ["xenon-backup"] as const;
+const RESTORE = ["xenon-restore"] as const;
+
+/** The settings of both Xenon recipes (see --help of each, and xenon.site.example.yaml). */
+export const settings = {
+  url: { describe: "the Xenon host's base URL, as this host reaches it (the management API is URL/core/management)", default: "http://127.0.0.1:8000" },
+  "index-link": { describe: "indexServiceLink: /core/document-index, or /core/in-memory-document-index for the in-memory index (no restart after a restore)", default: "/core/document-index" },
+  factories: { type: "list", describe: "factories whose documents are counted at backup and compared after a restore", default: ["/core/examples"] },
+  "auth.token": { describe: "auth token for the management API (sent as x-xenon-auth-token)", secret: true },
+  "auth.user": { describe: "user for basic login (POST /core/authn/basic), with auth.password" },
+  "auth.password": { describe: "password of auth.user", secret: true },
+  "backup.type": { describe: "ZIP (a file: zip on the host), DIRECTORY (incremental, shipped to directory.store) or STREAM (ranged PUTs to lifeboat's receiver)", default: "ZIP", usedBy: BACKUP },
+  "backups.dir": { describe: "folder for lifeboat archives (ZIP and STREAM backups)", default: "/var/backups/xenon" },
+  staging: { describe: "a folder on the Xenon host where zips are written and restores are staged (lifeboat runs on that host)", default: "/var/tmp/lifeboat-xenon" },
+  "directory.workspace": { describe: "DIRECTORY: the workspace Xenon backs up into (the runbook's /backup)", default: "/var/backups/xenon-workspace", usedBy: BACKUP },
+  "directory.store": { describe: "DIRECTORY: the backup store folder (files/CHAIN/… and runs/RUN.json)", default: "/var/backups/xenon-store" },
+  "directory.full": { type: "boolean", describe: "DIRECTORY: the daily full backup: clear the workspace first and start a new chain", default: false, usedBy: BACKUP },
+  "directory.keep-runs": { type: "number", describe: "DIRECTORY: keep the newest this many runs in the store (0: keep all); files a kept run needs are never removed", default: 0, usedBy: BACKUP },
+  "stream.listen": { describe: "STREAM: address lifeboat's receiver listens on", default: "127.0.0.1", usedBy: BACKUP },
+  "stream.port": { type: "number", describe: "STREAM: its port (0: any free one)", default: 0, usedBy: BACKUP },
+  "stream.url": { describe: "STREAM: the receiver's URL as the Xenon host reaches it (empty: http://LISTEN:PORT/backup.zip)", usedBy: BACKUP },
+  "stream.idle-timeout": { type: "number", describe: "STREAM: give up when no chunk came for this many seconds", default: 60, usedBy: BACKUP },
+  deliver: { describe: "how the restore reaches the host: file (a file: zip or directory in staging) or http (lifeboat serves the zip with Range support)", default: "file", usedBy: RESTORE },
+  "http.listen": { describe: "http delivery: address lifeboat's file server listens on", default: "127.0.0.1", usedBy: RESTORE },
+  "http.port": { type: "number", describe: "http delivery: its port (0: any free one)", default: 0, usedBy: RESTORE },
+  "http.url": { describe: "http delivery: its URL as the Xenon host reaches it (empty: http://LISTEN:PORT/backup.zip)", usedBy: RESTORE },
+  at: { describe: 'point in time: drop every document version updated after it (timeSnapshotBoundaryMicros), e.g. "2026-11-21 10:00:00Z"', usedBy: RESTORE },
+  restart: { type: "list", describe: "restarts the host after the restore, as argv (e.g. systemctl,restart,xenon); skipped for the in-memory index", default: ["systemctl", "restart", "xenon"], usedBy: RESTORE },
+  "restart-timeout": { type: "number", describe: "seconds to wait for the host to answer after the restart", default: 300, usedBy: RESTORE },
+  ...AGE_SETTINGS,
+} as const satisfies SettingSpecs;
+
+/** The in-memory index: a restart would wipe it. */
+export const IN_MEMORY_INDEX = "/core/in-memory-document-index";
+
+/** Names inside a xenon-backup archive. */
+export const LAYOUT = { zip: "xenon-backup.zip" } as const;
+
+/** What xenon-backup records and xenon-restore reads. */
+export interface Meta {
+  url: string;
+  /** The host id at backup time: documents keep it as documentOwner (start a new node with --id=…). */
+  hostId: string;
+  type: "ZIP" | "DIRECTORY" | "STREAM";
+  indexLink: string;
+  /** Document counts of the configured factories at backup time. */
+  counts: Record<string, number>;
+  /** The index's files in this backup (name, size; crc32 for zips). */
+  files: { name: string; size: number; crc32?: number }[];
+  /** When the backup PATCH was sent (ISO). */
+  takenAt: string;
+}
+
+/** The manifest's recipe data of a xenon-backup archive. */
+export type ArchiveMeta = { xenon: Meta };
