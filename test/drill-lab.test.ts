@@ -52,6 +52,14 @@ test("a drill starts the pieces that are down, in lab order, and stops exactly t
   assert.equal(running(dir), ["docker"], "the piece that was already up is left running");
 });
 
+test("a lab held up by 'lab.sh up' is left running: a drill starts what is down and stops nothing", async () => {
+  const dir = labDir(["docker"]);
+  writeFileSync(join(dir, "held"), "");
+  await withLab(["ceph", "docker"], async () => {}, { scripts: dir });
+  assert.equal(calls(dir), ["up ceph"]);
+  assert.equal(running(dir), ["docker", "ceph"]);
+});
+
 test("a failing drill still stops the pieces it started, and its error comes through", async () => {
   const dir = labDir();
   try {

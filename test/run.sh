@@ -61,6 +61,9 @@ done
 started=()
 stop_started() {
   [ ${#started[@]} -eq 0 ] && return 0
+  if [ -e "${LIFEBOAT_LAB:-/var/tmp/lifeboat-lab}/held" ]; then
+    echo "── lab held up (lab.sh up / make lab-up): left running: ${started[*]}"; started=(); return 0
+  fi
   echo "── lab down (pieces this run started: ${started[*]})"
   bash test/lab/lab.sh down "${started[@]}" || true
   started=()

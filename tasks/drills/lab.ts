@@ -57,6 +57,8 @@ export function needLab(...pieces: string[]): Record<string, string> {
 export interface WithLabOptions {
   /** Folder holding <piece>.sh with the verbs up, down and status (default test/lab/). */
   scripts?: string;
+  /** The hold marker: while it exists nothing is stopped (default $LIFEBOAT_LAB/held, made by `lab.sh up`; with `scripts`, SCRIPTS/held). */
+  held?: string;
   /** Where progress lines go (default: nowhere). */
   log?: (line: string) => void;
   /** Say which pieces would be started, start none. */
@@ -110,6 +112,11 @@ export async function withLab<T>(pieces: string[], body: () => Promise<T>, opts:
     }
     return await body();
   } finally {
+    const held = opts.held ?? (opts.scripts ? join(opts.scripts, "held") : join(LAB_DIR, "held"));
+    if (started.length && existsSync(held)) {
+      log(`lab: held up by 'make lab-up' (${held}): leaving ${started.join(" ")} running`);
+      started.length = 0;
+    }
     if (started.length) log(`lab: stopping what this run started: ${started.join(" ")}`);
     const failed: string[] = [];
     for (const p of [...started].reverse()) if ((await pieceScript(dir, p, "down")) !== 0) failed.push(p);

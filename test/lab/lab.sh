@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The lifeboat test lab: real services on loopback, from Debian packages.
 #
-#   test/lab/lab.sh up [PIECE...]      install what is missing, start, print one ready line per piece
-#   test/lab/lab.sh down [PIECE...]    stop what is running (by pid), leave nothing behind
+#   test/lab/lab.sh up [PIECE...]      install what is missing, start, print one ready line per piece;
+#                                      the lab is then HELD: test runs and drills leave it running
+#   test/lab/lab.sh down [PIECE...]    stop what is running (by pid), leave nothing behind; releases the hold
 #   test/lab/lab.sh status             one line per piece, exit 0 when all are up
 #   test/lab/lab.sh env                the connection settings the tests read (KEY=VALUE)
 #
@@ -20,8 +21,10 @@ pieces=("$@"); [ ${#pieces[@]} -eq 0 ] && pieces=("${ALL_PIECES[@]}")
 case $cmd in
   up)
     # Pieces start one after another: they share 2 cores and apt's lock.
-    for p in "${pieces[@]}"; do bash "$here/$p.sh" up; done ;;
+    for p in "${pieces[@]}"; do bash "$here/$p.sh" up; done
+    mkdir -p "$LAB" && touch "$LAB/held" ;;
   down)
+    rm -f "$LAB/held"
     rc=0
     for ((i = ${#pieces[@]} - 1; i >= 0; i--)); do bash "$here/${pieces[i]}.sh" down || rc=1; done
     exit $rc ;;
