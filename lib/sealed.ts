@@ -6,7 +6,7 @@
 // checks the sha256, then decrypts and gunzips to the end, before anything reads it for real.
 // Everything streams: memory stays constant whatever the size.
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream, writeFileSync } from "node:fs";
 import { PassThrough, Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
@@ -195,4 +195,18 @@ export async function verifySealed(path: string, o: UnsealOptions): Promise<{ by
  */
 export async function unsealTo(path: string, sink: Writable, o: UnsealOptions): Promise<void> {
   await plainInto(path, sink, o, o.ctx ?? useContext());
+}
+
+/**
+ * Writes a JSON file atomically (partial name, fsync, rename), mode 0600; in dry-run prints
+ * what it would write. For the manifests beside sealed files.
+ * @example await writeJsonFile(`${dir}/2026.11.29-manifest.json`, manifest);
+ */
+export async function writeJsonFile(path: string, value: unknown, opts: { ctx?: Context } = {}): Promise<void> {
+  const ctx = opts.ctx ?? useContext();
+  if (ctx.dryRun) {
+    ctx.log.command(`write ${path}`, "dry-run");
+    return;
+  }
+  await captureToFile(path, async (tmp) => writeFileSync(tmp, JSON.stringify(value, null, 2) + "\n", { mode: 0o600 }));
 }

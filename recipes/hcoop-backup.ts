@@ -1,0 +1,112 @@
+// hcoop-backup: HCoop's nightly AFS volume dumps (cron.daily on a file server, as root, with
+// -localauth), weekly full + daily incremental, gzipped and encrypted, one folder per day.
+//
+//   npx zx recipes/hcoop-backup.ts --config hcoop.site.yaml [--dry-run] [--resume]
+//   make backup-hcoop ARGS="--config hcoop.site.yaml"
+//
+// Runbook (HCoop wiki BackupInfo §3.2, RsyncNet "VOLUMES") → step:
+//   "First the entire system is backed up using vos backupsys"
+//                                  → "vos backupsys -prefix user. db. mail." [volumes.prefixes]
+//   "vos listvol deleuze, exclude .backup and .readonly, volumes containing not-backed-up"
+//                                  → "list the volumes": RW volumes of the prefixes, minus
+//                                    volumes.exclude; the excluded names go into the manifest
+//   (the 2008 failures: the target was full for weeks)
+//                                  → "check free space": vos listvol disk usage × the last run's
+//                                    compression ratio, refused before any dump starts
+//   "On the first day of each week, make a full volume dump, afterward recording the time …;
+//    on the following days … an incremental dump from the weekly full dump"
+//                                  → "dump VOLUME" (one per volume, 2 at a time): full on
+//                                    schedule.full-day, when no full of the week exists or its
+//                                    file is gone; else `vos dump -time CLONE` where CLONE is the
+//                                    full's .backup clone time (vos examine). Restoring any day
+//                                    needs two files, as the runbook wanted.
+//   "piped through gzip and ccrypt … YYYY.MM.DD-$VOLNAME.dump.gz.aescrypt"
+//                                  → each dump streams vos dump → gzip → age (default) or ccrypt
+//                                    (encryption.kind ccrypt, .aescrypt as today) → a hidden
+//                                    partial file renamed into place; its sha256 (ccrypt cannot
+//                                    detect truncation) goes into the manifest
+//   (lifeboat)                     → "write the day's manifest" DATE/DATE-manifest.json: written
+//                                    last, so a day without it is incomplete and never used
+// Operator notes:
+//   - obnam: not used. The dumps stay encrypted and an incremental copy of day folders to the
+//     remote does what obnam was meant to do.
+//   - the copy to rsync.net (RsyncNet §1) and retention by weekly chain: not in this recipe yet;
+//     the off-site copy is lib/offsite.ts' job (planRetention in recipes/hcoop.ts keeps whole chains).
+//   - the databases step (per-database dumps): not in this recipe yet (see docs/hcoop.md).
+//   - keytab / k5start: the recipe runs as root on a file server with -localauth (afs.auth).
+//
+// Settings: recipes/hcoop.ts (flags, env LIFEBOAT_*, --config site file; hcoop.site.example.yaml).
+import { afsBackupSys, afsDumpToFile, afsExamine, afsListVolumes, checkFreeSpace, failures, formatBytes, mapLimit, recipe, sealSuffix, step, writeJsonFile } from "../lib/mod.ts";
+import * as hcoop from "./hcoop.ts";
+
+await recipe({
+  name: "hcoop-backup",
+  description: "dump HCoop's AFS volumes: weekly full, daily incremental, gzipped and encrypted into one folder per day",
+  usage: "npx zx recipes/hcoop-backup.ts --config hcoop.site.yaml [--dry-run] [--resume]",
+  settings: hcoop.settings,
+  target: (ctx) => ctx.settings["backups.dir"],
+  plan: (ctx) => {
+    const s = ctx.settings;
+    const cell = hcoop.cellOf(s);
+    const seal = hcoop.sealOf(s);
+    const now = hcoop.today(s["clock.today"]);
+    const date = hcoop.dayName(now);
+    const dir = hcoop.LAYOUT.dayDir(s["backups.dir"], date);
+    const exclude = new RegExp(s["volumes.exclude"] || "$^");
+    const startedAt = new Date().toISOString();
+
+    const backupsys = step("backupsys", `vos backupsys -prefix ${s["volumes.prefixes"].join(" ")}`, () =>
+      afsBackupSys(cell, { prefixes: s["volumes.prefixes"] }));
+
+    const volumes = step("volumes", `list the volumes on ${cell.server} (vos listvol -format)`, async () => {
+      const all = await afsListVolumes(cell, { prefixes: s["volumes.prefixes"], types: ["RW"] });
+      return { dump: all.filter((v) => !exclude.test(v.name)), excluded: all.filter((v) => exclude.test(v.name)).map((v) => v.name) };
+    });
+
+    const space = step("space", `check free space in ${s["backups.dir"]}`, () => {
+      const last = hcoop.listDays(s["backups.dir"]).at(-1);
+      const files = last ? Object.values(hcoop.readDay(s["backups.dir"], last).files) : [];
+      const ratio = files.length ? files.reduce((a, e) => a + e.bytes, 0) / Math.max(1, files.reduce((a, e) => a + e.plainBytes, 0)) : 1;
+      const kib = volumes.output.dump.reduce((a, v) => a + v.diskused, 0);
+      return { ratio, ...checkFreeSpace(s["backups.dir"], kib * 1024 * Math.min(1, ratio)) };
+    });
+
+    const dumps = step("dump", "dump each volume (vos dump | gzip | encrypt), 2 at a time", async () => {
+      const results = await mapLimit(volumes.output.dump, 2, async (v) => {
+        const plan = hcoop.planVolume(s["backups.dir"], now, s["schedule.full-day"], v.name);
+        const clone = await afsExamine(cell, `${v.name}.backup`);
+        const file = hcoop.LAYOUT.dumpName(date, v.name, sealSuffix(seal));
+        const since = plan.kind === "full" ? 0 : plan.since;
+        const r = await afsDumpToFile(cell, `${v.name}.backup`, `${dir}/${file}`, { seal, since });
+        const entry: hcoop.DumpEntry = {
+          volume: v.name, kind: plan.kind, chain: plan.kind === "full" ? date : plan.chain, since, cloneTime: clone?.creationDate ?? 0,
+          bytes: r.bytes, sha256: r.sha256, plainBytes: r.plainBytes, diskused: v.diskused,
+        };
+        ctx.log.info(`${v.name}: ${plan.kind} ${formatBytes(r.bytes)}`);
+        return [file, entry] as const;
+      });
+      const failed = failures(results);
+      if (failed.length) throw failed[0];
+      return Object.fromEntries(results.map((r) => (r as { value: readonly [string, hcoop.DumpEntry] }).value));
+    });
+
+    const manifest = step("manifest", `write the day's manifest ${dir}/${hcoop.LAYOUT.manifestName(date)}`, async () => {
+      const m: hcoop.DayManifest = {
+        format: "lifeboat-hcoop/1", date, startedAt, finishedAt: new Date().toISOString(), encryption: seal.kind === "ccrypt" ? "ccrypt" : "age",
+        files: dumps.output, excluded: volumes.output.excluded,
+      };
+      await writeJsonFile(`${dir}/${hcoop.LAYOUT.manifestName(date)}`, m);
+      return m;
+    });
+
+    return {
+      steps: [backupsys, volumes, space, dumps, manifest],
+      report: () => [
+        `day       ${dir} (${Object.keys(manifest.output.files).length} dumps, ${manifest.output.encryption})`,
+        ...Object.entries(manifest.output.files).map(([f, e]) => `${e.kind.padEnd(11)} ${f}  ${formatBytes(e.bytes)}${e.kind === "incremental" ? ` (since the full of ${e.chain})` : ""}`),
+        `excluded  ${manifest.output.excluded.join(", ") || "none"}`,
+        `space     ${formatBytes(space.output.free)} free before, ratio ${space.output.ratio.toFixed(2)}; backupsys cloned ${backupsys.output.backedUp}`,
+      ],
+    };
+  },
+});

@@ -1,0 +1,97 @@
+// hcoop-restore: backup-manager's `restore`: bring an AFS volume back as of a day, into
+// NAME.restored, from hcoop-backup's day folders (or one legacy .aescrypt dump).
+//
+//   npx zx recipes/hcoop-restore.ts DATE VOLNAME [NEWNAME] --config hcoop.site.yaml [--replace] [--yes]
+//   npx zx recipes/hcoop-restore.ts FILE.dump.gz.aescrypt NEWNAME --config …   (legacy, ccrypt)
+//   make restore-hcoop ARGS="2026.11.24 user.alice --config hcoop.site.yaml"
+//
+// Runbook (HCoop wiki BackupInfo) → step:
+//   "backup-manager restore YYYY.MM.DD $VOLNAME.dump.gz.aescrypt $VOLNAME.restored"
+//                          → the arguments (VOLNAME may be given as its file name)
+//   §3.2 "we only need to mount two dump files"
+//                          → "resolve the chain": DATE's dump and, for an incremental, the full it
+//                            was made against (named when missing)
+//   (lifeboat)             → "verify FILE": sha256 against the manifest, then a full decrypt and
+//                            gunzip, for every file BEFORE anything reaches vos restore
+//   cat … | ccrypt -cdk /etc/backup-encryption-key | gunzip | vos restore deleuze /vicepa $VOLNAME.restored
+//                          → "vos restore -overwrite full", then "-overwrite incremental" (age or ccrypt)
+//   §1.4 fs mkm /afs/hcoop.net/.old/tmp-mount $VOLNAME.restored; vos release old
+//                          → "mount the restored volume" [restore.mount-command, restore.release-command]:
+//                            confirmed; off unless set (needs the kernel cache manager)
+//   §1.5 examine the mount  → operator note: look at the files there, then choose 1.7 or 1.8
+//   §1.6 fs rm …; vos release old → operator note: unmounting is the operator's (a command per site)
+//   §1.7 vos remove $VOLNAME; vos rename $VOLNAME.restored $VOLNAME
+//                          → "replace the live volume" [restore.replace / --restore.replace]: confirmed
+//   §1.8 vos remove -id $VOLNAME.restored
+//                          → "remove the restored copy" [restore.remove-restored]: confirmed
+//   §1.2 backup-manager get → recipes/hcoop-list.ts (the day must be local here)
+//   §2 database backups     → not yet (see docs/hcoop.md)
+//
+// Names: NAME + restore.suffix must fit in 22 characters (OpenAFS); when it does not, the run
+// stops before anything and names a suffix that fits (or give NEWNAME).
+import { afsExamine, afsRemove, afsRename, afsRestoreFile, exec, formatBytes, recipe, restoredName, checkVolumeName, step, UsageError, verifySealed, type Seal } from "../lib/mod.ts";
+import { existsSync } from "node:fs";
+import * as hcoop from "./hcoop.ts";
+
+await recipe({
+  name: "hcoop-restore",
+  description: "restore an AFS volume as of a day (its weekly full, then that day's incremental) into NAME.restored; optionally replace the live volume",
+  usage: "npx zx recipes/hcoop-restore.ts DATE VOLNAME [NEWNAME] --config hcoop.site.yaml [--restore.replace] [--yes]",
+  settings: hcoop.settings,
+  target: (ctx) => `${ctx.settings["afs.server"]}:${ctx.args[1] ?? ctx.args[0] ?? ""}`,
+  plan: (ctx) => {
+    const s = ctx.settings;
+    const cell = hcoop.cellOf(s);
+    const [first, second, third] = ctx.args;
+    if (!first || !second || ctx.args.length > 3) {
+      throw new UsageError("give DATE VOLNAME [NEWNAME] (or a legacy FILE and NEWNAME)", "e.g. npx zx recipes/hcoop-restore.ts 2026.11.24 user.alice --config hcoop.site.yaml");
+    }
+    const legacy = existsSync(first) && /\.dump\.gz\.aescrypt$/.test(first);
+    const volume = legacy ? "" : checkVolumeName(second.replace(/\.dump\.gz\.(aescrypt|age)$/, "").replace(/^\d{4}\.\d{2}\.\d{2}-/, ""));
+    const target = legacy ? checkVolumeName(second, "NEWNAME") : third ? checkVolumeName(third, "NEWNAME") : restoredName(volume, s["restore.suffix"]);
+    const date = legacy ? "legacy" : first.replaceAll("-", ".");
+    const sealFor = (kind: "age" | "ccrypt"): Seal => hcoop.sealOf({ ...s, "encryption.kind": kind }, true);
+
+    const chain = step("chain", legacy ? `take the legacy dump ${first}` : `resolve the chain of ${volume} as of ${date}`, () => {
+      if (legacy) return [{ date: "legacy", file: first.split("/").pop()!, path: first, encryption: "ccrypt" as const, entry: null }];
+      const encryption = hcoop.readDay(s["backups.dir"], date).encryption;
+      return hcoop.resolveChain(s["backups.dir"], date, volume).map((l) => ({ ...l, encryption }));
+    });
+
+    const verify = step("verify", "verify every file (sha256, decrypt, gunzip) before vos restore", async () => {
+      for (const l of chain.output) {
+        const r = await verifySealed(l.path, { seal: sealFor(l.encryption), sha256: l.entry?.sha256, bytes: l.entry?.bytes });
+        ctx.log.info(`${l.file}: ok (${formatBytes(r.bytes)}, ${formatBytes(r.plainBytes)} of dump)${l.entry ? "" : "; a legacy file has no recorded sha256: ccrypt cannot tell a truncated one"}`);
+      }
+    });
+
+    const restore = step("restore", `vos restore ${target} (-overwrite full, then incremental)`, async () => {
+      for (const [i, l] of chain.output.entries()) {
+        await afsRestoreFile(cell, target, l.path, { seal: sealFor(l.encryption), overwrite: i === 0 ? "full" : "incremental" });
+      }
+    }, { confirm: `restore ${chain.hasOutput ? chain.output.length : "the"} dump(s) into the volume ${target} on ${cell.server} (an existing ${target} is replaced)?` });
+
+    const fill = (argv: readonly string[]) => argv.map((a) => a.replaceAll("{name}", target));
+    const mount = step("mount", `mount the restored volume (${s["restore.mount-command"].join(" ")})`, async () => {
+      await exec(fill(s["restore.mount-command"]), { stdout: "inherit" });
+      if (s["restore.release-command"].length) await exec(fill(s["restore.release-command"]), { stdout: "inherit" });
+    }, { when: s["restore.mount-command"].length > 0, confirm: `mount ${target} (${fill(s["restore.mount-command"]).join(" ")})?` });
+
+    const replace = step("replace", `replace the live volume ${volume || target} (vos remove; vos rename)`, async () => {
+      if (await afsExamine(cell, volume)) await afsRemove(cell, volume); // gone already when it was destroyed
+      await afsRename(cell, target, volume);
+    }, { when: s["restore.replace"] && !legacy, confirm: `DELETE the live volume ${volume} on ${cell.server} and put ${target} in its place?` });
+
+    const remove = step("remove-restored", `remove the restored copy ${target} (vos remove -id)`, () => afsRemove(cell, target), {
+      when: s["restore.remove-restored"] && !s["restore.replace"], confirm: `remove the volume ${target}?`,
+    });
+
+    return {
+      steps: [chain, verify, restore, mount, replace, remove],
+      report: () => [
+        ...chain.output.map((l) => `${(l.entry?.kind ?? "legacy full").padEnd(11)} ${l.file} (${l.date})`),
+        s["restore.replace"] && !legacy ? `volume     ${volume} replaced by the restored copy` : `volume     ${target} (restored${s["restore.remove-restored"] ? ", then removed" : ""})`,
+      ],
+    };
+  },
+});

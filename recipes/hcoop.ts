@@ -1,0 +1,194 @@
+// HCoop (OpenAFS volume dumps): what hcoop-backup.ts, hcoop-restore.ts and hcoop-list.ts share.
+//
+//   - `settings`: the one settings table of the three recipes (flags, env LIFEBOAT_…, or the
+//     site file recipes/hcoop.site.example.yaml). `usedBy` marks keys only one recipe reads.
+//   - `DayManifest`: what hcoop-backup writes beside each day's dumps and the restore takes in.
+//   - `LAYOUT`: where a day's files sit (the runbook's YYYY.MM.DD-$VOLNAME.dump.gz.aescrypt names).
+//   - the weekly chain: which full an incremental needs, and which days retention must keep.
+//
+// This file runs nothing but pure functions over manifests: the recipes import it.
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { AGE_SETTINGS, ageOptions, LifeboatError, readAgeIdentities, UsageError, type AfsCell, type Seal, type SettingSpecs, type SettingValues } from "../lib/mod.ts";
+
+const BACKUP = ["hcoop-backup"] as const;
+const RESTORE = ["hcoop-restore"] as const;
+
+/** The settings of the HCoop recipes (see --help of each, and hcoop.site.example.yaml). */
+export const settings = {
+  "backups.dir": { describe: "folder of the day folders YYYY.MM.DD/ (the runbook's /vicepa/hcoop-backups)", default: "/vicepa/hcoop-backups" },
+  "afs.server": { describe: "the file server holding the volumes (vos -server; the runbook's deleuze)", required: true },
+  "afs.partition": { describe: "its partition (vos -partition)", default: "a" },
+  "afs.cell": { describe: "vos -cell (default: ThisCell)" },
+  "afs.auth": { describe: "localauth (root on a file server, the runbook's way), noauth (the lab) or tokens", choices: ["localauth", "noauth", "tokens"], default: "localauth" },
+  "afs.prefix": { type: "list", describe: "argv before every vos command (e.g. the lab's nsenter …); empty: none" },
+  "volumes.prefixes": { type: "list", describe: "vos backupsys -prefix values, and the volumes dumped", default: ["user.", "db.", "mail."] },
+  "volumes.exclude": { describe: "regular expression of volume names never dumped (RsyncNet's not-backed-up)", default: "not-backed-up" },
+  "schedule.full-day": { describe: "the first day of the week: a full dump of every volume", choices: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"], default: "sun", usedBy: BACKUP },
+  "clock.today": { describe: "pretend today is this date (YYYY-MM-DD): drills and catch-up runs", usedBy: BACKUP },
+  "encryption.kind": { describe: "age (default) or ccrypt (the runbook's .aescrypt files, with encryption.key-file)", choices: ["age", "ccrypt"], default: "age" },
+  "encryption.key-file": { describe: "ccrypt key file (the runbook's /etc/backup-encryption-key)", default: "/etc/backup-encryption-key" },
+  ...AGE_SETTINGS,
+  "restore.suffix": { describe: "suffix of the restored copy's name (NAME.restored must fit in 22 characters)", default: ".restored", usedBy: RESTORE },
+  "restore.mount-command": { type: "list", describe: "argv run after the restore to mount it, {name} replaced (e.g. fs mkm /afs/hcoop.net/.old/tmp-mount {name}); empty: skip", usedBy: RESTORE },
+  "restore.release-command": { type: "list", describe: "argv run after mounting (e.g. vos release old -localauth); empty: skip", usedBy: RESTORE },
+  "restore.replace": { type: "boolean", describe: "replace the live volume with the restored copy (vos remove NAME; vos rename NAME.restored NAME)", default: false, usedBy: RESTORE },
+  "restore.remove-restored": { type: "boolean", describe: "remove the restored copy at the end (vos remove -id NAME.restored)", default: false, usedBy: RESTORE },
+} as const satisfies SettingSpecs;
+
+export type HcoopSettings = SettingValues<typeof settings>;
+
+/** Where a day's files sit: backups.dir/YYYY.MM.DD/YYYY.MM.DD-NAME…. */
+export const LAYOUT = {
+  dayDir: (root: string, date: string) => `${root}/${date}`,
+  dumpName: (date: string, volume: string, suffix: string) => `${date}-${volume}.dump${suffix}`,
+  manifestName: (date: string) => `${date}-manifest.json`,
+} as const;
+
+/** One dump file of a day. */
+export interface DumpEntry {
+  volume: string;
+  kind: "full" | "incremental";
+  /** The day of the full dump this file's chain starts with (itself for a full). */
+  chain: string;
+  /** vos dump -time: 0 for a full, the full's clone time for an incremental. */
+  since: number;
+  /** Clone time of the .backup volume dumped (vos examine creationDate). */
+  cloneTime: number;
+  bytes: number;
+  sha256: string;
+  plainBytes: number;
+  /** KiB the volume used (vos listvol diskused). */
+  diskused: number;
+}
+
+/** What hcoop-backup records in DATE/DATE-manifest.json and the restore reads. */
+export interface DayManifest {
+  format: "lifeboat-hcoop/1";
+  date: string;
+  startedAt: string;
+  finishedAt: string;
+  encryption: "age" | "ccrypt";
+  /** File name → entry. */
+  files: Record<string, DumpEntry>;
+  /** Volumes on the server that were left out (pattern or type). */
+  excluded: string[];
+}
+
+/** The cell from the settings. */
+export function cellOf(s: Pick<HcoopSettings, "afs.server" | "afs.partition" | "afs.cell" | "afs.auth" | "afs.prefix">): AfsCell {
+  return { server: s["afs.server"], partition: s["afs.partition"], cell: s["afs.cell"] || undefined, auth: s["afs.auth"] as AfsCell["auth"], prefix: s["afs.prefix"] };
+}
+
+/** The encryption from the settings (age by default, ccrypt with the key file). */
+export function sealOf(s: HcoopSettings & Record<string, unknown>, reading = false): Seal {
+  if (s["encryption.kind"] === "ccrypt") {
+    if (!existsSync(s["encryption.key-file"])) throw new UsageError(`no ccrypt key file ${s["encryption.key-file"]}`, "set encryption.key-file");
+    return { kind: "ccrypt", keyFile: s["encryption.key-file"] };
+  }
+  const age = ageOptions(s as Parameters<typeof ageOptions>[0]);
+  if (reading && s["age.identity-file"]) age.identities = readAgeIdentities(s["age.identity-file"]);
+  if (!age.passphrase && !age.recipients?.length && !age.identities?.length) throw new UsageError("age encryption needs age.passphrase (or -file) or age.recipients", "or set encryption.kind: ccrypt with encryption.key-file");
+  return { kind: "age", age };
+}
+
+/** YYYY.MM.DD of a date (local calendar day, as HCoop's cron named them). */
+export function dayName(d: Date): string {
+  return `${d.getFullYear()}.${String(d.getMonth() + 1).padStart(2, "0")}.${String(d.getDate()).padStart(2, "0")}`;
+}
+
+/** Today, or the clock.today override (YYYY-MM-DD or YYYY.MM.DD). */
+export function today(override: string): Date {
+  if (!override) return new Date();
+  const m = /^(\d{4})[-.](\d{2})[-.](\d{2})$/.exec(override);
+  if (!m) throw new UsageError(`clock.today ${JSON.stringify(override)} is not YYYY-MM-DD`);
+  return new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]), 12);
+}
+
+/** The day folders with a manifest, oldest first. */
+export function listDays(root: string): string[] {
+  if (!existsSync(root)) return [];
+  return readdirSync(root).filter((n) => /^\d{4}\.\d{2}\.\d{2}$/.test(n) && existsSync(`${root}/${n}/${LAYOUT.manifestName(n)}`)).sort();
+}
+
+/** A day's manifest (LifeboatError naming the day when it is missing or unreadable). */
+export function readDay(root: string, date: string): DayManifest {
+  const f = `${LAYOUT.dayDir(root, date)}/${LAYOUT.manifestName(date)}`;
+  if (!existsSync(f)) throw new LifeboatError(`no backup of ${date} in ${root} (no ${f})`, { hint: "see hcoop-list for the dates there are, or fetch the day (backup-manager get)" });
+  const m = JSON.parse(readFileSync(f, "utf8")) as DayManifest;
+  if (m.format !== "lifeboat-hcoop/1") throw new LifeboatError(`${f} is not an hcoop-backup manifest`);
+  return m;
+}
+
+/** The file of a volume in a day's manifest. */
+export function fileOf(m: DayManifest, volume: string): [string, DumpEntry] | undefined {
+  return Object.entries(m.files).find(([, e]) => e.volume === volume);
+}
+
+/** What the restore feeds to vos restore, in order: the full, then the day's incremental. */
+export interface ChainLink {
+  date: string;
+  file: string;
+  path: string;
+  entry: DumpEntry;
+}
+
+/**
+ * The chain that restores VOLUME as of DATE: its full, then (when DATE's dump is incremental)
+ * DATE's incremental. Names what is missing: the day, the volume or the full's file.
+ */
+export function resolveChain(root: string, date: string, volume: string): ChainLink[] {
+  const day = readDay(root, date);
+  const hit = fileOf(day, volume);
+  if (!hit) throw new LifeboatError(`${date} has no dump of ${volume}`, { hint: `its volumes: ${[...new Set(Object.values(day.files).map((e) => e.volume))].join(", ") || "none"}` });
+  const link = (d: string, [file, entry]: [string, DumpEntry]): ChainLink => ({ date: d, file, path: `${LAYOUT.dayDir(root, d)}/${file}`, entry });
+  const chain = [link(date, hit)];
+  if (hit[1].kind === "incremental") {
+    const full = fileOf(readDay(root, hit[1].chain), volume);
+    if (!full || full[1].kind !== "full") throw new LifeboatError(`the full dump of ${volume} from ${hit[1].chain}, which ${date}'s incremental needs, is missing`);
+    chain.unshift(link(hit[1].chain, full));
+  }
+  for (const l of chain) {
+    if (!existsSync(l.path)) throw new LifeboatError(`${l.file} (the ${l.entry.kind} of ${volume} from ${l.date}) is missing from ${l.path}`, { hint: "fetch it from the remote repository (backup-manager get)" });
+  }
+  return chain;
+}
+
+/** Days of the week, as schedule.full-day spells them. */
+export const WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"] as const;
+
+/**
+ * Full or incremental for one volume today: full on the week's first day, when no full of this
+ * week exists, or when the full's file is gone (a broken chain); otherwise incremental since the
+ * full's clone time (the runbook's "incremental dump from the weekly full dump").
+ */
+export function planVolume(root: string, date: Date, fullDay: string, volume: string): { kind: "full" } | { kind: "incremental"; chain: string; since: number } {
+  if (WEEKDAYS[date.getDay()] === fullDay) return { kind: "full" };
+  const todayName = dayName(date);
+  for (const d of listDays(root).reverse()) {
+    if (d >= todayName) continue;
+    const daysAgo = Math.round((date.getTime() - today(d.replaceAll(".", "-")).getTime()) / 86400000);
+    if (daysAgo >= 7) break;
+    const hit = fileOf(readDay(root, d), volume);
+    if (!hit) continue;
+    const [file, e] = hit;
+    const fullDate = e.kind === "full" ? d : e.chain;
+    const full = e.kind === "full" ? hit : fileOf(readDay(root, fullDate), volume);
+    if (!full || !existsSync(`${LAYOUT.dayDir(root, fullDate)}/${full[0]}`)) return { kind: "full" };
+    void file;
+    return { kind: "incremental", chain: fullDate, since: full[1].cloneTime };
+  }
+  return { kind: "full" };
+}
+
+/** Retention by weekly chain: keep the newest `weeks` chains whole; never drop a full that a kept day needs. */
+export function planRetention(root: string, weeks: number): { keep: string[]; drop: string[] } {
+  const days = listDays(root);
+  const chains = new Set<string>();
+  for (const d of [...days].reverse()) {
+    for (const e of Object.values(readDay(root, d).files)) chains.add(e.chain);
+    if (chains.size >= weeks) break;
+  }
+  const keepChains = [...chains].sort().slice(-weeks);
+  const keep = days.filter((d) => Object.values(readDay(root, d).files).some((e) => keepChains.includes(e.chain)) || keepChains.includes(d));
+  return { keep, drop: days.filter((d) => !keep.includes(d)) };
+}
