@@ -8,7 +8,7 @@ import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readSync, r
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import process from "node:process";
-import { createContext, exec, setDefaultContext, type Context } from "../lib/mod.ts";
+import { createContext, exec, s3RemoveBucket, setDefaultContext, type Context } from "../lib/mod.ts";
 import {
   bucketSnapshot,
   databaseCounts,
@@ -51,6 +51,17 @@ test("drill: backup → destroy → restore brings back every object (keys, byte
   assert.ok(drill.multipart >= 1, "one multipart object");
   assert.equal(drill.calls.restore, RUNBOOK_CALLS.restore);
   assert.match(basename(drill.archive), /^deis-backup-\d{4}-\d\d-\d\dT\d{6}Z\.tar\.gz\.age$/);
+});
+
+test("deis-restore restores straight from an s3:// off-site copy that deis-backup made (offsite.to), fetched and checked first", async () => {
+  const bucket = `lbt-offsite-${process.pid}`;
+  const off = await deisDrill({ workdir: join(WORK, "drill-offsite"), offsite: `s3://${bucket}/deis prod`, echo: false, ctx });
+  const s3 = labGateway();
+  await s3RemoveBucket(s3, bucket, { purge: true });
+  s3.destroy();
+  assert.equal(off.problems, [], off.problems.join("\n"));
+  assert.match(off.restoredFrom, /^s3:\/\/lbt-offsite-\d+\/deis prod\/deis-backup-.*\.tar\.gz$/);
+  assert.ok(off.outcomes.every((o) => o.status === "done"));
 });
 
 test("--dry-run of backup and restore changes nothing and prints every command", async () => {
