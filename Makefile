@@ -6,6 +6,7 @@
 #   make typecheck             tsc --noEmit
 #   make drill-deis            the Deis drill (lab: docker sshd ceph); ARGS="--keep" keeps its folder
 #   make drill-hoss            the Hoss drill (lab: docker slapd)
+#   make drill-hcoop           the HCoop drill: three days of AFS volume dumps, restore day 2 and 3, refusals (lab: afs)
 #   make drill-archive         the archive drill on local files (no lab)
 #   make fault-matrix          every recipe under SIGINT/SIGTERM/SIGKILL, dying remotes and full disks, then continued and verified (lab: docker sshd ceph slapd; ~1 h); ARGS="--recipes deis-backup --seed N"
 #   make drill-faults          the same as make fault-matrix (the drill task's own name)
@@ -13,6 +14,8 @@
 #   make restore-deis          recipes/deis-restore.ts ARGS="--config site.yaml ARCHIVE"
 #   make backup-hoss           recipes/hoss-backup.ts ARGS="--config site.yaml"
 #   make restore-hoss          recipes/hoss-restore.ts ARGS="--config site.yaml ARCHIVE"
+#   make backup-hcoop          recipes/hcoop-backup.ts ARGS="--config site.yaml"
+#   make restore-hcoop         recipes/hcoop-restore.ts ARGS="DATE VOLNAME [NEWNAME] --config site.yaml"
 #   make verify                archive:verify ARCHIVE=…
 #   make list                  archive:list DIR=…
 #   make prune                 archive:prune DIR=… ARGS="--keep-last 3"
@@ -35,6 +38,7 @@ export npm_config_update_notifier := false
 
 .PHONY: help deps demo test test-unit typecheck lab-up lab-down lab-status \
         backup-deis restore-deis drill-deis backup-hoss restore-hoss drill-hoss \
+        backup-hcoop restore-hcoop drill-hcoop \
         verify list prune bench drill-archive fault-matrix drill-faults
 
 # The lines "#   make TARGET  what it does" above; test/layout.test.ts checks each names a target here.
@@ -91,6 +95,13 @@ restore-hoss: deps
 	$(ZX) recipes/hoss-restore.ts $(ARGS)
 drill-hoss: deps
 	$(RUN) drill:hoss $(ARGS)
+
+backup-hcoop: deps
+	$(ZX) recipes/hcoop-backup.ts $(ARGS)
+restore-hcoop: deps
+	$(ZX) recipes/hcoop-restore.ts $(ARGS)
+drill-hcoop: deps
+	$(RUN) drill:hcoop $(ARGS)
 
 verify: deps
 	$(RUN) archive:verify $(ARCHIVE) $(ARGS)

@@ -7,6 +7,7 @@
 import { archiveDrillTask } from "./archive.ts";
 import { deisDrillTask } from "./deis.ts";
 import { faultsDrillTask } from "./faults.ts";
+import { hcoopDrillTask } from "./hcoop.ts";
 import { hossDrillTask } from "./hoss.ts";
 
-export default [archiveDrillTask, deisDrillTask, hossDrillTask, faultsDrillTask];
+export default [archiveDrillTask, deisDrillTask, hossDrillTask, hcoopDrillTask, faultsDrillTask];
