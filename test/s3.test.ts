@@ -1,4 +1,4 @@
-// Behaviour of lib/s3.ts against the lab's real Ceph RADOS Gateway (test/lab/ceph.sh up).
+// Behaviour of lib/s3/ (s3Client, buckets, s3List, s3Sync) against the lab's real Ceph RADOS Gateway (test/lab/ceph.sh up).
 // Every test uses its own bucket, named lbt-PID-N, removed at the end.
 // Run: node --import=tsx test/s3.test.ts
 // needs: ceph
