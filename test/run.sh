@@ -76,7 +76,7 @@ if [ $unit_only -eq 0 ] && [ ${#lab_files[@]} -gt 0 ]; then
   for f in "${lab_files[@]}"; do for p in $(needs_of "$f"); do [[ " ${pieces[*]} " == *" $p "* ]] || pieces+=("$p"); done; done
   # a fixed, sensible start order
   ordered=()
-  for p in docker pg sshd slapd ceph afs; do [[ " ${pieces[*]} " == *" $p "* ]] && ordered+=("$p"); done
+  for p in docker pg sshd slapd ceph afs lshosts; do [[ " ${pieces[*]} " == *" $p "* ]] && ordered+=("$p"); done
   echo "── lab up: ${ordered[*]}"
   lab_ok=1
   for p in "${ordered[@]}"; do

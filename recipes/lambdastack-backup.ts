@@ -1,0 +1,108 @@
+// lambdastack-backup: back up a LambdaStack cluster's components across the hosts of its Ansible
+// inventory, as `lambdastack backup -b BUILD_DIR -t TARGET_PATH` (LambdaStack backup design,
+// operational view; the Ansible `backup` role, upstream.md §2).
+//
+//   npx zx recipes/lambdastack-backup.ts -b BUILD_DIR [-t /lsbackup/mounted] [-c monitoring,postgresql] [-f backup.yml]
+//
+// Steps (runbook line → step):
+//   lambdastack backup -b build_dir        → "read the inventory" (plan time: INI, YAML, or
+//                                            ansible-inventory JSON) and the parts of each component
+//   "consider a disclaimer … enough space" → "check free space on the target": du/pg sizes of every
+//                                            part against df of TARGET_PATH; refused up front, with
+//                                            the estimate (upstream never built it)
+//   backup role tasks, one file per        → "back up": ONE fan-out over every part (component ×
+//   component (1. Elasticsearch & Kibana,    host), `concurrency` at once; each part is collected over
+//   2. Monitoring, 3. PostgreSQL,            ssh into a staging dir, packed as
+//   4. RabbitMQ, 5. HAProxy)                 <prefix>_<YYYYMMDD-HHMMSS>.tar.gz with lifeboat's manifest
+//                                            (meta.lambdastack) and a .sha1 in sha1sum format, and
+//                                            copied to TARGET_PATH on the repository host. One part's
+//                                            failure does not stop the others; --resume redoes only
+//                                            the failed ones (same snapshot name).
+//                                            The component steps: recipes/lambdastack/<component>.ts
+//   rsync to the repository host           → sshPut (atomic: partial name, then rename), no
+//                                            throw-away key pair: the operator's ssh key reaches both
+//
+// Left to the operator, and why:
+//   - mounting S3/Azure/NFS on TARGET_PATH (the runbook's Storage section): a site decision;
+//     off-site copies come from lib/offsite.ts once it lands (not wired here yet).
+//   - kubernetes: LambdaStack itself recovers it by hand; not offered.
+//   - enabling Prometheus' admin API (--web.enable-admin-api): LambdaStack's defaults have it on.
+//
+// Settings: recipes/lambdastack.ts (one table for both recipes; the site file may be LambdaStack's
+// configuration/backup document). Exit codes: 1 a part failed (the summary names host and
+// component), 2 usage, 3 verification.
+import process from "node:process";
+import { ageOptions, diskSpace, exec, fanOut, formatBytes, LifeboatError, mapLimit, packArchive, recipe, sshFreeSpace, sshPut, step, verifyArchive, writeSha1File } from "../lib/mod.ts";
+import * as ls from "./lambdastack.ts";
+import * as load_balancer from "./lambdastack/load_balancer.ts";
+import * as logging from "./lambdastack/logging.ts";
+import * as monitoring from "./lambdastack/monitoring.ts";
+import * as postgresql from "./lambdastack/postgresql.ts";
+import * as rabbitmq from "./lambdastack/rabbitmq.ts";
+
+const FILES = { load_balancer, logging, monitoring, postgresql, rabbitmq };
+
+await recipe({
+  name: "lambdastack-backup",
+  description: "back up a LambdaStack cluster's components across its Ansible inventory's hosts, one archive per component part",
+  usage: "npx zx recipes/lambdastack-backup.ts -b BUILD_DIR [-t TARGET_PATH] [-c COMPONENTS] [-f backup.yml] [--dry-run] [--resume]",
+  settings: ls.settings,
+  argv: ls.argvWithShortFlags(process.argv.slice(2)),
+  target: (ctx) => `${ctx.settings["build-dir"]} → ${ctx.settings["target-path"]}`,
+  plan: (ctx) => {
+    const s = ctx.settings;
+    const env = ls.environment(ctx, s);
+    const components = ls.chosenComponents(s);
+    const parts = components.flatMap((c) => FILES[c].backupParts(env));
+    const repo = ls.repositoryHost(env);
+    const staging = `${s["staging-dir"]}/backup`;
+
+    const space = step("space", `check free space on ${repo ? `${repo.name}:` : ""}${s["target-path"]}`, async () => {
+      const sizes = await mapLimit(parts, s.concurrency, (p) => p.estimate());
+      const needed = sizes.reduce((n, r) => n + (r.ok ? r.value : 0), 0);
+      const free = repo ? await sshFreeSpace(env.ssh(repo), s["target-path"]) : diskSpace(s["target-path"]).free;
+      const want = Math.ceil(needed * 1.1);
+      ctx.log.info(`estimate: ${formatBytes(needed)} of data in ${parts.length} parts (+10%); free: ${formatBytes(free)}`);
+      if (free < want) throw new LifeboatError(`not enough space on ${repo?.name ?? "this machine"}:${s["target-path"]}: ${formatBytes(free)} free, the backup needs about ${formatBytes(want)} (estimated from the sources, before compression)`, { hint: "free space or mount a bigger volume on the target path; nothing was copied" });
+      if (diskSpace(s["staging-dir"]).free < want) throw new LifeboatError(`not enough space in the staging dir ${s["staging-dir"]}: ${formatBytes(diskSpace(s["staging-dir"]).free)} free, about ${formatBytes(want)} needed`);
+      return { snapshot: ls.snapshotStamp(new Date()), needed, free };
+    });
+
+    const backup = fanOut("backup", `back up ${components.join(", ")} (${parts.length} parts, ${s.concurrency} at once)`, parts, { key: (p) => `${p.component}/${p.prefix}`, concurrency: s.concurrency }, async (p) => {
+      const snapshot = space.output.snapshot;
+      const name = ls.archiveName(p.prefix, snapshot, !!(ageOptions(s).passphrase || ageOptions(s).recipients?.length));
+      const stage = `${staging}/${snapshot}/${p.prefix}`;
+      const archive = `${staging}/${snapshot}/out/${p.prefix}/${name}`; // one folder each: packArchive tidies its folder
+      await exec(["rm", "-rf", "--", stage]);
+      try {
+        const got = await p.collect(stage, snapshot);
+        const host = got.host ?? p.host;
+        const meta: ls.Meta = { component: p.component, prefix: p.prefix, snapshot, host: host.name, address: `${host.ssh.host}:${host.ssh.port ?? 22}`, facts: got.facts ?? {} };
+        await packArchive<ls.ArchiveMeta>(stage, archive, { meta: { lambdastack: meta }, encrypt: ageOptions(s), progress: false });
+        await verifyArchive(archive, { decrypt: ageOptions(s), progress: false });
+        await writeSha1File(archive);
+        if (repo) {
+          await sshPut(env.ssh(repo), archive, `${s["target-path"]}/${name}`);
+          await sshPut(env.ssh(repo), `${archive}.sha1`, `${s["target-path"]}/${name}.sha1`);
+        } else {
+          await exec(["install", "-D", "-m", "600", "--", archive, `${s["target-path"]}/${name}`]);
+          await exec(["install", "-D", "-m", "600", "--", `${archive}.sha1`, `${s["target-path"]}/${name}.sha1`]);
+        }
+        return { archive: name, host: host.name };
+      } finally {
+        await exec(["rm", "-rf", "--", stage, archive, `${archive}.sha1`]);
+      }
+    });
+
+    return {
+      steps: [space, backup],
+      cleanup: async () => {
+        if (backup.hasOutput) await exec(["rm", "-rf", "--", `${staging}`]);
+      },
+      report: () => [
+        `snapshot  ${space.output.snapshot} → ${repo ? `${repo.name}:` : ""}${s["target-path"]}`,
+        ...Object.entries(backup.output).map(([k, v]) => `${v.host.padEnd(10)} ${k.padEnd(34)} ${v.archive} (+ .sha1)`),
+      ],
+    };
+  },
+});

@@ -1,0 +1,124 @@
+// lambdastack-recovery: recover a LambdaStack cluster's components from the archives
+// lambdastack-backup left on the repository host, as `lambdastack recovery -b BUILD_DIR`
+// (the Ansible `recovery` role, upstream.md §2), onto the hosts of the inventory AS IT IS NOW:
+// the same hosts, or new ones (Epiphany #2431).
+//
+//   npx zx recipes/lambdastack-recovery.ts -b BUILD_DIR [-t /lsbackup/mounted] [-c …] [-f recovery.yml] [--snapshot latest|YYYYMMDD-HHMMSS] [--yes]
+//
+// Steps (upstream task → step):
+//   find_snapshot_archive.yml              → "find the archives": per part, <prefix>_<snapshot_name>
+//                                            or, for latest, the newest <prefix>_*-*.tar.gz on the
+//                                            repository host
+//   upload_via_rsync + verify_snapshot_    → "fetch and verify": every archive is copied here and
+//   checksum.yml                             checked against its .sha1 AND its manifest, and unpacked,
+//                                            BEFORE anything on any host is cleared (upstream checks
+//                                            each just before clearing its own dirs)
+//   "Do you really want to perform         → one confirmed step per component ("recover monitoring" …):
+//   recovery?" + per-component tasks         stop, clear, extract, start, as each component file says
+//                                            (recipes/lambdastack/<component>.ts); hosts of a
+//                                            component in parallel, parts of one host in order
+//
+// Left to the operator, and why:
+//   - PostgreSQL standbys (upstream: repmgr standby clone): re-clone them after the primary is back.
+//   - kubernetes: LambdaStack recovers it by hand.
+//
+// Settings: recipes/lambdastack.ts. Exit codes: 3 an archive or checksum is damaged (nothing was
+// cleared), 5 a component was not confirmed, 1 a component failed (the summary names the host).
+import process from "node:process";
+import { ageOptions, checkSha1File, exec, fanOut, LifeboatError, recipe, sshGet, sshList, step, unpackArchive, VerifyError, type Manifest } from "../lib/mod.ts";
+import * as ls from "./lambdastack.ts";
+import * as load_balancer from "./lambdastack/load_balancer.ts";
+import * as logging from "./lambdastack/logging.ts";
+import * as monitoring from "./lambdastack/monitoring.ts";
+import * as postgresql from "./lambdastack/postgresql.ts";
+import * as rabbitmq from "./lambdastack/rabbitmq.ts";
+
+const FILES = { load_balancer, logging, monitoring, postgresql, rabbitmq };
+
+await recipe({
+  name: "lambdastack-recovery",
+  description: "recover a LambdaStack cluster's components onto the inventory's hosts (the same or new ones), each archive verified first",
+  usage: "npx zx recipes/lambdastack-recovery.ts -b BUILD_DIR [-t TARGET_PATH] [-c COMPONENTS] [-f recovery.yml] [--snapshot latest|YYYYMMDD-HHMMSS] [--yes]",
+  settings: ls.settings,
+  argv: ls.argvWithShortFlags(process.argv.slice(2)),
+  target: (ctx) => `${ctx.settings["build-dir"]} ← ${ctx.settings["target-path"]}`,
+  plan: (ctx) => {
+    const s = ctx.settings;
+    const env = ls.environment(ctx, s);
+    const components = ls.chosenComponents(s);
+    const parts = components.flatMap((c) => FILES[c].recoveryParts(env));
+    const repo = ls.repositoryHost(env);
+    const staging = `${s["staging-dir"]}/recovery`;
+    const where = `${repo ? `${repo.name}:` : ""}${s["target-path"]}`;
+
+    const find = step("find", `find the archives in ${where}`, async () => {
+      const names = repo ? await sshList(env.ssh(repo), s["target-path"]) : (await exec(["ls", "-1", "--", s["target-path"]], { readOnly: true })).stdout.split("\n");
+      const picked: Record<string, string> = {};
+      const missing: string[] = [];
+      for (const p of parts) {
+        const snap = ls.snapshotName(s, p.component);
+        const name = ls.pickArchive(names, p.prefix, snap);
+        if (name) picked[p.prefix] = name;
+        else missing.push(`${p.prefix}_${snap === "latest" ? "*" : snap}`);
+      }
+      if (missing.length) throw new LifeboatError(`no archive for ${missing.join(", ")} in ${where}`, { hint: "check -t, --snapshot / snapshot_name, or leave the component out with -c" });
+      return picked;
+    });
+
+    const verify = fanOut("verify", `fetch and verify every archive (.sha1 and manifest) before touching any host`, parts, { key: (p) => p.prefix, concurrency: s.concurrency }, async (p) => {
+      const name = find.output[p.prefix];
+      const local = `${staging}/${name}`;
+      if (repo) {
+        await sshGet(env.ssh(repo), `${s["target-path"]}/${name}`, local);
+        await sshGet(env.ssh(repo), `${s["target-path"]}/${name}.sha1`, `${local}.sha1`);
+      } else {
+        await exec(["install", "-D", "-m", "600", "--", `${s["target-path"]}/${name}`, local]);
+        await exec(["install", "-D", "-m", "600", "--", `${s["target-path"]}/${name}.sha1`, `${local}.sha1`]);
+      }
+      await checkSha1File(local);
+      const dir = `${staging}/${p.prefix}`;
+      await exec(["rm", "-rf", "--", dir]);
+      const report = await unpackArchive<ls.ArchiveMeta>(local, dir, { decrypt: ageOptions(s), sameOwner: true, progress: false });
+      const meta = metaOf(report.manifest, name);
+      await exec(["rm", "-f", "--", `${dir}/manifest.json`]);
+      if (meta.host !== p.host.name && p.component !== "postgresql") ctx.log.info(`${p.prefix}: backed up on ${meta.host}, recovering onto ${p.host.name}`);
+      return { dir, meta };
+    });
+
+    const recover = components.map((c) => {
+      const mine = parts.filter((p) => p.component === c);
+      const hosts = [...new Set(mine.map((p) => p.host.name))];
+      return fanOut(`recover:${c}`, `recover ${c} on ${hosts.join(", ")}`, hosts, {
+        key: (h) => h,
+        concurrency: s.concurrency,
+        confirm: `recover ${c} on ${hosts.join(", ")}: its data and config there are REPLACED by snapshot ${[...new Set(mine.map((p) => verify.hasOutput ? verify.output[p.prefix].meta.snapshot : "?"))].join(", ")}`,
+        when: mine.length > 0,
+      }, async (h) => {
+        const done: Record<string, unknown> = {};
+        for (const p of mine.filter((x) => x.host.name === h)) {
+          const v = verify.output[p.prefix];
+          done[p.prefix] = await p.restore(v.dir, v.meta);
+        }
+        return done;
+      });
+    });
+
+    return {
+      steps: [find, verify, ...recover],
+      cleanup: async () => {
+        if (recover.every((r) => r.hasOutput || r.opts.when === false)) await exec(["rm", "-rf", "--", staging]);
+      },
+      report: () => [
+        ...Object.entries(find.output).map(([prefix, name]) => `${prefix.padEnd(24)} ${name}`),
+        ...recover.filter((r) => r.hasOutput).flatMap((r) => Object.entries(r.output).map(([h, v]) => `${r.id.padEnd(24)} ${h}: ${Object.keys(v).join(", ")}`)),
+      ],
+    };
+  },
+});
+
+function metaOf(m: Manifest<ls.ArchiveMeta> | null, name: string): ls.Meta {
+  const meta = m?.meta?.lambdastack;
+  if (!meta?.prefix || !meta.snapshot) throw new VerifyError(`${name}: its manifest has no lambdastack record`, [], "not an archive lambdastack-backup made; restore refused before touching anything");
+  if (!name.startsWith(`${meta.prefix}_${meta.snapshot}.`)) throw new VerifyError(`${name}: its manifest says ${meta.prefix}_${meta.snapshot}`, [], "the archive was renamed or swapped; restore refused before touching anything");
+  return meta;
+}

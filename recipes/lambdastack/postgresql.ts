@@ -1,0 +1,78 @@
+// postgresql: pg_dumpall on the primary, plus the configs (LambdaStack roles/{backup,recovery}/tasks/postgresql.yml).
+//   backup    every postgresql host is asked `SELECT pg_is_in_recovery()`; the one answering f is
+//             the primary (never assumed to be the first, Epiphany #2565): pg_dumpall into
+//             data/database_dump.sql, and its config dir's *.conf into configs/ → postgresql_<ts>
+//   recovery  on the primary of the CURRENT inventory (asked again; on new hosts, the first that
+//             answers as a primary): stop; delete the data dir; initdb; start; psql -f the dump.
+//             The backed-up configs go back only with postgresql.restore-configs (upstream never
+//             restores them; users asked, Epiphany #2565). Standbys are left to the operator
+//             (upstream re-clones them with repmgr; see docs/lambdastack.md).
+import { LifeboatError, pgDumpAll, psqlFile, psqlQuery, ssh, sshFetch, sshList, sshPush, type InventoryHost, type PgSsh } from "../../lib/mod.ts";
+import type { BackupPart, Env, RecoveryPart } from "../lambdastack.ts";
+
+function paths(env: Env) {
+  const v = env.s["postgresql.version"];
+  return {
+    config: env.s["postgresql.config-dir"] || `/etc/postgresql/${v}/main`,
+    data: env.s["postgresql.data-dir"] || `/var/lib/postgresql/${v}/main`,
+    bin: `/usr/lib/postgresql/${v}/bin`,
+  };
+}
+
+/** The server on a host, reached as the postgres OS user over ssh (peer auth on the local socket). */
+function pgOn(env: Env, host: InventoryHost): PgSsh {
+  return { ssh: { ...env.ssh(host), user: env.s["postgresql.os-user"] } };
+}
+
+/** The primary: the host whose server says it is not in recovery. */
+async function primary(env: Env): Promise<InventoryHost> {
+  const answers: string[] = [];
+  for (const host of env.hosts("postgresql")) {
+    try {
+      const [[inRecovery]] = await psqlQuery(pgOn(env, host), "SELECT pg_is_in_recovery()");
+      if (inRecovery === "f") return host;
+      answers.push(`${host.name}: standby`);
+    } catch (e) {
+      answers.push(`${host.name}: ${(e as Error).message.split("\n")[0]}`);
+    }
+  }
+  throw new LifeboatError(`no PostgreSQL primary among the postgresql hosts (${answers.join("; ") || "the group is empty"})`, { hint: "start the primary, or fix the inventory's postgresql group" });
+}
+
+export function backupParts(env: Env): BackupPart[] {
+  const hosts = env.hosts("postgresql");
+  if (!hosts.length) return [];
+  const p = paths(env);
+  return [{
+    component: "postgresql", prefix: "postgresql", host: hosts[0],
+    estimate: async () => Number((await psqlQuery(pgOn(env, await primary(env)), "SELECT sum(pg_database_size(oid)) FROM pg_database"))[0][0]),
+    collect: async (stage) => {
+      const host = await primary(env);
+      const dump = await pgDumpAll(pgOn(env, host), `${stage}/data/database_dump.sql`);
+      const confs = (await sshList(env.ssh(host), p.config)).filter((n) => n.endsWith(".conf"));
+      await sshFetch(env.ssh(host), p.config, `${stage}/configs`, { members: confs });
+      return { host, facts: { primary: host.name, dumpBytes: dump.bytes, configs: confs } };
+    },
+  }];
+}
+
+export function recoveryParts(env: Env): RecoveryPart[] {
+  const hosts = env.hosts("postgresql");
+  if (!hosts.length) return [];
+  const p = paths(env);
+  return [{
+    component: "postgresql", prefix: "postgresql", host: hosts[0],
+    restore: async (files, meta) => {
+      const host = await primary(env);
+      const h = env.ssh(host);
+      const asPostgres = (argv: string[]) => ["runuser", "-u", "postgres", "--", ...argv];
+      await ssh(h, ["systemctl", "stop", "postgresql"]);
+      await ssh(h, ["rm", "-rf", "--", p.data]);
+      await ssh(h, asPostgres([`${p.bin}/initdb`, "-D", p.data, "--auth-local=peer", "--auth-host=scram-sha-256"]));
+      if (env.s["postgresql.restore-configs"]) await sshPush(h, `${files}/configs`, p.config);
+      await ssh(h, ["systemctl", "start", "postgresql"]);
+      const load = await psqlFile(pgOn(env, host), `${files}/data/database_dump.sql`);
+      return { primary: host.name, from: meta.facts.primary, loadedBytes: load.bytes, configsRestored: env.s["postgresql.restore-configs"] };
+    },
+  }];
+}
