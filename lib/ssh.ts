@@ -11,15 +11,14 @@
 // Deis runbook's expected warning on live logs: the archive is complete and holds those
 // files as they were mid-write, so it is reported, not fatal. Every other tar or ssh
 // failure removes the partial file and throws.
-import { closeSync, createReadStream, createWriteStream, existsSync, fdatasync, mkdirSync, openSync, readSync, statSync } from "node:fs";
-import { dirname } from "node:path";
+import { closeSync, createReadStream, createWriteStream, existsSync, fdatasync, openSync, readSync, statSync } from "node:fs";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createParallelGzip } from "./compress.ts";
 import { useContext, type Context } from "./context.ts";
 import { LifeboatError } from "./errors.ts";
 import { exec, ExecError, shellJoin, type ExecOptions, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
-import { diskFull, partialFile } from "./files.ts";
+import { captureToFile } from "./files.ts";
 import { formatBytes } from "./log.ts";
 
 /** How to reach a host over ssh. Comes from the site config. */
@@ -168,110 +167,110 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
 
   const diag = tarDiagnostics();
   const progress = opts.progress === false ? null : ctx.log.progress(label);
-  const file = toFile ? partialFile(dest) : null; // visible under dest only once complete
-  const partial = file?.tmp ?? null;
-  let poll: NodeJS.Timeout | undefined;
-  let flusher: ReturnType<typeof backgroundFlush> | undefined;
-  let sink: Writable | null = null;
-  let downstream: Promise<void> = Promise.resolve();
   const counted = (n: number) => {
     result.bytes += n;
     progress?.add(n);
   };
-  try {
-    let stdout: StdoutSpec;
-    let onStdoutBytes: ((n: number) => void) | undefined;
-    if (partial && opts.gzip !== "local") {
-      // ssh writes to the file itself; progress follows the file's size, and the data
-      // written so far is flushed to disk in the background, so the final fsync is short.
-      mkdirSync(dirname(partial), { recursive: true, mode: 0o700 });
-      stdout = { file: partial, mode: 0o600 };
-      poll = setInterval(() => {
-        try {
-          const size = statSync(partial).size;
-          if (size > result.bytes) counted(size - result.bytes);
-          flusher ??= backgroundFlush(partial);
-          flusher.nudge(size);
-        } catch { /* not created yet */ }
-      }, 250);
-    } else {
-      let out: Writable;
-      if (partial) {
-        mkdirSync(dirname(partial), { recursive: true, mode: 0o700 });
-        out = createWriteStream(partial, { mode: 0o600 });
-      } else out = dest as Writable;
-      if (opts.gzip === "local") {
-        const gz = createParallelGzip({ level: opts.level });
-        const tally = new Transform({
-          transform(chunk: Buffer, _e, cb) {
-            counted(chunk.length);
-            cb(null, chunk);
-          },
-        });
-        downstream = pipeline(gz, tally, out, { end: partial ? true : opts.end ?? true });
-        sink = gz;
-      } else {
-        sink = out;
-        onStdoutBytes = counted;
-      }
-      stdout = sink;
-    }
-    let code: number;
+  /** Runs the transfer into a partial file (by path) or into the caller's Writable. */
+  const transfer = async (into: string | Writable): Promise<void> => {
+    const partial = typeof into === "string" ? into : null;
+    let poll: NodeJS.Timeout | undefined;
+    let flusher: ReturnType<typeof backgroundFlush> | undefined;
+    let sink: Writable | null = null;
+    let downstream: Promise<void> = Promise.resolve();
     try {
-      ({ code } = await exec(argv, {
-        stdout,
-        onStdoutBytes,
-        endStdout: partial || opts.gzip === "local" ? true : opts.end ?? true,
-        okCodes: [0, 1],
-        onStderr: diag.feed,
-        ctx,
-      }));
-    } catch (e) {
-      // ssh writes straight into the file: a full disk shows up only as "ssh exited 255".
-      if (partial && diskFull(dirname(partial))) {
-        throw new LifeboatError(`${label}: no space left on the device of ${dirname(partial)}`, {
-          hint: "free space or write the tarball elsewhere; nothing was left behind",
-          cause: e,
+      let stdout: StdoutSpec;
+      let onStdoutBytes: ((n: number) => void) | undefined;
+      if (partial && opts.gzip !== "local") {
+        // ssh writes to the file itself; progress follows the file's size, and the data
+        // written so far is flushed to disk in the background, so the final fsync is short.
+        stdout = { file: partial, inPlace: true };
+        poll = setInterval(() => {
+          try {
+            const size = statSync(partial).size;
+            if (size > result.bytes) counted(size - result.bytes);
+            flusher ??= backgroundFlush(partial);
+            flusher.nudge(size);
+          } catch { /* not created yet */ }
+        }, 250);
+      } else {
+        const out = partial ? createWriteStream(partial) : (into as Writable); // the partial file exists, 0600
+        if (opts.gzip === "local") {
+          const gz = createParallelGzip({ level: opts.level });
+          const tally = new Transform({
+            transform(chunk: Buffer, _e, cb) {
+              counted(chunk.length);
+              cb(null, chunk);
+            },
+          });
+          downstream = pipeline(gz, tally, out, { end: partial ? true : opts.end ?? true });
+          sink = gz;
+        } else {
+          sink = out;
+          onStdoutBytes = counted;
+        }
+        stdout = sink;
+      }
+      let code: number;
+      try {
+        ({ code } = await exec(argv, {
+          stdout,
+          onStdoutBytes,
+          endStdout: partial || opts.gzip === "local" ? true : opts.end ?? true,
+          okCodes: [0, 1],
+          onStderr: diag.feed,
+          ctx,
+        }));
+      } catch (e) {
+        throw sshFailure(target, remote, e, ctx, label, opts.sudo);
+      } finally {
+        clearInterval(poll);
+      }
+      await downstream;
+      const { changed, warnings, errors } = diag.end();
+      result.changed = changed;
+      // Exit 1 is GNU tar's "some files differ": fine only when every message is a "changed while read" notice.
+      if (code === 1 && (errors.length > 0 || changed.length === 0)) {
+        const lines = errors.length ? errors : diag.other();
+        throw new LifeboatError(`${label}: remote tar failed (exit 1)${lines.length ? `:\n    ${lines.slice(-8).join("\n    ")}` : ""}`, {
+          hint: hintFor(lines.join("\n"), opts.sudo),
         });
       }
-      throw sshFailure(target, remote, e, ctx, label, opts.sudo);
-    } finally {
+      result.warnings = [...warnings, ...errors];
+      if (partial) {
+        const size = statSync(partial).size;
+        if (result.bytes < size) counted(size - result.bytes);
+        await flusher?.close();
+      }
+    } catch (e) {
       clearInterval(poll);
-    }
-    await downstream;
-    const { changed, warnings, errors } = diag.end();
-    result.changed = changed;
-    // Exit 1 is GNU tar's "some files differ": fine only when every message is a "changed while read" notice.
-    if (code === 1 && (errors.length > 0 || changed.length === 0)) {
-      const lines = errors.length ? errors : diag.other();
-      throw new LifeboatError(`${label}: remote tar failed (exit 1)${lines.length ? `:\n    ${lines.slice(-8).join("\n    ")}` : ""}`, {
-        hint: hintFor(lines.join("\n"), opts.sudo),
-      });
-    }
-    result.warnings = [...warnings, ...errors];
-    if (partial) {
-      if (result.bytes < statSync(partial).size) counted(statSync(partial).size - result.bytes);
       await flusher?.close();
-      file!.commit();
+      // Stop our own gzip chain WITH the error: a stream destroyed without one just after its
+      // last chunk counts as ended, and the rest of its pipeline then waits forever (issue 14).
+      // The caller's own Writable is only closed, so no 'error' lands on it unasked.
+      if (sink && sink !== into) sink.destroy(e instanceof Error ? e : new Error(String(e)));
+      else sink?.destroy();
+      await downstream.catch(() => {});
+      throw e;
     }
-    for (const w of result.warnings) ctx.log.warn(`${label}: ${w}`);
-    if (changed.length) {
-      ctx.log.warn(
-        `${label}: ${changed.length} file${changed.length > 1 ? "s" : ""} changed while tar read ${changed.length > 1 ? "them" : "it"}; ` +
-          `the archive holds ${changed.length > 1 ? "them" : "it"} as read (normal for live logs): ${changed.slice(0, 20).join(", ")}${changed.length > 20 ? ", …" : ""}`,
-      );
-    }
-    progress?.done(`${label}: ${formatBytes(result.bytes)}${toFile ? ` → ${dest}` : ""}`);
-    return result;
+  };
+  try {
+    if (toFile) await captureToFile(dest, transfer, { label }); // visible under dest only once complete
+    else await transfer(dest as Writable);
   } catch (e) {
-    clearInterval(poll);
-    await flusher?.close();
     progress?.fail(`${label} failed`);
-    sink?.destroy();
-    await downstream.catch(() => {});
-    file?.discard();
     throw e;
   }
+  for (const w of result.warnings) ctx.log.warn(`${label}: ${w}`);
+  const { changed } = result;
+  if (changed.length) {
+    ctx.log.warn(
+      `${label}: ${changed.length} file${changed.length > 1 ? "s" : ""} changed while tar read ${changed.length > 1 ? "them" : "it"}; ` +
+        `the archive holds ${changed.length > 1 ? "them" : "it"} as read (normal for live logs): ${changed.slice(0, 20).join(", ")}${changed.length > 20 ? ", …" : ""}`,
+    );
+  }
+  progress?.done(`${label}: ${formatBytes(result.bytes)}${toFile ? ` → ${dest}` : ""}`);
+  return result;
 }
 
 /** Options for {@link sshUntar}. */

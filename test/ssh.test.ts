@@ -270,6 +270,34 @@ test("sshd killed mid-transfer: a clear error, and no file under the final name"
   }
 });
 
+test("the connection dies mid-transfer with local gzip (5 kills): a prompt error naming host:port, and no file left", async () => {
+  testContext();
+  const base = tmp();
+  const src = join(base, "src");
+  mkdirSync(src);
+  for (let i = 0; i < 4; i++) writeFileSync(join(src, `random-${i}.bin`), seededBytes(`kill-gzip-${i}`, 64 << 20));
+  const marker = `lifeboat-kill-${process.pid}`; // an exclude that names our remote tar among the lab's sessions
+  for (let i = 0; i < 5; i++) {
+    const out = join(base, `out${i}`);
+    const p = sshTar(target(), src, join(out, "store.tar.gz"), { gzip: "local", exclude: [marker], progress: false });
+    p.catch(() => {});
+    await until("gzipped bytes to arrive", () => existsSync(out) && readdirSync(out).some((n) => statSync(join(out, n)).size > (4 + i * 4) << 20));
+    // Kill the sshd session process serving this connection (the remote tar's parent), not the listener.
+    const tar = spawnSync("pgrep", ["-f", `^tar .*--exclude=${marker}`], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean);
+    assert.is(tar.length, 1, "one remote tar of ours");
+    const session = Number(spawnSync("ps", ["-o", "ppid=", "-p", tar[0]], { encoding: "utf8" }).stdout.trim());
+    assert.match(spawnSync("ps", ["-o", "args=", "-p", String(session)], { encoding: "utf8" }).stdout, /^sshd: root@notty/);
+    process.kill(session, "SIGKILL");
+    let settled = false;
+    p.catch(() => {}).finally(() => (settled = true));
+    await until(`sshTar to fail after kill ${i + 1} (it hung)`, () => settled, 20_000).catch((e) => assert.unreachable((e as Error).message));
+    const err = await failure(p);
+    assert.match(err.message, `ssh to root@127.0.0.1:${lab.LAB_SSH_PORT} failed`);
+    assert.match(err.message, /closed|reset|broken pipe/i);
+    assert.equal(readdirSync(out), [], `kill ${i + 1}: no archive and no partial file`);
+  }
+});
+
 function sshArgs(t: SshTarget): string[] {
   return ["-o", "BatchMode=yes", "-p", String(t.port), "-i", t.identityFile!, "-o", `UserKnownHostsFile=${t.knownHostsFile}`, "-o", "StrictHostKeyChecking=yes", `${t.user}@${t.host}`];
 }
