@@ -311,6 +311,21 @@ test("dry-run prints mb, uploads, deletes and rb and changes nothing", async () 
   assert.equal(readdirSync(down), []);
 });
 
+test("a dry-run upload from a dir an earlier step would make prints the sync; a real one refuses the missing dir", async () => {
+  const missing = join(tmp(), "unpacked-later");
+  const { ctx, logs: dryLogs } = testContext({ argv: ["--dry-run"] });
+  const r = await s3Sync(missing, "s3://db_wal", { client: s3, ctx });
+  ({ logs } = testContext());
+  assert.ok(r.dryRun);
+  assert.match(dryLogs(), `[dry-run] s3 sync ${missing} → s3://db_wal`);
+  try {
+    await s3Sync(missing, "s3://db_wal", { client: s3 });
+    assert.unreachable("a real sync from a missing dir is refused");
+  } catch (e) {
+    assert.match((e as Error).message, /source dir .* does not exist/);
+  }
+});
+
 test("download then upload reproduces keys, bytes, multipart ETags, content types and metadata", async () => {
   const b = await bucket();
   const big = randomBytes(31 * MiB + 12345);

@@ -122,7 +122,15 @@ export async function s3Sync(src: string, dst: string, opts: S3SyncOptions): Pro
     label: `${src} → ${dst}`,
   };
   if (!WIRE.has(s.h)) throw new UsageError("s3 sync: client was not made by s3Client()");
-  if (up && !existsSync(dir)) throw new UsageError(`s3 sync: source dir ${dir} does not exist`);
+  if (up && !existsSync(dir)) {
+    if (!ctx.dryRun) throw new UsageError(`s3 sync: source dir ${dir} does not exist`);
+    // A dry run of a restore: the dir is unpacked by an earlier step that did not run.
+    ctx.log.command(`s3 sync ${src} → ${dst}  (every file of ${dir}, which an earlier step makes)`, "dry-run");
+    return {
+      direction: "upload", source: src, destination: dst, objects: 0, bytes: 0, uploaded: 0, downloaded: 0, deleted: 0, skipped: 0,
+      transferredBytes: 0, escaped: 0, unverified: 0, index: indexPath, dryRun: true, durationMs: 0,
+    };
+  }
   // Every request in flight listens for the interrupt: more than Node's default of 10 warn-free.
   try {
     setMaxListeners(Math.max(64, s.concurrency * 4), ctx.signal);
