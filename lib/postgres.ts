@@ -12,18 +12,18 @@
 // PGPASSWORD in the tool's environment (locally, and through the docker client's
 // environment with `docker exec -e PGPASSWORD`), or over ssh as the first line of stdin,
 // read by a tiny remote `sh -c 'IFS= read -r PGPASSWORD …'` wrapper.
-import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, createWriteStream, openSync, fsyncSync, closeSync } from "node:fs";
+import { createReadStream, existsSync, readFileSync, statSync, createWriteStream } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { basename, dirname, join, posix, resolve } from "node:path";
+import { basename, posix, resolve } from "node:path";
 import { PassThrough, Readable, Transform, Writable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
-import process from "node:process";
 import { exec, ExecError, shellQuote, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
 import { dockerCli, dockerExec } from "./docker.ts";
 import { waitForHealthy, type WaitOptions, type WaitResult } from "./health.ts";
 import { sshCommand, type SshTarget } from "./ssh.ts";
 import { LifeboatError, UsageError } from "./errors.ts";
+import { captureToFile } from "./files.ts";
 import { useContext, type Context } from "./context.ts";
 import { formatBytes, type Progress } from "./log.ts";
 import { createParallelGzip } from "./compress.ts";
@@ -437,51 +437,34 @@ async function dumpTo(where: PgWhere, tool: string, args: string[], out: string 
   const progress = opts.progress === false ? null : ctx.log.progress(label);
   let bytes = 0;
   let written = 0;
-  let partial: string | undefined;
-  try {
-    if (final !== undefined) {
-      const dir = dirname(final);
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      partial = join(dir, `.partial-${basename(final)}.${process.pid}`);
-      if (level === undefined) {
-        // The tool writes straight into the file; its size is the progress.
-        const file = partial;
-        const timer = progress
-          ? setInterval(() => {
-            const size = sizeOf(file);
-            progress.add(size - bytes);
-            bytes = size;
-          }, 250)
-          : null;
-        try {
-          await run({ stdout: { file, mode: 0o600 } });
-        } finally {
-          if (timer) clearInterval(timer);
-        }
+  /** The tool's output into the partial file: straight from its stdout, or through gzip. */
+  const fill = async (file: string) => {
+    if (level !== undefined) {
+      ({ bytes, written } = await streamThrough(run, createWriteStream(file), level, progress));
+      return;
+    }
+    // The tool writes straight into the file; its size is the progress.
+    const timer = progress
+      ? setInterval(() => {
         const size = sizeOf(file);
-        progress?.add(size - bytes);
-        bytes = written = size;
-      } else {
-        const r = await streamThrough(run, createWriteStream(partial, { mode: 0o600 }), level, progress);
-        bytes = r.bytes;
-        written = r.written;
-      }
-      if (opts.fsync !== false) fsyncPath(partial, "r");
-      renameSync(partial, final);
-      partial = undefined;
-      if (opts.fsync !== false) fsyncPath(dirname(final), "r");
-    } else {
-      const r = await streamThrough(run, out as Writable, level, progress);
-      bytes = r.bytes;
-      written = r.written;
+        progress.add(size - bytes);
+        bytes = size;
+      }, 250)
+      : null;
+    try {
+      await run({ stdout: { file, inPlace: true } });
+    } finally {
+      if (timer) clearInterval(timer);
     }
+    const size = sizeOf(file);
+    progress?.add(size - bytes);
+    bytes = written = size;
+  };
+  try {
+    if (final !== undefined) await captureToFile(final, fill, { fsync: opts.fsync, label });
+    else ({ bytes, written } = await streamThrough(run, out as Writable, level, progress));
   } catch (e) {
-    if (partial !== undefined) rmSync(partial, { force: true });
     progress?.fail(`${label} failed`);
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === "ENOSPC") {
-      throw new LifeboatError(`${label}: no space left on the device of ${final ?? "the output"}`, { hint: "free space or write elsewhere; no dump file was left", cause: e });
-    }
     throw e;
   }
   const ms = Date.now() - started;
@@ -494,15 +477,6 @@ function sizeOf(path: string): number {
     return statSync(path).size;
   } catch {
     return 0;
-  }
-}
-
-function fsyncPath(path: string, flags: string): void {
-  const fd = openSync(path, flags);
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }
 

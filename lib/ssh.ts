@@ -33,7 +33,11 @@ export interface SshTarget {
   identityFile?: string;
   /** known_hosts file; with it, StrictHostKeyChecking=yes. */
   knownHostsFile?: string;
-  /** Extra -o options, e.g. { ConnectTimeout: "10" }. */
+  /** Seconds of silence after which ssh asks the server if it is alive (ServerAliveInterval; default 15). */
+  serverAliveInterval?: number;
+  /** Unanswered keepalives after which ssh gives up on the connection (ServerAliveCountMax; default 4, so a silent connection fails after about a minute). */
+  serverAliveCountMax?: number;
+  /** Extra -o options, e.g. { ConnectTimeout: "30" }; they override lifeboat's defaults of the same name. */
   options?: Record<string, string>;
 }
 
@@ -42,11 +46,20 @@ export interface SshTarget {
  * @example await exec(sshCommand({ host: "store-1", user: "core" }, ["ls", "-la", "/var/lib/deis/store"]));
  */
 export function sshCommand(target: SshTarget, remoteArgv: readonly string[]): string[] {
-  const argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"];
+  // ssh keeps the FIRST value of an option: the caller's options go first, defaults only where unset.
+  const given = new Set(Object.keys(target.options ?? {}).map((k) => k.toLowerCase()));
+  const argv = ["ssh"];
+  for (const [k, v] of Object.entries(target.options ?? {})) argv.push("-o", `${k}=${v}`);
+  const defaults: [string, string | number][] = [
+    ["BatchMode", "yes"],
+    ["ConnectTimeout", 10],
+    ["ServerAliveInterval", target.serverAliveInterval ?? 15],
+    ["ServerAliveCountMax", target.serverAliveCountMax ?? 4],
+  ];
+  for (const [k, v] of defaults) if (!given.has(k.toLowerCase())) argv.push("-o", `${k}=${v}`);
   if (target.port) argv.push("-p", String(target.port));
   if (target.identityFile) argv.push("-i", target.identityFile, "-o", "IdentitiesOnly=yes");
   if (target.knownHostsFile) argv.push("-o", `UserKnownHostsFile=${target.knownHostsFile}`, "-o", "StrictHostKeyChecking=yes");
-  for (const [k, v] of Object.entries(target.options ?? {})) argv.push("-o", `${k}=${v}`);
   argv.push(target.user ? `${target.user}@${target.host}` : target.host);
   argv.push("--", shellJoin(remoteArgv));
   return argv;

@@ -7,7 +7,7 @@ import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { pgDumpAll, s3Client, s3MakeBucket, s3RemoveBucket, s3Sync, sshTar } from "../lib/mod.ts";
+import { exec, pgDumpAll, s3Client, s3MakeBucket, s3RemoveBucket, s3Sync, sshTar } from "../lib/mod.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 import { seededBytes } from "../tasks/drills/fixtures.ts";
 import { needLab } from "../tasks/drills/lab.ts";
@@ -44,6 +44,16 @@ test("sshTar onto a full disk fails with 'no space left' and leaves no file", as
   writeFileSync(join(src, "big.bin"), seededBytes("ssh-full", 4 << 20));
   const target = { host: lab.LAB_SSH_HOST, port: Number(lab.LAB_SSH_PORT), user: lab.LAB_SSH_USER, identityFile: lab.LAB_SSH_KEY, knownHostsFile: lab.LAB_SSH_KNOWN_HOSTS };
   await failsCleanly("sshTar", sshTar(target, src, join(disk, "store.tar")));
+});
+
+test("exec with stdout to a file on a full disk fails with 'no space left on FOLDER' and leaves no file", async () => {
+  testContext();
+  await failsCleanly("exec", exec(["head", "-c", String(4 << 20), "/dev/zero"], { stdout: { file: join(disk, "zeros.bin") } }));
+  try {
+    await exec(["head", "-c", String(4 << 20), "/dev/zero"], { stdout: { file: join(disk, "zeros.bin") } });
+  } catch (e) {
+    assert.match((e as Error).message, `no space left on ${disk} (`);
+  }
 });
 
 test("pgDumpAll onto a full disk fails with 'no space left' and leaves no file", async () => {

@@ -29,7 +29,7 @@ import { PassThrough } from "node:stream";
 import { compareTrees } from "../lib/compare.ts";
 import { LifeboatError } from "../lib/errors.ts";
 import { shellJoin } from "../lib/exec.ts";
-import { ssh, sshTar, sshUntar, type SshTarget } from "../lib/ssh.ts";
+import { ssh, sshCommand, sshTar, sshUntar, type SshTarget } from "../lib/ssh.ts";
 import { AWKWARD_NAMES, makeSampleTree, seededBytes } from "../tasks/drills/fixtures.ts";
 import { cleanupTmp, testContext, tmp, freePort } from "./helpers.ts";
 import { needLab } from "../tasks/drills/lab.ts";
@@ -301,6 +301,16 @@ test("the connection dies mid-transfer with local gzip (5 kills): a prompt error
 function sshArgs(t: SshTarget): string[] {
   return ["-o", "BatchMode=yes", "-p", String(t.port), "-i", t.identityFile!, "-o", `UserKnownHostsFile=${t.knownHostsFile}`, "-o", "StrictHostKeyChecking=yes", `${t.user}@${t.host}`];
 }
+
+test("keepalives are on by default, settable, and an option of the same name overrides the default", () => {
+  const words = (t: SshTarget) => sshCommand(t, ["true"]).filter((w, i, a) => a[i - 1] === "-o");
+  assert.ok(words(target()).includes("ServerAliveInterval=15"));
+  assert.ok(words(target()).includes("ServerAliveCountMax=4"));
+  const set = words({ ...target(), serverAliveInterval: 5, serverAliveCountMax: 2 });
+  assert.ok(set.includes("ServerAliveInterval=5") && set.includes("ServerAliveCountMax=2") && !set.includes("ServerAliveInterval=15"));
+  const over = words({ ...target(), options: { serveraliveinterval: "7", ConnectTimeout: "30" } });
+  assert.equal(over.filter((w) => /^(serveraliveinterval|ServerAliveInterval|ConnectTimeout)=/.test(w)), ["serveraliveinterval=7", "ConnectTimeout=30"]);
+});
 
 test("an unreachable port fails fast with a connection error", async () => {
   testContext();
