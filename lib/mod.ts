@@ -7,11 +7,11 @@ export { Secrets } from "./secrets.ts";
 export { Logger, formatBytes, formatDuration, type LogSink, type Spinner, type Progress } from "./log.ts";
 export { GLOBAL_SETTINGS, ANY_SITE_KEYS, envName, expandHome, helpText, parseSettings, type SettingSpec, type SettingSpecs, type SettingValues } from "./settings.ts";
 export { createContext, scriptArgs, useContext, withContext, setDefaultContext, throwIfAborted, type Context, type ContextOptions } from "./context.ts";
-export { exec, probe, which, shellQuote, shellJoin, displayCommand, killRunning, ExecError, type ExecOptions, type ExecResult } from "./exec.ts";
+export { exec, probe, which, shellQuote, shellJoin, displayCommand, killRunning, ExecError, type ExecOptions, type ExecResult, type StdinSpec, type StdoutSpec, type StdoutFile } from "./exec.ts";
 export { acquireLock, pidAlive, type Lock, type LockOptions } from "./lock.ts";
 export { step, fanOut, runSteps, readJournal, printOutcomes, StepFailed, FanOutFailed, type Step, type StepApi, type StepOptions, type FanOutOptions, type StepOutcome } from "./steps.ts";
 export { main, recipe, targetKey, type MainDefinition, type RecipeDefinition, type MainResult, type Plan } from "./recipe.ts";
-export { partialFile, partialPath, fsyncPath, diskFull, type PartialFile } from "./files.ts";
+export { captureToFile, partialFile, partialPath, fsyncPath, diskFull, type CaptureOptions, type PartialFile } from "./files.ts";
 export { createParallelGzip, type ParallelGzipOptions } from "./compress.ts";
 export {
   packArchive,
