@@ -125,7 +125,7 @@ export async function s3Sync(src: string, dst: string, opts: S3SyncOptions): Pro
   if (up && !existsSync(dir)) {
     if (!ctx.dryRun) throw new UsageError(`s3 sync: source dir ${dir} does not exist`);
     // A dry run of a restore: the dir is unpacked by an earlier step that did not run.
-    ctx.log.command(`s3 sync ${src} → ${dst}  (every file of ${dir}, which an earlier step makes)`, "dry-run");
+    ctx.log.command(`s3 sync ${src} ${dst}  (every file of ${dir}, which an earlier step makes)`, "dry-run");
     return {
       direction: "upload", source: src, destination: dst, objects: 0, bytes: 0, uploaded: 0, downloaded: 0, deleted: 0, skipped: 0,
       transferredBytes: 0, escaped: 0, unverified: 0, index: indexPath, dryRun: true, durationMs: 0,
