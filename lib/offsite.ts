@@ -10,7 +10,7 @@
 // written as `.partial-NAME.PID` and renamed; on S3 an object appears only when its upload
 // completes, the archive goes first and its sidecars after it, and a failed multipart upload
 // is aborted (one left by a killed run is aborted by the next run). Then the copy's bytes are
-// checked against the archive's sha256 (ssh: sha256sum on the remote host, of what was
+// checked against the archive's sha256 (ssh: sha256 on the remote host (openssl, else sha256sum), of what was
 // written; local: read back; S3: the object's ETag against the MD5s computed here of the
 // bytes sent), and NAME.verified is written beside it, as for local archives.
 //
@@ -206,7 +206,7 @@ export interface OffsiteCopyResult {
   verified: boolean;
   /** A verified copy was already there: nothing was sent. */
   skipped: boolean;
-  /** How the bytes were checked ("sha256sum on HOST", "read back", "ETag …"). */
+  /** How the bytes were checked ("sha256 on HOST", "read back", "ETag …"). */
   method: string;
   durationMs: number;
   dryRun: boolean;
@@ -363,11 +363,14 @@ function writeAtomic(path: string, text: string): void {
 // Each remote step is `sh -c SCRIPT sh ARGS…`: the scripts are constant text, the names
 // arrive as positional parameters, quoted once by ssh() for the remote shell.
 
-/** Receives the archive on stdin as .partial-NAME.PID (after removing this archive's leftovers), hashing what tee wrote; prints sha256, then size:mtime. */
-const SH_PUT = `set -e; umask 077; mkdir -p -- "$1"; cd -- "$1"
+/** sha256 of stdin, computed on the remote host: OpenSSL's (SHA extensions: ~5× coreutils' on the lab machine) when there, else sha256sum. */
+const SH_HASH = `h() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi; }`;
+
+/** Receives the archive on stdin as .partial-NAME.PID (after removing this archive's leftovers), hashing what tee wrote (openssl or sha256sum); prints sha256, then size:mtime. */
+const SH_PUT = `${SH_HASH}; set -e; umask 077; mkdir -p -- "$1"; cd -- "$1"
 for f in ".partial-$3".*; do if [ -e "$f" ]; then rm -f -- "$f"; fi; done
 exec 3>&1
-rc=$( { { tee -- "$2"; echo "$?" >&4; } | sha256sum >&3; } 4>&1 )
+rc=$( { { tee -- "$2"; echo "$?" >&4; } | h >&3; } 4>&1 )
 if [ "$rc" != 0 ]; then echo "writing $1/$2 failed (tee exit $rc)" >&2; rm -f -- "$2"; exit 1; fi
 stat -c %s:%Y -- "$2"`;
 
@@ -389,7 +392,7 @@ for f in *.tar.gz *.tar.gz.age; do
 done`;
 
 /** sha256 of NAME read back, size:mtime, and the sidecar's line. */
-const SH_CHECK = `set -e; cd -- "$1"; sha256sum < "$2"; stat -c %s:%Y -- "$2"; cat -- "$2.sha256" 2>/dev/null || true`;
+const SH_CHECK = `${SH_HASH}; set -e; cd -- "$1"; h < "$2"; stat -c %s:%Y -- "$2"; cat -- "$2.sha256" 2>/dev/null || true`;
 
 /** Removes each NAME with its sidecars: the archive first, so a half-done removal lists nothing. */
 const SH_REMOVE = `set -e; cd -- "$1"; shift; for n in "$@"; do rm -f -- "$n"; rm -f -- "$n.sha256" "$n.info.json" "$n.verified"; done`;
@@ -401,7 +404,7 @@ function sh(script: string, ...args: string[]): string[] {
 async function copySsh(archive: string, d: Extract<OffsiteDest, { kind: "ssh" }>, r: OffsiteCopyResult, opts: OffsiteOptions, ctx: Context): Promise<OffsiteCopyResult> {
   const name = basename(archive);
   const partial = `.partial-${name}.${process.pid}`;
-  r.method = `sha256sum on ${d.target.host}`;
+  r.method = `sha256 on ${d.target.host}`;
   if (!ctx.dryRun) {
     const probe = (await ssh(d.target, sh(SH_PROBE, d.dir, name), { readOnly: true, ctx })).stdout.split("\n");
     const [size, mtime] = (probe[0] ?? "").split(":").map(Number);
@@ -551,7 +554,7 @@ export interface OffsiteVerifyResult {
 }
 
 /**
- * Reads an off-site copy back (ssh: sha256sum on the remote host; S3: a GET hashed here; local:
+ * Reads an off-site copy back (ssh: sha256 on the remote host (openssl, else sha256sum); S3: a GET hashed here; local:
  * read here), compares it with its NAME.sha256, and records the result there (NAME.verified,
  * passed or failed). A mismatch throws VerifyError (exit 3) after recording it.
  * @example await offsiteVerify("s3://offsite/deis/deis-backup-2026-11-21T101500Z.tar.gz", { s3 });
@@ -578,7 +581,7 @@ export async function offsiteVerify(url: string, opts: OffsiteOptions = {}): Pro
     const [sz, mtime] = (out[1] ?? "").split(":").map(Number);
     size = sz;
     expected = (out[2] ?? "").split(/\s+/)[0];
-    stampBase = { size, mtime, method: `sha256sum on ${d.target.host}` };
+    stampBase = { size, mtime, method: `sha256 on ${d.target.host}` };
     record = async (s) => void (await ssh(d.target, sh(SH_FINISH, d.dir, "", name, ".verified", stampText(s)), { ctx }));
   } else {
     const h = client(d, opts, ctx);
