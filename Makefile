@@ -16,6 +16,7 @@
 #   make restore-hoss          recipes/hoss-restore.ts ARGS="--config site.yaml ARCHIVE"
 #   make backup-hcoop          recipes/hcoop-backup.ts ARGS="--config site.yaml"
 #   make restore-hcoop         recipes/hcoop-restore.ts ARGS="DATE VOLNAME [NEWNAME] --config site.yaml"
+#   make restore-hcoop-db      recipes/hcoop-restore-db.ts ARGS="DATE [DATABASE] --config site.yaml"
 #   make verify                archive:verify ARCHIVE=…
 #   make list                  archive:list DIR=…
 #   make prune                 archive:prune DIR=… ARGS="--keep-last 3"
@@ -38,7 +39,7 @@ export npm_config_update_notifier := false
 
 .PHONY: help deps demo test test-unit typecheck lab-up lab-down lab-status \
         backup-deis restore-deis drill-deis backup-hoss restore-hoss drill-hoss \
-        backup-hcoop restore-hcoop drill-hcoop \
+        backup-hcoop restore-hcoop restore-hcoop-db drill-hcoop \
         verify list prune bench drill-archive fault-matrix drill-faults
 
 # The lines "#   make TARGET  what it does" above; test/layout.test.ts checks each names a target here.
@@ -100,6 +101,8 @@ backup-hcoop: deps
 	$(ZX) recipes/hcoop-backup.ts $(ARGS)
 restore-hcoop: deps
 	$(ZX) recipes/hcoop-restore.ts $(ARGS)
+restore-hcoop-db: deps
+	$(ZX) recipes/hcoop-restore-db.ts $(ARGS)
 drill-hcoop: deps
 	$(RUN) drill:hcoop $(ARGS)
 

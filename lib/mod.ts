@@ -153,4 +153,4 @@ export { receiveRangedPuts, serveRanged, type ReceiveOptions, type ReceiveResult
 export { chainShip, chainAssemble, chainPrune, chainRuns, listNames, type ChainRun, type ChainFile, type ChainShipOptions, type ChainPruneOptions } from "./filechain.ts";
 export { xenonBackup, xenonRestore, xenonHostInfo, xenonCounts, toMicros, XENON_BACKUP_KIND, XENON_RESTORE_KIND, type XenonOptions, type XenonBackupRequest, type XenonRestoreRequest } from "./xenon.ts";
 export { afsListVolumes, afsBackupSys, afsExamine, afsDump, afsRestore, afsRename, afsRemove, afsDumpToFile, afsRestoreFile, checkVolumeName, restoredName, parseVolumes, vosCommand, vos, AFS_MAX_NAME, type AfsCell, type AfsVolume, type ListVolumesOptions, type AfsDumpOptions, type AfsRestoreOptions } from "./afs.ts";
-export { sealToFile, verifySealed, unsealTo, sealSuffix, fileSha256, writeJsonFile, type Seal, type SealResult, type SealOptions, type UnsealOptions } from "./sealed.ts";
+export { sealToFile, sealTreeToFile, unsealTreeTo, verifySealed, unsealTo, sealSuffix, fileSha256, writeJsonFile, type Seal, type SealResult, type SealOptions, type UnsealOptions } from "./sealed.ts";

@@ -6,11 +6,12 @@
 // checks the sha256, then decrypts and gunzips to the end, before anything reads it for real.
 // Everything streams: memory stays constant whatever the size.
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, writeFileSync } from "node:fs";
+import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { PassThrough, Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { Decrypter, Encrypter } from "age-encryption";
+import { create as tarCreate, extract as tarExtract } from "tar";
 import { LifeboatError, VerifyError } from "./errors.ts";
 import { exec, ExecError } from "./exec.ts";
 import { captureToFile } from "./files.ts";
@@ -209,4 +210,54 @@ export async function writeJsonFile(path: string, value: unknown, opts: { ctx?: 
     return;
   }
   await captureToFile(path, async (tmp) => writeFileSync(tmp, JSON.stringify(value, null, 2) + "\n", { mode: 0o600 }));
+}
+
+/**
+ * Seals a folder's regular files (one level, names sorted) as one tar: `tar -c | gzip | age|ccrypt`
+ * into path, atomically, with its sha256 (the runbook's YYYY.MM.DD-databases.tar.gz.aescrypt).
+ * In dry-run it prints the pipeline, also when the folder does not exist yet.
+ * @example const r = await sealTreeToFile(`${stage}/db`, `${day}/2026.11.29-databases.tar.gz.age`, { seal });
+ */
+export async function sealTreeToFile(dir: string, path: string, opts: SealOptions): Promise<SealResult> {
+  const names = existsSync(dir) ? readdirSync(dir).filter((n) => statSync(`${dir}/${n}`).isFile()).sort() : [];
+  const label = opts.label ?? `tar -C ${dir} -c ${names.length ? names.join(" ") : "."}`;
+  return sealToFile((sink) => pipeline(tarCreate({ cwd: dir, portable: true }, names.map((n) => `./${n}`)) as unknown as Readable, sink), path, { ...opts, label });
+}
+
+/**
+ * Unpacks a sealed tar (from {@link sealTreeToFile}) into dir, which must be new or empty:
+ * decrypt → gunzip → untar, regular files only (no links, devices, absolute paths or `..`),
+ * mode 0600. Verify the file first ({@link verifySealed}). Returns the names written. In dry-run
+ * it prints what it would do.
+ * @example await verifySealed(f, { seal, sha256 }); await unsealTreeTo(f, "/vicepa/hcoop-backups/restored/2026.11.29-db", { seal });
+ */
+export async function unsealTreeTo(path: string, dir: string, o: UnsealOptions): Promise<string[]> {
+  const ctx = o.ctx ?? useContext();
+  if (ctx.dryRun) {
+    ctx.log.command(`${o.seal.kind === "ccrypt" ? `ccrypt -cdk ${o.seal.keyFile} < ${path}` : o.seal.kind === "age" ? `age -d < ${path}` : `cat ${path}`} | gunzip | tar -C ${dir} -x`, "dry-run");
+    return [];
+  }
+  if (existsSync(dir) && readdirSync(dir).length) throw new LifeboatError(`${dir} is not empty`, { hint: "move it away or remove it; nothing was unpacked", exitCode: 5 });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const names: string[] = [];
+  const refused: string[] = [];
+  const unpack = tarExtract({
+    cwd: dir, strict: true, preservePaths: false,
+    filter: (p, entry) => {
+      const ok = (entry as { type?: string }).type === "File" && !p.replace(/^\.\//, "").includes("/");
+      (ok ? names : refused).push(p);
+      return ok;
+    },
+  });
+  const done = new Promise<void>((res, rej) => { unpack.on("close", () => res()); unpack.on("error", rej); });
+  const sink = new Writable({
+    write(c: Buffer, _e, cb) { if (unpack.write(c)) cb(); else unpack.once("drain", () => cb()); },
+    final(cb) { unpack.end(); done.then(() => cb(), cb); },
+  });
+  await unsealTo(path, sink, { ...o, ctx });
+  await done;
+  if (refused.length) ctx.log.warn(`${path.split("/").pop()}: left out ${refused.length} entr${refused.length === 1 ? "y" : "ies"} that are not plain files: ${refused.slice(0, 5).join(", ")}`);
+  const out = names.map((n) => n.replace(/^\.\//, ""));
+  for (const n of out) chmodSync(`${dir}/${n}`, 0o600);
+  return out;
 }

@@ -25,6 +25,12 @@
 //                                    (encryption.kind ccrypt, .aescrypt as today) → a hidden
 //                                    partial file renamed into place; its sha256 (ccrypt cannot
 //                                    detect truncation) goes into the manifest
+//   §2 "Database Backups" (restored from YYYY.MM.DD-databases.tar.gz.aescrypt); §3.3 "a proper
+//    database dump for each database separately"
+//                                  → "databases" [postgres.enabled]: pg_dumpall --globals-only, then
+//                                    pg_dump -Fc of each database (postgres.databases, or all but
+//                                    templates) into a hidden stage; "seal-databases": tar | gzip |
+//                                    encrypt as DATE-databases.tar.gz.age|.aescrypt, sha256 in the manifest
 //   (lifeboat)                     → "write the day's manifest" DATE/DATE-manifest.json: written
 //                                    last, so a day without it is incomplete and never used
 // Operator notes:
@@ -32,11 +38,11 @@
 //     remote does what obnam was meant to do.
 //   - the copy to rsync.net (RsyncNet §1) and retention by weekly chain: not in this recipe yet;
 //     the off-site copy is lib/offsite.ts' job (planRetention in recipes/hcoop.ts keeps whole chains).
-//   - the databases step (per-database dumps): not in this recipe yet (see docs/hcoop.md).
+//   - MySQL/MariaDB: not dumped yet (no lab piece for it); PostgreSQL only.
 //   - keytab / k5start: the recipe runs as root on a file server with -localauth (afs.auth).
 //
 // Settings: recipes/hcoop.ts (flags, env LIFEBOAT_*, --config site file; hcoop.site.example.yaml).
-import { afsBackupSys, afsDumpToFile, afsExamine, afsListVolumes, checkFreeSpace, failures, formatBytes, mapLimit, recipe, sealSuffix, step, writeJsonFile } from "../lib/mod.ts";
+import { afsBackupSys, afsDumpToFile, afsExamine, afsListVolumes, checkFreeSpace, exec, failures, formatBytes, mapLimit, pgDump, pgDumpAll, psqlQuery, recipe, sealSuffix, sealTreeToFile, step, writeJsonFile } from "../lib/mod.ts";
 import * as hcoop from "./hcoop.ts";
 
 await recipe({
@@ -54,6 +60,10 @@ await recipe({
     const dir = hcoop.LAYOUT.dayDir(s["backups.dir"], date);
     const exclude = new RegExp(s["volumes.exclude"] || "$^");
     const startedAt = new Date().toISOString();
+    const pg = hcoop.pgOf(s);
+    const pgName = `${pg.host ?? "local socket"}:${pg.port}`;
+    const stage = hcoop.LAYOUT.dbStage(s["backups.dir"], date);
+    const dbFile = hcoop.LAYOUT.databasesName(date, sealSuffix(seal));
 
     const backupsys = step("backupsys", `vos backupsys -prefix ${s["volumes.prefixes"].join(" ")}`, () =>
       afsBackupSys(cell, { prefixes: s["volumes.prefixes"] }));
@@ -63,12 +73,13 @@ await recipe({
       return { dump: all.filter((v) => !exclude.test(v.name)), excluded: all.filter((v) => exclude.test(v.name)).map((v) => v.name) };
     });
 
-    const space = step("space", `check free space in ${s["backups.dir"]}`, () => {
+    const space = step("space", `check free space in ${s["backups.dir"]}`, async () => {
       const last = hcoop.listDays(s["backups.dir"]).at(-1);
       const files = last ? Object.values(hcoop.readDay(s["backups.dir"], last).files) : [];
       const ratio = files.length ? files.reduce((a, e) => a + e.bytes, 0) / Math.max(1, files.reduce((a, e) => a + e.plainBytes, 0)) : 1;
       const kib = volumes.output.dump.reduce((a, v) => a + v.diskused, 0);
-      return { ratio, ...checkFreeSpace(s["backups.dir"], kib * 1024 * Math.min(1, ratio)) };
+      const dbBytes = s["postgres.enabled"] ? Number((await psqlQuery(pg, "SELECT sum(pg_database_size(oid)) FROM pg_database"))[0][0]) : 0;
+      return { ratio, ...checkFreeSpace(s["backups.dir"], (kib * 1024 + 2 * dbBytes) * Math.min(1, ratio)) };
     });
 
     const dumps = step("dump", "dump each volume (vos dump | gzip | encrypt), 2 at a time", async () => {
@@ -90,21 +101,38 @@ await recipe({
       return Object.fromEntries(results.map((r) => (r as { value: readonly [string, hcoop.DumpEntry] }).value));
     });
 
+    const databases = step("databases", `dump PostgreSQL ${pgName}: globals (pg_dumpall --globals-only), then pg_dump -Fc of each database`, async () => {
+      const names = s["postgres.databases"].length ? s["postgres.databases"] : (await psqlQuery(pg, "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")).map((r) => String(r[0]));
+      await exec(["rm", "-rf", "--", stage]); // what a failed run left
+      await pgDumpAll(pg, `${stage}/${hcoop.LAYOUT.globalsFile}`, { extraArgs: ["--globals-only"] });
+      const dumps: hcoop.DatabasesEntry["dumps"] = {};
+      for (const db of names) dumps[db] = { file: hcoop.LAYOUT.dbFile(db), bytes: (await pgDump(pg, db, `${stage}/${hcoop.LAYOUT.dbFile(db)}`)).bytes };
+      return dumps;
+    }, { when: s["postgres.enabled"] });
+
+    const sealDb = step("seal-databases", `seal the database dumps as ${dir}/${dbFile} (tar | gzip | encrypt)`, async () => {
+      const r = await sealTreeToFile(stage, `${dir}/${dbFile}`, { seal });
+      await exec(["rm", "-rf", "--", stage]);
+      return { file: dbFile, bytes: r.bytes, sha256: r.sha256, plainBytes: r.plainBytes };
+    }, { when: s["postgres.enabled"] });
+
     const manifest = step("manifest", `write the day's manifest ${dir}/${hcoop.LAYOUT.manifestName(date)}`, async () => {
       const m: hcoop.DayManifest = {
         format: "lifeboat-hcoop/1", date, startedAt, finishedAt: new Date().toISOString(), encryption: seal.kind === "ccrypt" ? "ccrypt" : "age",
         files: dumps.output, excluded: volumes.output.excluded,
+        databases: sealDb.hasOutput ? { ...sealDb.output, server: pgName, globals: hcoop.LAYOUT.globalsFile, dumps: databases.output } : undefined,
       };
       await writeJsonFile(`${dir}/${hcoop.LAYOUT.manifestName(date)}`, m);
       return m;
     });
 
     return {
-      steps: [backupsys, volumes, space, dumps, manifest],
+      steps: [backupsys, volumes, space, dumps, databases, sealDb, manifest],
       report: () => [
         `day       ${dir} (${Object.keys(manifest.output.files).length} dumps, ${manifest.output.encryption})`,
         ...Object.entries(manifest.output.files).map(([f, e]) => `${e.kind.padEnd(11)} ${f}  ${formatBytes(e.bytes)}${e.kind === "incremental" ? ` (since the full of ${e.chain})` : ""}`),
         `excluded  ${manifest.output.excluded.join(", ") || "none"}`,
+        ...(manifest.output.databases ? [`databases ${manifest.output.databases.file}  ${formatBytes(manifest.output.databases.bytes)} (${Object.keys(manifest.output.databases.dumps).length} databases + globals from ${pgName})`] : []),
         `space     ${formatBytes(space.output.free)} free before, ratio ${space.output.ratio.toFixed(2)}; backupsys cloned ${backupsys.output.backedUp}`,
       ],
     };

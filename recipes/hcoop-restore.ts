@@ -25,7 +25,7 @@
 //   §1.8 vos remove -id $VOLNAME.restored
 //                          → "remove the restored copy" [restore.remove-restored]: confirmed
 //   §1.2 backup-manager get → recipes/hcoop-list.ts (the day must be local here)
-//   §2 database backups     → not yet (see docs/hcoop.md)
+//   §2 database backups     → recipes/hcoop-restore-db.ts DATE [DATABASE]
 //
 // Names: NAME + restore.suffix must fit in 22 characters (OpenAFS); when it does not, the run
 // stops before anything and names a suffix that fits (or give NEWNAME).

@@ -8,10 +8,11 @@
 //
 // This file runs nothing but pure functions over manifests: the recipes import it.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { AGE_SETTINGS, ageOptions, LifeboatError, readAgeIdentities, UsageError, type AfsCell, type Seal, type SettingSpecs, type SettingValues } from "../lib/mod.ts";
+import { AGE_SETTINGS, ageOptions, LifeboatError, readAgeIdentities, UsageError, type AfsCell, type PgLocal, type Seal, type SettingSpecs, type SettingValues } from "../lib/mod.ts";
 
 const BACKUP = ["hcoop-backup"] as const;
 const RESTORE = ["hcoop-restore"] as const;
+const DB = ["hcoop-backup", "hcoop-restore-db"] as const;
 
 /** The settings of the HCoop recipes (see --help of each, and hcoop.site.example.yaml). */
 export const settings = {
@@ -28,6 +29,13 @@ export const settings = {
   "encryption.kind": { describe: "age (default) or ccrypt (the runbook's .aescrypt files, with encryption.key-file)", choices: ["age", "ccrypt"], default: "age" },
   "encryption.key-file": { describe: "ccrypt key file (the runbook's /etc/backup-encryption-key)", default: "/etc/backup-encryption-key" },
   ...AGE_SETTINGS,
+  "postgres.enabled": { type: "boolean", describe: "dump the site's PostgreSQL too: globals + one pg_dump per database, sealed as DATE-databases.tar.gz.ENC", default: false, usedBy: BACKUP },
+  "postgres.databases": { type: "list", describe: "databases to dump; empty: every database but the templates", usedBy: BACKUP },
+  "postgres.host": { describe: "PostgreSQL host or socket dir (empty: the local socket)", usedBy: DB },
+  "postgres.port": { type: "number", describe: "PostgreSQL port", default: 5432, usedBy: DB },
+  "postgres.user": { describe: "PostgreSQL role (a superuser: the globals and every database)", default: "postgres", usedBy: DB },
+  "postgres.password": { describe: "its password (env LIFEBOAT_POSTGRES_PASSWORD, --postgres.password-file F); empty: none or ~/.pgpass", secret: true, usedBy: DB },
+  "postgres.bin-dir": { describe: "where pg_dump, pg_dumpall and pg_restore are (empty: PATH)", usedBy: DB },
   "restore.suffix": { describe: "suffix of the restored copy's name (NAME.restored must fit in 22 characters)", default: ".restored", usedBy: RESTORE },
   "restore.mount-command": { type: "list", describe: "argv run after the restore to mount it, {name} replaced (e.g. fs mkm /afs/hcoop.net/.old/tmp-mount {name}); empty: skip", usedBy: RESTORE },
   "restore.release-command": { type: "list", describe: "argv run after mounting (e.g. vos release old -localauth); empty: skip", usedBy: RESTORE },
@@ -42,6 +50,15 @@ export const LAYOUT = {
   dayDir: (root: string, date: string) => `${root}/${date}`,
   dumpName: (date: string, volume: string, suffix: string) => `${date}-${volume}.dump${suffix}`,
   manifestName: (date: string) => `${date}-manifest.json`,
+  /** The runbook's YYYY.MM.DD-databases.tar.gz.aescrypt (.tar.gz.age with age). */
+  databasesName: (date: string, suffix: string) => `${date}-databases.tar${suffix}`,
+  /** Inside the databases tar: the globals, and one custom-format dump per database (name percent-encoded). */
+  globalsFile: "globals.sql",
+  dbFile: (name: string) => `${encodeURIComponent(name)}.dump`,
+  /** Staging of the database dumps while the backup runs (removed after sealing). */
+  dbStage: (root: string, date: string) => `${root}/.databases-${date}`,
+  /** The runbook's restored/YYYY.MM.DD-db, where the databases archive is unpacked. */
+  restoredDb: (root: string, date: string) => `${root}/restored/${date}-db`,
 } as const;
 
 /** One dump file of a day. */
@@ -72,11 +89,32 @@ export interface DayManifest {
   files: Record<string, DumpEntry>;
   /** Volumes on the server that were left out (pattern or type). */
   excluded: string[];
+  /** The databases archive (postgres.enabled), absent otherwise. */
+  databases?: DatabasesEntry;
+}
+
+/** DATE-databases.tar.gz.ENC: the cluster's globals and one pg_dump -Fc per database. */
+export interface DatabasesEntry {
+  file: string;
+  bytes: number;
+  sha256: string;
+  plainBytes: number;
+  /** PostgreSQL server dumped (host:port, no credentials). */
+  server: string;
+  /** The globals (roles, tablespaces: pg_dumpall --globals-only) inside the tar. */
+  globals: string;
+  /** Database → its file inside the tar and the dump's bytes. */
+  dumps: Record<string, { file: string; bytes: number }>;
 }
 
 /** The cell from the settings. */
 export function cellOf(s: Pick<HcoopSettings, "afs.server" | "afs.partition" | "afs.cell" | "afs.auth" | "afs.prefix">): AfsCell {
   return { server: s["afs.server"], partition: s["afs.partition"], cell: s["afs.cell"] || undefined, auth: s["afs.auth"] as AfsCell["auth"], prefix: s["afs.prefix"] };
+}
+
+/** The PostgreSQL server from the settings (client programs on this host). */
+export function pgOf(s: Pick<HcoopSettings, "postgres.host" | "postgres.port" | "postgres.user" | "postgres.password" | "postgres.bin-dir">): PgLocal {
+  return { host: s["postgres.host"] || undefined, port: s["postgres.port"], user: s["postgres.user"] || undefined, password: s["postgres.password"] || undefined, binDir: s["postgres.bin-dir"] || undefined };
 }
 
 /** The encryption from the settings (age by default, ccrypt with the key file). */

@@ -1,7 +1,7 @@
 // The HCoop recipes on the lab's OpenAFS cell: the drill (three simulated days, destroy, restore
-// as of day 2 and day 3, refusals, legacy input) as one test, plus dry runs and name checks.
+// as of day 2 and day 3, refusals, legacy input, the databases archive) as one test, plus dry runs and name checks.
 // Run: bash test/run.sh test/hcoop.test.ts
-// needs: afs
+// needs: afs pg
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { writeFileSync } from "node:fs";
@@ -35,6 +35,12 @@ test("drill: wrong ccrypt key exit 3 before vos restore (no volume); truncated f
 
 test("drill: a legacy `vos dump | gzip | ccrypt -e -k KEY` file restores through the same verb", () => {
   assert.equal(r.legacyDiffs, []);
+});
+
+test("drill: the databases archive unpacks into restored/DATE-db (globals + one dump per database) and one database loads row for row", () => {
+  assert.equal(r.db.unpacked, ["globals.sql", "hcoop%20%22odd%22%20%24(db).dump", "hcoop_drill.dump"]);
+  assert.is(r.db.source.length, 500);
+  assert.equal(r.db.loaded, r.db.source);
 });
 
 test("restore refuses NAME.restored longer than 22 characters before doing anything, naming a shorter suffix", async () => {

@@ -5,7 +5,10 @@
 // volume), and compared with the volume's tree of that day (restorevol of a fresh dump on both
 // sides: no client needed). Then the refusals: a wrong ccrypt key (exit 3, no volume created), a
 // truncated .aescrypt file (sha256), a missing incremental's full (named); the excluded volume
-// never dumped; a legacy `vos dump | gzip | ccrypt -e -k KEY` file restored through the same verb.
+// never dumped; a legacy `vos dump | gzip | ccrypt -e -k KEY` file restored through the same verb;
+// the databases archive (two databases on the lab's pg source cluster, one with an awkward name)
+// unpacked into restored/DATE-db with recipes/hcoop-restore-db.ts and one database loaded into
+// the lab's target cluster, compared row for row.
 // Used by test/hcoop.test.ts and the drill:hcoop task (make drill-hcoop).
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
@@ -15,7 +18,7 @@ import { join } from "node:path";
 import { compareTrees, formatBytes } from "../../lib/mod.ts";
 import { createOpenVolume, inCell, labCell, removeVolume, volumePath, volumeTree, writeFile } from "./afs-cell.ts";
 import { runRecipe } from "./hoss.ts";
-import { drillTask } from "./lab.ts";
+import { drillTask, needLab } from "./lab.ts";
 
 /** Options for {@link hcoopDrill}. */
 export interface HcoopDrillOptions {
@@ -39,6 +42,8 @@ export interface HcoopDrillResult {
   excludedDumped: string[];
   refusals: { wrongKey: string; truncated: string; missingFull: string };
   legacyDiffs: string[];
+  /** The databases archive: names unpacked into restored/DATE-db, and the loaded database's rows on the target against the source. */
+  db: { unpacked: string[]; source: string[]; loaded: string[]; archiveBytes: number };
   backupMs: number[];
   restoreMs: number[];
 }
@@ -46,6 +51,8 @@ export interface HcoopDrillResult {
 const VOLUMES = ["user.alice", "db.alice", "mail.alice", "user.bob", "db.bob"];
 const EXCLUDED = "user.x.not-backed-up";
 const DAYS = ["2026-11-22", "2026-11-23", "2026-11-24"]; // a Sunday (schedule.full-day sun), Monday, Tuesday
+/** Databases seeded on the lab's source cluster (the second one has an awkward name). */
+const DBS = ["hcoop_drill", `hcoop "odd" $(db)`];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -60,6 +67,10 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
   writeFileSync(`${dir}/key`, randomBytes(32).toString("hex"), { mode: 0o600 });
   writeFileSync(`${dir}/wrong-key`, "not the key", { mode: 0o600 });
   const site = `${dir}/site.yaml`;
+  const pgLab = needLab("pg");
+  const psql = (port: string, db: string, sql: string) => execFileSync(`${pgLab.LAB_PG_BIN}/psql`, ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", pgLab.LAB_PG_HOST, "-p", port, "-U", pgLab.LAB_PG_USER, "-d", db, "-c", sql], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PGOPTIONS: "-c client_min_messages=warning", PGPASSWORD: execFileSync("head", ["-n1", pgLab.LAB_PG_PASSWORD_FILE]).toString().trim() } }).toString();
+  const dropDbs = (port: string) => DBS.forEach((d) => psql(port, "postgres", `DROP DATABASE IF EXISTS "${d.replaceAll('"', '""')}"`));
+  writeFileSync(`${dir}/pg.password`, execFileSync("head", ["-n1", pgLab.LAB_PG_PASSWORD_FILE]), { mode: 0o600 });
   writeFileSync(site, [
     `backups: { dir: ${JSON.stringify(backups)} }`,
     `afs: { server: ${cell.server}, partition: a, auth: noauth, prefix: ${JSON.stringify(prefix)} }`,
@@ -67,6 +78,7 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
     `schedule: { full-day: sun }`,
     `state-dir: ${JSON.stringify(`${dir}/state`)}`,
     `encryption: { kind: ccrypt, key-file: ${JSON.stringify(`${dir}/key`)} }`,
+    `postgres: { enabled: true, databases: ${JSON.stringify(DBS)}, host: ${pgLab.LAB_PG_HOST}, port: ${pgLab.LAB_PG_PORT}, user: ${pgLab.LAB_PG_USER}, password-file: ${JSON.stringify(`${dir}/pg.password`)}, bin-dir: ${JSON.stringify(pgLab.LAB_PG_BIN)} }`,
     "",
   ].join("\n"));
   const recipeRun = async (name: string, args: string[]) => {
@@ -82,7 +94,7 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
   const cleanVolumes = () => [...VOLUMES, EXCLUDED, "user.alice.restored", "db.alice.restored", "mail.alice.restored", "user.bob.legacy"].forEach(removeVolume);
   const result: HcoopDrillResult = {
     dir, days: DAYS.map((d) => d.replaceAll("-", ".")), bytes: {}, ratios: {}, diffsDay2: [], diffsDay3: [], excludedDumped: [],
-    refusals: { wrongKey: "", truncated: "", missingFull: "" }, legacyDiffs: [], backupMs: [], restoreMs: [],
+    refusals: { wrongKey: "", truncated: "", missingFull: "" }, legacyDiffs: [], db: { unpacked: [], source: [], loaded: [], archiveBytes: 0 }, backupMs: [], restoreMs: [],
   };
   try {
     // 1-2. volumes, filled through FUSE
@@ -98,6 +110,11 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
     inCell(["ln", "-s", "notes.txt", `${alice}/link`]);
     for (const v of VOLUMES.slice(1)) writeFile(v, "data.txt", `${v} day one\n`);
     writeFile(EXCLUDED, "secret.txt", "never dumped\n");
+    for (const port of [pgLab.LAB_PG_PORT, pgLab.LAB_PG_TARGET_PORT]) dropDbs(port);
+    for (const d of DBS) {
+      psql(pgLab.LAB_PG_PORT, "postgres", `CREATE DATABASE "${d.replaceAll('"', '""')}"`);
+      psql(pgLab.LAB_PG_PORT, d, "CREATE TABLE members (id int PRIMARY KEY, name text, note text); INSERT INTO members SELECT i, 'member ' || i, md5(i::text) FROM generate_series(1, 500) i");
+    }
 
     // 3. three simulated days
     const trees: string[] = [];
@@ -125,7 +142,7 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
       await sleep(1100);
     }
     for (const d of result.days) {
-      result.bytes[d] = Object.fromEntries(readdirSync(`${backups}/${d}`).filter((f) => f.endsWith(".aescrypt")).map((f) => [f, Number(execFileSync("stat", ["-c", "%s", `${backups}/${d}/${f}`]).toString())]));
+      result.bytes[d] = Object.fromEntries(readdirSync(`${backups}/${d}`).filter((f) => f.endsWith(".dump.gz.aescrypt")).map((f) => [f, Number(execFileSync("stat", ["-c", "%s", `${backups}/${d}/${f}`]).toString())]));
     }
     for (const v of VOLUMES) {
       const full = result.bytes[result.days[0]][`${result.days[0]}-${v}.dump.gz.aescrypt`];
@@ -157,6 +174,16 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
     r = await recipeRun("hcoop-restore", [result.days[1], "db.bob", "--yes"]);
     result.refusals.missingFull = `exit ${r.code}: ${lastError(r.output)}`;
 
+    // 7. the databases archive: unpack day 3's into restored/DATE-db, load one database into the lab's target cluster, compare rows
+    psql(pgLab.LAB_PG_PORT, DBS[1], "UPDATE members SET note = 'after day 3'"); // the source moves on; the restore must bring day 3 back
+    await must("hcoop-restore-db", [result.days[2], DBS[1], "--yes", `--postgres.port=${pgLab.LAB_PG_TARGET_PORT}`]);
+    result.db.unpacked = readdirSync(`${backups}/restored/${result.days[2]}-db`).sort();
+    result.db.archiveBytes = Number(execFileSync("stat", ["-c", "%s", `${backups}/${result.days[2]}/${result.days[2]}-databases.tar.gz.aescrypt`]).toString());
+    psql(pgLab.LAB_PG_PORT, DBS[1], "UPDATE members SET note = md5(id::text)"); // back to the day-3 state, to compare with
+    const rows = (port: string) => psql(port, DBS[1], "SELECT id, name, note FROM members ORDER BY id").trim().split("\n");
+    result.db.source = rows(pgLab.LAB_PG_PORT);
+    result.db.loaded = rows(pgLab.LAB_PG_TARGET_PORT);
+
     // legacy input: the runbook's own pipeline, restored through the same verb
     const legacy = `${dir}/2026.01.01-user.bob.dump.gz.aescrypt`;
     execFileSync("bash", ["-c", 'set -o pipefail; "$@" | gzip | ccrypt -e -k "$KEY" > "$OUT"', "legacy", ...prefix, "vos", "dump", "-id", "user.bob", "-time", "0", "-noauth"], { env: { ...process.env, KEY: `${dir}/key`, OUT: legacy }, stdio: ["ignore", "ignore", "ignore"] });
@@ -165,6 +192,11 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
     return result;
   } finally {
     cleanVolumes();
+    for (const port of [pgLab.LAB_PG_PORT, pgLab.LAB_PG_TARGET_PORT]) {
+      try {
+        dropDbs(port);
+      } catch { /* the cluster is gone: nothing to drop */ }
+    }
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -186,12 +218,14 @@ function lastError(output: string): string {
 /** The drill as a task: make drill-hcoop. */
 export const hcoopDrillTask = drillTask({
   name: "drill:hcoop",
-  needs: ["afs"],
+  needs: ["afs", "pg"],
   description: "HCoop: three simulated days of AFS volume dumps (full, incremental, incremental), destroy, restore as of day 2 and day 3, refusals",
   run: async (ctx) => {
     const r = await hcoopDrill({ log: (l) => ctx.log.info(l), signal: ctx.signal });
     ctx.log.info(`day 2 restore: ${r.diffsDay2.length} differences; day 3 restore (replacing the live volume): ${r.diffsDay3.length}; legacy: ${r.legacyDiffs.length}`);
     ctx.log.info(`refusals: wrong key ${r.refusals.wrongKey}; truncated ${r.refusals.truncated}; missing full ${r.refusals.missingFull}`);
+    ctx.log.info(`databases: ${r.db.unpacked.join(", ")} unpacked (${formatBytes(r.db.archiveBytes)} sealed); ${r.db.loaded.length} rows loaded, ${r.db.loaded.join() === r.db.source.join() ? "equal to" : "DIFFERENT from"} the source`);
+    if (r.db.loaded.join() !== r.db.source.join()) throw new Error("drill:hcoop: the loaded database differs from the source");
     if (r.diffsDay2.length || r.diffsDay3.length || r.legacyDiffs.length || r.excludedDumped.length) throw new Error(`drill:hcoop found differences: ${[...r.diffsDay2, ...r.diffsDay3, ...r.legacyDiffs, ...r.excludedDumped].slice(0, 10).join("; ")}`);
   },
 });
