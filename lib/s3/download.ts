@@ -216,7 +216,7 @@ async function downloadObject(
     const tap = new Hasher({ whole: sch.kind !== "opaque", partSizes: cands });
     const tmp = join(tmpDir, String(nextSeq()));
     try {
-      await saveBody(tmp, res.body, tap, (n) => progress.add(n), modified);
+      await saveBody(tmp, res.body, tap, (n) => ((s.alive = Date.now()), progress.add(n)), modified);
       if (tap.bytes !== size) throw Object.assign(new Error(`short body: ${tap.bytes} of ${size} bytes`), { code: "ECONNRESET" });
       let partSize: number | undefined;
       let unverified: Partial<S3IndexEntry> = {};

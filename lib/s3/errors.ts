@@ -90,11 +90,27 @@ export function isRetryable(e: unknown): boolean {
 }
 
 /**
+ * How long a call (or a sync, counted from its last success) keeps retrying a gateway that
+ * fails every request, by default: 90 s. A refused connection gives up sooner, when its attempts
+ * run out (10 attempts: about 28 s); a silent gateway, after the first attempt that starts
+ * later than this fails at its socket timeout (60 s): about 2 minutes at most.
+ */
+export const S3_MAX_OUTAGE_MS = 90_000;
+
+/** A failure that says the gateway is not there (refused, unreachable, reset, silent), as opposed to a refusal or bad bytes. */
+export function isOutage(e: unknown): boolean {
+  const err = e as any;
+  const code = errCode(err);
+  return UNREACHABLE.has(code) || UNREACHABLE.has(String(err?.name)) || (err instanceof S3Error && UNREACHABLE.has(err.code));
+}
+
+/**
  * Runs one call with retries: transient failures (connection refused or reset, timeouts,
  * 5xx, throttling, a body that failed its checksum) are retried with exponential backoff
  * (500 ms doubling, at most 4 s apart), so a gateway restart is ridden out; anything else
- * fails at once. When the signal aborts, its reason is thrown.
+ * fails at once, and so does a failure once maxElapsedMs (default {@link S3_MAX_OUTAGE_MS})
+ * have passed since the first attempt. When the signal aborts, its reason is thrown.
  */
-export function patiently<T>(attempts: number, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-  return retry(fn, { attempts, baseMs: 500, maxMs: 4000, jitter: false, retryable: isRetryable, signal });
+export function patiently<T>(attempts: number, fn: () => Promise<T>, signal?: AbortSignal, maxElapsedMs = S3_MAX_OUTAGE_MS): Promise<T> {
+  return retry(fn, { attempts, baseMs: 500, maxMs: 4000, jitter: false, retryable: isRetryable, signal, maxElapsedMs });
 }

@@ -6,7 +6,8 @@ import { LifeboatError, VerifyError } from "../errors.ts";
 import type { Context } from "../context.ts";
 import { formatBytes, formatDuration, type Progress } from "../log.ts";
 import type { S3Handle } from "./client.ts";
-import { ChecksumMismatch, patiently, s3Error } from "./errors.ts";
+import { ChecksumMismatch, isOutage, isRetryable, s3Error } from "./errors.ts";
+import { retry } from "../retry.ts";
 import { RESERVED, S3_ESCAPED_DIR } from "./keys.ts";
 import { s3List, type S3Object } from "./list.ts";
 import type { S3SyncReport } from "./sync.ts";
@@ -24,6 +25,12 @@ export type SyncState = {
   threshold: number;
   partSize: number;
   attempts: number;
+  /** Give up on the gateway once every request has failed for this long (S3SyncOptions.maxOutageMs). */
+  maxOutageMs: number;
+  /** When a request last succeeded or a body last brought bytes (ms since the epoch; the sync's start at first). */
+  alive: number;
+  /** Set when a transfer gave up because the gateway is not there: no other transfer retries or starts after it. */
+  down: Error | null;
   delete: boolean;
   progress: boolean;
   started: number;
@@ -82,9 +89,15 @@ export async function listRemote(s: SyncState): Promise<Map<string, S3Object>> {
   return out;
 }
 
-/** Throws the interrupt when the run was interrupted, else one error listing the failures. */
+/** Throws the interrupt when the run was interrupted, else one error listing the failures (leading with the gateway when it went away). */
 export function failAll(s: SyncState, verb: string, errors: unknown[]): never {
   if (s.ctx.signal.aborted) throw s.ctx.signal.reason;
+  if (s.down) {
+    throw new LifeboatError(`s3 sync ${s.label}: ${s.down.message}; gave up on the gateway: ${errors.length} object${errors.length === 1 ? "" : "s"} failed to ${verb}`, {
+      hint: `${(s.down as LifeboatError).hint ?? "is the gateway running?"}; once it answers, run the sync again: objects already done are skipped`,
+      cause: s.down,
+    });
+  }
   const first = errors[0] as Error;
   const lines = errors.slice(0, 10).map((e) => `  ${(e as Error).message}`);
   if (errors.length > 10) lines.push(`  … and ${errors.length - 10} more`);
@@ -115,16 +128,40 @@ export function finish(s: SyncState, report: S3SyncReport, progress: Progress): 
   return report;
 }
 
-/** One transfer with retries; what is left after the last attempt becomes an S3Error or, for bad bytes, a VerifyError. */
+/**
+ * One transfer with retries; what is left after the last attempt becomes an S3Error or, for bad
+ * bytes, a VerifyError. Retries stop once the gateway has answered nothing for maxOutageMs. A
+ * transfer that gives up because the gateway is not there marks the sync `down`: the others
+ * then stop retrying and the ones not started fail at once, so a dead gateway ends a sync of any
+ * size after about one transfer's retries, with "gateway unreachable … after N attempts over T s".
+ */
 export async function transfer<T>(s: SyncState, target: string, fn: () => Promise<T>): Promise<T> {
+  if (s.down) throw s.down;
+  const t0 = Date.now();
+  let attempts = 0;
   try {
-    return await patiently(s.attempts, fn, s.ctx.signal);
+    return await retry(async () => {
+      if (s.down) throw s.down;
+      attempts++;
+      const v = await fn();
+      s.alive = Date.now();
+      return v;
+    }, {
+      attempts: s.attempts, baseMs: 500, maxMs: 4000, jitter: false, signal: s.ctx.signal,
+      retryable: (e) => !s.down && isRetryable(e) && Date.now() - Math.max(s.alive, t0) < s.maxOutageMs,
+    });
   } catch (e) {
+    if (s.down && e === s.down) throw e;
     if (e instanceof ChecksumMismatch) {
-      throw new VerifyError(`s3 ${target}: ${e.message} (after ${s.attempts} attempts)`, [e.message],
+      throw new VerifyError(`s3 ${target}: ${e.message} (after ${attempts} attempts)`, [e.message],
         "the bytes kept differing from the ETag: check the gateway's health and the disk; run the sync again");
     }
-    throw s3Error(s.h, target, e);
+    const err = s3Error(s.h, target, e);
+    if (!s.ctx.signal.aborted && isOutage(err)) {
+      err.message += ` after ${attempts} attempt${attempts === 1 ? "" : "s"} over ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+      s.down ??= err;
+    }
+    throw err;
   }
 }
 

@@ -24,6 +24,7 @@ import { UsageError } from "../errors.ts";
 import { useContext, type Context } from "../context.ts";
 import type { S3Handle } from "./client.ts";
 import { MiB } from "./etag.ts";
+import { S3_MAX_OUTAGE_MS } from "./errors.ts";
 import { WIRE } from "./fast.ts";
 import { parseS3Url, S3_INDEX_NAME } from "./keys.ts";
 import { download } from "./download.ts";
@@ -45,8 +46,15 @@ export interface S3SyncOptions {
   multipartThreshold?: number;
   /** Part size for new multipart uploads (default 8 MiB; raised to keep 10 000 parts at most). */
   partSize?: number;
-  /** Attempts per transfer before the sync reports it failed (default 10, about 25 s of backoff). */
+  /** Attempts per transfer before the sync reports it failed (default 10, about 28 s of backoff). */
   attempts?: number;
+  /**
+   * Give up on the gateway once every request has failed for this long, in ms (default 90 000).
+   * The first transfer that gives up on an unreachable or silent gateway ends the whole sync:
+   * a gateway that stays down fails a sync of any size in about 30 s (refused) to 2 minutes
+   * (silent, with the 60 s socket timeout), naming it and the cause.
+   */
+  maxOutageMs?: number;
   /** Where the index lives: a path (outside the dir, or inside it: it is never an object), or false for none (default: `.lifeboat-s3-index.jsonl` in the dir). */
   index?: string | false;
   /** Show byte progress (default true). */
@@ -115,6 +123,9 @@ export async function s3Sync(src: string, dst: string, opts: S3SyncOptions): Pro
     threshold: opts.multipartThreshold ?? 64 * MiB,
     partSize: Math.max(5 * MiB, opts.partSize ?? 8 * MiB),
     attempts: Math.max(1, opts.attempts ?? 10),
+    maxOutageMs: opts.maxOutageMs ?? S3_MAX_OUTAGE_MS,
+    alive: Date.now(),
+    down: null as Error | null,
     delete: opts.delete ?? false,
     progress: opts.progress ?? true,
     started: Date.now(),
