@@ -253,7 +253,7 @@ async function uploadMultipart(
 async function abortUpload(s: SyncState, once: S3Client, key: string, uploadId: string, target: string): Promise<void> {
   const { AbortMultipartUploadCommand } = await sdkLib();
   try {
-    await patiently(s.down ? 1 : Math.max(s.attempts, ABORT_ATTEMPTS), () => once.send(new AbortMultipartUploadCommand({ Bucket: s.bucket, Key: key, UploadId: uploadId })).catch((e) => {
+    await patiently(Math.max(s.attempts, ABORT_ATTEMPTS), () => once.send(new AbortMultipartUploadCommand({ Bucket: s.bucket, Key: key, UploadId: uploadId })).catch((e) => {
       if (e?.name === "NoSuchUpload") return; // already gone (completed or aborted)
       throw e;
     }), CLEANUP);
