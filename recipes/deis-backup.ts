@@ -132,7 +132,7 @@ await recipe({
         age: ageOptions(s),
       }));
 
-    const offsite = step("offsite", `copy the archive off-site (${s["offsite.to"].join(", ")})`, () =>
+    const offsite = step("offsite", `copy the archive off-site (${s["offsite.to"].join(", ") || "offsite.to is empty"})`, () =>
       offsiteBackup(pack.output.path, offsiteOptions(s)), { when: s["offsite.to"].length > 0 });
 
     /** What the manifest records: where the data came from and how much there was (no credentials). */

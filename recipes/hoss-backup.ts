@@ -190,7 +190,7 @@ await recipe({
         age: ageOptions(s),
       }));
 
-    const offsite = step("offsite", `copy the archive off-site (${s["offsite.to"].join(", ")})`, () =>
+    const offsite = step("offsite", `copy the archive off-site (${s["offsite.to"].join(", ") || "offsite.to is empty"})`, () =>
       offsiteBackup(pack.output.path, offsiteOptions(s)), { when: s["offsite.to"].length > 0 });
 
     /** What the manifest records for the restore: where things came from, what was captured, counts. */
