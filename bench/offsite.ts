@@ -19,7 +19,7 @@ import { basename, join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import minimist from "minimist";
-import { createContext, s3Client, s3MakeBucket, s3RemoveBucket, setDefaultContext } from "../lib/mod.ts";
+import { createContext, s3Client, s3MakeBucket, s3RemoveBucket, setDefaultContext } from "../lib/internal.ts";
 import { needLab } from "../tasks/drills/lab.ts";
 
 const args = minimist(process.argv.slice(2), { boolean: ["keep"], default: { "size-mib": 1024, rounds: 3 } });

@@ -34,7 +34,7 @@ if (args._[0] === "once") {
   process.exit(0);
 }
 
-const { createContext, displayCommand, exec, formatBytes, psqlQuery, setDefaultContext } = await import("../lib/mod.ts");
+const { createContext, displayCommand, exec, formatBytes, psqlQuery, setDefaultContext } = await import("../lib/internal.ts");
 const ctx = createContext({ name: "bench-pg", argv: [], env: {}, sink: { write: () => true } });
 setDefaultContext(ctx);
 const here = dirname(new URL(import.meta.url).pathname);

@@ -18,7 +18,7 @@ import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import minimist from "minimist";
-import { createContext, exec, displayCommand, setDefaultContext, sshCommand, sshTar, type SshTarget } from "../lib/mod.ts";
+import { createContext, exec, displayCommand, setDefaultContext, sshCommand, sshTar, type SshTarget } from "../lib/internal.ts";
 import { needLab } from "../tasks/drills/lab.ts";
 
 const args = minimist(process.argv.slice(2), { boolean: ["keep", "stream"], default: { "size-gib": 2, rounds: 7 } });

@@ -87,14 +87,6 @@ export function listBackups(dir: string): BackupEntry[] {
   return out.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || b.name.localeCompare(a.name));
 }
 
-/**
- * @deprecated Use `verifyArchive(path, { ...opts, record: true })`: the same check, recording NAME.verified.
- * @example await verifyBackup("/var/backups/deis-2026-11-21T101500Z.tar.gz");
- */
-export function verifyBackup<M = Record<string, unknown>>(path: string, opts: VerifyOptions = {}): Promise<VerifyReport<M>> {
-  return verifyArchive<M>(path, { ...opts, record: true });
-}
-
 /** Options for {@link backupArchive}. */
 export interface BackupArchiveOptions<M> {
   /** The backups folder; created 0700 when missing (an existing wider one is warned about, never changed). */

@@ -2,28 +2,25 @@
 //
 //   import { recipe, step, packArchive, s3Sync, … } from "../lib/mod.ts";
 
-export { ExitCode, LifeboatError, UsageError, VerifyError, LockedError, RefusedError, InterruptedError, exitCodeOf } from "./errors.ts";
-export { Secrets } from "./secrets.ts";
-export { Logger, formatBytes, formatDuration, type LogSink, type Spinner, type Progress } from "./log.ts";
-export { GLOBAL_SETTINGS, ANY_SITE_KEYS, envName, expandHome, helpText, parseSettings, type SettingSpec, type SettingSpecs, type SettingValues } from "./settings.ts";
-export { createContext, scriptArgs, useContext, withContext, setDefaultContext, throwIfAborted, type Context, type ContextOptions } from "./context.ts";
-export { exec, probe, which, shellQuote, shellJoin, displayCommand, killRunning, ExecError, type ExecOptions, type ExecResult, type StdinSpec, type StdoutSpec, type StdoutFile } from "./exec.ts";
-export { acquireLock, pidAlive, type Lock, type LockOptions } from "./lock.ts";
-export { step, fanOut, runSteps, readJournal, printOutcomes, StepFailed, FanOutFailed, type Step, type StepApi, type StepOptions, type FanOutOptions, type StepOutcome } from "./steps.ts";
-export { main, recipe, targetKey, type MainDefinition, type RecipeDefinition, type MainResult, type Plan } from "./recipe.ts";
-export { captureToFile, partialFile, partialPath, fsyncPath, diskFull, type CaptureOptions, type PartialFile } from "./files.ts";
-export { createParallelGzip, type ParallelGzipOptions } from "./compress.ts";
+export { ExitCode, LifeboatError, UsageError, VerifyError, LockedError, RefusedError, InterruptedError } from "./errors.ts";
+
+export { formatBytes, formatDuration } from "./log.ts";
+export { expandHome, type SettingSpec, type SettingSpecs, type SettingValues } from "./settings.ts";
+export { useContext, type Context } from "./context.ts";
+export { exec, probe, which, shellQuote, shellJoin, ExecError, type ExecOptions, type ExecResult, type StdinSpec, type StdoutSpec, type StdoutFile } from "./exec.ts";
+
+export { step, fanOut, FanOutFailed, type Step, type StepApi, type StepOptions, type FanOutOptions, type StepOutcome } from "./steps.ts";
+export { main, recipe, type MainDefinition, type MainResult, type RecipeDefinition, type Plan } from "./recipe.ts";
+export { captureToFile, partialFile, type CaptureOptions, type PartialFile } from "./files.ts";
+
 export {
   packArchive,
   verifyArchive,
   unpackArchive,
-  cleanLeftovers,
   ensureBackupFolder,
-  removeArchive,
   readAgeIdentities,
   ageOptions,
   AGE_SETTINGS,
-  MANIFEST_NAME,
   type Manifest,
   type ManifestEntry,
   type ArchiveInfo,
@@ -36,7 +33,6 @@ export {
 export {
   listBackups,
   backupArchive,
-  verifyBackup,
   planPrune,
   prune,
   diskSpace,
@@ -54,34 +50,20 @@ export {
   installSchedule,
   removeSchedule,
   listSchedules,
-  systemdUnits,
-  cronFile,
-  cronSchedule,
-  scheduleCommand,
-  systemdQuote,
-  systemdRunning,
-  checkScheduleName,
-  parseTimespan,
-  unitNames,
-  lifeboatRepo,
-  nodeBinary,
-  UNIT_DIR,
-  CRON_DIR,
   type ScheduleSpec,
   type ScheduleEntry,
-  type CronOptions,
   type InstallScheduleOptions,
   type InstalledSchedule,
 } from "./schedule.ts";
-export { backupStatus, folderRecords, recordOf, recipeOfName, metricsText, writeTextfile, parseAge, formatAge, type BackupRecord, type StatusOptions, type RecipeStatus, type TextfileOptions } from "./monitor.ts";
-export { runFailureHook, notifyFailure, runSummary, summaryText, summaryEnv, noteTarget, type RunSummary, type FailureHookOptions } from "./notify.ts";
+export { backupStatus, writeTextfile, type BackupRecord, type StatusOptions, type RecipeStatus, type TextfileOptions } from "./monitor.ts";
+
 export { ldifEntries } from "./ldap.ts";
 export { compareTrees, type CompareOptions } from "./compare.ts";
 export { ssh, sshTar, sshUntar, sshDiskUsage, sshCommand, sshWhere, type SshTarget, type SshOptions, type SshTarOptions, type SshTarResult, type SshUntarOptions } from "./ssh.ts";
-export { waitForHealthy, describeProbe, type HealthProbe, type HttpProbe, type TcpProbe, type CommandProbe, type WaitOptions, type WaitResult } from "./health.ts";
+export { waitForHealthy, type HealthProbe, type HttpProbe, type TcpProbe, type CommandProbe, type WaitOptions, type WaitResult } from "./health.ts";
 export { httpJson, HttpError, type HttpJsonOptions, type BasicAuth } from "./http.ts";
 export { limit, mapLimit, failures, type Limit, type Settled, type MapLimitOptions } from "./limit.ts";
-export { retry, backoffDelay, type RetryOptions } from "./retry.ts";
+export { retry, type RetryOptions } from "./retry.ts";
 export { searchRegisterRepository, searchSnapshot, searchCheckSnapshot, searchGetSnapshot, searchListSnapshots, searchLatestSnapshot, searchDeleteSnapshots, searchRestore, searchHealth, searchHealthProbe, type SearchOptions, type SearchRepositoryOptions, type SearchSnapshotOptions, type SearchSnapshotInfo, type SearchLatestOptions, type SearchDeleteOptions, type SearchDeleteResult, type SearchRestoreOptions, type SearchRestoreResult, type SearchHealth, type SearchProbeOptions } from "./search.ts";
 export {
   s3Client,
@@ -90,7 +72,6 @@ export {
   s3RemoveBucket,
   s3List,
   s3Sync,
-  readS3Index,
   parseS3Url,
   S3Error,
   S3_INDEX_NAME,
@@ -110,11 +91,9 @@ export {
   dockerExec,
   dockerCli,
   dockerCp,
-  parseCpArg,
   containerState,
   containerExists,
   dockerRm,
-  checkContainerName,
   type DockerExecOptions,
   type DockerCpOptions,
   type CpSide,
@@ -128,7 +107,6 @@ export {
   psqlFile,
   pgRestore,
   psqlQuery,
-  describeWhere,
   pgReady,
   type PgWhere,
   type PgLocal,
@@ -152,5 +130,5 @@ export { verifyZip, type ZipReport, type ZipEntryInfo, type VerifyZipOptions } f
 export { receiveRangedPuts, serveRanged, type ReceiveOptions, type ReceiveResult, type ServeOptions } from "./ranged.ts";
 export { chainShip, chainAssemble, chainPrune, chainRuns, listNames, type ChainRun, type ChainFile, type ChainShipOptions, type ChainPruneOptions } from "./filechain.ts";
 export { xenonBackup, xenonRestore, xenonHostInfo, xenonCounts, toMicros, XENON_BACKUP_KIND, XENON_RESTORE_KIND, type XenonOptions, type XenonBackupRequest, type XenonRestoreRequest } from "./xenon.ts";
-export { afsListVolumes, afsBackupSys, afsExamine, afsDump, afsRestore, afsRename, afsRemove, afsDumpToFile, afsRestoreFile, checkVolumeName, restoredName, parseVolumes, vosCommand, vos, AFS_MAX_NAME, type AfsCell, type AfsVolume, type ListVolumesOptions, type AfsDumpOptions, type AfsRestoreOptions } from "./afs.ts";
+export { afsListVolumes, afsBackupSys, afsExamine, afsDump, afsRestore, afsRename, afsRemove, afsDumpToFile, afsRestoreFile, checkVolumeName, restoredName, AFS_MAX_NAME, type AfsCell, type AfsVolume, type ListVolumesOptions, type AfsDumpOptions, type AfsRestoreOptions } from "./afs.ts";
 export { sealToFile, sealTreeToFile, unsealTreeTo, verifySealed, unsealTo, sealSuffix, fileSha256, writeJsonFile, type Seal, type SealResult, type SealOptions, type UnsealOptions } from "./sealed.ts";

@@ -6,7 +6,7 @@
 import { readdirSync } from "node:fs";
 import process from "node:process";
 import chalk from "chalk";
-import { main, scriptArgs, type SettingSpecs, type Task } from "../lib/mod.ts";
+import { main, scriptArgs, type SettingSpecs, type Task } from "../lib/internal.ts";
 import archive from "./archive.ts";
 import lab from "./lab.ts";
 import offsite from "./offsite.ts";

@@ -22,7 +22,7 @@ import {
   UNIT_DIR,
   UsageError,
   type Context,
-} from "../lib/mod.ts";
+} from "../lib/internal.ts";
 
 const DIRS = {
   "unit-dir": { describe: "folder for the systemd units", default: UNIT_DIR },

@@ -18,7 +18,7 @@ import {
   UsageError,
   writeTextfile,
   type RecipeStatus,
-} from "../lib/mod.ts";
+} from "../lib/internal.ts";
 
 export const status = task({
   name: "status",

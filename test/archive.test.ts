@@ -39,7 +39,7 @@ import {
   withContext,
   type Context,
   type Progress,
-} from "../lib/mod.ts";
+} from "../lib/internal.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 import { makeSampleTree, seededBytes } from "../tasks/drills/fixtures.ts";
 import { hostileCorpus, writeHostile } from "./fixtures/hostile.ts";

@@ -15,12 +15,11 @@ import {
   planPrune,
   prune,
   verifyArchive,
-  verifyBackup,
   withContext,
   type BackupEntry,
   type Context,
   type Manifest,
-} from "../lib/mod.ts";
+} from "../lib/internal.ts";
 import { verify as verifyTask } from "../tasks/archive.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
@@ -45,7 +44,7 @@ test("list shows archives newest first with verified state, and never partial fi
   await packArchive(src, join(dir, "app-2026-11-01T000000Z.tar.gz"), { startedAt: new Date("2026-11-01T00:00:00Z") });
   await packArchive(src, join(dir, "app-2026-11-02T000000Z.tar.gz"), { startedAt: new Date("2026-11-02T00:00:00Z") });
   writeFileSync(join(dir, ".partial-app-2026-11-03T000000Z.tar.gz.999999"), "half");
-  await verifyBackup(join(dir, "app-2026-11-01T000000Z.tar.gz"));
+  await verifyArchive(join(dir, "app-2026-11-01T000000Z.tar.gz"), { record: true });
   const list = listBackups(dir);
   assert.equal(list.map((b) => b.name), ["app-2026-11-02T000000Z.tar.gz", "app-2026-11-01T000000Z.tar.gz"]);
   assert.equal(list.map((b) => b.verified), ["never", "passed"]);

@@ -8,7 +8,7 @@ import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readSync, r
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import process from "node:process";
-import { createContext, exec, s3RemoveBucket, setDefaultContext, type Context } from "../lib/mod.ts";
+import { createContext, exec, s3RemoveBucket, setDefaultContext, type Context } from "../lib/internal.ts";
 import {
   bucketSnapshot,
   databaseCounts,

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { exec, ExecError, InterruptedError, killRunning, shellJoin, waitForHealthy } from "../lib/mod.ts";
+import { exec, ExecError, InterruptedError, killRunning, shellJoin, waitForHealthy } from "../lib/internal.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
 test.after.each(() => cleanupTmp());

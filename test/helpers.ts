@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createContext, setDefaultContext, type Context, type SettingSpecs } from "../lib/mod.ts";
+import { createContext, setDefaultContext, type Context, type SettingSpecs } from "../lib/internal.ts";
 
 /** A context whose log lines are captured; it becomes the default context. */
 export function testContext<T extends SettingSpecs>(

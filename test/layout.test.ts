@@ -51,7 +51,7 @@ test("the import scan finds an import into test/ in every form (so the next test
     `export { c } from '../../test/fixtures/tree.ts';`,
     `import "../../test/helpers.ts";`,
     `const m = await import("../../test/standins/opensearch.ts");`,
-    `import { main } from "../../lib/mod.ts";`,
+    `import { main } from "../../lib/internal.ts";`,
     `const script = "test/lab/hoss.sh"; // executed, not imported`,
   ].join("\n");
   assert.equal(importsIntoTest(file, text), ["../../test/lab/lab.ts", "../../test/drills/deis.ts", "../../test/fixtures/tree.ts", "../../test/helpers.ts", "../../test/standins/opensearch.ts"]);
@@ -78,6 +78,24 @@ function helpTargets(): string[] {
   assert.is(r.status, 0, r.stderr);
   return [...r.stdout.matchAll(/^\s*make\s+([A-Za-z0-9_.-]+)/gm)].map((m) => m[1]);
 }
+
+test("recipes reach lib/ only through lib/mod.ts (the recipe-author surface), and lib/ imports no recipe", () => {
+  const bad: string[] = [];
+  for (const dir of ["recipes", "docs/template"]) {
+    for (const file of sources(join(ROOT, dir))) {
+      for (const spec of importSpecifiers(readFileSync(file, "utf8"))) {
+        const path = spec.startsWith(".") ? resolve(dirname(file), spec) : null;
+        if (path && path.startsWith(join(ROOT, "lib") + "/") && path !== join(ROOT, "lib/mod.ts")) bad.push(`${relative(ROOT, file)} imports ${spec}`);
+      }
+    }
+  }
+  for (const file of sources(join(ROOT, "lib"))) {
+    for (const spec of importSpecifiers(readFileSync(file, "utf8"))) {
+      if (spec.includes("/recipes/") || spec.includes("/tasks/")) bad.push(`${relative(ROOT, file)} imports ${spec}`);
+    }
+  }
+  assert.equal(bad, []);
+});
 
 test("every target make help lists is a rule in the Makefile", () => {
   const listed = helpTargets();

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import { backupArchive, backupStatus, ExitCode, folderRecords, metricsText, parseAge, which, writeTextfile, type BackupRecord } from "../lib/mod.ts";
+import { backupArchive, backupStatus, ExitCode, folderRecords, metricsText, parseAge, which, writeTextfile, type BackupRecord } from "../lib/internal.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
 const RUN = new URL("../tasks/run.ts", import.meta.url).pathname;

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import YAML from "yaml";
-import { pidAlive } from "../lib/mod.ts";
+import { pidAlive } from "../lib/internal.ts";
 import { cleanupTmp, tmp } from "./helpers.ts";
 
 const MINI = new URL("./fixtures/mini-recipe.ts", import.meta.url).pathname;

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createContext, Secrets, type SettingSpecs } from "../lib/mod.ts";
+import { createContext, Secrets, type SettingSpecs } from "../lib/internal.ts";
 import { parseSettings } from "../lib/settings.ts";
 
 const RECIPES = new URL("../recipes/", import.meta.url).pathname;

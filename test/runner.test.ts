@@ -281,7 +281,7 @@ function waitFor(p: ReturnType<typeof spawn>, text: string): Promise<string> {
 
 test("a refused confirmation without a terminal exits 5", () => {
   const r = spawnSync("node", ["--import=tsx", "-e", `
-    import { main } from "./lib/mod.ts";
+    import { main } from "./lib/internal.ts";
     await main({ name: "confirm-test", description: "x", interactive: false }, async (ctx) => { await ctx.confirm("wipe everything?"); });
   `], { encoding: "utf8", cwd: new URL("..", import.meta.url).pathname, env: { ...process.env, CI: "1" } });
   assert.is(r.status, 5, r.stderr);

@@ -16,7 +16,7 @@ import {
   systemdUnits,
   UsageError,
   type ScheduleSpec,
-} from "../lib/mod.ts";
+} from "../lib/internal.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");

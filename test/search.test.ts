@@ -22,7 +22,7 @@ import {
   searchSnapshot,
   waitForHealthy,
   type Context,
-} from "../lib/mod.ts";
+} from "../lib/internal.ts";
 import { startOpenSearch, type RunningOpenSearch } from "./standins/opensearch.ts";
 import { cleanupTmp, freePort, testContext, tmp } from "./helpers.ts";
 

@@ -5,7 +5,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { helpText, parseSettings, Secrets, UsageError, type SettingSpecs } from "../lib/mod.ts";
+import { helpText, parseSettings, Secrets, UsageError, type SettingSpecs } from "../lib/internal.ts";
 import { cleanupTmp, tmp } from "./helpers.ts";
 
 const specs = {

@@ -16,9 +16,9 @@ import {
   stamp,
   step,
   unpackArchive,
-  verifyBackup,
+  verifyArchive,
   VerifyError,
-} from "../../lib/mod.ts";
+} from "../../lib/internal.ts";
 import { makeSampleTree } from "./fixtures.ts";
 import { drillTask } from "./lab.ts";
 
@@ -49,7 +49,7 @@ export const archiveDrillTask = drillTask({
         await packArchive(state, archive, { recipe: "drill:archive", meta: { source: state }, encrypt: { passphrase } });
       }),
       step("verify the archive against its manifest", async () => {
-        await verifyBackup(archive, { decrypt: { passphrase } });
+        await verifyArchive(archive, { decrypt: { passphrase }, record: true });
       }),
       step("destroy the state directory", () => {
         rmSync(state, { recursive: true, force: true });

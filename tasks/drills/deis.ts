@@ -48,7 +48,7 @@ import {
   type Context,
   type S3Handle,
   type StepOutcome,
-} from "../../lib/mod.ts";
+} from "../../lib/internal.ts";
 import { drillTask, LAB_DIR, needLab } from "./lab.ts";
 import { seededBytes } from "./fixtures.ts";
 
