@@ -152,7 +152,7 @@ export function targetKey(name: string, target: string): string {
  *   settings: { "backups.dir": { describe: "folder for archives", default: "/var/backups/lifeboat" } },
  *   target: (ctx) => ctx.settings["backups.dir"],
  *   plan: (ctx) => {
- *     const pack = step("pack", "pack /srv/demo", () => backupArchive("/srv/demo", { folder: ctx.settings["backups.dir"], name: "demo" }));
+ *     const pack = step("pack", "pack /srv/demo", () => backupArchive("/srv/demo", { folder: ctx.settings["backups.dir"], name: "demo", meta: { source: "/srv/demo" } }));
  *     return { steps: [pack], report: () => [`archive ${pack.output.path}`] };
  *   },
  * });

@@ -101,14 +101,11 @@ class StepImpl<T> implements Step<T> {
  * function returns (JSON values) is the step's `output`, which later steps read.
  * @example
  * const dump = step("dump", "dump the database (pg_dumpall)", () => pgDumpAll(db, `${staging}/dump.sql`));
- * const pack = step("pack", "pack the archive", () => backupArchive(staging, { meta: { dumpBytes: dump.output.bytes } }));
+ * const pack = step("pack", "pack the archive", () =>
+ *   backupArchive(staging, { folder: "/var/backups/lifeboat", name: "demo-backup", meta: { dumpBytes: dump.output.bytes } }));
  */
-export function step<T>(id: string, title: string, run: (api: StepApi) => Promise<T> | T, opts?: StepOptions): Step<Awaited<T>>;
-/** @deprecated give a stable id: step(id, title, run, opts). */
-export function step<T>(title: string, run: (api: StepApi) => Promise<T> | T, opts?: StepOptions): Step<Awaited<T>>;
-export function step<T>(a: string, b: string | ((api: StepApi) => Promise<T> | T), c?: ((api: StepApi) => Promise<T> | T) | StepOptions, d?: StepOptions): Step<Awaited<T>> {
-  if (typeof b === "function") return new StepImpl(a.replace(/[^A-Za-z0-9._:@-]+/g, "-").replace(/^-+/, "") || "step", a, b as (api: StepApi) => Promise<Awaited<T>>, (c as StepOptions) ?? {});
-  return new StepImpl(a, b, c as (api: StepApi) => Promise<Awaited<T>>, d ?? {});
+export function step<T>(id: string, title: string, run: (api: StepApi) => Promise<T> | T, opts?: StepOptions): Step<Awaited<T>> {
+  return new StepImpl(id, title, run as (api: StepApi) => Promise<Awaited<T>>, opts ?? {});
 }
 
 /** Options for {@link fanOut}. */

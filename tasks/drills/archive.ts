@@ -40,25 +40,25 @@ export const archiveDrillTask = drillTask({
     const archive = join(backups, `sample-${stamp()}.tar.gz${passphrase ? ".age" : ""}`);
     const before = join(root, "state-before");
     const { outcomes } = await runSteps(ctx, [
-      step("seed a sample state directory", () => {
+      step("seed", "seed a sample state directory", () => {
         makeSampleTree(join(state, "app"));
         makeSampleTree(before);
         ctx.log.info(`  state in ${state}`);
       }),
-      step("back it up into a verified archive", async () => {
+      step("backup", "back it up into a verified archive", async () => {
         await packArchive(state, archive, { recipe: "drill:archive", meta: { source: state }, encrypt: { passphrase } });
       }),
-      step("verify the archive against its manifest", async () => {
+      step("verify", "verify the archive against its manifest", async () => {
         await verifyArchive(archive, { decrypt: { passphrase }, record: true });
       }),
-      step("destroy the state directory", () => {
+      step("destroy", "destroy the state directory", () => {
         rmSync(state, { recursive: true, force: true });
         ctx.log.info(`  ${state} is gone`);
       }),
-      step("restore from the archive", async () => {
+      step("restore", "restore from the archive", async () => {
         await unpackArchive(archive, state, { decrypt: { passphrase }, sameOwner: true });
       }),
-      step("compare restored state with the original", async () => {
+      step("compare", "compare restored state with the original", async () => {
         const diffs = await compareTrees(before, join(state, "app"), { owners: false });
         // the original tree was written separately, so compare content, types, links and modes
         if (diffs.length) throw new VerifyError(`restored state differs in ${diffs.length} place(s)`, diffs);

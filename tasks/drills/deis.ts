@@ -465,7 +465,7 @@ export async function deisDrill(opts: DeisDrillOptions = {}): Promise<DeisDrillR
   };
 
   const { outcomes } = await runSteps(ctx, [
-    step("seed the lab Deis: buckets, store volume, deis-database, deis-controller", timed("seed", async () => {
+    step("seed", "seed the lab Deis: buckets, store volume, deis-database, deis-controller", timed("seed", async () => {
       rmSync(before, { recursive: true, force: true });
       mkdirSync(before, { recursive: true });
       await seedBuckets(s3, join(dir, "seed"));
@@ -487,7 +487,7 @@ export async function deisDrill(opts: DeisDrillOptions = {}): Promise<DeisDrillR
       takeDeisctlCalls(work);
     })),
 
-    step("back up with recipes/deis-backup.ts (while the registry log is being written)", timed("backup", async () => {
+    step("backup", "back up with recipes/deis-backup.ts (while the registry log is being written)", timed("backup", async () => {
       if (opts.offsite) await s3MakeBucket(s3, /^s3:\/\/([^/]+)/.exec(opts.offsite)![1]);
       writer = startLogWriter(join(DEIS_LAB.storeDir, DEIS_LAB.liveLog));
       const run = await runRecipe("deis-backup", ["--config", work.site, "--yes"], work, echo);
@@ -503,7 +503,7 @@ export async function deisDrill(opts: DeisDrillOptions = {}): Promise<DeisDrillR
       ctx.log.info(`  ${found.name}: ${formatBytes(found.size)}; the live log ${r.liveLog.changedWhileRead ? "changed while tar read it (warning, as in the runbook)" : "did not change while tar read it this time"}`);
     })),
 
-    step("destroy: remove the buckets, wipe the store volume, recreate deis-database empty", timed("destroy", async () => {
+    step("destroy", "destroy: remove the buckets, wipe the store volume, recreate deis-database empty", timed("destroy", async () => {
       for (const b of DEIS_LAB.buckets) await s3RemoveBucket(s3, b, { purge: true });
       rmSync(DEIS_LAB.storeDir, { recursive: true, force: true });
       await freshDatabase();
@@ -512,13 +512,13 @@ export async function deisDrill(opts: DeisDrillOptions = {}): Promise<DeisDrillR
       ctx.log.info(`  buckets: ${DEIS_LAB.buckets.map((b) => `${b} ${Object.keys(left[b]).length} objects`).join(", ")}; store volume ${existsSync(DEIS_LAB.storeDir) ? "still there" : "gone"}; databases: ${(await psqlQuery({ container: DEIS_LAB.database, osUser: "postgres" }, "SELECT count(*) FROM pg_database WHERE NOT datistemplate"))[0][0]} (postgres only)`);
     })),
 
-    step(`restore with recipes/deis-restore.ts${opts.offsite ? " from the off-site copy" : ""}`, timed("restore", async () => {
+    step("restore", `restore with recipes/deis-restore.ts${opts.offsite ? " from the off-site copy" : ""}`, timed("restore", async () => {
       const run = await runRecipe("deis-restore", [r.restoredFrom, "--config", work.site, "--yes"], work, echo);
       r.calls.restore = takeDeisctlCalls(work);
       if (run.code !== 0) throw new Error(`deis-restore exited ${run.code}`);
     })),
 
-    step("compare buckets: keys, bytes and ETags", timed("compare", async () => {
+    step("compare-buckets", "compare buckets: keys, bytes and ETags", timed("compare", async () => {
       const after = await bucketSnapshot(s3);
       for (const b of DEIS_LAB.buckets) {
         for (const [k, v] of Object.entries(snap[b])) {
@@ -530,7 +530,7 @@ export async function deisDrill(opts: DeisDrillOptions = {}): Promise<DeisDrillR
       ctx.log.ok(`${Object.values(snap).reduce((n, o) => n + Object.keys(o).length, 0)} objects compared (${r.multipart} multipart)`);
     })),
 
-    step("compare the store volume: contents, owners, modes, links (the live log: as archived)", timed("compare", async () => {
+    step("compare-store", "compare the store volume: contents, owners, modes, links (the live log: as archived)", timed("compare", async () => {
       const diffs = await compareTrees(join(before, "store"), DEIS_LAB.storeDir, { ignore: [DEIS_LAB.liveLog] });
       for (const d of diffs) problem(`store: ${d}`);
       // The live log kept growing after tar read it: compare it with the archive's copy.
@@ -550,7 +550,7 @@ export async function deisDrill(opts: DeisDrillOptions = {}): Promise<DeisDrillR
       ctx.log.ok(`${r.storeEntries} entries compared; ${DEIS_LAB.liveLog}: ${formatBytes(archived.length)} as archived (seeded ${formatBytes(original.length)}, +${r.liveLog.linesAppended} lines appended during the backup)`);
     })),
 
-    step("compare databases row for row and roles (pg_dumpall --restrict-key)", timed("compare", async () => {
+    step("compare-databases", "compare databases row for row and roles (pg_dumpall --restrict-key)", timed("compare", async () => {
       const after = await fixedDump(join(dir, "dump-after.sql"));
       if (after !== dumpBefore) {
         const a = dumpBefore.split("\n");
@@ -566,7 +566,7 @@ export async function deisDrill(opts: DeisDrillOptions = {}): Promise<DeisDrillR
       ctx.log.ok(`pg_dumpall identical; ${Object.values(counts.rows).reduce((a, n) => a + n, 0)} rows in ${Object.keys(counts.rows).length} tables; ${counts.roles.length} roles with their passwords`);
     })),
 
-    step("compare the platform steps with the runbook (deisctl calls, controller input)", timed("compare", async () => {
+    step("compare-platform", "compare the platform steps with the runbook (deisctl calls, controller input)", timed("compare", async () => {
       if (r.calls.backup.join("\n") !== RUNBOOK_CALLS.backup.join("\n")) problem(`deisctl calls of the backup: ${JSON.stringify(r.calls.backup)}, the runbook's: ${JSON.stringify(RUNBOOK_CALLS.backup)}`);
       if (r.calls.restore.join("\n") !== RUNBOOK_CALLS.restore.join("\n")) problem(`deisctl calls of the restore: ${JSON.stringify(r.calls.restore)}, the runbook's: ${JSON.stringify(RUNBOOK_CALLS.restore)}`);
       const fed = (await dockerExec(DEIS_LAB.controller, ["cat", "/app/manage.py.calls"], { readOnly: true })).stdout;
