@@ -1,8 +1,10 @@
 // needs: docker sshd ceph slapd
 // The fault matrix at a reduced size, for every recipe (tasks/drills/faults.ts; the full size is
-// `make fault-matrix`): per recipe a normal run, one SIGINT and one SIGTERM at seeded random steps,
-// 3 SIGKILLs at seeded random moments, one remote dying mid-step and one full folder; each case is
-// then continued (--resume, or a fresh run for hoss-backup) and the result verified.
+// `make fault-matrix`), on smaller fixtures: per recipe a normal run, one SIGINT or SIGTERM in the
+// middle of a seeded step and one SIGKILL at a seeded moment; across the file one remote dying
+// mid-step and one full folder, on recipes the seed picks (printed), plus the cases the table pins
+// as regressions. Each case is then continued
+// (--resume, or a fresh run for hoss-backup) and the result verified. About 5 minutes.
 // LIFEBOAT_FAULTS_SEED=N replays a run (the seed is printed); LIFEBOAT_FAULTS_RECIPES=a,b narrows it.
 // Run: bash test/run.sh test/faults.test.ts
 import { test } from "uvu";
@@ -18,7 +20,7 @@ let results: CaseResult[] = [];
 
 test.before(async () => {
   const { ctx } = testContext({ name: "faults.test" });
-  const r = await runMatrix(SYSTEMS, { size: "reduced", kills: 3, seed, recipes, work: tmp("lifeboat-faults-"), ctx, log });
+  const r = await runMatrix(SYSTEMS, { size: "reduced", kills: 1, seed, recipes, work: tmp("lifeboat-faults-"), ctx, log });
   results = r.results;
   for (const l of summaryTable(r.results, r.ms)) log(l);
 });
@@ -32,23 +34,26 @@ test("every recipe runs normally and its result verifies (the baseline the fault
   assert.is(failures("baseline"), "");
 });
 
-test("SIGINT and SIGTERM at a step's start or middle exit 130/143 promptly, stop the children, release the lock, and --resume completes", () => {
-  assert.is(results.filter((r) => r.c.kind === "signal").length, 2 * all().length);
+test("SIGINT or SIGTERM in the middle of a step exits 130/143 promptly, stops the children, releases the lock, and --resume completes", () => {
+  const signals = results.filter((r) => r.c.kind === "signal");
+  assert.equal(signals.map((r) => r.recipe), all());
+  assert.ok(signals.every((r) => r.c.where === "mid"));
   assert.is(failures("signal"), "");
 });
 
-test("SIGKILL at random moments leaves nothing that looks like a complete backup; the stale lock is taken over and the next run completes", () => {
-  assert.is(results.filter((r) => r.c.kind === "kill").length, 3 * all().length);
+test("SIGKILL at a random moment leaves nothing that looks like a complete backup; the stale lock is taken over and the next run completes", () => {
+  assert.equal(results.filter((r) => r.c.kind === "kill").map((r) => r.recipe), all());
   assert.is(failures("kill"), "");
 });
 
 test("a remote dying mid-step fails the run naming it, without hanging, and the retry completes once it is back", () => {
-  assert.ok(results.filter((r) => r.c.kind === "remote").length >= all().length);
+  // the seeded one, and the regressions pinned in the table (deis-restore: a cut-off load of dump_all.sql)
+  assert.ok(results.filter((r) => r.c.kind === "remote").length >= 1);
   assert.is(failures("remote"), "");
 });
 
 test("a full backups or staging folder fails with 'no space left', leaves nothing under a final name, and the retry completes", () => {
-  assert.ok(results.filter((r) => r.c.kind === "enospc").length >= all().length);
+  assert.is(results.filter((r) => r.c.kind === "enospc").length, 1);
   assert.is(failures("enospc"), "");
 });
 

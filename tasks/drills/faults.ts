@@ -26,7 +26,7 @@
 // the target, its arguments, how to verify, which remotes it has and which folders can fill).
 // The Deis and Hoss entries are at the end, above the task.
 import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -59,8 +59,9 @@ const MiB = 1024 * 1024;
 export const BOUND_MS = 30_000;
 /** "In the middle of a step": this long after its heading. */
 const MID_MS = 300;
-/** A bulk table that makes dumps and loads last long enough to be hit mid-way. */
-const BULK_SQL = "CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS a, repeat(md5((g * 7)::text), 4) AS b FROM generate_series(1, 40000) g;";
+/** A bulk table that makes dumps and loads last long enough to be hit mid-way (~7 MB full size, a quarter of it reduced). */
+const bulkSql = (size: "full" | "reduced") =>
+  `CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS a, repeat(md5((g * 7)::text), 4) AS b FROM generate_series(1, ${size === "full" ? 40000 : 10000}) g;`;
 
 // ---------------------------------------------------------------------------------
 // the table's types
@@ -104,13 +105,16 @@ export interface Entry<F> {
   leftovers: (fx: F, before: Set<string>, ctx: Context) => Promise<string[]>;
   remotes: Remote<F>[];
   folders: Folder<F>[];
+  /** Cases that once found a defect: they run in the reduced size too (make test), after the seeded ones. */
+  regressions?: FaultCase[];
 }
 
 /** A system: its lab pieces, its fixture, its recipes. */
 export interface System<F> {
   name: string;
   needs: string[];
-  setup: (work: string, ctx: Context) => Promise<F>;
+  /** Seeds the source and makes the archive; "reduced" fixtures are smaller (make test). */
+  setup: (work: string, ctx: Context, size: "full" | "reduced") => Promise<F>;
   teardown: (fx: F) => Promise<void>;
   env: (fx: F) => Record<string, string>;
   stateDir: (fx: F) => string;
@@ -155,6 +159,8 @@ interface Run {
   ms: number;
   /** Headings seen: [index, count, title]. */
   steps: [number, number, string][];
+  /** When each heading of `steps` appeared (ms after start). */
+  stepAt: number[];
   /** When the fault was injected (ms after start), and during which step. */
   firedAt?: number;
   firedIn?: string;
@@ -221,7 +227,7 @@ function runRecipe(recipe: string, args: string[], env: Record<string, string>, 
   for (const k of Object.keys(e)) if (k.startsWith("LIFEBOAT_")) delete e[k];
   Object.assign(e, env);
   const child = spawn(process.execPath, ["--import=tsx", `recipes/${recipe}.ts`, ...args], { cwd: ROOT, env: e, stdio: ["ignore", "pipe", "pipe"] });
-  const run: Run = { code: null, signal: null, output: "", ms: 0, steps: [], children: [], hung: false };
+  const run: Run = { code: null, signal: null, output: "", ms: 0, steps: [], stepAt: [], children: [], hung: false };
   let partial = "";
   let armed = trigger && trigger.step === undefined;
   let fired = false;
@@ -257,6 +263,7 @@ function runRecipe(recipe: string, args: string[], env: Record<string, string>, 
       const m = /^▶ \[(\d+)\/(\d+)\] (.*)$/.exec(l);
       if (!m) continue;
       run.steps.push([Number(m[1]), Number(m[2]), m[3]]);
+      run.stepAt.push(Date.now() - t0);
       if (trigger && !fired && trigger.step !== undefined) {
         const hit = typeof trigger.step === "number" ? Number(m[1]) === trigger.step : trigger.step.test(m[3]);
         if (hit) armed = true;
@@ -402,33 +409,67 @@ export function rng(seed: number): () => number {
 
 /** Options for {@link casesFor}. */
 export interface MatrixSize {
-  /** "full": every step boundary and middle, `kills` SIGKILLs, every remote and folder; "reduced": a sample. */
+  /**
+   * "full": every step boundary and middle, `kills` SIGKILLs, every remote and folder.
+   * "reduced" (make test): per recipe one SIGINT or SIGTERM in the middle of a step and `kills`
+   * SIGKILLs; one remote death and one full folder for the whole matrix, on recipes the seed picks.
+   */
   size: "full" | "reduced";
   kills: number;
   seed: number;
 }
 
-/** The cases of one recipe, once its baseline run told its steps and duration. */
-export function casesFor<F>(e: Entry<F>, steps: number, baselineMs: number, m: MatrixSize): FaultCase[] {
+/** What the baseline run told: its headings (index, count, title) and when each appeared (ms). */
+export interface Baseline {
+  steps: [number, number, string][];
+  stepAt: number[];
+  ms: number;
+}
+
+/**
+ * Reduced size: which recipes get the matrix's one remote death and one full folder, rotated by
+ * the seed (different recipes when there are two or more that have them).
+ */
+export function reducedExtras<F>(entries: Entry<F>[], seed: number): Map<string, Kind[]> {
+  const r = rng(seed ^ 0x5eed);
+  const out = new Map<string, Kind[]>(entries.map((e) => [e.recipe, []]));
+  const withRemote = entries.filter((e) => e.remotes.length);
+  const remote = withRemote.length ? withRemote[Math.floor(r() * withRemote.length)] : undefined;
+  if (remote) out.get(remote.recipe)!.push("remote");
+  const withFolder = entries.filter((e) => e.folders.length);
+  const others = withFolder.filter((e) => e !== remote);
+  const pool = others.length ? others : withFolder;
+  if (pool.length) out.get(pool[Math.floor(r() * pool.length)].recipe)!.push("enospc");
+  return out;
+}
+
+/** The cases of one recipe, once its baseline run told its steps and duration; `extras`: the reduced size's remote/enospc share. */
+export function casesFor<F>(e: Entry<F>, base: Baseline, m: MatrixSize, extras: Kind[] = []): FaultCase[] {
   const r = rng(m.seed ^ hash(e.recipe));
   const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
   const out: FaultCase[] = [];
+  const steps = base.steps.at(-1)?.[1] ?? 0;
+  const baselineMs = base.ms;
   const sig = (signal: "SIGINT" | "SIGTERM", step: number, where: "boundary" | "mid") =>
     out.push({ kind: "signal", signal, step, where, label: `${signal} ${where === "boundary" ? "at the start of" : "in the middle of"} step ${step}/${steps}` });
   if (m.size === "full") {
     for (let i = 1; i <= steps; i++) sig(i % 2 ? "SIGINT" : "SIGTERM", i, "boundary");
     for (let i = 1; i <= steps; i++) sig(i % 2 ? "SIGTERM" : "SIGINT", i, "mid");
   } else {
-    sig("SIGINT", 1 + Math.floor(r() * steps), pick(["boundary", "mid"]));
-    sig("SIGTERM", 1 + Math.floor(r() * steps), pick(["boundary", "mid"]));
+    // the middle of a step that ran in the baseline and lasted long enough to be hit there
+    const ran = base.steps.map(([i], k) => ({ i, ms: (base.stepAt[k + 1] ?? baselineMs) - base.stepAt[k] }));
+    const long = ran.filter((x) => x.ms >= 2 * MID_MS);
+    const at = pick(long.length ? long : ran);
+    if (at) sig(pick(["SIGINT", "SIGTERM"] as const), at.i, "mid");
   }
   // Startup (node + tsx) is part of the measured duration: kills spread over all of it.
   for (let k = 0; k < m.kills; k++) {
     const delayMs = Math.round(baselineMs * (0.05 + 0.95 * r()));
     out.push({ kind: "kill", signal: "SIGKILL", delayMs, label: `SIGKILL after ${(delayMs / 1000).toFixed(2)}s (seed ${m.seed}, #${k + 1})` });
   }
-  for (const x of m.size === "full" ? e.remotes : e.remotes.length ? [pick(e.remotes)] : []) out.push({ kind: "remote", remote: x.name, label: `${x.name} dies` });
-  for (const x of m.size === "full" ? e.folders : e.folders.length ? [pick(e.folders)] : []) out.push({ kind: "enospc", folder: x.name, label: `no space left in ${x.name}` });
+  const some = <T>(xs: T[], kind: Kind) => (m.size === "full" ? xs : extras.includes(kind) && xs.length ? [pick(xs)] : []);
+  for (const x of some(e.remotes, "remote")) out.push({ kind: "remote", remote: x.name, label: `${x.name} dies` });
+  for (const x of some(e.folders, "enospc")) out.push({ kind: "enospc", folder: x.name, label: `no space left in ${x.name}` });
   return out;
 }
 
@@ -559,20 +600,27 @@ export async function runMatrix(systems: System<any>[], o: MatrixOptions): Promi
   const t0 = Date.now();
   const results: CaseResult[] = [];
   o.log(`fault matrix: ${o.size} size, seed ${o.seed} (replay with --seed ${o.seed})`);
+  const chosen = (sys: System<any>) => sys.entries.filter((e) => !o.recipes?.length || o.recipes.includes(e.recipe));
+  const extras = reducedExtras(systems.flatMap(chosen), o.seed);
+  if (o.size === "reduced") {
+    const who = (k: Kind) => [...extras].filter(([, ks]) => ks.includes(k)).map(([r]) => r).join(", ") || "none";
+    o.log(`reduced: a remote dies in ${who("remote")}; a folder fills in ${who("enospc")} (seed ${o.seed})`);
+  }
   for (const sys of systems) {
-    const entries = sys.entries.filter((e) => !o.recipes?.length || o.recipes.includes(e.recipe));
+    const entries = chosen(sys);
     if (!entries.length) continue;
     o.log(chalk.bold(`${sys.name}: setting up the source and its archive`));
-    const fx = await sys.setup(join(o.work, sys.name), o.ctx);
+    const fx = await sys.setup(join(o.work, sys.name), o.ctx, o.size);
     try {
       for (const e of entries) {
         o.log(chalk.bold(`${e.recipe}`));
         const base = await runCase(sys, e, fx, { kind: "baseline", label: "a normal run" }, o.ctx, o.log);
         results.push(base);
         report(base, o.log);
-        const steps = base.run?.steps.at(-1)?.[1] ?? 0;
-        if (!base.held || !steps) continue;
-        for (const c of casesFor(e, steps, base.run!.ms, o)) {
+        if (!base.held || !base.run?.steps.length) continue;
+        const cases = casesFor(e, base.run, o, extras.get(e.recipe));
+        if (o.size === "reduced") cases.push(...(e.regressions ?? []).filter((x) => !cases.some((c) => c.label === x.label)));
+        for (const c of cases) {
           const r = await runCase(sys, e, fx, c, o.ctx, o.log);
           results.push(r);
           report(r, o.log);
@@ -647,6 +695,23 @@ async function newestVerifies<M>(folder: string, passphrase: string, problems: s
   }
 }
 
+/** Sizes of the regular files under root (relative paths), or of the one file `only`. */
+function fileSizes(root: string, only?: string): Map<string, number> {
+  const out = new Map<string, number>();
+  const visit = (rel: string) => {
+    let st;
+    try {
+      st = lstatSync(join(root, rel));
+    } catch {
+      return;
+    }
+    if (st.isFile()) out.set(rel, st.size);
+    else if (st.isDirectory() && only === undefined) for (const n of readdirSync(join(root, rel))) visit(rel ? `${rel}/${n}` : n);
+  };
+  visit(only ?? "");
+  return out;
+}
+
 function clearArchives(folder: string): void {
   if (!existsSync(folder)) return;
   for (const n of readdirSync(folder)) rmSync(join(folder, n), { recursive: true, force: true });
@@ -694,7 +759,7 @@ async function deisDump(fx: DeisFx, file: string): Promise<string> {
 const deisSystem: System<DeisFx> = {
   name: "deis",
   needs: ["docker", "sshd", "ceph"],
-  async setup(work, ctx) {
+  async setup(work, ctx, size) {
     const lab = needLab("docker", "sshd", "ceph");
     rmSync(work, { recursive: true, force: true });
     mkdirSync(work, { recursive: true });
@@ -738,11 +803,11 @@ const deisSystem: System<DeisFx> = {
     rmSync(join(work, "seed"), { recursive: true, force: true });
     fx.objects = await deisObjects(fx);
     seedStore(fx.storeDir);
-    sh(["truncate", "-s", "2M", join(fx.storeDir, "logs/deis-registry.log")]);
+    sh(["truncate", "-s", size === "full" ? "2M" : "512K", join(fx.storeDir, "logs/deis-registry.log")]);
     mkdirSync(join(work, "before"), { recursive: true });
     await exec(["cp", "-a", "--", fx.storeDir, fx.before.store]);
     sh(["bash", PG_CONTAINER_SH, "run", fx.container]);
-    sh(["docker", "exec", "-i", "-u", "postgres", fx.container, "psql", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"], `${DEIS_SQL}\n\\connect deis\nSET ROLE deis;\n${BULK_SQL}\n`);
+    sh(["docker", "exec", "-i", "-u", "postgres", fx.container, "psql", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"], `${DEIS_SQL}\n\\connect deis\nSET ROLE deis;\n${bulkSql(size)}\n`);
     fx.before.dump = await deisDump(fx, join(work, "before/dump.sql"));
     // the archive the restores take in
     const r = await runRecipe("deis-backup", ["--config", fx.site, "--yes"], { DEISCTL_STANDIN_DIR: fx.standin });
@@ -851,8 +916,17 @@ deisSystem.entries.push(
       const now = await deisObjects(fx);
       const out: string[] = [];
       for (const b of fx.buckets) for (const [k, v] of Object.entries(now[b])) if (fx.objects[b][k] !== v) out.push(`s3://${b}/${k}: torn: "${v}", the source's "${fx.objects[b][k]}"`);
+      // and every store file under its final name is whole (tar -x writes in place: a cut-off one is short)
+      for (const [rel, size] of fileSizes(fx.before.store)) {
+        const now = fileSizes(fx.storeDir, rel);
+        if (now.has(rel) && now.get(rel) !== size) out.push(`store ${rel}: torn: ${now.get(rel)} of ${size} bytes under its final name`);
+      }
       return out.slice(0, 10);
     },
+    regressions: [
+      // a cut-off load left roles and databases over which --resume's reload failed ("role … already exists")
+      { kind: "remote", remote: "PostgreSQL server (backends terminated)", label: "PostgreSQL server (backends terminated) dies (regression: a cut-off load of dump_all.sql)" },
+    ],
     remotes: [
       deisRemotes.gateway(/^upload the buckets/),
       deisRemotes.ssh(/^untar the store data/),
@@ -890,7 +964,7 @@ interface HossFx {
 const hossSystem: System<HossFx> = {
   name: "hoss",
   needs: ["docker", "slapd"],
-  async setup(dir, ctx) {
+  async setup(dir, ctx, size) {
     const lab = needLab("docker", "slapd");
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
@@ -944,7 +1018,7 @@ const hossSystem: System<HossFx> = {
     seedKeys(fx.keysDir);
     sh(["bash", HOSS_SH, "up", fx.envFile]);
     for (const [db, sql] of Object.entries(HOSS_SQL)) psql(fx.container, db, sql);
-    psql(fx.container, "hoss_core", BULK_SQL);
+    psql(fx.container, "hoss_core", bulkSql(size));
     await seedSearch(fx.search);
     fx.before.db = dbState(fx.container);
     fx.before.search = await searchState(fx.search);
@@ -1085,7 +1159,7 @@ export const faultsDrillTask = drillTask({
   usage: "tasks/run.ts drill:faults [--size full|reduced] [--kills N] [--seed N] [--recipes deis-backup,…] [--workdir DIR]",
   settings: {
     size: { describe: "full: every step boundary and middle, every remote and folder; reduced: a sample (as make test)", choices: ["full", "reduced"], default: "full" },
-    kills: { type: "number", describe: "SIGKILLs per recipe (default: 20 full, 3 reduced)", default: 0 },
+    kills: { type: "number", describe: "SIGKILLs per recipe (default: 20 full, 1 reduced)", default: 0 },
     seed: { type: "number", describe: "seed of the SIGKILL delays and the reduced sample (printed; give it again to replay)", default: 0 },
     recipes: { type: "list", describe: "only these recipes", default: [] },
     workdir: { describe: "where the fixtures go (default: a new temp dir, removed afterwards)" },
@@ -1100,7 +1174,7 @@ export const faultsDrillTask = drillTask({
     const work = s.workdir || mkdtempSync(join(tmpdir(), "lifeboat-faults-"));
     try {
       const { results, ms } = await runMatrix(SYSTEMS, {
-        size: s.size as "full" | "reduced", kills: s.kills || (s.size === "full" ? 20 : 3), seed, recipes: s.recipes, work, ctx, log: (l) => ctx.log.info(l),
+        size: s.size as "full" | "reduced", kills: s.kills || (s.size === "full" ? 20 : 1), seed, recipes: s.recipes, work, ctx, log: (l) => ctx.log.info(l),
       });
       ctx.log.info("");
       ctx.log.info(chalk.bold(`drill:faults summary (${s.size}, seed ${seed})`));
