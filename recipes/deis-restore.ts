@@ -41,7 +41,11 @@
 //     platform starts, which is why the buckets go back before `deisctl start platform`. The
 //     pg_dumpall text dump is the runbook's extra copy; restore.load-dump loads it with psql into
 //     an EMPTY database container (after waiting for it), for when the WAL restore is not wanted
-//     or not possible (the lab has no WAL-E: its drill turns it on).
+//     or not possible (the lab has no WAL-E: its drill turns it on). A load that was cut off (the
+//     database restarted, the run was killed) leaves part of the dump, over which a cluster dump
+//     does not load again ("role … already exists"): the step marks the staging dir when it starts
+//     loading, and a retry (--resume) that finds the mark first drops what the cut-off load made:
+//     every database but postgres and the templates, and every role but the connecting one.
 //   - Controller: controller.resave "auto" (default) runs the runbook's snippet when the
 //     container exists on its docker host and says it skipped otherwise; "on" requires it;
 //     "off" skips it. The snippet re-writes keys, apps, domains, certificates and configs to etcd.
@@ -83,6 +87,8 @@ import {
   verifyArchive,
   type S3Handle,
 } from "../lib/mod.ts";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { Readable } from "node:stream";
 import * as deis from "./deis.ts";
 
 /** The runbook's snippet for `./manage.py shell`: re-save every model so the controller writes it to etcd again. */
@@ -92,6 +98,14 @@ const RESAVE_MODELS = `from api.models import *
 [d.save() for d in Domain.objects.all()]
 [c.save() for c in Certificate.objects.all()]
 [c.save() for c in Config.objects.all()]
+`;
+
+/** What a cut-off load of dump_all.sql left in the (once empty) target; psql runs each generated DROP (\gexec). */
+const DROP_PARTIAL_LOAD = String.raw`
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname IS NOT NULL AND datname <> 'postgres';
+SELECT format('DROP DATABASE IF EXISTS %I', datname) FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' \gexec
+SELECT format('DROP OWNED BY %I CASCADE', rolname) FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> current_user \gexec
+SELECT format('DROP ROLE IF EXISTS %I', rolname) FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> current_user \gexec
 `;
 
 await recipe({
@@ -166,7 +180,14 @@ await recipe({
 
       step("load-dump", `load dump_all.sql into ${database.container} (psql)`, async () => {
         await pgReady(database, { timeoutMs: s["restore.wait-seconds"] * 1000 });
+        const started = `${staging}/.load-dump-started`;
+        if (existsSync(started)) {
+          ctx.log.warn(`an earlier load of dump_all.sql into ${database.container} was cut off: dropping what it loaded first`);
+          await psqlFile(database, Readable.from([DROP_PARTIAL_LOAD]), { progress: false });
+        }
+        if (!ctx.dryRun) writeFileSync(started, "");
         await psqlFile(database, `${staging}/${deis.LAYOUT.dump}`);
+        rmSync(started, { force: true });
       }, { when: s["restore.load-dump"], confirm: `load the archive's pg_dumpall into ${database.container} (it must be empty)?` }),
 
       step("resave", "re-save the controller's models (./manage.py shell)", async () => {
