@@ -53,6 +53,7 @@ import { createParallelGzip } from "./compress.ts";
 import { partialFile } from "./files.ts";
 import { throwIfAborted, useContext, type Context } from "./context.ts";
 import { pidAlive } from "./lock.ts";
+import { shellQuote } from "./exec.ts";
 import { formatBytes } from "./log.ts";
 import { expandHome, type SettingSpecs, type SettingValues } from "./settings.ts";
 
@@ -271,6 +272,7 @@ export function ensureBackupFolder(dir: string, ctx: Context = useContext()): vo
     }
     return;
   }
+  if (ctx.dryRun) return void ctx.log.command(`mkdir -p -m 700 -- ${shellQuote(dir)}`, "dry-run");
   const first = mkdirSync(dir, { recursive: true, mode: 0o700 });
   // mkdir's mode is narrowed by the umask: set exactly 0700 on every folder made here.
   if (first) for (let d = resolve(dir); d.length >= resolve(first).length; d = dirname(d)) chmodSync(d, 0o700);
@@ -287,16 +289,14 @@ export function cleanLeftovers(dir: string, ctx: Context = useContext()): string
   }
   for (const name of names) {
     const m = /^\.partial-.*\.(\d+)$/.exec(name);
-    if (m && !pidAlive(Number(m[1]))) {
-      rmSync(join(dir, name), { force: true, recursive: true });
-      removed.push(name);
-    }
     const side = /^(.*)\.(sha256|info\.json|verified)$/.exec(name);
-    if (side && !names.includes(side[1])) {
-      rmSync(join(dir, name), { force: true });
-      removed.push(name);
-    }
+    if ((m && !pidAlive(Number(m[1]))) || (side && !names.includes(side[1]))) removed.push(name);
   }
+  if (ctx.dryRun) {
+    for (const name of removed) ctx.log.command(`rm -rf -- ${shellQuote(join(dir, name))}`, "dry-run");
+    return removed;
+  }
+  for (const name of removed) rmSync(join(dir, name), { force: true, recursive: true });
   if (removed.length) ctx.log.warn(`removed leftovers of an interrupted run in ${dir}: ${removed.join(", ")}`);
   return removed;
 }

@@ -37,6 +37,7 @@ export {
   prune,
   diskSpace,
   checkFreeSpace,
+  type FreeSpaceOptions,
   stamp,
   type BackupEntry,
   type BackupArchiveOptions,

@@ -9,6 +9,8 @@ import {
   AGE_SETTINGS,
   backupArchive,
   checkFreeSpace,
+  cleanLeftovers,
+  ensureBackupFolder,
   createContext,
   listBackups,
   packArchive,
@@ -147,6 +149,23 @@ test("backupArchive in dry-run says what it would write and touches nothing", as
   assert.is(r.manifest.meta.app.buckets, 0);
   assert.not.ok(existsSync(dir));
   assert.match(logs(), /app-2026-11-21T101500Z\.tar\.gz\.age/);
+});
+
+test("in a dry run the backups folder is not created and leftovers are listed, not removed", () => {
+  const { logs } = testContext({ argv: ["--dry-run"] });
+  const dir = join(tmp(), "backups");
+  ensureBackupFolder(dir);
+  assert.not.ok(existsSync(dir), "no folder made");
+  mkdirSync(dir);
+  writeFileSync(join(dir, ".partial-app-2026-11-03T000000Z.tar.gz.999999"), "half");
+  writeFileSync(join(dir, "gone.tar.gz.sha256"), "x");
+  assert.equal(cleanLeftovers(dir).sort(), [".partial-app-2026-11-03T000000Z.tar.gz.999999", "gone.tar.gz.sha256"]);
+  assert.equal(readdirSync(dir).sort(), [".partial-app-2026-11-03T000000Z.tar.gz.999999", "gone.tar.gz.sha256"], "nothing removed");
+  assert.match(logs(), /\[dry-run\] mkdir -p -m 700 -- /);
+  assert.match(logs(), /\[dry-run\] rm -rf -- .*gone\.tar\.gz\.sha256/);
+  testContext();
+  assert.equal(cleanLeftovers(dir).length, 2);
+  assert.equal(readdirSync(dir), [], "a real run removes them");
 });
 
 test("verifyArchive with record writes the .verified stamp, passed or failed; without it writes none", async () => {
