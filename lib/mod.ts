@@ -133,3 +133,4 @@ export { chainShip, chainAssemble, chainPrune, chainRuns, listNames, type ChainR
 export { xenonBackup, xenonRestore, xenonHostInfo, xenonCounts, toMicros, XENON_BACKUP_KIND, XENON_RESTORE_KIND, type XenonOptions, type XenonBackupRequest, type XenonRestoreRequest } from "./xenon.ts";
 export { afsListVolumes, afsBackupSys, afsExamine, afsDump, afsRestore, afsRename, afsRemove, afsDumpToFile, afsRestoreFile, checkVolumeName, restoredName, AFS_MAX_NAME, type AfsCell, type AfsVolume, type ListVolumesOptions, type AfsDumpOptions, type AfsRestoreOptions } from "./afs.ts";
 export { sealToFile, sealTreeToFile, unsealTreeTo, verifySealed, unsealTo, sealSuffix, fileSha256, writeJsonFile, type Seal, type SealResult, type SealOptions, type UnsealOptions } from "./sealed.ts";
+export { mirrorPut, mirrorList, mirrorRead, mirrorGet, mirrorRemove, mirrorFree, type MirrorFile, type MirrorPutResult } from "./mirror.ts";

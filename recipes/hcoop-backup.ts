@@ -31,18 +31,24 @@
 //                                    pg_dump -Fc of each database (postgres.databases, or all but
 //                                    templates) into a hidden stage; "seal-databases": tar | gzip |
 //                                    encrypt as DATE-databases.tar.gz.age|.aescrypt, sha256 in the manifest
+//   §3.2 "the backup user … does an incremental backup to the remote repository at rsync.net"
+//                                  → "offsite" [offsite.to]: the day folder copied file by file
+//                                    (ssh:// or a path; lib/mirror.ts), each hashed on the remote and
+//                                    renamed into place only when its sha256 matches, the manifest
+//                                    last; files already there are skipped; a target without room
+//                                    for the day is refused before the first byte (HCoop's 2008 failure)
 //   (lifeboat)                     → "write the day's manifest" DATE/DATE-manifest.json: written
 //                                    last, so a day without it is incomplete and never used
 // Operator notes:
 //   - obnam: not used. The dumps stay encrypted and an incremental copy of day folders to the
 //     remote does what obnam was meant to do.
-//   - the copy to rsync.net (RsyncNet §1) and retention by weekly chain: not in this recipe yet;
-//     the off-site copy is lib/offsite.ts' job (planRetention in recipes/hcoop.ts keeps whole chains).
+//   - retention by weekly chain: recipes/hcoop-prune.ts (a dry run unless --yes), run after this
+//     one from cron (`hcoop-backup && hcoop-prune --yes`).
 //   - MySQL/MariaDB: not dumped yet (no lab piece for it); PostgreSQL only.
 //   - keytab / k5start: the recipe runs as root on a file server with -localauth (afs.auth).
 //
 // Settings: recipes/hcoop.ts (flags, env LIFEBOAT_*, --config site file; hcoop.site.example.yaml).
-import { afsBackupSys, afsDumpToFile, afsExamine, afsListVolumes, checkFreeSpace, exec, failures, formatBytes, mapLimit, pgDump, pgDumpAll, psqlQuery, recipe, sealSuffix, sealTreeToFile, step, writeJsonFile } from "../lib/mod.ts";
+import { mirrorPut, offsiteOptions, afsBackupSys, afsDumpToFile, afsExamine, afsListVolumes, checkFreeSpace, exec, failures, formatBytes, mapLimit, pgDump, pgDumpAll, psqlQuery, recipe, sealSuffix, sealTreeToFile, step, writeJsonFile } from "../lib/mod.ts";
 import * as hcoop from "./hcoop.ts";
 
 await recipe({
@@ -126,13 +132,26 @@ await recipe({
       return m;
     });
 
+    const offsite = step("offsite", `copy ${date} to the remote repository (${s["offsite.to"].join(", ")}), file by file, each verified`, async () => {
+      const m = manifest.output;
+      const files = [
+        ...Object.entries(m.files).map(([name, e]) => ({ name, sha256: e.sha256, bytes: e.bytes })),
+        ...(m.databases ? [{ name: m.databases.file, sha256: m.databases.sha256, bytes: m.databases.bytes }] : []),
+        await hcoop.manifestFile(s["backups.dir"], date), // last: a day without it there is incomplete
+      ];
+      const out = [];
+      for (const to of s["offsite.to"]) out.push(await mirrorPut(dir, to, date, files, offsiteOptions(s)));
+      return out;
+    }, { when: s["offsite.to"].length > 0 });
+
     return {
-      steps: [backupsys, volumes, space, dumps, databases, sealDb, manifest],
+      steps: [backupsys, volumes, space, dumps, databases, sealDb, manifest, offsite],
       report: () => [
         `day       ${dir} (${Object.keys(manifest.output.files).length} dumps, ${manifest.output.encryption})`,
         ...Object.entries(manifest.output.files).map(([f, e]) => `${e.kind.padEnd(11)} ${f}  ${formatBytes(e.bytes)}${e.kind === "incremental" ? ` (since the full of ${e.chain})` : ""}`),
         `excluded  ${manifest.output.excluded.join(", ") || "none"}`,
         ...(manifest.output.databases ? [`databases ${manifest.output.databases.file}  ${formatBytes(manifest.output.databases.bytes)} (${Object.keys(manifest.output.databases.dumps).length} databases + globals from ${pgName})`] : []),
+        ...(offsite.hasOutput ? offsite.output.map((o) => `remote    ${o.url}: ${o.sent.length} sent (${formatBytes(o.bytes)}), ${o.skipped.length} already there; each verified`) : []),
         `space     ${formatBytes(space.output.free)} free before, ratio ${space.output.ratio.toFixed(2)}; backupsys cloned ${backupsys.output.backedUp}`,
       ],
     };

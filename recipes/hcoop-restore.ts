@@ -24,12 +24,14 @@
 //                          → "replace the live volume" [restore.replace / --restore.replace]: confirmed
 //   §1.8 vos remove -id $VOLNAME.restored
 //                          → "remove the restored copy" [restore.remove-restored]: confirmed
-//   §1.2 backup-manager get → recipes/hcoop-list.ts (the day must be local here)
+//   §1.2 backup-manager get → "fetch" [offsite.to]: DATE's dump and its full fetched from the remote
+//                            repository when not here, each checked against its manifest's sha256
+//                            (recipes/hcoop-get.ts fetches one file by hand)
 //   §2 database backups     → recipes/hcoop-restore-db.ts DATE [DATABASE]
 //
 // Names: NAME + restore.suffix must fit in 22 characters (OpenAFS); when it does not, the run
 // stops before anything and names a suffix that fits (or give NEWNAME).
-import { afsExamine, afsRemove, afsRename, afsRestoreFile, exec, formatBytes, recipe, restoredName, checkVolumeName, step, UsageError, verifySealed, type Seal } from "../lib/mod.ts";
+import { offsiteOptions, afsExamine, afsRemove, afsRename, afsRestoreFile, exec, formatBytes, recipe, restoredName, checkVolumeName, step, UsageError, verifySealed, type Seal } from "../lib/mod.ts";
 import { existsSync } from "node:fs";
 import * as hcoop from "./hcoop.ts";
 
@@ -51,6 +53,9 @@ await recipe({
     const target = legacy ? checkVolumeName(second, "NEWNAME") : third ? checkVolumeName(third, "NEWNAME") : restoredName(volume, s["restore.suffix"]);
     const date = legacy ? "legacy" : first.replaceAll("-", ".");
     const sealFor = (kind: "age" | "ccrypt"): Seal => hcoop.sealOf({ ...s, "encryption.kind": kind }, true);
+
+    const fetch = step("fetch", `fetch the chain of ${volume} as of ${date} from ${s["offsite.to"][0]} where it is not here (sha256 checked)`, () =>
+      hcoop.fetchChain(s["offsite.to"][0], s["backups.dir"], date, volume, offsiteOptions(s)), { when: !legacy && s["offsite.to"].length > 0 });
 
     const chain = step("chain", legacy ? `take the legacy dump ${first}` : `resolve the chain of ${volume} as of ${date}`, () => {
       if (legacy) return [{ date: "legacy", file: first.split("/").pop()!, path: first, encryption: "ccrypt" as const, entry: null }];
@@ -87,8 +92,9 @@ await recipe({
     });
 
     return {
-      steps: [chain, verify, restore, mount, replace, remove],
+      steps: [fetch, chain, verify, restore, mount, replace, remove],
       report: () => [
+        ...(fetch.hasOutput && fetch.output.length ? [`fetched    ${fetch.output.join(", ")} from ${s["offsite.to"][0]}`] : []),
         ...chain.output.map((l) => `${(l.entry?.kind ?? "legacy full").padEnd(11)} ${l.file} (${l.date})`),
         s["restore.replace"] && !legacy ? `volume     ${volume} replaced by the restored copy` : `volume     ${target} (restored${s["restore.remove-restored"] ? ", then removed" : ""})`,
       ],

@@ -6,13 +6,16 @@
 //   - `LAYOUT`: where a day's files sit (the runbook's YYYY.MM.DD-$VOLNAME.dump.gz.aescrypt names).
 //   - the weekly chain: which full an incremental needs, and which days retention must keep.
 //
-// This file runs nothing but pure functions over manifests: the recipes import it.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { AGE_SETTINGS, ageOptions, LifeboatError, readAgeIdentities, UsageError, type AfsCell, type PgLocal, type Seal, type SettingSpecs, type SettingValues } from "../lib/mod.ts";
+//   - the remote repository (offsite.to, lib/mirror.ts): its days, and fetching a file or a chain.
+//
+// Besides those fetches, this file holds pure functions over manifests: the recipes import it.
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { AGE_SETTINGS, ageOptions, mirrorGet, mirrorList, mirrorRead, OFFSITE_SETTINGS, captureToFile, fileSha256, type OffsiteOptions, LifeboatError, readAgeIdentities, UsageError, type AfsCell, type PgLocal, type Seal, type SettingSpecs, type SettingValues } from "../lib/mod.ts";
 
 const BACKUP = ["hcoop-backup"] as const;
 const RESTORE = ["hcoop-restore"] as const;
 const DB = ["hcoop-backup", "hcoop-restore-db"] as const;
+const PRUNE = ["hcoop-prune"] as const;
 
 /** The settings of the HCoop recipes (see --help of each, and hcoop.site.example.yaml). */
 export const settings = {
@@ -36,6 +39,10 @@ export const settings = {
   "postgres.user": { describe: "PostgreSQL role (a superuser: the globals and every database)", default: "postgres", usedBy: DB },
   "postgres.password": { describe: "its password (env LIFEBOAT_POSTGRES_PASSWORD, --postgres.password-file F); empty: none or ~/.pgpass", secret: true, usedBy: DB },
   "postgres.bin-dir": { describe: "where pg_dump, pg_dumpall and pg_restore are (empty: PATH)", usedBy: DB },
+  "offsite.to": { type: "list", describe: "the remote repository (HCoop's rsync.net): ssh://USER@HOST:PORT/DIR or a local path; each day folder is copied there file by file, each verified; restores and hcoop-get fetch from the first", default: [] },
+  "offsite.ssh.identity-file": OFFSITE_SETTINGS["offsite.ssh.identity-file"],
+  "offsite.ssh.known-hosts": OFFSITE_SETTINGS["offsite.ssh.known-hosts"],
+  "retention.weeks": { type: "number", describe: "hcoop-prune keeps the newest N weekly chains (a full and its incrementals) and every full a kept day needs, locally and at offsite.to; 0: keep all", default: 0, usedBy: PRUNE },
   "restore.suffix": { describe: "suffix of the restored copy's name (NAME.restored must fit in 22 characters)", default: ".restored", usedBy: RESTORE },
   "restore.mount-command": { type: "list", describe: "argv run after the restore to mount it, {name} replaced (e.g. fs mkm /afs/hcoop.net/.old/tmp-mount {name}); empty: skip", usedBy: RESTORE },
   "restore.release-command": { type: "list", describe: "argv run after mounting (e.g. vos release old -localauth); empty: skip", usedBy: RESTORE },
@@ -218,15 +225,88 @@ export function planVolume(root: string, date: Date, fullDay: string, volume: st
   return { kind: "full" };
 }
 
-/** Retention by weekly chain: keep the newest `weeks` chains whole; never drop a full that a kept day needs. */
-export function planRetention(root: string, weeks: number): { keep: string[]; drop: string[] } {
-  const days = listDays(root);
-  const chains = new Set<string>();
-  for (const d of [...days].reverse()) {
-    for (const e of Object.values(readDay(root, d).files)) chains.add(e.chain);
-    if (chains.size >= weeks) break;
+/** The day's manifest file as a mirror entry (name, sha256, bytes). */
+export async function manifestFile(root: string, date: string): Promise<{ name: string; sha256: string; bytes: number }> {
+  const name = LAYOUT.manifestName(date);
+  const path = `${LAYOUT.dayDir(root, date)}/${name}`;
+  return { name, ...(existsSync(path) ? await fileSha256(path) : { sha256: "", bytes: 0 }) }; // not there: a dry run
+}
+
+/** Every local day's manifest, oldest first. */
+export function readDays(root: string): DayManifest[] {
+  return listDays(root).map((d) => readDay(root, d));
+}
+
+/**
+ * Retention by weekly chain: keep every day from the start of the newest `weeks` chains on,
+ * plus every day holding a full that a kept day's incremental needs (never a needed full);
+ * drop the rest. weeks 0: keep all.
+ */
+export function planRetention(days: readonly DayManifest[], weeks: number): { keep: string[]; drop: string[] } {
+  const sorted = [...days].sort((a, b) => a.date.localeCompare(b.date));
+  const all = sorted.map((d) => d.date);
+  if (weeks <= 0) return { keep: all, drop: [] };
+  const starts = [...new Set(sorted.flatMap((d) => Object.values(d.files).map((e) => e.chain)))].sort();
+  const cutoff = starts.slice(-weeks)[0] ?? "";
+  const keep = new Set(all.filter((d) => d >= cutoff));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const d of sorted) {
+      if (!keep.has(d.date)) continue;
+      for (const e of Object.values(d.files)) if (!keep.has(e.chain) && all.includes(e.chain)) (keep.add(e.chain), (grew = true));
+    }
   }
-  const keepChains = [...chains].sort().slice(-weeks);
-  const keep = days.filter((d) => Object.values(readDay(root, d).files).some((e) => keepChains.includes(e.chain)) || keepChains.includes(d));
-  return { keep, drop: days.filter((d) => !keep.includes(d)) };
+  return { keep: all.filter((d) => keep.has(d)), drop: all.filter((d) => !keep.has(d)) };
+}
+
+// ── the remote repository (offsite.to: lib/mirror.ts) ──────────────────────────────────────
+
+/** Every day at the remote repository that has its manifest (written last there too), oldest first. */
+export async function remoteDays(to: string, opts: OffsiteOptions): Promise<DayManifest[]> {
+  const out: DayManifest[] = [];
+  for (const [date, files] of await mirrorList(to, opts)) {
+    if (!/^\d{4}\.\d{2}\.\d{2}$/.test(date) || !files.some((f) => f.name === LAYOUT.manifestName(date))) continue;
+    out.push(JSON.parse((await mirrorRead(to, date, LAYOUT.manifestName(date), opts))!) as DayManifest);
+  }
+  return out;
+}
+
+/** A day's manifest at the remote repository (LifeboatError naming the day when it is not there). */
+export async function remoteDay(to: string, date: string, opts: OffsiteOptions): Promise<DayManifest> {
+  const text = await mirrorRead(to, date, LAYOUT.manifestName(date), opts);
+  if (!text) throw new LifeboatError(`no backup of ${date} at ${to}`, { hint: "hcoop-list --remote shows the days there" });
+  return JSON.parse(text) as DayManifest;
+}
+
+/**
+ * backup-manager get: fetches FILE of DATE (and the day's manifest) from the remote repository
+ * into the local day folder, checked against the manifest's sha256. FILE may be a volume name.
+ */
+export async function fetchFile(to: string, root: string, date: string, file: string, opts: OffsiteOptions): Promise<{ path: string; bytes: number; file: string }> {
+  const m = await remoteDay(to, date, opts);
+  const names = [file, `${date}-${file}`];
+  const volume = file.replace(/\.dump\.gz\.(aescrypt|age)$/, "").replace(/^\d{4}\.\d{2}\.\d{2}-/, "");
+  const hit = Object.keys(m.files).find((f) => names.includes(f)) ?? fileOf(m, volume)?.[0] ?? (m.databases && (names.includes(m.databases.file) || file === "databases") ? m.databases.file : undefined);
+  if (!hit) throw new UsageError(`${date} at ${to} has no file ${JSON.stringify(file)}`, `it has: ${[...Object.keys(m.files), ...(m.databases ? [m.databases.file] : [])].join(", ")}`);
+  const e = m.files[hit] ?? m.databases!;
+  const got = await mirrorGet(to, date, hit, `${LAYOUT.dayDir(root, date)}/${hit}`, { sha256: e.sha256, bytes: e.bytes }, opts);
+  await captureToFile(`${LAYOUT.dayDir(root, date)}/${LAYOUT.manifestName(date)}`, async (tmp) => writeFileSync(tmp, JSON.stringify(m, null, 2) + "\n"));
+  return { ...got, file: hit };
+}
+
+/** Fetches what restoring VOLUME as of DATE needs (DATE's dump and its full) when it is not here. */
+export async function fetchChain(to: string, root: string, date: string, volume: string, opts: OffsiteOptions): Promise<string[]> {
+  const got: string[] = [];
+  const need = async (d: string) => {
+    const local = existsSync(`${LAYOUT.dayDir(root, d)}/${LAYOUT.manifestName(d)}`) ? fileOf(readDay(root, d), volume) : undefined;
+    if (local && existsSync(`${LAYOUT.dayDir(root, d)}/${local[0]}`)) return local[1];
+    const r = await fetchFile(to, root, d, volume, opts).catch((e: Error) => {
+      throw new LifeboatError(`${d === date ? `${date}'s dump` : `the full dump from ${d}, which ${date}'s incremental needs,`} of ${volume} is missing here and could not be fetched from ${to}: ${e.message.split("\n")[0]}`, { hint: "hcoop-list --remote shows what is there", cause: e });
+    });
+    got.push(`${d}/${r.file}`);
+    return fileOf(readDay(root, d), volume)![1];
+  };
+  const e = await need(date);
+  if (e.kind === "incremental") await need(e.chain);
+  return got;
 }

@@ -37,6 +37,11 @@ test("drill: a legacy `vos dump | gzip | ccrypt -e -k KEY` file restores through
   assert.equal(r.legacyDiffs, []);
 });
 
+test("drill: the day-2 restore into an empty backups.dir fetched its full and incremental from the remote repository, each verified", () => {
+  assert.is(r.fetchedFromRemote.length, 2, JSON.stringify(r.fetchedFromRemote));
+  assert.match(r.fetchedFromRemote.join(" "), /2026\.11\.23-user\.alice\.dump\.gz\.aescrypt.*2026\.11\.22-user\.alice\.dump\.gz\.aescrypt/);
+});
+
 test("drill: the databases archive unpacks into restored/DATE-db (globals + one dump per database) and one database loads row for row", () => {
   assert.equal(r.db.unpacked, ["globals.sql", "hcoop%20%22odd%22%20%24(db).dump", "hcoop_drill.dump"]);
   assert.is(r.db.source.length, 500);

@@ -8,7 +8,8 @@
 // never dumped; a legacy `vos dump | gzip | ccrypt -e -k KEY` file restored through the same verb;
 // the databases archive (two databases on the lab's pg source cluster, one with an awkward name)
 // unpacked into restored/DATE-db with recipes/hcoop-restore-db.ts and one database loaded into
-// the lab's target cluster, compared row for row.
+// the lab's target cluster, compared row for row; every day copied to a "remote repository" (a
+// local folder) and the day-2 restore run against an empty backups.dir, fetching its chain there.
 // Used by test/hcoop.test.ts and the drill:hcoop task (make drill-hcoop).
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
@@ -42,6 +43,8 @@ export interface HcoopDrillResult {
   excludedDumped: string[];
   refusals: { wrongKey: string; truncated: string; missingFull: string };
   legacyDiffs: string[];
+  /** Files the day-2 restore fetched from the remote repository (offsite.to, a local folder here) into an empty backups.dir. */
+  fetchedFromRemote: string[];
   /** The databases archive: names unpacked into restored/DATE-db, and the loaded database's rows on the target against the source. */
   db: { unpacked: string[]; source: string[]; loaded: string[]; archiveBytes: number };
   backupMs: number[];
@@ -78,6 +81,7 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
     `schedule: { full-day: sun }`,
     `state-dir: ${JSON.stringify(`${dir}/state`)}`,
     `encryption: { kind: ccrypt, key-file: ${JSON.stringify(`${dir}/key`)} }`,
+    `offsite: { to: [${JSON.stringify(`${dir}/remote repo`)}] }`,
     `postgres: { enabled: true, databases: ${JSON.stringify(DBS)}, host: ${pgLab.LAB_PG_HOST}, port: ${pgLab.LAB_PG_PORT}, user: ${pgLab.LAB_PG_USER}, password-file: ${JSON.stringify(`${dir}/pg.password`)}, bin-dir: ${JSON.stringify(pgLab.LAB_PG_BIN)} }`,
     "",
   ].join("\n"));
@@ -94,7 +98,7 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
   const cleanVolumes = () => [...VOLUMES, EXCLUDED, "user.alice.restored", "db.alice.restored", "mail.alice.restored", "user.bob.legacy"].forEach(removeVolume);
   const result: HcoopDrillResult = {
     dir, days: DAYS.map((d) => d.replaceAll("-", ".")), bytes: {}, ratios: {}, diffsDay2: [], diffsDay3: [], excludedDumped: [],
-    refusals: { wrongKey: "", truncated: "", missingFull: "" }, legacyDiffs: [], db: { unpacked: [], source: [], loaded: [], archiveBytes: 0 }, backupMs: [], restoreMs: [],
+    refusals: { wrongKey: "", truncated: "", missingFull: "" }, legacyDiffs: [], fetchedFromRemote: [], db: { unpacked: [], source: [], loaded: [], archiveBytes: 0 }, backupMs: [], restoreMs: [],
   };
   try {
     // 1-2. volumes, filled through FUSE
@@ -154,8 +158,10 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
 
     // 4. destroy, restore as of day 2 (into user.alice.restored), compare; as of day 3, replace
     removeVolume("user.alice");
-    let r = await must("hcoop-restore", [result.days[1], "user.alice", "--yes"]);
+    // day 2 from the remote repository alone: a fresh backups.dir (the file server lost its dumps)
+    let r = await must("hcoop-restore", [result.days[1], "user.alice", "--yes", `--backups.dir=${dir}/fresh`]);
     result.restoreMs.push(r.ms);
+    result.fetchedFromRemote = r.output.split("\n").filter((l) => /fetched and verified/.test(l)).map((l) => l.replace(/.*\//, "").trim());
     result.diffsDay2 = await compareTrees(trees[1], volumeTree("user.alice.restored", mkdtempSync(join(dir, "restored2-"))), { owners: false });
     r = await must("hcoop-restore", [result.days[2], "user.alice.dump.gz.aescrypt", "--restore.replace", "--yes"]);
     result.restoreMs.push(r.ms);
@@ -171,6 +177,7 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
     r = await recipeRun("hcoop-restore", [result.days[2], "mail.alice", "--yes"]);
     result.refusals.truncated = `exit ${r.code}: ${lastError(r.output)}`;
     unlinkSync(`${backups}/${result.days[0]}/${result.days[0]}-db.bob.dump.gz.aescrypt`);
+    unlinkSync(`${dir}/remote repo/${result.days[0]}/${result.days[0]}-db.bob.dump.gz.aescrypt`); // gone at the remote too
     r = await recipeRun("hcoop-restore", [result.days[1], "db.bob", "--yes"]);
     result.refusals.missingFull = `exit ${r.code}: ${lastError(r.output)}`;
 
