@@ -621,6 +621,7 @@ export async function runMatrix(systems: System<any>[], o: MatrixOptions): Promi
         const cases = casesFor(e, base.run, o, extras.get(e.recipe));
         if (o.size === "reduced") cases.push(...(e.regressions ?? []).filter((x) => !cases.some((c) => c.label === x.label)));
         for (const c of cases) {
+          if (o.ctx.signal.aborted) throw o.ctx.signal.reason; // interrupted: stop between cases, tear down
           const r = await runCase(sys, e, fx, c, o.ctx, o.log);
           results.push(r);
           report(r, o.log);
