@@ -18,7 +18,7 @@ import process from "node:process";
 import chalk from "chalk";
 import { LifeboatError, UsageError } from "./errors.ts";
 import { formatDuration } from "./log.ts";
-import type { Context } from "./context.ts";
+import { withContext, type Context } from "./context.ts";
 import { pidAlive } from "./lock.ts";
 import { mapLimit } from "./limit.ts";
 
@@ -345,11 +345,16 @@ export async function runSteps(ctx: Context, steps: Step[], opts: RunStepsOption
   }
 
   const api: StepApi = { secret: (value) => (ctx.secrets.add(value), value) };
+  // Cleanups run after an interrupt too (restart the service a step stopped, remove staging):
+  // they see a context whose signal has not fired, so their commands start. A second
+  // SIGINT/SIGTERM still ends the process at once (lib/recipe.ts).
+  const cleanupCtx: Context = Object.create(ctx, { signal: { value: new AbortController().signal } });
+  const cleanly = <R>(fn: () => R) => withContext(cleanupCtx, fn);
   const runCleanup = async (s: Step, why: string) => {
     if (!s.opts.cleanup) return;
     try {
       if (why) ctx.log.info(`${chalk.dim("↺")} cleanup of '${s.title}' ${why}`);
-      await s.opts.cleanup();
+      await cleanly(() => s.opts.cleanup!());
       journal.owedCleanup = journal.owedCleanup.filter((id) => id !== s.id);
       save();
     } catch (e) {
@@ -414,7 +419,7 @@ export async function runSteps(ctx: Context, steps: Step[], opts: RunStepsOption
   } finally {
     if (opts.finally) {
       try {
-        await opts.finally();
+        await cleanly(() => opts.finally!());
       } catch (e) {
         ctx.log.warn(`cleanup failed: ${(e as Error).message}`);
       }

@@ -156,10 +156,10 @@ test("a second run on the same target exits 4 while the first holds the lock; a 
   assert.match(third.out, /taking over stale lock/);
 });
 
-test("SIGINT stops the running command, runs cleanup and exits 130", async () => {
+test("SIGINT stops the running command, runs the step's and the run's cleanup (commands too) and exits 130", async () => {
   const { dir, state } = setup();
   const p = spawn("node", ["--import=tsx", MINI, `--dir=${dir}`, `--state-dir=${state}`], {
-    env: { ...process.env, LIFEBOAT_TOKEN: TOKEN, CI: "1", MINI_HANG: "1" },
+    env: { ...process.env, LIFEBOAT_TOKEN: TOKEN, CI: "1", MINI_HANG: "1", MINI_STEP_CLEANUP: "1" },
     stdio: "pipe",
   });
   let text = "";
@@ -177,7 +177,9 @@ test("SIGINT stops the running command, runs cleanup and exits 130", async () =>
   assert.ok(code === 130 || (isDeno && code === null && signal === "SIGINT"), `exit ${code} ${signal}\n${text}`);
   assert.match(text, /\(exit 130\)/);
   assert.ok(Date.now() - t0 < 20000, "did not wait for sleep 30");
-  assert.equal(ran(dir), ["prepare", "use the token", "cleanup"]);
+  assert.equal(ran(dir), ["prepare", "use the token", "use cleanup", "cleanup"]);
+  assert.ok(existsSync(join(dir, "step cleanup ran a command")), `the step's cleanup could still run a command after the interrupt\n${text}`);
+  assert.ok(existsSync(join(dir, "cleanup ran a command")), `cleanup could still run a command after the interrupt\n${text}`);
 });
 
 test("--resume continues by step id after every title was reworded", () => {
@@ -262,6 +264,7 @@ for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
     const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
     assert.ok(exit === code || (isDeno && exit === null && signal === sig), `exit ${exit} ${signal}\n${text}`);
     assert.equal(ran(dir), ["prepare", "use the token", "cleanup"], "finish never started");
+    assert.ok(existsSync(join(dir, "cleanup ran a command")), "cleanup could still run a command after the interrupt");
     const resumed = run([`--dir=${dir}`, `--state-dir=${state}`, "--resume"]);
     assert.is(resumed.code, 0, resumed.out);
     assert.equal(ran(dir).slice(3), ["use the token", "finish", "cleanup"]);
