@@ -7,6 +7,7 @@
 #   make drill-deis            the Deis drill (lab: docker sshd ceph); ARGS="--keep" keeps its folder
 #   make drill-hoss            the Hoss drill (lab: docker slapd)
 #   make drill-hcoop           the HCoop drill: three days of AFS volume dumps, restore day 2 and 3, refusals (lab: afs)
+#   make drill-xenon           the Xenon drill on stand-in hosts: ZIP, point in time, STREAM + http restore, DIRECTORY runs 2 and 3, refusals (no lab)
 #   make drill-archive         the archive drill on local files (no lab)
 #   make fault-matrix          every recipe under SIGINT/SIGTERM/SIGKILL, dying remotes and full disks, then continued and verified (lab: docker sshd ceph slapd; ~1 h); ARGS="--recipes deis-backup --seed N"
 #   make drill-faults          the same as make fault-matrix (the drill task's own name)
@@ -17,6 +18,8 @@
 #   make backup-hcoop          recipes/hcoop-backup.ts ARGS="--config site.yaml"
 #   make restore-hcoop         recipes/hcoop-restore.ts ARGS="DATE VOLNAME [NEWNAME] --config site.yaml"
 #   make restore-hcoop-db      recipes/hcoop-restore-db.ts ARGS="DATE [DATABASE] --config site.yaml"
+#   make backup-xenon          recipes/xenon-backup.ts ARGS="--config site.yaml [--backup.type ZIP|DIRECTORY|STREAM]"
+#   make restore-xenon         recipes/xenon-restore.ts ARGS="ARCHIVE|RUN --config site.yaml"
 #   make verify                archive:verify ARCHIVE=…
 #   make list                  archive:list DIR=…
 #   make prune                 archive:prune DIR=… ARGS="--keep-last 3"
@@ -40,6 +43,7 @@ export npm_config_update_notifier := false
 .PHONY: help deps demo test test-unit typecheck lab-up lab-down lab-status \
         backup-deis restore-deis drill-deis backup-hoss restore-hoss drill-hoss \
         backup-hcoop restore-hcoop restore-hcoop-db drill-hcoop \
+        backup-xenon restore-xenon drill-xenon \
         verify list prune bench drill-archive fault-matrix drill-faults
 
 # The lines "#   make TARGET  what it does" above; test/layout.test.ts checks each names a target here.
@@ -105,6 +109,13 @@ restore-hcoop-db: deps
 	$(ZX) recipes/hcoop-restore-db.ts $(ARGS)
 drill-hcoop: deps
 	$(RUN) drill:hcoop $(ARGS)
+
+backup-xenon: deps
+	$(ZX) recipes/xenon-backup.ts $(ARGS)
+restore-xenon: deps
+	$(ZX) recipes/xenon-restore.ts $(ARGS)
+drill-xenon: deps
+	$(RUN) drill:xenon $(ARGS)
 
 verify: deps
 	$(RUN) archive:verify $(ARCHIVE) $(ARGS)

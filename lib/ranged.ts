@@ -122,7 +122,13 @@ export async function receiveRangedPuts<T>(file: string, opts: ReceiveOptions, s
         return fail(new LifeboatError(`stream into ${file}: the connection broke during bytes ${start}-${end}: ${(e as Error).message}`));
       }
       if (len !== end - start) return refuse(400, `bytes ${start}-${end}/${t}: the body has ${len} bytes, the range says ${end - start}`);
-      await fh.write(Buffer.concat(parts), 0, len, start);
+      const body = Buffer.concat(parts);
+      try {
+        for (let at = 0; at < len;) at += (await fh.write(body, at, len - at, start + at)).bytesWritten; // a full disk first writes short, then fails
+      } catch (e) {
+        res.writeHead(507).end();
+        return fail(e as Error);
+      }
       received += len;
       chunks++;
       lastChunk = Date.now();

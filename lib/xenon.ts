@@ -5,7 +5,8 @@
 // local file for zip backup.".
 //
 // Auth: a token goes as `x-xenon-auth-token` (Xenon's header); a user and password log in
-// first with POST /core/authn/basic, whose answer carries the token.
+// first with POST /core/authn/basic, whose answer carries the token; a 403 with that token (a
+// restarted host forgot it) logs in again once.
 import { LifeboatError, UsageError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
 import { HttpError, httpJson } from "./http.ts";
@@ -70,6 +71,30 @@ async function headers(base: string, opts: XenonOptions, ctx: Context): Promise<
   return { "x-xenon-auth-token": tokens.get(key)! };
 }
 
+/** Runs a request with the auth headers; a 403 with a cached login token (the host restarted and forgot it) logs in again once. */
+async function authed<T>(base: string, opts: XenonOptions, ctx: Context, request: (h: Record<string, string>) => Promise<T>): Promise<T> {
+  try {
+    return await request(await headers(base, opts, ctx));
+  } catch (e) {
+    const key = `${base} ${opts.user}`;
+    if (!(e instanceof HttpError && e.status === 403 && !opts.token && opts.user && tokens.has(key))) throw e;
+    tokens.delete(key);
+    return await request(await headers(base, opts, ctx));
+  }
+}
+
+/** A GET through {@link authed}; a 403 says which settings to check. */
+async function getJson<T>(base: string, path: string, opts: XenonOptions, ctx: Context, dryRunResult?: unknown): Promise<T> {
+  try {
+    return await authed(base, opts, ctx, (h) => httpJson<T>(`${base}${path}`, { headers: h, retries: 2, ctx, ...(dryRunResult !== undefined ? { dryRunResult } : {}) }));
+  } catch (e) {
+    if (e instanceof HttpError && (e.status === 401 || e.status === 403)) {
+      throw new LifeboatError(`Xenon at ${base} refused GET ${path} (HTTP ${e.status}): ${xenonMessage(e)}`, { hint: "check auth.token or auth.user/auth.password", cause: e });
+    }
+    throw e;
+  }
+}
+
 /** Xenon's message from a ServiceErrorResponse body, else the body. */
 function xenonMessage(e: HttpError): string {
   try {
@@ -83,7 +108,7 @@ async function management<T>(base: string, what: string, body: Record<string, un
   const ctx = opts.ctx ?? useContext();
   const url = `${base.replace(/\/+$/, "")}/core/management`;
   try {
-    return await httpJson<T>(url, { method: "PATCH", body, headers: await headers(base.replace(/\/+$/, ""), opts, ctx), retries: 0, timeoutMs: opts.timeoutMs ?? 3_600_000, dryRunResult: body, ctx });
+    return await authed(base.replace(/\/+$/, ""), opts, ctx, (h) => httpJson<T>(url, { method: "PATCH", body, headers: h, retries: 0, timeoutMs: opts.timeoutMs ?? 3_600_000, dryRunResult: body, ctx }));
   } catch (e) {
     if (e instanceof HttpError && e.status !== null) {
       throw new LifeboatError(`Xenon at ${base} refused the ${what} (HTTP ${e.status}): ${xenonMessage(e)}`, {
@@ -130,7 +155,7 @@ export function xenonRestore(base: string, req: XenonRestoreRequest, opts: Xenon
 export async function xenonHostInfo(base: string, opts: XenonOptions = {}): Promise<{ id: string; httpPort: number }> {
   const ctx = opts.ctx ?? useContext();
   const b = base.replace(/\/+$/, "");
-  return await httpJson<{ id: string; httpPort: number }>(`${b}/core/management`, { headers: await headers(b, opts, ctx), retries: 2, ctx });
+  return await getJson<{ id: string; httpPort: number }>(b, "/core/management", opts, ctx);
 }
 
 /**
@@ -142,7 +167,7 @@ export async function xenonCounts(base: string, factories: string[], opts: Xenon
   const b = base.replace(/\/+$/, "");
   const out: Record<string, number> = {};
   for (const f of factories) {
-    const r = await httpJson<{ documentLinks?: string[]; documentCount?: number } | undefined>(`${b}${f}`, { headers: await headers(b, opts, ctx), retries: 2, ctx, ...(opts.dryRunResult ? { dryRunResult: { documentLinks: [], documentCount: opts.dryRunResult[f] ?? 0 } } : {}) });
+    const r = await getJson<{ documentLinks?: string[]; documentCount?: number } | undefined>(b, f, opts, ctx, opts.dryRunResult ? { documentCount: opts.dryRunResult[f] ?? 0 } : undefined);
     out[f] = r?.documentLinks?.length ?? r?.documentCount ?? 0;
   }
   return out;

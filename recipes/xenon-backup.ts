@@ -31,6 +31,9 @@
 //     (lifeboat)                                   → "prune the store": keep the newest directory.keep-runs runs,
 //                                                    never a file a kept run needs
 //   (always)                                       → finally: remove the staging folder of this run
+// --resume: a DIRECTORY run continues at its failed step (the workspace, the listing taken before
+// the PATCH, and the store stay; files already shipped are not shipped again). A ZIP or STREAM
+// run is refused: its staging folder is removed after every run, also a failed one. Run it again.
 //
 // Left to the operator, and why:
 //   - the ssh path for a remote Xenon host and S3/ssh stores: lifeboat runs on the Xenon host in
@@ -69,6 +72,7 @@ await recipe({
     const s = ctx.settings;
     const type = s["backup.type"].toUpperCase() as xenon.Meta["type"];
     if (!["ZIP", "DIRECTORY", "STREAM"].includes(type)) throw new UsageError(`backup.type ${s["backup.type"]} is not ZIP, DIRECTORY or STREAM`);
+    if (s.resume && type !== "DIRECTORY") throw new UsageError(`xenon-backup cannot --resume a ${type} backup: its staging folder is removed after every run, so the zip is gone`, "run the backup again without --resume");
     const url = s.url.replace(/\/+$/, "");
     const api = { token: s["auth.token"] || undefined, user: s["auth.user"] || undefined, password: s["auth.password"] || undefined, indexServiceLink: s["index-link"] };
     const run = stamp();

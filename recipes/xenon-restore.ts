@@ -13,6 +13,9 @@
 //   "Restore and HostID: … they still keep old hostId as their documentOwnerId … we recommend
 //    setting same hostId on the new node (--id=<old node id>)"
 //                                                   → "compare host ids": prints --id=OLD, warns when they differ
+//   (lifeboat)                                     → "check the host holds no documents": a restored zip is
+//                                                     extracted into the index without clearing it, so a host
+//                                                     with documents is refused (exit 5) [allow-existing]
 //   (lifeboat)                                     → "stage the backup": the archive's zip (checked again:
 //                                                     central directory and CRCs, before the PATCH), or the run
 //                                                     reassembled from its file list, each file's sha256 checked
@@ -33,11 +36,10 @@
 //                                                     differ; with --at only reported, the counts were of later)
 //   (always)                                       → finally: remove the staging folder of this run
 // The PATCH asks first; without a terminal it needs --yes (or it refuses, exit 5).
+// --resume is refused: the staging folder is removed after every run, also a failed one.
 //
 // Left to the operator, and why:
 //   - starting the new node with --id=OLD: a host argument lifeboat cannot set; the recipe prints it.
-//   - a host that already holds documents: a restored zip is extracted into its index without
-//     clearing it (as Xenon does); restore onto a fresh host, as the wiki and upstream tests do.
 //   - a remote Xenon host (ssh copy of the staged files): lifeboat runs on the host in this version.
 //
 // Settings: recipes/xenon.ts holds the table both recipes share (flags, env LIFEBOAT_*, the site
@@ -49,6 +51,7 @@ import {
   exec,
   formatBytes,
   recipe,
+  RefusedError,
   serveRanged,
   shellJoin,
   stamp,
@@ -80,6 +83,7 @@ await recipe({
     const url = s.url.replace(/\/+$/, "");
     const api = { token: s["auth.token"] || undefined, user: s["auth.user"] || undefined, password: s["auth.password"] || undefined, indexServiceLink: s["index-link"] };
     const inMemory = s["index-link"] === xenon.IN_MEMORY_INDEX;
+    if (s.resume) throw new UsageError("xenon-restore cannot --resume: the staging folder is removed after every run", "run the restore again; if the PATCH was already sent (the failure came at the restart, the wait or the count check), start the host and check its documents, or run again with --allow-existing");
     if (!["file", "http"].includes(s.deliver)) throw new UsageError(`deliver ${s.deliver} is not file or http`);
     if (s.deliver === "http" && !isArchive) throw new UsageError("a DIRECTORY run cannot be restored over http: Xenon treats an http backup as a zip", "use --deliver file");
     const at = s.at ? toMicros(s.at) : undefined;
@@ -105,6 +109,16 @@ await recipe({
         ctx.log.warn(`this host's id is ${info.id}, the backup's documents are owned by ${old}: start the new node with --id=${old} to keep documentOwner (the wiki's advice for migration)`);
       } else ctx.log.ok(`host id ${old} (start a new node with --id=${old})`);
       return { id: info?.id ?? old };
+    });
+
+    const empty = step("empty", `check the host holds no documents (${s.factories.join(", ")})`, async () => {
+      const now = await xenonCounts(url, s.factories, api);
+      const held = Object.entries(now).filter(([, n]) => n > 0).map(([f, n]) => `${f} ${n}`);
+      if (held.length && !s["allow-existing"]) {
+        throw new RefusedError(`the Xenon host at ${url} already holds documents (${held.join(", ")}): a restored zip is added to its index, not put in its place, so old documents would stay`, "restore onto a fresh host (the wiki's way), or pass --allow-existing to restore into this one anyway");
+      }
+      if (held.length) ctx.log.warn(`restoring into a host that holds documents (${held.join(", ")}): --allow-existing`);
+      return now;
     });
 
     const staged = step("stage", `stage the backup in ${staging}`, async () => {
@@ -137,8 +151,8 @@ await recipe({
       when: !inMemory && s.restart.length > 0,
     });
 
-    const healthy = step("wait", `wait for the host (GET ${url}/core/management)`, () =>
-      waitForHealthy({ http: `${url}/core/management`, headers: api.token ? { "x-xenon-auth-token": api.token } : undefined }, {
+    const healthy = step("wait", `wait for the host (GET ${url}/core/management answers; 403 counts: it wants a login)`, () =>
+      waitForHealthy({ http: `${url}/core/management`, status: [200, 401, 403] }, {
         timeoutMs: s["restart-timeout"] * 1000,
         label: `the Xenon host at ${url}`,
         hint: `it did not answer after the restart (${shellJoin(s.restart)}): check its log; the index was restored, so once it is up, check the counts`,
@@ -155,7 +169,7 @@ await recipe({
     });
 
     return {
-      steps: [backup, ids, staged, restored, restart, healthy, compared],
+      steps: [backup, ids, empty, staged, restored, restart, healthy, compared],
       cleanup: () => exec(["rm", "-rf", "--", staging]).then(() => {}),
       report: () => [
         `restored     ${isArchive ? what : `run ${backup.output.run} of ${s["directory.store"]}`} into ${url}${at !== undefined ? ` as of ${s.at}` : ""}`,

@@ -37,6 +37,7 @@ export const settings = {
   "http.url": { describe: "http delivery: its URL as the Xenon host reaches it (empty: http://LISTEN:PORT/backup.zip)", usedBy: RESTORE },
   at: { describe: 'point in time: drop every document version updated after it (timeSnapshotBoundaryMicros), e.g. "2026-11-21 10:00:00Z"', usedBy: RESTORE },
   restart: { type: "list", describe: "restarts the host after the restore, as argv (e.g. systemctl,restart,xenon); skipped for the in-memory index", default: ["systemctl", "restart", "xenon"], usedBy: RESTORE },
+  "allow-existing": { type: "boolean", describe: "restore into a host that already holds documents (a zip is added to its index, old documents stay); refused otherwise (exit 5)", default: false, usedBy: RESTORE },
   "restart-timeout": { type: "number", describe: "seconds to wait for the host to answer after the restart", default: 300, usedBy: RESTORE },
   ...AGE_SETTINGS,
 } as const satisfies SettingSpecs;
