@@ -109,6 +109,8 @@ export {
   pgRestore,
   psqlQuery,
   pgReady,
+  pgLoadDumpAll,
+  type PgLoadDumpAllOptions,
   type PgWhere,
   type PgLocal,
   type PgContainer,

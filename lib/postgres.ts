@@ -714,3 +714,41 @@ export function pgReady(where: PgWhere, opts: WaitOptions = {}): Promise<WaitRes
       : argv;
   return waitForHealthy({ command }, { label: `PostgreSQL (${describeWhere(where)})`, ...opts });
 }
+
+/** Options for {@link pgLoadDumpAll}. */
+export interface PgLoadDumpAllOptions extends PsqlFileOptions {
+  /**
+   * A marker file written when the load starts and removed when it ends (e.g. in the restore's
+   * staging dir). A retry that finds it knows a load was cut off (run killed, server died) and
+   * first drops what that load made: every database but postgres and the templates, every role
+   * but the connecting one. Default: none (a retry onto a half-loaded server then fails).
+   */
+  marker?: string;
+}
+
+/** Drops what a cut-off pg_dumpall load made: databases but postgres/templates, roles but the connecting one. */
+const DROP_PARTIAL_LOAD = String.raw`
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname IS NOT NULL AND datname <> 'postgres';
+SELECT format('DROP DATABASE IF EXISTS %I', datname) FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' \gexec
+SELECT format('DROP OWNED BY %I CASCADE', rolname) FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> current_user \gexec
+SELECT format('DROP ROLE IF EXISTS %I', rolname) FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> current_user \gexec
+`;
+
+/**
+ * Loads a pg_dumpall text dump into an EMPTY server with psql, so that a load cut off midway
+ * can simply be run again: with `marker`, the retry first drops what the cut-off load made
+ * (nothing inside the postgres database itself is dropped).
+ * @example await pgLoadDumpAll({ container: "deis-database" }, `${staging}/dump_all.sql`, { marker: `${staging}/.load-started` });
+ */
+export async function pgLoadDumpAll(where: PgWhere, file: string, opts: PgLoadDumpAllOptions = {}): Promise<LoadResult> {
+  const ctx = opts.ctx ?? useContext();
+  const { marker, ...load } = opts;
+  if (marker && existsSync(marker)) {
+    ctx.log.warn(`an earlier load into ${describeWhere(where)} was cut off: dropping what it loaded first`);
+    await psqlFile(where, Readable.from([DROP_PARTIAL_LOAD]), { progress: false, ctx });
+  }
+  if (marker) await exec(["touch", "--", marker], { ctx });
+  const r = await psqlFile(where, file, { ...load, ctx });
+  if (marker) await exec(["rm", "-f", "--", marker], { ctx });
+  return r;
+}

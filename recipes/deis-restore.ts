@@ -75,7 +75,7 @@ import {
   offsiteOptions,
   pgReady,
   probe,
-  psqlFile,
+  pgLoadDumpAll,
   recipe,
   s3Client,
   s3MakeBucket,
@@ -87,8 +87,6 @@ import {
   verifyArchive,
   type S3Handle,
 } from "../lib/mod.ts";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
-import { Readable } from "node:stream";
 import * as deis from "./deis.ts";
 
 /** The runbook's snippet for `./manage.py shell`: re-save every model so the controller writes it to etcd again. */
@@ -98,14 +96,6 @@ const RESAVE_MODELS = `from api.models import *
 [d.save() for d in Domain.objects.all()]
 [c.save() for c in Certificate.objects.all()]
 [c.save() for c in Config.objects.all()]
-`;
-
-/** What a cut-off load of dump_all.sql left in the (once empty) target; psql runs each generated DROP (\gexec). */
-const DROP_PARTIAL_LOAD = String.raw`
-SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname IS NOT NULL AND datname <> 'postgres';
-SELECT format('DROP DATABASE IF EXISTS %I', datname) FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' \gexec
-SELECT format('DROP OWNED BY %I CASCADE', rolname) FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> current_user \gexec
-SELECT format('DROP ROLE IF EXISTS %I', rolname) FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> current_user \gexec
 `;
 
 await recipe({
@@ -180,14 +170,7 @@ await recipe({
 
       step("load-dump", `load dump_all.sql into ${database.container} (psql)`, async () => {
         await pgReady(database, { timeoutMs: s["restore.wait-seconds"] * 1000 });
-        const started = `${staging}/.load-dump-started`;
-        if (existsSync(started)) {
-          ctx.log.warn(`an earlier load of dump_all.sql into ${database.container} was cut off: dropping what it loaded first`);
-          await psqlFile(database, Readable.from([DROP_PARTIAL_LOAD]), { progress: false });
-        }
-        if (!ctx.dryRun) writeFileSync(started, "");
-        await psqlFile(database, `${staging}/${deis.LAYOUT.dump}`);
-        rmSync(started, { force: true });
+        await pgLoadDumpAll(database, `${staging}/${deis.LAYOUT.dump}`, { marker: `${staging}/.load-dump-started` }); // a cut-off load is undone first
       }, { when: s["restore.load-dump"], confirm: `load the archive's pg_dumpall into ${database.container} (it must be empty)?` }),
 
       step("resave", "re-save the controller's models (./manage.py shell)", async () => {

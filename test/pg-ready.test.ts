@@ -3,7 +3,10 @@
 // needs: docker
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { dockerRm, exec, pgReady } from "../lib/mod.ts";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { dockerRm, exec, pgLoadDumpAll, pgReady, psqlFile, psqlQuery } from "../lib/mod.ts";
+import { cleanupTmp, tmp } from "./helpers.ts";
 import { needLab } from "../tasks/drills/lab.ts";
 
 const lab = needLab("docker");
@@ -31,6 +34,26 @@ test("pgReady gives up after its timeout, naming the server", async () => {
   } catch (e) {
     assert.match((e as Error).message, /gave up waiting for PostgreSQL \(container lifeboat-pgready-\d+ → localhost:1\)/);
   }
+});
+
+test("pgLoadDumpAll with a marker loads again over a load that was cut off; without one the retry fails", async () => {
+  const dir = tmp();
+  const dump = join(dir, "dump_all.sql");
+  writeFileSync(dump, "CREATE ROLE app;\nCREATE DATABASE shop OWNER app;\n\\connect shop\nCREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\n");
+  const where = { container: name };
+  await psqlFile(where, dump); // the first load, as if it had been cut off after it made things
+  try {
+    await pgLoadDumpAll(where, dump);
+    assert.unreachable("a plain retry onto the half-loaded server fails");
+  } catch (e) {
+    assert.match((e as Error).message, /already exists/);
+  }
+  const marker = join(dir, ".load-started");
+  writeFileSync(marker, "");
+  await pgLoadDumpAll(where, dump, { marker });
+  assert.not.ok(existsSync(marker), "the marker is removed after a whole load");
+  assert.equal(await psqlQuery(where, "SELECT count(*) FROM t", { database: "shop" }), [["1"]], "loaded once, not twice");
+  cleanupTmp();
 });
 
 test.run();
