@@ -7,6 +7,7 @@
 #   make drill-deis            the Deis drill (lab: docker sshd ceph); ARGS="--keep" keeps its folder
 #   make drill-hoss            the Hoss drill (lab: docker slapd)
 #   make drill-hcoop           the HCoop drill: three days of AFS volume dumps, restore day 2 and 3, refusals (lab: afs)
+#   make drill-lambdastack     the LambdaStack drill: 5 components on 3 hosts, one fan-out backup, refusals, recover onto the same and onto 3 new hosts (lab: docker lshosts; ~4 min)
 #   make drill-xenon           the Xenon drill on stand-in hosts: ZIP, point in time, STREAM + http restore, DIRECTORY runs 2 and 3, refusals (no lab)
 #   make drill-archive         the archive drill on local files (no lab)
 #   make fault-matrix          every recipe under SIGINT/SIGTERM/SIGKILL, dying remotes and full disks, then continued and verified (lab: docker sshd ceph slapd; ~1 h); ARGS="--recipes deis-backup --seed N"
@@ -18,6 +19,8 @@
 #   make backup-hcoop          recipes/hcoop-backup.ts ARGS="--config site.yaml"
 #   make restore-hcoop         recipes/hcoop-restore.ts ARGS="DATE VOLNAME [NEWNAME] --config site.yaml"
 #   make restore-hcoop-db      recipes/hcoop-restore-db.ts ARGS="DATE [DATABASE] --config site.yaml"
+#   make backup-lambdastack    recipes/lambdastack-backup.ts ARGS="-b BUILD_DIR [-t TARGET_PATH] [-f backup.yml]"
+#   make recover-lambdastack   recipes/lambdastack-recovery.ts ARGS="-b BUILD_DIR [-f recovery.yml] [--yes]"
 #   make backup-xenon          recipes/xenon-backup.ts ARGS="--config site.yaml [--backup.type ZIP|DIRECTORY|STREAM]"
 #   make restore-xenon         recipes/xenon-restore.ts ARGS="ARCHIVE|RUN --config site.yaml"
 #   make verify                archive:verify ARCHIVE=…
@@ -43,6 +46,7 @@ export npm_config_update_notifier := false
 .PHONY: help deps demo test test-unit typecheck lab-up lab-down lab-status \
         backup-deis restore-deis drill-deis backup-hoss restore-hoss drill-hoss \
         backup-hcoop restore-hcoop restore-hcoop-db drill-hcoop \
+        backup-lambdastack recover-lambdastack drill-lambdastack \
         backup-xenon restore-xenon drill-xenon \
         verify list prune bench drill-archive fault-matrix drill-faults
 
@@ -109,6 +113,12 @@ restore-hcoop-db: deps
 	$(ZX) recipes/hcoop-restore-db.ts $(ARGS)
 drill-hcoop: deps
 	$(RUN) drill:hcoop $(ARGS)
+backup-lambdastack: deps
+	$(ZX) recipes/lambdastack-backup.ts $(ARGS)
+recover-lambdastack: deps
+	$(ZX) recipes/lambdastack-recovery.ts $(ARGS)
+drill-lambdastack: deps
+	$(RUN) drill:lambdastack $(ARGS)
 
 backup-xenon: deps
 	$(ZX) recipes/xenon-backup.ts $(ARGS)

@@ -129,6 +129,7 @@ export { OFFSITE_SETTINGS, offsiteSettings, offsiteOptions, parseOffsite, isOffs
 export { readInventory, loadInventory, parseInventory, inventoryFile, groupHosts, groupHostNames, inventoryHost, sshTargetOf, type Inventory, type InventoryGroup, type InventoryHost, type ReadInventoryOptions } from "./inventory.ts";
 export { sshFetch, sshPut, sshGet, sshList, sshFreeSpace, sshUsage, sshTunnel, sshPush, sshClear, type SshFetchOptions, type SshCopyOptions, type SshTunnel, type SshTunnelOptions, type SshPushOptions } from "./remote.ts";
 export { sha1File, writeSha1File, checkSha1File } from "./checksum.ts";
+export { readJsonFile, type ReadJsonFileOptions } from "./jsonfile.ts";
 export { verifyZip, type ZipReport, type ZipEntryInfo, type VerifyZipOptions } from "./zip.ts";
 export { receiveRangedPuts, serveRanged, type ReceiveOptions, type ReceiveResult, type ServeOptions } from "./ranged.ts";
 export { chainShip, chainAssemble, chainPrune, chainRuns, listNames, type ChainRun, type ChainFile, type ChainShipOptions, type ChainPruneOptions } from "./filechain.ts";

@@ -67,6 +67,8 @@ async function sshExisting(target: SshTarget, remoteRoot: string, members: strin
 export interface SshCopyOptions {
   /** File mode of the copy (default 0600). */
   mode?: number;
+  /** sshGet only: the copy is local scratch read to verify something (it changes nothing on any host), so a dry run makes it too, printed as a [probe]. */
+  readOnly?: boolean;
   ctx?: Context;
 }
 
@@ -83,13 +85,14 @@ export async function sshPut(target: SshTarget, localFile: string, remotePath: s
 }
 
 /**
- * Copies a file from a host to a local path, atomically (see exec's `{ file }` stdout).
+ * Copies a file from a host to a local path, atomically (see exec's `{ file }` stdout). With
+ * `readOnly` (a copy fetched only to be verified) it runs in a dry run too.
  * @example await sshGet(repo, "/lsbackup/mounted/postgresql_20260101-120000.tar.gz", `${stage}/postgresql.tar.gz`);
  */
 export async function sshGet(target: SshTarget, remotePath: string, localFile: string, opts: SshCopyOptions = {}): Promise<void> {
   const ctx = opts.ctx ?? useContext();
-  if (!ctx.dryRun) mkdirSync(dirname(localFile), { recursive: true, mode: 0o700 });
-  await ssh(target, ["cat", "--", remotePath], { stdout: { file: localFile, mode: opts.mode ?? 0o600 }, ctx });
+  if (!ctx.dryRun || opts.readOnly) mkdirSync(dirname(localFile), { recursive: true, mode: 0o700 });
+  await ssh(target, ["cat", "--", remotePath], { stdout: { file: localFile, mode: opts.mode ?? 0o600 }, readOnly: opts.readOnly, ctx });
 }
 
 /**
@@ -145,23 +148,20 @@ export interface SshTunnel {
 /**
  * Forwards a free local port to a port that listens only on the host itself (`ssh -N -L`), for
  * admin APIs bound to loopback (Prometheus :9090, RabbitMQ management :15672, search :9200).
- * In dry-run it prints the ssh command and returns a placeholder URL.
+ * A tunnel changes nothing on the host, so a dry run opens it too (printed as a `[probe]`): the
+ * read-only calls through it (health, listings) answer, and the helpers print the others.
  * @example
  * const t = await sshTunnel(promHost.ssh, 9090);
  * try { await httpJson(`${t.url}/api/v1/admin/tsdb/snapshot`, { method: "POST" }); } finally { await t.close(); }
  */
 export async function sshTunnel(target: SshTarget, remotePort: number, opts: SshTunnelOptions = {}): Promise<SshTunnel> {
   const ctx = opts.ctx ?? useContext();
-  const port = ctx.dryRun ? 0 : await freePort();
-  const fwd = `127.0.0.1:${port || "PORT"}:${opts.remoteHost ?? "127.0.0.1"}:${remotePort}`;
+  const port = await freePort();
+  const fwd = `127.0.0.1:${port}:${opts.remoteHost ?? "127.0.0.1"}:${remotePort}`;
   const base = sshCommand(target, []);
   // sshCommand ends with "--" and the (empty) remote command: a tunnel runs none (-N)
   const argv = [base[0], "-N", "-o", "ExitOnForwardFailure=yes", "-L", fwd, ...base.slice(1, base.indexOf("--"))];
-  if (ctx.dryRun) {
-    ctx.log.info(`[dry-run] ${displayCommand(argv)} &`);
-    return { url: `http://127.0.0.1:9`, port: 9, close: async () => {} };
-  }
-  ctx.log.debug(`$ ${displayCommand(argv)} &`);
+  ctx.log.command(`${displayCommand(argv)} &`, ctx.dryRun ? "probe" : "run");
   const child: ChildProcess = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "ignore", "pipe"], detached: true });
   let stderr = "";
   child.stderr?.on("data", (b: Buffer) => (stderr = (stderr + b.toString()).slice(-2000)));

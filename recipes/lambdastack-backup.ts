@@ -10,29 +10,33 @@
 //   "consider a disclaimer … enough space" → "check free space on the target": du/pg sizes of every
 //                                            part against df of TARGET_PATH; refused up front, with
 //                                            the estimate (upstream never built it)
-//   backup role tasks, one file per        → "back up": ONE fan-out over every part (component ×
-//   component (1. Elasticsearch & Kibana,    host), `concurrency` at once; each part is collected over
+//   backup role tasks, one file per        → "back up": ONE fan-out over every component × host (its
+//   component (1. Elasticsearch & Kibana,    parts in order), `concurrency` at once; each part is collected over
 //   2. Monitoring, 3. PostgreSQL,            ssh into a staging dir, packed as
 //   4. RabbitMQ, 5. HAProxy)                 <prefix>_<YYYYMMDD-HHMMSS>.tar.gz with lifeboat's manifest
 //                                            (meta.lambdastack) and a .sha1 in sha1sum format, and
-//                                            copied to TARGET_PATH on the repository host. One part's
-//                                            failure does not stop the others; --resume redoes only
-//                                            the failed ones (same snapshot name).
+//                                            copied to TARGET_PATH on the repository host. One
+//                                            host's failure does not stop the others; the summary
+//                                            names component@host; --resume redoes only the failed
+//                                            ones (same snapshot name).
 //                                            The component steps: recipes/lambdastack/<component>.ts
 //   rsync to the repository host           → sshPut (atomic: partial name, then rename), no
 //                                            throw-away key pair: the operator's ssh key reaches both
 //
 // Left to the operator, and why:
-//   - mounting S3/Azure/NFS on TARGET_PATH (the runbook's Storage section): a site decision;
-//     off-site copies come from lib/offsite.ts once it lands (not wired here yet).
+//   - mounting S3/Azure/NFS on TARGET_PATH (the runbook's Storage section): a site decision.
+//     Or offsite.to (s3://…, ssh://…, a path): each archive is ALSO copied there by lib/offsite.ts
+//     (with .sha256 and .info.json, verified at the destination; no .sha1 there); the
+//     destination's retention is its own (the archive names are LambdaStack's, not lifeboat's).
 //   - kubernetes: LambdaStack itself recovers it by hand; not offered.
 //   - enabling Prometheus' admin API (--web.enable-admin-api): LambdaStack's defaults have it on.
 //
 // Settings: recipes/lambdastack.ts (one table for both recipes; the site file may be LambdaStack's
 // configuration/backup document). Exit codes: 1 a part failed (the summary names host and
 // component), 2 usage, 3 verification.
+import { dirname } from "node:path";
 import process from "node:process";
-import { ageOptions, diskSpace, exec, fanOut, formatBytes, LifeboatError, mapLimit, packArchive, recipe, sshFreeSpace, sshPut, step, verifyArchive, writeSha1File } from "../lib/mod.ts";
+import { ageOptions, diskSpace, exec, fanOut, formatBytes, LifeboatError, mapLimit, offsiteCopy, offsiteOptions, packArchive, recipe, sshFreeSpace, sshPut, step, verifyArchive, writeSha1File } from "../lib/mod.ts";
 import * as ls from "./lambdastack.ts";
 import * as load_balancer from "./lambdastack/load_balancer.ts";
 import * as logging from "./lambdastack/logging.ts";
@@ -68,7 +72,16 @@ await recipe({
       return { snapshot: ls.snapshotStamp(new Date()), needed, free };
     });
 
-    const backup = fanOut("backup", `back up ${components.join(", ")} (${parts.length} parts, ${s.concurrency} at once)`, parts, { key: (p) => `${p.component}/${p.prefix}`, concurrency: s.concurrency }, async (p) => {
+    // one fan-out item per component and host: its parts run in order (rabbitmq's definitions are
+    // read before its node is stopped for the mnesia copy); independent items run in parallel
+    const groups = [...new Set(parts.map((p) => `${p.component}@${p.host.name}`))].map((key) => ({ key, parts: parts.filter((p) => `${p.component}@${p.host.name}` === key) }));
+    const backup = fanOut("backup", `back up ${components.join(", ")} (${parts.length} parts on ${groups.length} component hosts, ${s.concurrency} at once)`, groups, { key: (g) => g.key, concurrency: s.concurrency }, async (g) => {
+      const done: { prefix: string; archive: string; host: string; offsite: string[] }[] = [];
+      for (const p of g.parts) done.push({ prefix: p.prefix, ...(await backupPart(p)) });
+      return done;
+    });
+
+    async function backupPart(p: ls.BackupPart): Promise<{ archive: string; host: string; offsite: string[] }> {
       const snapshot = space.output.snapshot;
       const name = ls.archiveName(p.prefix, snapshot, !!(ageOptions(s).passphrase || ageOptions(s).recipients?.length));
       const stage = `${staging}/${snapshot}/${p.prefix}`;
@@ -79,7 +92,7 @@ await recipe({
         const host = got.host ?? p.host;
         const meta: ls.Meta = { component: p.component, prefix: p.prefix, snapshot, host: host.name, address: `${host.ssh.host}:${host.ssh.port ?? 22}`, facts: got.facts ?? {} };
         await packArchive<ls.ArchiveMeta>(stage, archive, { meta: { lambdastack: meta }, encrypt: ageOptions(s), progress: false });
-        await verifyArchive(archive, { decrypt: ageOptions(s), progress: false });
+        await verifyArchive(archive, { decrypt: ageOptions(s), progress: false, record: true });
         await writeSha1File(archive);
         if (repo) {
           await sshPut(env.ssh(repo), archive, `${s["target-path"]}/${name}`);
@@ -88,11 +101,14 @@ await recipe({
           await exec(["install", "-D", "-m", "600", "--", archive, `${s["target-path"]}/${name}`]);
           await exec(["install", "-D", "-m", "600", "--", `${archive}.sha1`, `${s["target-path"]}/${name}.sha1`]);
         }
-        return { archive: name, host: host.name };
+        // off-site too (offsite.to): the archive with its .sha256 and .info.json, each copy verified there
+        const offsite: string[] = [];
+        for (const dest of s["offsite.to"]) offsite.push((await offsiteCopy(archive, dest, { ...offsiteOptions(s), progress: false })).url);
+        return { archive: name, host: host.name, offsite };
       } finally {
-        await exec(["rm", "-rf", "--", stage, archive, `${archive}.sha1`]);
+        await exec(["rm", "-rf", "--", stage, dirname(archive)]);
       }
-    });
+    }
 
     return {
       steps: [space, backup],
@@ -101,7 +117,7 @@ await recipe({
       },
       report: () => [
         `snapshot  ${space.output.snapshot} → ${repo ? `${repo.name}:` : ""}${s["target-path"]}`,
-        ...Object.entries(backup.output).map(([k, v]) => `${v.host.padEnd(10)} ${k.padEnd(34)} ${v.archive} (+ .sha1)`),
+        ...Object.values(backup.output).flat().map((v) => `${v.host.padEnd(10)} ${v.prefix.padEnd(24)} ${v.archive} (+ .sha1)${v.offsite.length ? `; off-site ${v.offsite.join(", ")}` : ""}`),
       ],
     };
   },

@@ -49,6 +49,7 @@ await recipe({
     const parts = components.flatMap((c) => FILES[c].recoveryParts(env));
     const repo = ls.repositoryHost(env);
     const staging = `${s["staging-dir"]}/recovery`;
+    const run = ls.snapshotStamp(new Date()); // each run unpacks into its own dir (a dry run leaves an earlier run's alone)
     const where = `${repo ? `${repo.name}:` : ""}${s["target-path"]}`;
 
     const find = step("find", `find the archives in ${where}`, async () => {
@@ -67,17 +68,17 @@ await recipe({
 
     const verify = fanOut("verify", `fetch and verify every archive (.sha1 and manifest) before touching any host`, parts, { key: (p) => p.prefix, concurrency: s.concurrency }, async (p) => {
       const name = find.output[p.prefix];
-      const local = `${staging}/${name}`;
+      const local = `${staging}/${run}/${name}`;
+      // fetched to be verified: a local copy changes nothing on any host, so a dry run verifies too
       if (repo) {
-        await sshGet(env.ssh(repo), `${s["target-path"]}/${name}`, local);
-        await sshGet(env.ssh(repo), `${s["target-path"]}/${name}.sha1`, `${local}.sha1`);
+        await sshGet(env.ssh(repo), `${s["target-path"]}/${name}`, local, { readOnly: true });
+        await sshGet(env.ssh(repo), `${s["target-path"]}/${name}.sha1`, `${local}.sha1`, { readOnly: true });
       } else {
-        await exec(["install", "-D", "-m", "600", "--", `${s["target-path"]}/${name}`, local]);
-        await exec(["install", "-D", "-m", "600", "--", `${s["target-path"]}/${name}.sha1`, `${local}.sha1`]);
+        await exec(["install", "-D", "-m", "600", "--", `${s["target-path"]}/${name}`, local], { readOnly: true });
+        await exec(["install", "-D", "-m", "600", "--", `${s["target-path"]}/${name}.sha1`, `${local}.sha1`], { readOnly: true });
       }
       await checkSha1File(local);
-      const dir = `${staging}/${p.prefix}`;
-      await exec(["rm", "-rf", "--", dir]);
+      const dir = `${staging}/${run}/${p.prefix}`;
       const report = await unpackArchive<ls.ArchiveMeta>(local, dir, { decrypt: ageOptions(s), sameOwner: true, progress: false });
       const meta = metaOf(report.manifest, name);
       await exec(["rm", "-f", "--", `${dir}/manifest.json`]);
@@ -106,7 +107,8 @@ await recipe({
     return {
       steps: [find, verify, ...recover],
       cleanup: async () => {
-        if (recover.every((r) => r.hasOutput || r.opts.when === false)) await exec(["rm", "-rf", "--", staging]);
+        await exec(["rm", "-rf", "--", `${staging}/${run}`], { readOnly: true }); // this run's own copies (a dry run's too)
+        if (recover.every((r) => r.hasOutput || r.opts.when === false)) await exec(["rm", "-rf", "--", staging]); // and a resumed run's
       },
       report: () => [
         ...Object.entries(find.output).map(([prefix, name]) => `${prefix.padEnd(24)} ${name}`),

@@ -11,7 +11,7 @@
 //   - `argvWithShortFlags`: LambdaStack's own `-b BUILD_DIR -t TARGET_PATH -c a,b -f FILE`.
 //
 // This file runs nothing: the recipes import it.
-import { AGE_SETTINGS, UsageError, groupHosts, inventoryHost, loadInventory, sshTunnel, type Context, type Inventory, type InventoryHost, type SettingSpecs, type SettingValues, type SshTarget } from "../lib/mod.ts";
+import { AGE_SETTINGS, offsiteSettings, UsageError, groupHosts, inventoryHost, loadInventory, sshTunnel, type Context, type Inventory, type InventoryHost, type SettingSpecs, type SettingValues, type SshTarget } from "../lib/mod.ts";
 
 const BACKUP = ["lambdastack-backup"] as const;
 const RECOVERY = ["lambdastack-recovery"] as const;
@@ -58,6 +58,7 @@ export const settings = {
   "rabbitmq.mnesia-dir": { describe: "RABBITMQ_MNESIA_BASE", default: "/var/lib/rabbitmq/mnesia" },
   snapshot: { describe: "recovery: latest or YYYYMMDD-HHMMSS, for components whose document sets no snapshot_name", default: "latest", usedBy: RECOVERY },
   ...AGE_SETTINGS,
+  ...offsiteSettings(BACKUP), // offsite.to: each archive is also copied there (lib/offsite.ts); retention: the destination's own
   // LambdaStack's document header: accepted so an operator's backup.yml / recovery.yml is the site file
   kind: { describe: "LambdaStack document kind (configuration/backup or configuration/recovery)", choices: ["configuration/backup", "configuration/recovery"] },
   title: { describe: "LambdaStack document title (ignored)" },

@@ -12,9 +12,7 @@
 //                         silences already there with the same matchers and end are not doubled.
 //   grafana_data          grafana[0]: the data dir (grafana.db, dashboards, plugins). Recovery: stop
 //                         grafana-server, clear, extract, start.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
-import { httpJson, ssh, sshClear, sshFetch, sshPush, sshUsage, type InventoryHost } from "../../lib/mod.ts";
+import { httpJson, readJsonFile, ssh, sshClear, sshFetch, sshPush, sshUsage, writeJsonFile, type InventoryHost } from "../../lib/mod.ts";
 import { viaTunnel, type BackupPart, type Env, type RecoveryPart } from "../lambdastack.ts";
 
 interface Silence { id?: string; matchers: unknown[]; startsAt: string; endsAt: string; createdBy: string; comment: string; status?: { state: string } }
@@ -61,7 +59,7 @@ export function backupParts(env: Env): BackupPart[] {
         collect: async (stage) => {
           const all = await viaTunnel(h, env.s["monitoring.alertmanager-port"], (url) => httpJson<Silence[]>(`${url}/api/v2/silences`, { dryRunResult: [] }));
           const live = (all ?? []).filter((x) => x.status?.state !== "expired");
-          writeJson(`${stage}/silences.json`, live);
+          await writeJsonFile(`${stage}/silences.json`, live); // a dry run prints it, writes nothing
           return { facts: { silences: live.length } };
         },
       };
@@ -97,7 +95,7 @@ export function recoveryParts(env: Env): RecoveryPart[] {
     ...am.map((host): RecoveryPart => ({
       component: "monitoring", prefix: "alertmanager_silences", host,
       restore: async (files) => {
-        const wanted = JSON.parse(readFileSync(`${files}/silences.json`, "utf8")) as Silence[];
+        const wanted = readJsonFile<Silence[]>(`${files}/silences.json`, { dryRunResult: [] });
         return viaTunnel(env.ssh(host), env.s["monitoring.alertmanager-port"], async (url) => {
           const have = (await httpJson<Silence[]>(`${url}/api/v2/silences`, { dryRunResult: [] })) ?? [];
           const same = (a: Silence, b: Silence) => JSON.stringify(a.matchers) === JSON.stringify(b.matchers) && a.endsAt === b.endsAt && b.status?.state !== "expired";
@@ -117,7 +115,3 @@ export function recoveryParts(env: Env): RecoveryPart[] {
   ];
 }
 
-function writeJson(path: string, value: unknown): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  writeFileSync(path, JSON.stringify(value, null, 2) + "\n", { mode: 0o600 });
-}

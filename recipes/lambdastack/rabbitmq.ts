@@ -2,12 +2,12 @@
 // (LambdaStack roles/{backup,recovery}/tasks/rabbitmq_*.yml; messages from the runbook's §4.2).
 //   rabbitmq_etc          /etc/rabbitmq. Recovery: stop, clear, extract, start.
 //   rabbitmq_mnesia       only with rabbitmq.messages: the node is stopped, RABBITMQ_MNESIA_BASE is
-//                         copied, and the node is started again in the step's cleanup even when the
-//                         copy fails. Recovery: stop, clear, extract, start (before the definitions).
+//                         copied, and the node is started again (finally) even when the copy fails.
+//                         Recovery: after etc, with the node still stopped: clear, extract, start
+//                         (also when the copy fails), then the definitions.
 //   rabbitmq_definitions  GET /api/definitions through the management API (ssh tunnel: it listens
 //                         on the host only) → definitions.json. Recovery: POST it back.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { httpJson, ssh, sshClear, sshFetch, sshPush, sshUsage, type InventoryHost } from "../../lib/mod.ts";
+import { httpJson, readJsonFile, ssh, sshClear, sshFetch, sshPush, sshUsage, writeJsonFile, type InventoryHost } from "../../lib/mod.ts";
 import { viaTunnel, type BackupPart, type Env, type RecoveryPart } from "../lambdastack.ts";
 
 export function backupParts(env: Env): BackupPart[] {
@@ -22,8 +22,7 @@ export function backupParts(env: Env): BackupPart[] {
         estimate: async () => 1 << 20,
         collect: async (stage) => {
           const defs = await viaTunnel(h, env.s["rabbitmq.port"], (url) => httpJson<Record<string, unknown[]>>(`${url}/api/definitions`, { auth, dryRunResult: {} }));
-          mkdirSync(stage, { recursive: true, mode: 0o700 });
-          writeFileSync(`${stage}/definitions.json`, JSON.stringify(defs), { mode: 0o600 });
+          await writeJsonFile(`${stage}/definitions.json`, defs); // a dry run prints it, writes nothing
           return { facts: { vhosts: defs?.vhosts?.length ?? 0, queues: defs?.queues?.length ?? 0, users: defs?.users?.length ?? 0 } };
         },
       },
@@ -52,22 +51,28 @@ export function recoveryParts(env: Env): RecoveryPart[] {
   const mnesia = env.s["rabbitmq.mnesia-dir"];
   return env.hosts("rabbitmq").slice(0, 1).flatMap((host): RecoveryPart[] => {
     const h = env.ssh(host);
-    const replace = async (dir: string, files: string) => {
+    // stop; clear; extract; start (in finally: also when the copy fails). With messages, the node
+    // stays stopped between the etc and the mnesia part (one restart, not two); the mnesia part
+    // starts it, also when its own copy fails.
+    const replace = async (dir: string, files: string, keepStopped: boolean) => {
+      let ok = false;
       await ssh(h, ["systemctl", "stop", "rabbitmq-server"]);
       try {
         await sshClear(h, [dir]);
         await sshPush(h, files, dir);
+        ok = true;
       } finally {
-        await ssh(h, ["systemctl", "start", "rabbitmq-server"]);
+        if (!(ok && keepStopped)) await ssh(h, ["systemctl", "start", "rabbitmq-server"]);
       }
       return {};
     };
-    const parts: RecoveryPart[] = [{ component: "rabbitmq", prefix: "rabbitmq_etc", host, restore: (files) => replace("/etc/rabbitmq", files) }];
-    if (env.s["rabbitmq.messages"]) parts.push({ component: "rabbitmq", prefix: "rabbitmq_mnesia", host, restore: (files) => replace(mnesia, files) });
+    const messages = env.s["rabbitmq.messages"];
+    const parts: RecoveryPart[] = [{ component: "rabbitmq", prefix: "rabbitmq_etc", host, restore: (files) => replace("/etc/rabbitmq", files, messages) }];
+    if (messages) parts.push({ component: "rabbitmq", prefix: "rabbitmq_mnesia", host, restore: (files) => replace(mnesia, files, false) });
     parts.push({
       component: "rabbitmq", prefix: "rabbitmq_definitions", host,
       restore: async (files) => {
-        const defs = JSON.parse(readFileSync(`${files}/definitions.json`, "utf8"));
+        const defs = readJsonFile<{ vhosts?: unknown[] }>(`${files}/definitions.json`, { dryRunResult: {} });
         await viaTunnel(h, env.s["rabbitmq.port"], (url) => httpJson(`${url}/api/definitions`, { method: "POST", auth, body: defs, retries: 0 }));
         return { vhosts: defs.vhosts?.length ?? 0 };
       },
