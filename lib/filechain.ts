@@ -9,12 +9,23 @@
 // incremental runs that ship only the names that are new. A run's manifest is written last,
 // atomically: a run killed before it is not a run. Pruning drops run manifests and then only
 // the files no kept run lists.
-import { copyFileSync, createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+//
+// Off-site (chainPush, chainFetch, chainPruneOffsite; through lib/offsite.ts, so s3://, ssh://
+// and local paths): each run goes as ONE archive of the files it shipped plus its manifest,
+// LABEL-CHAIN-RUN.tar.gz[.age], copied and verified there by offsiteCopy (it appears under its
+// name only when whole, so its manifest arrives last). Any run is put together again from the
+// archives of its chain up to it (chainFetch, then chainAssemble). Off-site retention drops
+// whole chains only: a run's archive holds files that later runs of its chain may still need.
+import { copyFileSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LifeboatError, UsageError, VerifyError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
 import { captureToFile } from "./files.ts";
+import { removeArchive, unpackArchive, type AgeOptions } from "./archive.ts";
+import { backupArchive } from "./backups.ts";
+import { offsiteCopy, offsiteFetch, offsiteList, offsiteRemove, parseOffsite, type OffsiteOptions } from "./offsite.ts";
 
 /** One file a run needs. */
 export interface ChainFile {
@@ -34,6 +45,8 @@ export interface ChainRun<M = unknown> {
   removed: string[];
   /** Bytes shipped by this run. */
   shippedBytes: number;
+  /** The names this run copied into the store (the rest were there already). */
+  shipped?: string[];
   meta?: M;
 }
 
@@ -99,6 +112,7 @@ export async function chainShip<M>(workspace: string, store: string, opts: Chain
   if (bad.length) throw new LifeboatError(`${workspace}: unusable file names ${JSON.stringify(bad)}`);
   const known = new Map((prev && prev.chain === chain ? prev.files : []).map((f) => [f.name, f]));
   const files: ChainFile[] = [];
+  const shipped: string[] = [];
   let shippedBytes = 0;
   const folder = join(store, "files", chain);
   mkdirSync(folder, { recursive: true, mode: 0o700 });
@@ -119,14 +133,12 @@ export async function chainShip<M>(workspace: string, store: string, opts: Chain
     } else {
       await captureToFile(stored, async (tmp) => copyFileSync(src, tmp), { label: `${name} into ${folder}` });
       shippedBytes += size;
+      shipped.push(name);
     }
     files.push({ name, size, sha256: sum });
   }
-  const run: ChainRun<M> = { run: opts.run, chain, full: opts.full, at: new Date().toISOString(), files, added, removed, shippedBytes, meta: opts.meta };
-  await captureToFile(join(store, "runs", `${opts.run}.json`), async (tmp) => {
-    const { writeFileSync } = await import("node:fs");
-    writeFileSync(tmp, JSON.stringify(run, null, 2) + "\n");
-  });
+  const run: ChainRun<M> = { run: opts.run, chain, full: opts.full, at: new Date().toISOString(), files, added, removed, shippedBytes, shipped, meta: opts.meta };
+  await captureToFile(join(store, "runs", `${opts.run}.json`), async (tmp) => writeFileSync(tmp, JSON.stringify(run, null, 2) + "\n"));
   return run;
 }
 
@@ -201,4 +213,123 @@ export async function chainPrune(store: string, opts: ChainPruneOptions): Promis
   for (const f of doomed) rmSync(join(filesDir, f), { force: true });
   for (const chain of existsSync(filesDir) ? readdirSync(filesDir) : []) if (!readdirSync(join(filesDir, chain)).length) rmSync(join(filesDir, chain), { recursive: true });
   return { runs: drop.map((r) => r.run), files: doomed.length, bytes };
+}
+
+/** Options for {@link chainPush}, {@link chainFetch} and {@link chainPruneOffsite}. */
+export interface ChainOffsiteOptions extends OffsiteOptions {
+  /** The run archives' name before CHAIN-RUN (default "chain"), e.g. "xenon-store". */
+  label?: string;
+  /** age: a passphrase or recipients encrypt the run archives; a passphrase or identities open them. */
+  age?: AgeOptions;
+}
+
+const STAMP = "\\d{4}-\\d{2}-\\d{2}T\\d{6}Z";
+const runDate = (run: string) => new Date(run.replace(/^(\d{4}-\d{2}-\d{2}T\d{2})(\d{2})(\d{2})Z$/, "$1:$2:$3Z"));
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** The run archives at a destination: name, chain, run, url; oldest first. */
+export async function chainOffsiteRuns(dest: string, opts: ChainOffsiteOptions = {}): Promise<{ name: string; chain: string; run: string; url: string }[]> {
+  const re = new RegExp(`^${escapeRe(opts.label ?? "chain")}-(${STAMP})-(${STAMP})\\.tar\\.gz(\\.age)?$`);
+  const out: { name: string; chain: string; run: string; url: string }[] = [];
+  for (const e of await offsiteList(dest, opts)) {
+    const m = re.exec(e.name);
+    if (m) out.push({ name: e.name, chain: m[1], run: m[2], url: e.path });
+  }
+  return out.sort((a, b) => a.run.localeCompare(b.run));
+}
+
+/**
+ * Copies one run off-site: packs the files it shipped and its manifest into
+ * LABEL-CHAIN-RUN.tar.gz (a lifeboat archive: sha256, manifest, age when asked), copies it to
+ * `dest` with offsiteCopy (verified there), and removes the local archive. A run whose archive is
+ * there already and verified is not sent again. In a dry run it says what it would copy.
+ * @example await chainPush("/var/backups/xenon-store", r.run, "s3://offsite/xenon", { s3, label: "xenon-store" });
+ */
+export async function chainPush(store: string, run: string, dest: string, opts: ChainOffsiteOptions = {}): Promise<{ url: string; bytes: number; files: number }> {
+  const ctx = opts.ctx ?? useContext();
+  const label = opts.label ?? "chain";
+  const manifest = join(store, "runs", `${run}.json`);
+  if (ctx.dryRun && !existsSync(manifest)) {
+    ctx.log.command(`pack the files run ${run} shipped with its manifest into ${label}-CHAIN-${run}.tar.gz and copy it to ${parseOffsite(dest, opts).url} (verified there)`, "dry-run");
+    return { url: dest, bytes: 0, files: 0 };
+  }
+  if (!existsSync(manifest)) throw new UsageError(`no run ${run} in ${store}`);
+  const r = JSON.parse(readFileSync(manifest, "utf8")) as ChainRun;
+  const names = r.shipped ?? (r.full ? r.files.map((f) => f.name) : r.added);
+  const outbox = join(store, ".outbox");
+  const staging = join(outbox, run);
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(join(staging, "files", r.chain), { recursive: true, mode: 0o700 });
+  mkdirSync(join(staging, "runs"), { mode: 0o700 });
+  try {
+    for (const n of names) copyFileSync(join(store, "files", r.chain, n), join(staging, "files", r.chain, n));
+    copyFileSync(manifest, join(staging, "runs", `${run}.json`));
+    const packed = await backupArchive<ChainRun>(staging, { folder: outbox, name: `${label}-${r.chain}`, startedAt: runDate(run), meta: { ...r, meta: undefined }, age: opts.age, ctx });
+    try {
+      const copied = await offsiteCopy(packed.path, dest, opts);
+      return { url: copied.url, bytes: packed.bytes, files: names.length };
+    } finally {
+      removeArchive(packed.path);
+    }
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Fetches from `dest` the archives a run needs (its own and those of the earlier runs of its
+ * chain), each checked against its sha256 and manifest, and unpacks them into `store` (a new or
+ * empty folder), which then holds files/CHAIN/… and runs/…json as a local store does: put the
+ * run together with {@link chainAssemble}. `run` may be "latest". Resolves to the run's id.
+ * @example const run = await chainFetch("s3://offsite/xenon", "latest", "/var/tmp/restore-store", { s3, label: "xenon-store" });
+ */
+export async function chainFetch(dest: string, run: string, store: string, opts: ChainOffsiteOptions = {}): Promise<string> {
+  const ctx = opts.ctx ?? useContext();
+  const all = await chainOffsiteRuns(dest, opts);
+  const target = run === "latest" ? all.at(-1) : all.find((a) => a.run === run);
+  if (!target) {
+    throw new UsageError(`no run ${run} at ${parseOffsite(dest, opts).url}`, all.length ? `runs there: ${all.slice(-8).map((a) => a.run).join(", ")}` : `no ${opts.label ?? "chain"}-… archives there`);
+  }
+  const wanted = all.filter((a) => a.chain === target.chain && a.run <= target.run);
+  if (!wanted.some((a) => a.run === target.chain)) {
+    throw new VerifyError(`run ${target.run} cannot be put together from ${parseOffsite(dest, opts).url}: the archive of its chain's full run ${target.chain} is missing`, [], "restore a run of another chain");
+  }
+  if (ctx.dryRun) {
+    ctx.log.command(`fetch ${wanted.length} archive(s) of chain ${target.chain} up to run ${target.run} from ${parseOffsite(dest, opts).url} and unpack them into ${store}`, "probe");
+  }
+  mkdirSync(store, { recursive: true, mode: 0o700 });
+  if (!ctx.dryRun && readdirSync(store).length) throw new LifeboatError(`cannot fetch into ${store}: the folder is not empty`);
+  const work = mkdtempSync(join(tmpdir(), "lifeboat-chain-fetch-"));
+  try {
+    for (const a of wanted) {
+      const local = await offsiteFetch(a.url, join(work, "in"), opts);
+      const into = join(work, a.run);
+      await unpackArchive(local, into, { decrypt: opts.age, ctx });
+      removeArchive(local);
+      if (ctx.dryRun) continue;
+      for (const sub of ["files", "runs"]) {
+        for (const dir of sub === "files" ? readdirSync(join(into, "files")).map((c) => join("files", c)) : ["runs"]) {
+          mkdirSync(join(store, dir), { recursive: true, mode: 0o700 });
+          for (const n of readdirSync(join(into, dir))) renameSync(join(into, dir, n), join(store, dir, n));
+        }
+      }
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return target.run;
+}
+
+/**
+ * Off-site retention: keeps the newest `keepRuns` run archives at `dest` and every archive of
+ * their chains (later runs may need the files an earlier one shipped), and removes the archives
+ * of every other chain. Resolves to the names removed (in a dry run: that would be removed).
+ * @example await chainPruneOffsite("s3://offsite/xenon", { keepRuns: 48, s3, label: "xenon-store" });
+ */
+export async function chainPruneOffsite(dest: string, opts: ChainOffsiteOptions & { keepRuns: number }): Promise<string[]> {
+  const all = await chainOffsiteRuns(dest, opts);
+  const keptChains = new Set(all.slice(-Math.max(1, opts.keepRuns)).map((a) => a.chain));
+  const drop = all.filter((a) => !keptChains.has(a.chain)).map((a) => a.name);
+  await offsiteRemove(dest, drop, opts);
+  return drop;
 }

@@ -887,3 +887,42 @@ async function keepLocal(dir: string, keep: number, opts: OffsiteBackupOptions, 
   }
   return removed;
 }
+
+/**
+ * Removes the named archives (each with its sidecars, the archive first) at a destination, as
+ * offsitePrune removes the ones its plan drops; for callers with their own rules (the DIRECTORY
+ * chains of lib/filechain.ts drop whole chains). Names that are not there are no error. In
+ * dry-run it only says what it would remove.
+ * @example await offsiteRemove("s3://offsite/xenon", ["xenon-store-2026-11-01T000000Z-2026-11-01T000000Z.tar.gz"], { s3 });
+ */
+export async function offsiteRemove(dest: string, names: readonly string[], opts: OffsiteOptions = {}): Promise<void> {
+  const ctx = opts.ctx ?? useContext();
+  const d = parseOffsite(dest, opts);
+  const bad = names.filter((n) => !ARCHIVE.test(n) || n.includes("/"));
+  if (bad.length) throw new UsageError(`off-site remove in ${d.url}: not archive names: ${bad.slice(0, 3).join(", ")}`);
+  if (!names.length) return;
+  if (ctx.dryRun) {
+    ctx.log.command(`remove ${names.length} archive(s) with their sidecars from ${d.url}: ${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""}`, "dry-run");
+    return;
+  }
+  try {
+    if (d.kind === "local") for (const n of names) removeArchive(join(d.dir, n));
+    else if (d.kind === "ssh") await ssh(d.target, sh(SH_REMOVE, d.dir, ...names), { ctx });
+    else {
+      const h = client(d, opts, ctx);
+      try {
+        for (const suffixes of [[""], [".sha256", ".info.json", ".verified"]]) {
+          const keys = names.flatMap((n) => suffixes.map((s) => ({ Key: `${d.prefix}${n}${s}` })));
+          for (let i = 0; i < keys.length; i += 1000) {
+            const out = await sdkCall(h, `delete in ${d.url}`, (c, m) => c.send(new m.DeleteObjectsCommand({ Bucket: d.bucket, Delete: { Objects: keys.slice(i, i + 1000), Quiet: true } })));
+            if (out.Errors?.length) throw new LifeboatError(`delete in ${d.url}: ${out.Errors.map((x) => `${x.Key}: ${x.Code}`).slice(0, 5).join("; ")}`);
+          }
+        }
+      } finally {
+        h.destroy();
+      }
+    }
+  } catch (e) {
+    throw failure(`off-site remove in ${d.url}`, e, "some archives may be left; run it again");
+  }
+}

@@ -1,0 +1,119 @@
+// needs: ceph
+// DIRECTORY chains off-site (lib/filechain.ts through lib/offsite.ts), against the lab's RGW and a
+// local path: each run goes as one archive of the files it shipped plus its manifest; any run is
+// fetched back (its chain's archives up to it) and put together byte for byte; retention drops
+// whole chains only; a damaged copy is refused.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  chainAssemble, chainFetch, chainOffsiteRuns, chainPruneOffsite, chainPush, chainShip, listNames, s3Client, s3MakeBucket, s3RemoveBucket,
+  type ChainOffsiteOptions,
+} from "../lib/mod.ts";
+import { needLab } from "../tasks/drills/lab.ts";
+import { cleanupTmp, testContext, tmp } from "./helpers.ts";
+
+const lab = needLab("ceph");
+testContext();
+const s3creds = { endpoint: lab.LAB_S3_ENDPOINT, region: lab.LAB_S3_REGION || "us-east-1", accessKey: lab.LAB_S3_ACCESS_KEY, secretKey: lab.LAB_S3_SECRET_KEY };
+const s3 = s3Client(s3creds);
+const bucket = `lbchain-${process.pid}`;
+const opts: ChainOffsiteOptions = { s3: s3creds, progress: false, label: "xenon-store" };
+test.before(async () => void (await s3MakeBucket(s3, bucket)));
+test.after(async () => {
+  await s3RemoveBucket(s3, bucket, { purge: true });
+  s3.destroy();
+  cleanupTmp();
+});
+
+/** A workspace of immutable files changed like an index between backups, shipped as runs; snapshots of each run's files. */
+async function chain(store: string): Promise<{ runs: string[]; snapshots: Record<string, Buffer>[] }> {
+  const ws = tmp();
+  const runs: string[] = [];
+  const snapshots: Record<string, Buffer>[] = [];
+  const snap = () => Object.fromEntries(listNames(ws).map((n) => [n, readFileSync(join(ws, n))]));
+  const steps = [
+    () => ["_0.cfs", "_0.si", "segments_1", "name with spaces.cfs"].forEach((n) => writeFileSync(join(ws, n), randomBytes(20_000))),
+    () => (rmSync(join(ws, "segments_1")), ["_1.cfs", "_1.si", "segments_2"].forEach((n) => writeFileSync(join(ws, n), randomBytes(3_000)))),
+    () => (rmSync(join(ws, "segments_2")), rmSync(join(ws, "_0.cfs")), ["_2.cfs", "segments_3"].forEach((n) => writeFileSync(join(ws, n), randomBytes(3_000)))),
+  ];
+  for (const [i, change] of steps.entries()) {
+    const before = listNames(ws);
+    change();
+    const run = `2026-11-2${i + 1}T100000Z`;
+    await chainShip(ws, store, { run, full: i === 0, before });
+    runs.push(run);
+    snapshots.push(snap());
+  }
+  return { runs, snapshots };
+}
+
+const assembled = (dir: string) => Object.fromEntries(listNames(dir).map((n) => [n, readFileSync(join(dir, n))]));
+
+for (const kind of ["s3", "local"] as const) {
+  test(`${kind}: each run goes as one archive; runs 2 and 3 come back byte for byte from the off-site copies alone`, async () => {
+    const store = join(tmp(), "store");
+    const dest = kind === "s3" ? `s3://${bucket}/chains ${kind}` : join(tmp(), "offsite dir");
+    const { runs, snapshots } = await chain(store);
+    const pushed = [];
+    for (const r of runs) pushed.push(await chainPush(store, r, dest, opts));
+    assert.equal(pushed.map((p) => p.files), [4, 3, 2], "each archive holds only the files its run shipped");
+    const listed = await chainOffsiteRuns(dest, opts);
+    assert.equal(listed.map((l) => [l.chain, l.run]), runs.map((r) => [runs[0], r]));
+    assert.ok(!existsSync(join(store, ".outbox")) || readdirSync(join(store, ".outbox")).length === 0, "no local archive left behind");
+    rmSync(store, { recursive: true }); // only the off-site copies remain
+    for (const [i, run] of [[1, runs[1]], [2, "latest"]] as const) {
+      const fetched = join(tmp(), "fetched");
+      const got = await chainFetch(dest, run, fetched, opts);
+      assert.is(got, runs[i]);
+      const out = join(tmp(), "run");
+      await chainAssemble(fetched, got, out);
+      assert.equal(assembled(out), snapshots[i]);
+    }
+  });
+}
+
+test("retention drops whole chains only; a damaged copy is refused (exit 3) and nothing is kept", async () => {
+  const store = join(tmp(), "store");
+  const dest = join(tmp(), "offsite");
+  const { runs } = await chain(store);
+  for (const r of runs) await chainPush(store, r, dest, opts);
+  // a new chain: a full run after the three
+  const ws = tmp();
+  writeFileSync(join(ws, "_9.cfs"), randomBytes(1000));
+  await chainShip(ws, store, { run: "2026-11-25T100000Z", full: true, before: [] });
+  await chainPush(store, "2026-11-25T100000Z", dest, opts);
+  assert.equal(await chainPruneOffsite(dest, { ...opts, keepRuns: 2 }), [], "the two newest runs span both chains: nothing goes");
+  const dropped = await chainPruneOffsite(dest, { ...opts, keepRuns: 1 });
+  assert.equal(dropped, runs.map((r) => `xenon-store-${runs[0]}-${r}.tar.gz`));
+  assert.equal((await chainOffsiteRuns(dest, opts)).map((r) => r.run), ["2026-11-25T100000Z"]);
+  const gone = await chainFetch(dest, runs[1], join(tmp(), "x"), opts).then(() => null, (e: { message: string; hint?: string }) => e);
+  assert.match(gone?.message ?? "", /^no run 2026-11-22T100000Z at /);
+  assert.is(gone?.hint, "runs there: 2026-11-25T100000Z");
+  // a damaged copy
+  const name = readdirSync(dest).find((n) => n.endsWith(".tar.gz"))!;
+  const bytes = readFileSync(join(dest, name));
+  bytes[bytes.length >> 1] ^= 0xff;
+  writeFileSync(join(dest, name), bytes);
+  const into = join(tmp(), "fetched");
+  const err = await chainFetch(dest, "latest", into, opts).then(() => null, (e: { exitCode?: number; message: string }) => e);
+  assert.is(err?.exitCode, 3, err?.message);
+  assert.match(err!.message, /sha256/);
+  assert.equal(existsSync(into) ? readdirSync(into) : [], []);
+});
+
+test("dry run: chainPush says what it would copy and copies nothing", async () => {
+  const store = join(tmp(), "store");
+  mkdirSync(store);
+  const dest = join(tmp(), "offsite");
+  const { ctx, logs } = testContext({ argv: ["--dry-run"] });
+  testContext();
+  const r = await chainPush(store, "2026-11-26T100000Z", dest, { ...opts, ctx });
+  assert.is(r.files, 0);
+  assert.match(logs(), /pack the files run 2026-11-26T100000Z shipped with its manifest into xenon-store-CHAIN-2026-11-26T100000Z\.tar\.gz and copy it to /);
+  assert.ok(!existsSync(dest) || readdirSync(dest).length === 0);
+});
+
+test.run();
