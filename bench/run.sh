@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # make bench: every benchmark, on the lab, one after another (they share 2 cores).
 # Each writes its table to bench/<name>.md; bench/README.md indexes them.
-#   bash bench/run.sh [archive|s3|pg|ssh|offsite]...
+#   bash bench/run.sh [archive|s3|pg|ssh|offsite|xenon]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NODE_OPTIONS="--import=tsx"
-which=("$@"); [ ${#which[@]} -eq 0 ] && which=(archive s3 pg ssh offsite)
+which=("$@"); [ ${#which[@]} -eq 0 ] && which=(archive s3 pg ssh offsite xenon)
 started=()
 cleanup() { [ ${#started[@]} -gt 0 ] && bash test/lab/lab.sh down "${started[@]}" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -17,6 +17,7 @@ for b in "${which[@]}"; do
     pg) need docker pg ;;
     ssh) need sshd ;;
     offsite) need ceph sshd ;;
+    xenon) ;;
   esac
   echo "== bench/$b.ts (load: $(cut -d' ' -f1-3 /proc/loadavg))"
   node "bench/$b.ts"
