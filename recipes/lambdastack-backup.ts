@@ -75,7 +75,13 @@ await recipe({
     // one fan-out item per component and host: its parts run in order (rabbitmq's definitions are
     // read before its node is stopped for the mnesia copy); independent items run in parallel
     const groups = [...new Set(parts.map((p) => `${p.component}@${p.host.name}`))].map((key) => ({ key, parts: parts.filter((p) => `${p.component}@${p.host.name}` === key) }));
-    const backup = fanOut("backup", `back up ${components.join(", ")} (${parts.length} parts on ${groups.length} component hosts, ${s.concurrency} at once)`, groups, { key: (g) => g.key, concurrency: s.concurrency }, async (g) => {
+    const backup = fanOut("backup", `back up ${components.join(", ")} (${parts.length} parts on ${groups.length} component hosts, ${s.concurrency} at once)`, groups, {
+      key: (g) => g.key,
+      concurrency: s.concurrency,
+      cleanup: async () => { // e.g. rabbitmq_mnesia: the node is started again, whatever happened
+        for (const p of parts) await p.cleanup?.();
+      },
+    }, async (g) => {
       const done: { prefix: string; archive: string; host: string; offsite: string[] }[] = [];
       for (const p of g.parts) done.push({ prefix: p.prefix, ...(await backupPart(p)) });
       return done;

@@ -112,6 +112,8 @@ export interface BackupPart extends Part {
   estimate(): Promise<number>;
   /** Puts the part's files into stage (an empty local dir); returns facts for the manifest. */
   collect(stage: string, snapshot: string): Promise<{ host?: InventoryHost; facts?: Record<string, unknown> }>;
+  /** Puts the host back as it was (e.g. starts a service collect stopped): the backup step's cleanup runs it after the step, also when it failed or was interrupted (a killed run owes it to the next one). Must be harmless when collect never ran. */
+  cleanup?(): Promise<void>;
 }
 
 /** A part as recovery puts it back: `files` is the unpacked archive (manifest removed). */

@@ -80,4 +80,17 @@ test("offsite.to: every archive of that run is also copied off-site with its .sh
   for (const a of archives) for (const side of [".sha256", ".verified"]) assert.ok(h.offsite.includes(a + side), `${a}${side} off-site`);
 });
 
+test("rabbitmq.messages: a failing mnesia copy fails the part and the stopped node is started again", () => {
+  const m = r.mnesiaFailure!;
+  assert.is(m.code, 1, m.output.slice(-1500));
+  assert.match(m.output, /rabbitmq@ls-2 \(.*no-such-dir/);
+  assert.ok(m.restarted, "the node was stopped for the copy (its pid changed)");
+  assert.ok(m.rabbitActive, "rabbitmq-server runs again");
+});
+
+test("postgresql.restore-configs: a plain recovery keeps the current postgresql.conf, one with the flag puts the backed-up one back", () => {
+  assert.ok(r.configs.keptByDefault, "the line added after the backup survived a plain recovery");
+  assert.ok(r.configs.restoredWithFlag, "the line is gone after --postgresql.restore-configs");
+});
+
 test.run();

@@ -2,7 +2,9 @@
 // (LambdaStack roles/{backup,recovery}/tasks/rabbitmq_*.yml; messages from the runbook's §4.2).
 //   rabbitmq_etc          /etc/rabbitmq. Recovery: stop, clear, extract, start.
 //   rabbitmq_mnesia       only with rabbitmq.messages: the node is stopped, RABBITMQ_MNESIA_BASE is
-//                         copied, and the node is started again (finally) even when the copy fails.
+//                         copied, and the node is started again at once even when the copy fails,
+//                         and once more (a no-op when it runs) in the backup step's cleanup, which
+//                         also runs after an interrupt and is owed by a killed run.
 //                         Recovery: after etc, with the node still stopped: clear, extract, start
 //                         (also when the copy fails), then the definitions.
 //   rabbitmq_definitions  GET /api/definitions through the management API (ssh tunnel: it listens
@@ -36,10 +38,12 @@ export function backupParts(env: Env): BackupPart[] {
           try {
             await sshFetch(h, mnesia, stage);
           } finally {
-            await ssh(h, ["systemctl", "start", "rabbitmq-server"]);
+            await ssh(h, ["systemctl", "start", "rabbitmq-server"]); // at once, not only when the whole step ends
           }
           return {};
         },
+        // and in the backup step's cleanup: also after an interrupt, or owed by a killed run
+        cleanup: async () => void (await ssh(h, ["systemctl", "start", "rabbitmq-server"])),
       });
     }
     return parts;

@@ -17,8 +17,11 @@
 //      roles), config and data-dir bytes (modes, owners, sha256), documents;
 //   5. recover onto new hosts ls-4..ls-6 with inventory B (the repository stays on ls-1) and compare;
 //   6. failures of the backup: one host down (the others complete, the summary names it; --resume
-//      after it is back finishes it), a target too small (refused up front with the estimate),
-//      --dry-run (nothing written, no node stopped).
+//      after it is back finishes it, with an off-site copy of each archive), a target too small
+//      (refused up front with the estimate), --dry-run (nothing written, no node stopped), a
+//      failing mnesia copy (the node is started again);
+//   and postgresql.restore-configs: a config changed after the backup is kept by a plain recovery
+//   and replaced by one with the flag.
 // The recipes run as child processes, as an operator runs them; the drill looks at the hosts with
 // `docker exec` (curl, psql, find on the host itself).
 import { execFileSync, spawnSync } from "node:child_process";
@@ -325,6 +328,10 @@ export interface LambdastackDrillResult {
   smallTarget: { code: number; output: string; written: string[] } | null;
   dryRun: { backupCode: number; backupOutput: string; recoveryCode: number; written: string[]; staged: string[]; rabbitActive: boolean; untouched: boolean } | null;
   ms: { seed: number; backup: number; recoverSame: number; recoverNew: number };
+  /** postgresql.conf changed after the backup: kept by a plain recovery, replaced with postgresql.restore-configs. */
+  configs: { keptByDefault: boolean; restoredWithFlag: boolean };
+  /** A backup whose mnesia copy fails: its exit, and whether the node runs again. */
+  mnesiaFailure: { code: number; output: string; rabbitActive: boolean; restarted: boolean } | null;
 }
 
 /**
@@ -349,7 +356,7 @@ export async function lambdastackDrill(opts: LambdastackDrillOptions = {}): Prom
     return r;
   };
   const newHosts = Object.keys(LAYOUT_B).filter((h) => !(h in LAYOUT_A));
-  const result: LambdastackDrillResult = { dir, archives: [], snapshot: "", compared: [], diffsSameHosts: [], diffsNewHosts: null, refusals: {}, hostDown: null, smallTarget: null, dryRun: null, ms: { seed: 0, backup: 0, recoverSame: 0, recoverNew: 0 } };
+  const result: LambdastackDrillResult = { dir, archives: [], snapshot: "", compared: [], diffsSameHosts: [], diffsNewHosts: null, refusals: {}, hostDown: null, smallTarget: null, dryRun: null, configs: { keptByDefault: false, restoredWithFlag: false }, mnesiaFailure: null, ms: { seed: 0, backup: 0, recoverSame: 0, recoverNew: 0 } };
   const w = seedWindow();
   try {
     // 1. provision and seed
@@ -397,10 +404,20 @@ export async function lambdastackDrill(opts: LambdastackDrillOptions = {}): Prom
     destroy(LAYOUT_A);
     const destroyed = differences(before, capture(LAYOUT_A, w, { messages: true }));
     log(`destroyed: ${destroyed.length} of ${result.compared.length} things now differ`);
+    // a config changed after the backup: recovery keeps the current *.conf unless postgresql.restore-configs
+    const pgHost = hostOf(LAYOUT_A, "postgresql"), pgConf = "/etc/postgresql/15/main/postgresql.conf";
+    onHost(pgHost, `echo '# changed after the backup' >> ${pgConf}`);
     const rs = await must("lambdastack-recovery", ["-b", buildA, "-t", TARGET, "-f", siteR, "--yes"]);
     result.ms.recoverSame = rs.ms;
+    const changed = () => onHost(pgHost, `grep -c 'changed after the backup' ${pgConf} || true`).trim() !== "0";
+    result.configs = { keptByDefault: changed(), restoredWithFlag: false };
     result.diffsSameHosts = differences(before, capture(LAYOUT_A, w, { messages: true }));
     log(`recovered onto ${Object.keys(LAYOUT_A).join(", ")}: ${result.diffsSameHosts.length} differences`);
+
+    if (opts.failures !== false) {
+      await must("lambdastack-recovery", ["-b", buildA, "-t", TARGET, "-f", siteR, "-c", "postgresql", "--postgresql.restore-configs", "--yes"]);
+      result.configs.restoredWithFlag = !changed();
+    }
 
     // 5. onto new hosts
     if (opts.newHosts !== false) {
@@ -451,6 +468,15 @@ export async function lambdastackDrill(opts: LambdastackDrillOptions = {}): Prom
       waitHost("ls-3", "elasticsearch");
       const resumed = await run("lambdastack-backup", ["-b", buildA, "-t", TARGET, "-f", siteB, "--rabbitmq.messages=false", `--offsite.to=${offsite}`, "--resume"]);
       result.hostDown = { code: down.code, output: down.output, archivesWhileDown: whileDown, resumeCode: resumed.code, resumeOutput: resumed.output, archivesAfter: listTarget().filter((n) => !beforeDown.includes(n)), offsite: existsSync(offsite) ? readdirSync(offsite).sort() : [] };
+    }
+    if (opts.failures !== false) {
+      // the mnesia copy fails (no such dir): the node that was stopped for it is started again
+      const rh = hostOf(LAYOUT_A, "rabbitmq");
+      const pid = () => onHost(rh, "cat /run/lifeboat/rabbitmq-server.pid").trim();
+      const pidBefore = pid();
+      const r = await run("lambdastack-backup", ["-b", buildA, "-t", TARGET, "-f", siteB, "-c", "rabbitmq", "--rabbitmq.mnesia-dir=/var/lib/rabbitmq/no-such-dir"]);
+      const active = spawnSync("docker", ["exec", rh, "systemctl", "is-active", "rabbitmq-server"], { stdio: "ignore" }).status === 0;
+      result.mnesiaFailure = { code: r.code, output: r.output, rabbitActive: active, restarted: pid() !== pidBefore };
     }
     return result;
   } finally {
