@@ -82,7 +82,9 @@ test("generated units pass systemd-analyze verify, and ExecStart keeps awkward a
   writeFileSync(join(d.units, "lifeboat-deis-nightly.timer"), timer);
   const r = verify(d.units, [join(d.units, "lifeboat-deis-nightly.service"), join(d.units, "lifeboat-deis-nightly.timer")]);
   assert.is(r.code, 0, r.out);
-  assert.is(r.out.trim(), "", "no warnings");
+  // only warnings about OUR units count (systemd also lints the installed units it loads, e.g. openafs-client.service)
+  const ours = r.out.split("\n").filter((l) => l.trim() && (l.includes(d.units) || l.includes("lifeboat-deis-nightly")));
+  assert.equal(ours, [], "no warnings about the generated units");
   const shown = /Command Line: (.*)/.exec(verify(d.units, [join(d.units, "lifeboat-deis-nightly.service")], true).out);
   assert.ok(shown, "systemd printed the parsed command line");
   // systemd turns $$ into $ when it runs the command; the rest is as parsed.
