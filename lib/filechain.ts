@@ -19,6 +19,7 @@
 import { copyFileSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
+import process from "node:process";
 import { join } from "node:path";
 import { LifeboatError, UsageError, VerifyError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
@@ -280,10 +281,12 @@ export async function chainPush(store: string, run: string, dest: string, opts: 
  * Fetches from `dest` the archives a run needs (its own and those of the earlier runs of its
  * chain), each checked against its sha256 and manifest, and unpacks them into `store` (a new or
  * empty folder), which then holds files/CHAIN/… and runs/…json as a local store does: put the
- * run together with {@link chainAssemble}. `run` may be "latest". Resolves to the run's id.
- * @example const run = await chainFetch("s3://offsite/xenon", "latest", "/var/tmp/restore-store", { s3, label: "xenon-store" });
+ * run together with {@link chainAssemble}. `run` may be "latest". Resolves to the run's id and
+ * the store. In a dry run it fetches and unpacks into a temporary folder instead (removed when
+ * the process ends), so the steps after it can read the run's manifest.
+ * @example const { run, store } = await chainFetch("s3://offsite/xenon", "latest", "/var/tmp/restore-store", { s3, label: "xenon-store" });
  */
-export async function chainFetch(dest: string, run: string, store: string, opts: ChainOffsiteOptions = {}): Promise<string> {
+export async function chainFetch(dest: string, run: string, store: string, opts: ChainOffsiteOptions = {}): Promise<{ run: string; store: string }> {
   const ctx = opts.ctx ?? useContext();
   const all = await chainOffsiteRuns(dest, opts);
   const target = run === "latest" ? all.at(-1) : all.find((a) => a.run === run);
@@ -294,19 +297,23 @@ export async function chainFetch(dest: string, run: string, store: string, opts:
   if (!wanted.some((a) => a.run === target.chain)) {
     throw new VerifyError(`run ${target.run} cannot be put together from ${parseOffsite(dest, opts).url}: the archive of its chain's full run ${target.chain} is missing`, [], "restore a run of another chain");
   }
+  // a dry run writes only into its own temporary folder, so that later steps can read the run
+  const live: Context = ctx.dryRun ? Object.create(ctx, { dryRun: { value: false } }) : ctx;
   if (ctx.dryRun) {
-    ctx.log.command(`fetch ${wanted.length} archive(s) of chain ${target.chain} up to run ${target.run} from ${parseOffsite(dest, opts).url} and unpack them into ${store}`, "probe");
+    const into = mkdtempSync(join(tmpdir(), "lifeboat-chain-dry-"));
+    process.once("exit", () => rmSync(into, { recursive: true, force: true }));
+    ctx.log.command(`fetch ${wanted.length} archive(s) of chain ${target.chain} up to run ${target.run} from ${parseOffsite(dest, opts).url} and unpack them into ${store} (into ${into} for this dry run)`, "probe");
+    store = into;
   }
   mkdirSync(store, { recursive: true, mode: 0o700 });
-  if (!ctx.dryRun && readdirSync(store).length) throw new LifeboatError(`cannot fetch into ${store}: the folder is not empty`);
+  if (readdirSync(store).length) throw new LifeboatError(`cannot fetch into ${store}: the folder is not empty`);
   const work = mkdtempSync(join(tmpdir(), "lifeboat-chain-fetch-"));
   try {
     for (const a of wanted) {
-      const local = await offsiteFetch(a.url, join(work, "in"), opts);
+      const local = await offsiteFetch(a.url, join(work, "in"), { ...opts, ctx: live });
       const into = join(work, a.run);
-      await unpackArchive(local, into, { decrypt: opts.age, ctx });
+      await unpackArchive(local, into, { decrypt: opts.age, ctx: live });
       removeArchive(local);
-      if (ctx.dryRun) continue;
       for (const sub of ["files", "runs"]) {
         for (const dir of sub === "files" ? readdirSync(join(into, "files")).map((c) => join("files", c)) : ["runs"]) {
           mkdirSync(join(store, dir), { recursive: true, mode: 0o700 });
@@ -317,7 +324,7 @@ export async function chainFetch(dest: string, run: string, store: string, opts:
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  return target.run;
+  return { run: target.run, store };
 }
 
 /**

@@ -28,16 +28,21 @@
 //      your backup store location"                 → "ship the new files to the store": name diff, copy of only
 //                                                    the new names, a run manifest listing EVERY file that
 //                                                    snapshot needs (any run can be reassembled)
+//     (lifeboat; the issue's "backup store … ssh or S3")
+//                                                  → "copy the run off-site" [offsite.to]: the files this run
+//                                                    shipped plus its manifest as ONE lifeboat archive
+//                                                    xenon-store-CHAIN-RUN.tar.gz per destination, verified there
 //     (lifeboat)                                   → "prune the store": keep the newest directory.keep-runs runs,
-//                                                    never a file a kept run needs
+//                                                    never a file a kept run needs; off-site, whole chains only
 //   (always)                                       → finally: remove the staging folder of this run
 // --resume: a DIRECTORY run continues at its failed step (the workspace, the listing taken before
 // the PATCH, and the store stay; files already shipped are not shipped again). A ZIP or STREAM
 // run is refused: its staging folder is removed after every run, also a failed one. Run it again.
 //
 // Left to the operator, and why:
-//   - the ssh path for a remote Xenon host and S3/ssh stores: lifeboat runs on the Xenon host in
-//     this version; ship the store folder off-site with the off-site tasks (docs/xenon.md).
+//   - the ssh path for a remote Xenon host: lifeboat runs on the Xenon host in this version.
+//   - off-site copies of ZIP and STREAM archives: offsite:copy (docs/offsite.md); offsite.to here is
+//     for DIRECTORY runs.
 //   - auto-backup (isAutoBackupEnabled): a host setting; this recipe takes explicit backups.
 //
 // Settings: recipes/xenon.ts holds the table both recipes share (flags, env LIFEBOAT_*, the site
@@ -46,10 +51,14 @@ import {
   ageOptions,
   backupArchive,
   chainPrune,
+  chainPruneOffsite,
+  chainPush,
   chainShip,
   exec,
+  fanOut,
   formatBytes,
   listNames,
+  offsiteOptions,
   receiveRangedPuts,
   recipe,
   stamp,
@@ -140,8 +149,16 @@ await recipe({
       return { run: r.run, chain: r.chain, added: r.added.length, removed: r.removed.length, files: r.files.length, shippedBytes: r.shippedBytes };
     }, { when: isDir });
 
+    const offsite = fanOut("offsite", `copy the run off-site to ${s["offsite.to"].join(", ")} (one verified archive each)`, s["offsite.to"], { key: (d) => d, concurrency: 2, when: isDir && s["offsite.to"].length > 0 }, async (dest) => {
+      const r = await chainPush(store, shipped.output.run, dest, { ...offsiteOptions(s), label: xenon.STORE_LABEL, age: ageOptions(s) });
+      return { url: r.url, bytes: r.bytes };
+    });
+
     const pruned = step("prune", `prune the store (keep the newest ${s["directory.keep-runs"]} runs)`, () =>
       chainPrune(store, { keepRuns: s["directory.keep-runs"] }), { when: isDir && s["directory.keep-runs"] > 0 });
+
+    const prunedOffsite = fanOut("prune-offsite", `prune the off-site copies (whole chains no kept run needs)`, s["offsite.to"], { key: (d) => d, concurrency: 2, when: isDir && s["directory.keep-runs"] > 0 && s["offsite.to"].length > 0 }, (dest) =>
+      chainPruneOffsite(dest, { ...offsiteOptions(s), label: xenon.STORE_LABEL, keepRuns: s["directory.keep-runs"] }));
 
     /** What the manifest records for the restore. */
     const meta = (files: xenon.Meta["files"]): xenon.Meta => ({
@@ -155,14 +172,16 @@ await recipe({
     });
 
     return {
-      steps: [host, prepare, zipBackup, streamBackup, checked, pack, clear, before, dirBackup, shipped, pruned],
+      steps: [host, prepare, zipBackup, streamBackup, checked, pack, clear, before, dirBackup, shipped, offsite, pruned, prunedOffsite],
       cleanup: () => exec(["rm", "-rf", "--", staging]).then(() => {}),
       report: () => [
         `host         ${host.output.id} at ${url}`,
         `documents    ${Object.entries(host.output.counts).map(([f, n]) => `${f} ${n}`).join(", ")}`,
         ...(isDir
           ? [`run          ${shipped.output.run} in ${store} (chain ${shipped.output.chain}): ${shipped.output.added} new files, ${formatBytes(shipped.output.shippedBytes)} shipped`,
-            ...(pruned.hasOutput ? [`pruned       ${pruned.output.runs.length} runs, ${pruned.output.files} files`] : [])]
+            ...(offsite.hasOutput ? Object.values(offsite.output).map((o) => `off-site     ${o.url} (${formatBytes(o.bytes)})`) : []),
+            ...(pruned.hasOutput ? [`pruned       ${pruned.output.runs.length} runs, ${pruned.output.files} files`] : []),
+            ...(prunedOffsite.hasOutput ? [`pruned       off-site: ${Object.values(prunedOffsite.output).flat().length} run archives of dropped chains`] : [])]
           : [`archive      ${pack.output.path} (${formatBytes(pack.output.bytes)})`, ...(isStream ? [`stream       ${streamBackup.output.chunks} chunks`] : [])]),
         `restore with --id=${host.output.id} on a new node to keep documentOwner (wiki: "Restore and HostID")`,
       ],

@@ -5,9 +5,12 @@
 //   npx zx recipes/xenon-restore.ts ARCHIVE|RUN --config site.yaml [--deliver file|http] [--at "2026-11-21 10:00:00Z"] [--yes]
 //   make restore-xenon ARGS="--config site.yaml /var/backups/xenon/xenon-backup-….tar.gz"
 //
-// RUN is a run id of directory.store (see its runs/ folder), or "latest".
+// RUN is a run id of directory.store (see its runs/ folder), or "latest"; with directory.from, of
+// that off-site copy of the store (s3://…, ssh://…, or a path).
 //
 // Steps (runbook line → step):
+//   (lifeboat)                                     → "fetch run RUN from the off-site store" [directory.from]:
+//                                                     the run archives of its chain up to it, each checked
 //   (lifeboat)                                     → "read the backup": an archive is verified byte for byte
 //                                                     against its manifest; a run's manifest is read
 //   "Restore and HostID: … they still keep old hostId as their documentOwnerId … we recommend
@@ -47,9 +50,11 @@
 import {
   ageOptions,
   chainAssemble,
+  chainFetch,
   chainRuns,
   exec,
   formatBytes,
+  offsiteOptions,
   recipe,
   RefusedError,
   serveRanged,
@@ -88,18 +93,25 @@ await recipe({
     if (s.deliver === "http" && !isArchive) throw new UsageError("a DIRECTORY run cannot be restored over http: Xenon treats an http backup as a zip", "use --deliver file");
     const at = s.at ? toMicros(s.at) : undefined;
     const staging = `${s.staging}/restore-${stamp()}`;
+    const from = s["directory.from"];
     const decrypt = ageOptions(s);
+
+    const fetched = step("fetch", `fetch run ${what} from the off-site store ${from}`, async () => {
+      await exec(["mkdir", "-p", "-m", "700", "--", staging]);
+      return chainFetch(from, what, `${staging}/store`, { ...offsiteOptions(s), label: xenon.STORE_LABEL, age: decrypt });
+    }, { when: !isArchive && !!from });
 
     const backup = step("read", `read the backup ${what}`, async () => {
       if (isArchive) {
         const report = await verifyArchive<xenon.ArchiveMeta>(what, { decrypt });
         if (report.manifest?.recipe !== "xenon-backup") throw new UsageError(`${what} was not made by xenon-backup (manifest recipe: ${report.manifest?.recipe ?? "none"})`);
-        return { run: null as string | null, meta: report.manifest.meta.xenon };
+        return { run: null as string | null, store: "", meta: report.manifest.meta.xenon };
       }
-      const runs = chainRuns<xenon.Meta>(s["directory.store"]);
-      const r = what === "latest" ? runs.at(-1) : runs.find((x) => x.run === what);
-      if (!r) throw new UsageError(`no run ${what} in ${s["directory.store"]}`, runs.length ? `runs there: ${runs.slice(-8).map((x) => x.run).join(", ")}` : "the store holds no runs");
-      return { run: r.run, meta: { ...r.meta!, files: r.files.map((f): xenon.Meta["files"][number] => ({ name: f.name, size: f.size })) } };
+      const store = from ? fetched.output.store : s["directory.store"];
+      const runs = chainRuns<xenon.Meta>(store);
+      const r = from ? runs.find((x) => x.run === fetched.output.run) : what === "latest" ? runs.at(-1) : runs.find((x) => x.run === what);
+      if (!r) throw new UsageError(`no run ${what} in ${store}`, runs.length ? `runs there: ${runs.slice(-8).map((x) => x.run).join(", ")}` : "the store holds no runs");
+      return { run: r.run, store, meta: { ...r.meta!, files: r.files.map((f): xenon.Meta["files"][number] => ({ name: f.name, size: f.size })) } };
     });
 
     const ids = step("host-id", "compare host ids (wiki: Restore and HostID)", async () => {
@@ -133,7 +145,7 @@ await recipe({
         }
         return { path: zip, kind: "zip" as const };
       }
-      await chainAssemble(s["directory.store"], backup.output.run!, `${staging}/run`);
+      await chainAssemble(backup.output.store, backup.output.run!, `${staging}/run`);
       return { path: `${staging}/run`, kind: "dir" as const };
     });
 
@@ -169,10 +181,10 @@ await recipe({
     });
 
     return {
-      steps: [backup, ids, empty, staged, restored, restart, healthy, compared],
+      steps: [fetched, backup, ids, empty, staged, restored, restart, healthy, compared],
       cleanup: () => exec(["rm", "-rf", "--", staging]).then(() => {}),
       report: () => [
-        `restored     ${isArchive ? what : `run ${backup.output.run} of ${s["directory.store"]}`} into ${url}${at !== undefined ? ` as of ${s.at}` : ""}`,
+        `restored     ${isArchive ? what : `run ${backup.output.run} of ${from || s["directory.store"]}`} into ${url}${at !== undefined ? ` as of ${s.at}` : ""}`,
         `documents    ${Object.entries(compared.output).map(([f, n]) => `${f} ${n}`).join(", ")}`,
         `host id      backup ${backup.output.meta.hostId}, host ${ids.output.id}${ids.output.id !== backup.output.meta.hostId ? `  (start the node with --id=${backup.output.meta.hostId})` : ""}`,
         `restart      ${inMemory ? "skipped: in-memory index" : s.restart.length ? shellJoin(s.restart) : "none configured"}`,

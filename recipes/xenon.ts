@@ -7,10 +7,11 @@
 //   - `LAYOUT`: the names inside an archive.
 //
 // This file runs nothing: the recipes import it.
-import { AGE_SETTINGS, type SettingSpecs } from "../lib/mod.ts";
+import { AGE_SETTINGS, OFFSITE_SETTINGS, type SettingSpecs } from "../lib/mod.ts";
 
 const BACKUP = ["xenon-backup"] as const;
 const RESTORE = ["xenon-restore"] as const;
+const O = OFFSITE_SETTINGS;
 
 /** The settings of both Xenon recipes (see --help of each, and xenon.site.example.yaml). */
 export const settings = {
@@ -27,6 +28,14 @@ export const settings = {
   "directory.store": { describe: "DIRECTORY: the backup store folder (files/CHAIN/… and runs/RUN.json)", default: "/var/backups/xenon-store" },
   "directory.full": { type: "boolean", describe: "DIRECTORY: the daily full backup: clear the workspace first and start a new chain", default: false, usedBy: BACKUP },
   "directory.keep-runs": { type: "number", describe: "DIRECTORY: keep the newest this many runs in the store (0: keep all); files a kept run needs are never removed", default: 0, usedBy: BACKUP },
+  "directory.from": { describe: "DIRECTORY: restore the run from this off-site copy of the store (s3://BUCKET/PREFIX, ssh://USER@HOST:PORT/DIR or a path) instead of directory.store", usedBy: RESTORE },
+  "offsite.to": { ...O["offsite.to"], describe: "DIRECTORY: copy each run off-site, as one archive of the files it shipped plus its manifest (s3://BUCKET/PREFIX, ssh://USER@HOST:PORT/DIR, or a path); directory.keep-runs applies there too, by whole chains", usedBy: BACKUP },
+  "offsite.s3.endpoint": O["offsite.s3.endpoint"],
+  "offsite.s3.region": O["offsite.s3.region"],
+  "offsite.s3.access-key": O["offsite.s3.access-key"],
+  "offsite.s3.secret-key": O["offsite.s3.secret-key"],
+  "offsite.ssh.identity-file": O["offsite.ssh.identity-file"],
+  "offsite.ssh.known-hosts": O["offsite.ssh.known-hosts"],
   "stream.listen": { describe: "STREAM: address lifeboat's receiver listens on", default: "127.0.0.1", usedBy: BACKUP },
   "stream.port": { type: "number", describe: "STREAM: its port (0: any free one)", default: 0, usedBy: BACKUP },
   "stream.url": { describe: "STREAM: the receiver's URL as the Xenon host reaches it (empty: http://LISTEN:PORT/backup.zip)", usedBy: BACKUP },
@@ -44,6 +53,9 @@ export const settings = {
 
 /** The in-memory index: a restart would wipe it. */
 export const IN_MEMORY_INDEX = "/core/in-memory-document-index";
+
+/** The off-site run archives of a DIRECTORY store: xenon-store-CHAIN-RUN.tar.gz. */
+export const STORE_LABEL = "xenon-store";
 
 /** Names inside a xenon-backup archive. */
 export const LAYOUT = { zip: "xenon-backup.zip" } as const;

@@ -2,7 +2,8 @@
 // DIRECTORY chains off-site (lib/filechain.ts through lib/offsite.ts), against the lab's RGW and a
 // local path: each run goes as one archive of the files it shipped plus its manifest; any run is
 // fetched back (its chain's archives up to it) and put together byte for byte; retention drops
-// whole chains only; a damaged copy is refused.
+// whole chains only; a damaged copy is refused; and the Xenon recipes with offsite.to and
+// directory.from (a stand-in host, the store gone locally).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { randomBytes } from "node:crypto";
@@ -13,6 +14,8 @@ import {
   type ChainOffsiteOptions,
 } from "../lib/mod.ts";
 import { needLab } from "../tasks/drills/lab.ts";
+import { runRecipe } from "../tasks/drills/hoss.ts";
+import { diffDocuments, exampleDocuments, hostFlags, seedExamples, startXenonHost, stopXenonHosts, xenonRequest, xenonSite } from "../tasks/drills/xenon.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
 const lab = needLab("ceph");
@@ -66,7 +69,8 @@ for (const kind of ["s3", "local"] as const) {
     rmSync(store, { recursive: true }); // only the off-site copies remain
     for (const [i, run] of [[1, runs[1]], [2, "latest"]] as const) {
       const fetched = join(tmp(), "fetched");
-      const got = await chainFetch(dest, run, fetched, opts);
+      const { run: got, store: from } = await chainFetch(dest, run, fetched, opts);
+      assert.is(from, fetched);
       assert.is(got, runs[i]);
       const out = join(tmp(), "run");
       await chainAssemble(fetched, got, out);
@@ -114,6 +118,33 @@ test("dry run: chainPush says what it would copy and copies nothing", async () =
   assert.is(r.files, 0);
   assert.match(logs(), /pack the files run 2026-11-26T100000Z shipped with its manifest into xenon-store-CHAIN-2026-11-26T100000Z\.tar\.gz and copy it to /);
   assert.ok(!existsSync(dest) || readdirSync(dest).length === 0);
+});
+
+test("xenon recipes: DIRECTORY runs copied to the RGW (offsite.to); with the local store gone, run 2 restores from there (directory.from) onto a fresh host", async () => {
+  const work = tmp();
+  const site = xenonSite(work);
+  const env = { LIFEBOAT_OFFSITE_S3_ENDPOINT: s3creds.endpoint, LIFEBOAT_OFFSITE_S3_REGION: s3creds.region, LIFEBOAT_OFFSITE_S3_ACCESS_KEY: s3creds.accessKey, LIFEBOAT_OFFSITE_S3_SECRET_KEY: s3creds.secretKey };
+  const dest = `s3://${bucket}/xenon store`;
+  const a = await startXenonHost("node-a");
+  try {
+    await seedExamples(a.url, Array.from({ length: 30 }, (_, i) => `o-${i}`), { blobBytes: 2048 });
+    const b1 = await runRecipe("xenon-backup", [...hostFlags(a), "--config", site, "--backup.type=DIRECTORY", "--directory.full", `--offsite.to=${dest}`], { env });
+    assert.is(b1.code, 0, b1.output);
+    await xenonRequest(`${a.url}/core/examples/o-1`, "DELETE");
+    await seedExamples(a.url, ["o-new"]);
+    const b2 = await runRecipe("xenon-backup", [...hostFlags(a), "--config", site, "--backup.type=DIRECTORY", `--offsite.to=${dest}`], { env });
+    assert.is(b2.code, 0, b2.output);
+    assert.match(b2.output, /off-site +s3:\/\/.*xenon-store-.*\.tar\.gz/);
+    assert.not.match(b2.output + b1.output, s3creds.secretKey);
+    const want = await exampleDocuments(a.url);
+    rmSync(join(work, "store"), { recursive: true });
+    const fresh = await startXenonHost("node-a");
+    const r = await runRecipe("xenon-restore", ["latest", ...hostFlags(fresh, true), "--config", site, `--directory.from=${dest}`, "--yes"], { env });
+    assert.is(r.code, 0, r.output);
+    assert.equal(diffDocuments(want, await exampleDocuments(fresh.url)), []);
+  } finally {
+    await stopXenonHosts();
+  }
 });
 
 test.run();
