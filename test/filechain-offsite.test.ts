@@ -1,6 +1,6 @@
-// needs: ceph
-// DIRECTORY chains off-site (lib/filechain.ts through lib/offsite.ts), against the lab's RGW and a
-// local path: each run goes as one archive of the files it shipped plus its manifest; any run is
+// needs: ceph sshd
+// DIRECTORY chains off-site (lib/filechain.ts through lib/offsite.ts), against the lab's RGW, its
+// sshd and a local path: each run goes as one archive of the files it shipped plus its manifest; any run is
 // fetched back (its chain's archives up to it) and put together byte for byte; retention drops
 // whole chains only; a damaged copy is refused; and the Xenon recipes with offsite.to and
 // directory.from (a stand-in host, the store gone locally).
@@ -18,12 +18,12 @@ import { runRecipe } from "../tasks/drills/hoss.ts";
 import { diffDocuments, exampleDocuments, hostFlags, seedExamples, startXenonHost, stopXenonHosts, xenonRequest, xenonSite } from "../tasks/drills/xenon.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
-const lab = needLab("ceph");
+const lab = needLab("ceph", "sshd");
 testContext();
 const s3creds = { endpoint: lab.LAB_S3_ENDPOINT, region: lab.LAB_S3_REGION || "us-east-1", accessKey: lab.LAB_S3_ACCESS_KEY, secretKey: lab.LAB_S3_SECRET_KEY };
 const s3 = s3Client(s3creds);
 const bucket = `lbchain-${process.pid}`;
-const opts: ChainOffsiteOptions = { s3: s3creds, progress: false, label: "xenon-store" };
+const opts: ChainOffsiteOptions = { s3: s3creds, ssh: { identityFile: lab.LAB_SSH_KEY, knownHostsFile: lab.LAB_SSH_KNOWN_HOSTS }, progress: false, label: "xenon-store" };
 test.before(async () => void (await s3MakeBucket(s3, bucket)));
 test.after(async () => {
   await s3RemoveBucket(s3, bucket, { purge: true });
@@ -55,10 +55,10 @@ async function chain(store: string): Promise<{ runs: string[]; snapshots: Record
 
 const assembled = (dir: string) => Object.fromEntries(listNames(dir).map((n) => [n, readFileSync(join(dir, n))]));
 
-for (const kind of ["s3", "local"] as const) {
+for (const kind of ["s3", "ssh", "local"] as const) {
   test(`${kind}: each run goes as one archive; runs 2 and 3 come back byte for byte from the off-site copies alone`, async () => {
     const store = join(tmp(), "store");
-    const dest = kind === "s3" ? `s3://${bucket}/chains ${kind}` : join(tmp(), "offsite dir");
+    const dest = kind === "s3" ? `s3://${bucket}/chains ${kind}` : kind === "ssh" ? `ssh://root@${lab.LAB_SSH_HOST}:${lab.LAB_SSH_PORT}${encodeURI(join(tmp(), "ssh copies"))}` : join(tmp(), "offsite dir");
     const { runs, snapshots } = await chain(store);
     const pushed = [];
     for (const r of runs) pushed.push(await chainPush(store, r, dest, opts));
