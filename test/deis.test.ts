@@ -4,7 +4,7 @@
 // needs: docker sshd ceph
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import process from "node:process";
@@ -123,6 +123,25 @@ test("--resume after a failed step continues at it and skips the finished ones",
   assert.match(second.output, /verify the archive: done in an earlier run/);
   assert.equal(takeDeisctlCalls(work), RUNBOOK_CALLS.restore.slice(7), "the finished deisctl steps were not run again");
   assert.equal(Object.keys((await bucketSnapshotOnce()).registry).length, drill!.objects.registry.objects);
+});
+
+test("a failed restore's journal holds no gateway key, and --resume reads the keys again from deisctl", async () => {
+  const work = drill!.work;
+  takeDeisctlCalls(work);
+  writeFileSync(join(work.standin, "fail-once"), "start platform\n");
+  const args = [drill!.archive, "--config", work.site, "--yes", "--restore.load-dump=false", "--controller.resave=off"];
+  const first = await runRecipe("deis-restore", args, work);
+  assert.is(first.code, 1, first.output);
+  assert.match(first.output, /step 'deisctl start platform' failed/);
+  const journalDir = join(work.dir, "state", "journal");
+  const journals = readdirSync(journalDir).map((f) => readFileSync(join(journalDir, f), "utf8"));
+  assert.ok(journals.length > 0, "a journal is kept for --resume");
+  const secret = readFileSync(join(work.standin, "secret-key"), "utf8").trim();
+  for (const j of journals) assert.not.ok(j.includes(secret), "the gateway secret key is not in the journal");
+  assert.not.ok(first.output.includes(secret), "nor in the output");
+  const second = await runRecipe("deis-restore", [...args, "--resume"], work);
+  assert.is(second.code, 0, second.output);
+  assert.ok(takeDeisctlCalls(work).some((c) => c.includes("gateway/secretKey")), "the keys were read again");
 });
 
 async function bucketSnapshotOnce() {
