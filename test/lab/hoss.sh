@@ -63,7 +63,7 @@ db_up() {
   local st
   st=$(docker container inspect -f '{{.State.Status}}' "$HOSS_PG_CONTAINER" 2>/dev/null) || st=missing
   case $st in
-    running) ;;
+    running) bash "$here/pg-container.sh" wait "$HOSS_PG_CONTAINER" ;; # a killed `up` may have left it starting
     missing) bash "$here/pg-container.sh" run "$HOSS_PG_CONTAINER" >/dev/null 2>"$HOSS_RUN/pg-run.log" \
                || { cat "$HOSS_RUN/pg-run.log" >&2; lab_die "database container $HOSS_PG_CONTAINER did not start"; } ;;
     *) docker start "$HOSS_PG_CONTAINER" >/dev/null; bash "$here/pg-container.sh" wait "$HOSS_PG_CONTAINER" ;;
