@@ -5,13 +5,15 @@
 //   npx zx recipes/xenon-backup.ts --config site.yaml [--backup.type ZIP|DIRECTORY|STREAM] [--directory.full] [--dry-run]
 //   make backup-xenon ARGS="--config site.yaml"
 //
-// Run it on the Xenon host (file: destinations are paths on that host).
+// Run it on the Xenon host (file: destinations are paths on that host), or elsewhere with ssh.host
+// for ZIP (the zip is fetched over ssh) and STREAM (stream.url must reach this machine).
 //
 // Steps (runbook line → step):
 //   (lifeboat; "Restore and HostID")              → "record the host id and document counts": GET /core/management,
 //                                                    GET FACTORY for each of `factories`
 //   ZIP: "Send a PATCH BackupRequest … destination file:/var/backup/xenon-backup.zip, backupType ZIP"
-//                                                  → "back up (PATCH BackupRequest, ZIP)" into staging
+//                                                  → "back up (PATCH BackupRequest, ZIP)" into staging (with
+//                                                    ssh.host: into host-staging there, then "fetch the zip")
 //                                                  → "check the zip is complete": central directory, sizes, CRC-32
 //                                                  → "pack the archive": backups.dir/xenon-backup-<stamp>.tar.gz, 0600
 //   STREAM: "STREAM is for http/https destination … PUT requests" ; "expected to accept PUT request with range header"
@@ -34,13 +36,14 @@
 //                                                    xenon-store-CHAIN-RUN.tar.gz per destination, verified there
 //     (lifeboat)                                   → "prune the store": keep the newest directory.keep-runs runs,
 //                                                    never a file a kept run needs; off-site, whole chains only
-//   (always)                                       → finally: remove the staging folder of this run
+//   (always)                                       → finally: remove the staging folder of this run (and its
+//                                                    folder in host-staging on ssh.host)
 // --resume: a DIRECTORY run continues at its failed step (the workspace, the listing taken before
 // the PATCH, and the store stay; files already shipped are not shipped again). A ZIP or STREAM
 // run is refused: its staging folder is removed after every run, also a failed one. Run it again.
 //
 // Left to the operator, and why:
-//   - the ssh path for a remote Xenon host: lifeboat runs on the Xenon host in this version.
+//   - DIRECTORY backups of a remote host (ssh.host): refused; run this recipe on the Xenon host for them.
 //   - off-site copies of ZIP and STREAM archives: offsite:copy (docs/offsite.md); offsite.to here is
 //     for DIRECTORY runs.
 //   - auto-backup (isAutoBackupEnabled): a host setting; this recipe takes explicit backups.
@@ -61,6 +64,8 @@ import {
   offsiteOptions,
   receiveRangedPuts,
   recipe,
+  ssh,
+  sshGet,
   stamp,
   step,
   UsageError,
@@ -87,11 +92,15 @@ await recipe({
     const run = stamp();
     const staging = `${s.staging}/backup-${run}`;
     const zip = `${staging}/${xenon.LAYOUT.zip}`;
+    const remote = xenon.sshTarget(s);
+    const hostDir = remote ? `${s["host-staging"]}/backup-${run}` : staging;
+    const hostZip = `${hostDir}/${xenon.LAYOUT.zip}`;
     const workspace = s["directory.workspace"];
     const store = s["directory.store"];
     const isZip = type === "ZIP";
     const isStream = type === "STREAM";
     const isDir = type === "DIRECTORY";
+    if (remote && isDir) throw new UsageError("backup.type DIRECTORY needs lifeboat on the Xenon host (its workspace is listed and shipped as local files)", "run xenon-backup on the Xenon host, or use ZIP or STREAM with ssh.host");
 
     const host = step("host", `record the host id and document counts (${url})`, async () => {
       const info = await xenonHostInfo(url, api);
@@ -102,8 +111,12 @@ await recipe({
 
     const prepare = step("prepare", "prepare the staging folder", () => exec(["mkdir", "-p", "-m", "700", "--", staging]), { when: !isDir });
 
-    const zipBackup = step("backup-zip", `back up (PATCH BackupRequest, ZIP to file:${zip})`, () =>
-      xenonBackup(url, { destination: `file:${zip}`, type: "ZIP" }, api), { when: isZip });
+    const prepareHost = step("prepare-host", `prepare ${hostDir} on ${s["ssh.host"]}`, () => ssh(remote!, ["mkdir", "-p", "-m", "700", "--", hostDir]), { when: isZip && !!remote });
+
+    const zipBackup = step("backup-zip", `back up (PATCH BackupRequest, ZIP to file:${hostZip})`, () =>
+      xenonBackup(url, { destination: `file:${hostZip}`, type: "ZIP" }, api), { when: isZip });
+
+    const fetchZip = step("fetch-zip", `fetch the zip from ${s["ssh.host"]}:${hostZip}`, () => sshGet(remote!, hostZip, zip), { when: isZip && !!remote });
 
     const streamBackup = step("backup-stream", "back up (STREAM into lifeboat's receiver)", async () => {
       const got = await receiveRangedPuts(zip, {
@@ -172,8 +185,11 @@ await recipe({
     });
 
     return {
-      steps: [host, prepare, zipBackup, streamBackup, checked, pack, clear, before, dirBackup, shipped, offsite, pruned, prunedOffsite],
-      cleanup: () => exec(["rm", "-rf", "--", staging]).then(() => {}),
+      steps: [host, prepare, prepareHost, zipBackup, fetchZip, streamBackup, checked, pack, clear, before, dirBackup, shipped, offsite, pruned, prunedOffsite],
+      cleanup: async () => {
+        await exec(["rm", "-rf", "--", staging]);
+        if (remote && isZip) await ssh(remote, ["rm", "-rf", "--", hostDir]);
+      },
       report: () => [
         `host         ${host.output.id} at ${url}`,
         `documents    ${Object.entries(host.output.counts).map(([f, n]) => `${f} ${n}`).join(", ")}`,

@@ -22,6 +22,9 @@
 //   (lifeboat)                                     → "stage the backup": the archive's zip (checked again:
 //                                                     central directory and CRCs, before the PATCH), or the run
 //                                                     reassembled from its file list, each file's sha256 checked
+//   (lifeboat, a remote host)                      → "copy the staged backup to HOST" [ssh.host]: the zip
+//                                                     (sshPut, atomic) or the run's folder (tar over ssh) into
+//                                                     host-staging there; the PATCH names that path
 //   "Send a PATCH RestoreRequest … destination file:/var/backup/xenon-backup.zip" ; "When http/https
 //    is specified, it is expected to accept GET requests … with range header"
 //                                                   → "restore (PATCH RestoreRequest)": file: the staged zip or
@@ -37,13 +40,13 @@
 //   (lifeboat)                                     → "wait for the host" (GET /core/management), restart-timeout
 //                                                   → "compare document counts with the backup" (exit 3 if they
 //                                                     differ; with --at only reported, the counts were of later)
-//   (always)                                       → finally: remove the staging folder of this run
+//   (always)                                       → finally: remove the staging folder of this run (and its
+//                                                     folder in host-staging on ssh.host)
 // The PATCH asks first; without a terminal it needs --yes (or it refuses, exit 5).
 // --resume is refused: the staging folder is removed after every run, also a failed one.
 //
 // Left to the operator, and why:
 //   - starting the new node with --id=OLD: a host argument lifeboat cannot set; the recipe prints it.
-//   - a remote Xenon host (ssh copy of the staged files): lifeboat runs on the host in this version.
 //
 // Settings: recipes/xenon.ts holds the table both recipes share (flags, env LIFEBOAT_*, the site
 // file; see --help and recipes/xenon.site.example.yaml).
@@ -59,6 +62,9 @@ import {
   RefusedError,
   serveRanged,
   shellJoin,
+  ssh,
+  sshPush,
+  sshPut,
   stamp,
   step,
   toMicros,
@@ -92,7 +98,12 @@ await recipe({
     if (!["file", "http"].includes(s.deliver)) throw new UsageError(`deliver ${s.deliver} is not file or http`);
     if (s.deliver === "http" && !isArchive) throw new UsageError("a DIRECTORY run cannot be restored over http: Xenon treats an http backup as a zip", "use --deliver file");
     const at = s.at ? toMicros(s.at) : undefined;
-    const staging = `${s.staging}/restore-${stamp()}`;
+    const run = stamp();
+    const staging = `${s.staging}/restore-${run}`;
+    const remote = xenon.sshTarget(s);
+    const hostDir = remote ? `${s["host-staging"]}/restore-${run}` : staging;
+    /** Where a staged path is on the Xenon host. */
+    const onHost = (path: string) => hostDir + path.slice(staging.length);
     const from = s["directory.from"];
     const decrypt = ageOptions(s);
 
@@ -149,13 +160,17 @@ await recipe({
       return { path: `${staging}/run`, kind: "dir" as const };
     });
 
+    const copied = step("copy", `copy the staged backup to ${s["ssh.host"]}:${hostDir}`, () =>
+      staged.output.kind === "zip" ? sshPut(remote!, staged.output.path, onHost(staged.output.path)) : sshPush(remote!, staged.output.path, onHost(staged.output.path)),
+    { when: !!remote && s.deliver === "file" });
+
     const restored = step("restore", `restore (PATCH RestoreRequest, ${s.deliver}${at !== undefined ? `, timeSnapshotBoundaryMicros ${at}` : ""})`, async () => {
-      const req = (destination: string) => xenonRestore(url, { destination, timeSnapshotBoundaryMicros: at }, api);
+      const req = (destination: string) => xenonRestore(url, { destination, timeSnapshotBoundaryMicros: at }, api).then(() => ctx.log.ok(`Xenon restored its index from ${destination}`));
       if (s.deliver === "http") {
         const served = await serveRanged(staged.output.path, { listen: s["http.listen"], port: s["http.port"], publicUrl: s["http.url"] || undefined }, req);
         ctx.log.ok(`served ${formatBytes(served.bytes)} in ${served.requests} requests`);
       } else {
-        await req(`file:${staged.output.path}${staged.output.kind === "dir" ? "/" : ""}`);
+        await req(`file:${onHost(staged.output.path)}${staged.output.kind === "dir" ? "/" : ""}`);
       }
     }, { confirm: `replace the document index of the Xenon host at ${url} with the backup's?` });
 
@@ -181,8 +196,11 @@ await recipe({
     });
 
     return {
-      steps: [fetched, backup, ids, empty, staged, restored, restart, healthy, compared],
-      cleanup: () => exec(["rm", "-rf", "--", staging]).then(() => {}),
+      steps: [fetched, backup, ids, empty, staged, copied, restored, restart, healthy, compared],
+      cleanup: async () => {
+        await exec(["rm", "-rf", "--", staging]);
+        if (remote) await ssh(remote, ["rm", "-rf", "--", hostDir]);
+      },
       report: () => [
         `restored     ${isArchive ? what : `run ${backup.output.run} of ${from || s["directory.store"]}`} into ${url}${at !== undefined ? ` as of ${s.at}` : ""}`,
         `documents    ${Object.entries(compared.output).map(([f, n]) => `${f} ${n}`).join(", ")}`,

@@ -7,7 +7,7 @@
 //   - `LAYOUT`: the names inside an archive.
 //
 // This file runs nothing: the recipes import it.
-import { AGE_SETTINGS, OFFSITE_SETTINGS, type SettingSpecs } from "../lib/mod.ts";
+import { AGE_SETTINGS, OFFSITE_SETTINGS, type SettingSpecs, type SshTarget } from "../lib/mod.ts";
 
 const BACKUP = ["xenon-backup"] as const;
 const RESTORE = ["xenon-restore"] as const;
@@ -21,9 +21,15 @@ export const settings = {
   "auth.token": { describe: "auth token for the management API (sent as x-xenon-auth-token)", secret: true },
   "auth.user": { describe: "user for basic login (POST /core/authn/basic), with auth.password" },
   "auth.password": { describe: "password of auth.user", secret: true },
+  "ssh.host": { describe: "the Xenon host over ssh when lifeboat runs elsewhere: file: zips are fetched from it, staged restores copied to it (empty: lifeboat runs on the Xenon host)" },
+  "ssh.port": { type: "number", describe: "its ssh port", default: 22 },
+  "ssh.user": { describe: "ssh login user", default: "root" },
+  "ssh.identity-file": { describe: "ssh private key file (default: ssh's own)" },
+  "ssh.known-hosts": { describe: "known_hosts file; with it, the host key is checked strictly" },
+  "host-staging": { describe: "with ssh.host: a folder on the Xenon host where its zips are written and restores staged", default: "/var/tmp/lifeboat-xenon" },
   "backup.type": { describe: "ZIP (a file: zip on the host), DIRECTORY (incremental, shipped to directory.store) or STREAM (ranged PUTs to lifeboat's receiver)", default: "ZIP", usedBy: BACKUP },
   "backups.dir": { describe: "folder for lifeboat archives (ZIP and STREAM backups)", default: "/var/backups/xenon" },
-  staging: { describe: "a folder on the Xenon host where zips are written and restores are staged (lifeboat runs on that host)", default: "/var/tmp/lifeboat-xenon" },
+  staging: { describe: "a folder here for zips and staged restores (on the Xenon host too, unless ssh.host is set)", default: "/var/tmp/lifeboat-xenon" },
   "directory.workspace": { describe: "DIRECTORY: the workspace Xenon backs up into (the runbook's /backup)", default: "/var/backups/xenon-workspace", usedBy: BACKUP },
   "directory.store": { describe: "DIRECTORY: the backup store folder (files/CHAIN/… and runs/RUN.json)", default: "/var/backups/xenon-store" },
   "directory.full": { type: "boolean", describe: "DIRECTORY: the daily full backup: clear the workspace first and start a new chain", default: false, usedBy: BACKUP },
@@ -50,6 +56,12 @@ export const settings = {
   "restart-timeout": { type: "number", describe: "seconds to wait for the host to answer after the restart", default: 300, usedBy: RESTORE },
   ...AGE_SETTINGS,
 } as const satisfies SettingSpecs;
+
+/** The Xenon host as an ssh target, or null when lifeboat runs on it (ssh.host empty). */
+export function sshTarget(s: { "ssh.host"?: string; "ssh.port": number; "ssh.user": string; "ssh.identity-file"?: string; "ssh.known-hosts"?: string }): SshTarget | null {
+  if (!s["ssh.host"]) return null;
+  return { host: s["ssh.host"], port: s["ssh.port"], user: s["ssh.user"] || undefined, identityFile: s["ssh.identity-file"] || undefined, knownHostsFile: s["ssh.known-hosts"] || undefined };
+}
 
 /** The in-memory index: a restart would wipe it. */
 export const IN_MEMORY_INDEX = "/core/in-memory-document-index";
