@@ -4,7 +4,7 @@
 // needs: ceph sshd
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -298,6 +298,26 @@ test("keep-local removes old local archives only once every destination holds a 
   const r = await offsiteBackup(newest, { ...opts, to: [d.s3, d.ssh], keepLocal: 1 });
   assert.equal(r.removedLocal, [basename(a2)]);
   assert.equal(listBackups(local).map((e) => e.name).sort(), [basename(a1), basename(newest)].sort(), "a1 is kept: no copy of it over ssh");
+});
+
+test("status checks off-site copies too: a destination with a fresh verified copy passes, one without the recipe fails with exit 6", async () => {
+  const d = dests();
+  const archive = await realArchive(tmp());
+  await offsiteCopy(archive, d.s3, opts);
+  await offsiteCopy(archive, d.ssh, opts);
+  const env = {
+    ...process.env, NO_COLOR: "1", LIFEBOAT_STATE_DIR: tmp(),
+    LIFEBOAT_OFFSITE_S3_ENDPOINT: s3creds.endpoint, LIFEBOAT_OFFSITE_S3_REGION: s3creds.region,
+    LIFEBOAT_OFFSITE_S3_ACCESS_KEY: s3creds.accessKey, LIFEBOAT_OFFSITE_S3_SECRET_KEY: s3creds.secretKey,
+    LIFEBOAT_OFFSITE_SSH_IDENTITY_FILE: lab.LAB_SSH_KEY, LIFEBOAT_OFFSITE_SSH_KNOWN_HOSTS: lab.LAB_SSH_KNOWN_HOSTS,
+  };
+  const status = (args: string[]) => spawnSync(process.execPath, ["--import=tsx", join(ROOT, "tasks/run.ts"), "status", ...args], { cwd: ROOT, env, encoding: "utf8" });
+  const ok = status([d.s3, d.ssh, "--max-age", "1h"]);
+  assert.is(ok.status, 0, ok.stdout + ok.stderr);
+  assert.match(ok.stdout, /deis-backup/);
+  const missing = status([d.s3, "--recipe", "hoss-backup"]);
+  assert.is(missing.status, 6, missing.stdout + missing.stderr);
+  assert.not.ok((missing.stdout + missing.stderr).includes(s3creds.secretKey), "the key is not printed");
 });
 
 test("an unreachable remote is named in the error, and no local archive is touched", async () => {
