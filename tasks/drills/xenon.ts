@@ -8,17 +8,18 @@
 //      Range server onto a fresh host;
 //   4. DIRECTORY: a chain of three runs (a full, then deletes, patches and new documents between
 //      runs), runs 2 and 3 restored onto fresh hosts;
-//   5. refusals: a corrupted archive (exit 3, no PATCH sent), Xenon's own error for a STREAM to
-//      an ftp: URL shown plainly, a host that never comes back after the restart.
+//   5. refusals: a corrupted archive and a truncated zip in a well-formed archive (exit 3, no PATCH
+//      sent), Xenon's own error for a STREAM to an ftp: URL shown plainly, a host that never comes
+//      back after the restart.
 // Every restore is compared document by document (name, counter, keyValues, version, owner).
 // Used by test/xenon.test.ts and the drill:xenon task (make drill-xenon). Needs no lab piece.
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { formatBytes, shellJoin } from "../../lib/mod.ts";
+import { backupArchive, formatBytes, shellJoin, unpackArchive } from "../../lib/mod.ts";
 import { freePort, runRecipe, type RecipeRun } from "./hoss.ts";
 import { drillTask } from "./lab.ts";
 
@@ -193,8 +194,8 @@ export interface XenonDrillResult {
   shipped: number[];
   runFiles: number[];
   /** "exit N: last error line" of each refusal. */
-  refusals: { corrupted: string; upstream: string; neverBack: string };
-  /** The corrupted archive's restore sent no PATCH. */
+  refusals: { corrupted: string; truncatedZip: string; upstream: string; neverBack: string };
+  /** The corrupted archive's and the truncated zip's restores sent no PATCH. */
   corruptedNoPatch: boolean;
   backupMs: number[];
   restoreMs: number[];
@@ -210,7 +211,7 @@ export async function xenonDrill(opts: XenonDrillOptions = {}): Promise<XenonDri
   const site = xenonSite(dir);
   const result: XenonDrillResult = {
     dir, documents: 0, diffs: { zip: [], pointInTime: [], streamHttp: [], directoryRun2: [], directoryRun3: [] }, idAdvice: false,
-    zipBytes: 0, streamChunks: 0, httpRequests: 0, shipped: [], runFiles: [], refusals: { corrupted: "", upstream: "", neverBack: "" },
+    zipBytes: 0, streamChunks: 0, httpRequests: 0, shipped: [], runFiles: [], refusals: { corrupted: "", truncatedZip: "", upstream: "", neverBack: "" },
     corruptedNoPatch: false, backupMs: [], restoreMs: [],
   };
   const recipeRun = async (name: string, args: string[]): Promise<RecipeRun> => {
@@ -311,10 +312,18 @@ export async function xenonDrill(opts: XenonDrillOptions = {}): Promise<XenonDri
     result.corruptedNoPatch = !/PATCH http/.test(r.output) && Object.keys(await exampleDocuments(b.url)).length === 0;
     r = await recipeRun("xenon-backup", [...hostFlags(a), "--backup.type=STREAM", "--stream.url=ftp://127.0.0.1/backup.zip"]);
     result.refusals.upstream = `exit ${r.code}: ${lastError(r.output)}`;
+    // a truncated zip inside a well-formed archive (as a cut-off STREAM would leave it): the zip check refuses it before the PATCH
+    const unpacked = join(dir, "unpacked");
+    const report = await unpackArchive<Record<string, unknown>>(archive, unpacked);
+    truncateSync(join(unpacked, "xenon-backup.zip"), Math.floor(statSync(join(unpacked, "xenon-backup.zip")).size / 2));
+    const cut = await backupArchive(unpacked, { folder: join(dir, "truncated"), name: "xenon-backup", meta: report.manifest!.meta, recipe: "xenon-backup" });
+    r = await recipeRun("xenon-restore", [cut.path, ...hostFlags(b, true)]);
+    result.refusals.truncatedZip = `exit ${r.code}: ${lastError(r.output)}`;
+    result.corruptedNoPatch &&= !/Xenon restored its index/.test(r.output) && Object.keys(await exampleDocuments(b.url)).length === 0;
     writeFileSync(join(dir, "kill.sh"), readFileSync(join(b.dir, "stop.sh")));
     r = await recipeRun("xenon-restore", [archive, `--url=${b.url}`, `--restart=bash,${join(dir, "kill.sh")}`, "--restart-timeout=3"]);
     result.refusals.neverBack = `exit ${r.code}: ${lastError(r.output)}`;
-    log(`refusals: corrupted ${result.refusals.corrupted}; Xenon's own error ${result.refusals.upstream}; never back ${result.refusals.neverBack}`);
+    log(`refusals: corrupted ${result.refusals.corrupted}; truncated zip ${result.refusals.truncatedZip}; Xenon's own error ${result.refusals.upstream}; never back ${result.refusals.neverBack}`);
     return result;
   } finally {
     await Promise.all([...own].map((h) => h.stop()));
@@ -332,6 +341,7 @@ export function xenonDrillProblems(r: XenonDrillResult): string[] {
   const out = Object.entries(r.diffs).flatMap(([k, d]) => d.slice(0, 5).map((x) => `${k}: ${x}`));
   if (!r.idAdvice) out.push("the ZIP restore onto a node with another id did not print --id=node-a");
   if (!/^exit 3:/.test(r.refusals.corrupted) || !r.corruptedNoPatch) out.push(`corrupted archive: ${r.refusals.corrupted}${r.corruptedNoPatch ? "" : " (a PATCH was sent)"}`);
+  if (!/^exit 3:.*not a complete zip/.test(r.refusals.truncatedZip)) out.push(`truncated zip: ${r.refusals.truncatedZip}`);
   if (!/^exit 1:.*refused the backup \(HTTP 500\): Provider "ftp" not installed/.test(r.refusals.upstream)) out.push(`Xenon's own error not shown plainly: ${r.refusals.upstream}`);
   if (!/^exit 1:.*gave up waiting for the Xenon host/.test(r.refusals.neverBack)) out.push(`host never back: ${r.refusals.neverBack}`);
   if (!(r.shipped[1] < r.shipped[0] && r.shipped[2] < r.shipped[0])) out.push(`incremental runs shipped ${r.shipped.join(", ")} bytes, not less than the full`);
