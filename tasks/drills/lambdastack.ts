@@ -486,7 +486,7 @@ export async function lambdastackDrill(opts: LambdastackDrillOptions = {}): Prom
 }
 
 export function lastError(output: string): string {
-  return output.split("\n").filter((l) => /error|refused|mismatch|damaged|not enough|failed|✖/i.test(l)).slice(-3).join(" | ").slice(0, 600);
+  return output.split("\n").filter((l) => !/^\[(dry-run|probe)\]/.test(l) && /error|refused|mismatch|damaged|not enough|failed|✖/i.test(l)).slice(-3).join(" | ").slice(0, 600);
 }
 
 /** The drill as a task: make drill-lambdastack. */
