@@ -698,28 +698,7 @@ export async function offsitePrune(dest: string, policy: PrunePolicy, opts: Offs
   for (const r of plan.remove) ctx.log.info(`${go ? "remove" : "would remove"}  ${r.path}  ${formatBytes(r.size)}`);
   if (!plan.keep.some((k) => k.entry.verified === "passed") && plan.remove.length) ctx.log.warn(`no kept copy at ${d.url} is verified; run offsite:copy or offsiteVerify on the newest one`);
   if (!go || !plan.remove.length) return plan;
-  const names = plan.remove.map((r) => r.name);
-  try {
-    if (d.kind === "local") for (const n of names) removeArchive(join(d.dir, n));
-    else if (d.kind === "ssh") await ssh(d.target, sh(SH_REMOVE, d.dir, ...names), { ctx });
-    else {
-      const h = client(d, opts, ctx);
-      try {
-        // The archive first, then its sidecars: an interrupted prune lists nothing half-gone.
-        for (const suffixes of [[""], [".sha256", ".info.json", ".verified"]]) {
-          const keys = names.flatMap((n) => suffixes.map((s) => ({ Key: `${d.prefix}${n}${s}` })));
-          for (let i = 0; i < keys.length; i += 1000) {
-            const out = await sdkCall(h, `delete in ${d.url}`, (c, m) => c.send(new m.DeleteObjectsCommand({ Bucket: d.bucket, Delete: { Objects: keys.slice(i, i + 1000), Quiet: true } })));
-            if (out.Errors?.length) throw new LifeboatError(`delete in ${d.url}: ${out.Errors.map((x) => `${x.Key}: ${x.Code}`).slice(0, 5).join("; ")}`);
-          }
-        }
-      } finally {
-        h.destroy();
-      }
-    }
-  } catch (e) {
-    throw failure(`off-site prune of ${d.url}`, e, "nothing else was removed; run it again");
-  }
+  await offsiteRemove(dest, plan.remove.map((r) => r.name), opts);
   return plan;
 }
 
@@ -911,6 +890,7 @@ export async function offsiteRemove(dest: string, names: readonly string[], opts
     else {
       const h = client(d, opts, ctx);
       try {
+        // The archive first, then its sidecars: an interrupted removal lists nothing half-gone.
         for (const suffixes of [[""], [".sha256", ".info.json", ".verified"]]) {
           const keys = names.flatMap((n) => suffixes.map((s) => ({ Key: `${d.prefix}${n}${s}` })));
           for (let i = 0; i < keys.length; i += 1000) {
