@@ -25,6 +25,8 @@ export interface ZipEntryInfo {
 export interface VerifyZipOptions {
   /** Refuse entries in folders (names with "/"), as Xenon's backups are flat (default true). */
   flat?: boolean;
+  /** The entries the zip must hold exactly (name and CRC-32, as a backup recorded them); any other set fails. */
+  expect?: { name: string; crc32?: number }[];
   ctx?: Context;
 }
 
@@ -90,6 +92,16 @@ export async function verifyZip(path: string, opts: VerifyZipOptions = {}): Prom
     });
   } finally {
     zip.close();
+  }
+  if (opts.expect) {
+    const key = (e: { name: string; crc32?: number }) => `${e.name}:${e.crc32}`;
+    const want = new Set(opts.expect.map(key));
+    const got = new Set(entries.map(key));
+    const missing = [...want].filter((k) => !got.has(k));
+    const extra = [...got].filter((k) => !want.has(k));
+    if (missing.length || extra.length) {
+      throw new VerifyError(`zip ${path}: its files differ from the list the backup recorded`, [...missing.map((k) => `missing or changed: ${k}`), ...extra.map((k) => `not in the backup's list: ${k}`)], "restore refused; take the archive again");
+    }
   }
   return { path, bytes, entries };
 }
