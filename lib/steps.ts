@@ -71,12 +71,15 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/;
 class StepImpl<T> implements Step<T> {
   readonly kind: "single" | "fanout" = "single";
   #output: { value: T } | null = null;
-  constructor(
-    readonly id: string,
-    readonly title: string,
-    private readonly fn: (api: StepApi) => Promise<T> | T,
-    readonly opts: StepOptions,
-  ) {
+  readonly id: string;
+  readonly title: string;
+  private readonly fn: (api: StepApi) => Promise<T> | T;
+  readonly opts: StepOptions;
+  constructor(id: string, title: string, fn: (api: StepApi) => Promise<T> | T, opts: StepOptions) {
+    this.id = id;
+    this.title = title;
+    this.fn = fn;
+    this.opts = opts;
     if (!ID.test(id)) throw new LifeboatError(`step id '${id}' must be letters, digits and . : _ @ - (it names the step in the journal)`);
   }
   get output(): T {
@@ -131,14 +134,20 @@ export interface FanOutJournal {
 
 class FanOutImpl<I, T> extends StepImpl<Record<string, T>> {
   override readonly kind = "fanout" as const;
+  private readonly items: readonly I[];
+  private readonly each: (item: I, api: StepApi) => Promise<T> | T;
+  private readonly fopts: FanOutOptions<I>;
   constructor(
     id: string,
     title: string,
-    private readonly items: readonly I[],
-    private readonly each: (item: I, api: StepApi) => Promise<T> | T,
-    private readonly fopts: FanOutOptions<I>,
+    items: readonly I[],
+    each: (item: I, api: StepApi) => Promise<T> | T,
+    fopts: FanOutOptions<I>,
   ) {
     super(id, title, () => ({}), fopts);
+    this.items = items;
+    this.each = each;
+    this.fopts = fopts;
     const keys = items.map(fopts.key);
     const dup = keys.find((k, i) => keys.indexOf(k) !== i);
     if (dup !== undefined) throw new LifeboatError(`fan-out step '${id}': two items have the key '${dup}'`);
@@ -183,16 +192,16 @@ class FanOutImpl<I, T> extends StepImpl<Record<string, T>> {
 
 /** A fan-out step whose items did not all succeed: the others finished, and --resume retries only these. */
 export class FanOutFailed extends LifeboatError {
-  constructor(
-    readonly stepId: string,
-    readonly failures: { key: string; error: unknown }[],
-    total: number,
-  ) {
+  readonly stepId: string;
+  readonly failures: { key: string; error: unknown }[];
+  constructor(stepId: string, failures: { key: string; error: unknown }[], total: number) {
     const inner = failures.map((f) => f.error).find((e) => e instanceof LifeboatError) as LifeboatError | undefined;
     super(`${failures.length} of ${total} failed: ${failures.map((f) => `${f.key} (${((f.error as Error)?.message ?? String(f.error)).split("\n")[0]})`).join("; ")}`, {
       exitCode: inner?.exitCode,
       hint: inner?.hint,
     });
+    this.stepId = stepId;
+    this.failures = failures;
   }
 }
 

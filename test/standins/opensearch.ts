@@ -94,14 +94,18 @@ type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Obj = { [k: string]: Json };
 
 class OsError extends Error {
-  constructor(
-    readonly status: number,
-    readonly type: string,
-    readonly reason: string,
-    readonly extra: Obj = {},
-    readonly causedBy?: OsError,
-  ) {
+  readonly status: number;
+  readonly type: string;
+  readonly reason: string;
+  readonly extra: Obj;
+  readonly causedBy?: OsError;
+  constructor(status: number, type: string, reason: string, extra: Obj = {}, causedBy?: OsError) {
     super(reason);
+    this.status = status;
+    this.type = type;
+    this.reason = reason;
+    this.extra = extra;
+    this.causedBy = causedBy;
   }
   body(): Obj {
     const root = this.causedBy ?? this;
@@ -118,8 +122,14 @@ class OsError extends Error {
 
 /** Errors whose real body is {"error":"text","status":N} (REST layer, not an exception). */
 class PlainError extends Error {
-  constructor(readonly status: number, readonly text: string, readonly headers: Record<string, string> = {}) {
+  readonly status: number;
+  readonly text: string;
+  readonly headers: Record<string, string>;
+  constructor(status: number, text: string, headers: Record<string, string> = {}) {
     super(text);
+    this.status = status;
+    this.text = text;
+    this.headers = headers;
   }
 }
 
@@ -300,7 +310,12 @@ class Index {
   private pendingRefresh = false;
   private parsed = new WeakMap<Doc, unknown>();
 
-  private constructor(readonly dir: string, public meta: IndexMeta) {}
+  readonly dir: string;
+  meta: IndexMeta;
+  private constructor(dir: string, meta: IndexMeta) {
+    this.dir = dir;
+    this.meta = meta;
+  }
 
   get name() {
     return this.meta.name;
@@ -461,7 +476,14 @@ interface ShardSnapshot {
 }
 
 class FsRepository {
-  constructor(readonly name: string, readonly location: string, readonly readonly: boolean) {}
+  readonly name: string;
+  readonly location: string;
+  readonly readonly: boolean;
+  constructor(name: string, location: string, readonly: boolean) {
+    this.name = name;
+    this.location = location;
+    this.readonly = readonly;
+  }
 
   private latestGeneration(): number {
     const latest = path.join(this.location, "index.latest");
@@ -564,7 +586,9 @@ class Node {
   readonly pathRepo: string[];
   private timer?: ReturnType<typeof setInterval>;
 
-  constructor(readonly dataDir: string, pathRepo: string[], clusterName: string) {
+  readonly dataDir: string;
+  constructor(dataDir: string, pathRepo: string[], clusterName: string) {
+    this.dataDir = dataDir;
     this.indicesDir = path.join(dataDir, "indices");
     this.stateFile = path.join(dataDir, "_state", "cluster.json");
     this.lockFile = path.join(dataDir, "node.lock");

@@ -82,8 +82,10 @@ const IN_FLIGHT = 10;
 
 /** An error with the status Operation.fail would give it. */
 class Fail extends Error {
-  constructor(readonly status: number, message: string) {
+  readonly status: number;
+  constructor(status: number, message: string) {
     super(message);
+    this.status = status;
   }
 }
 const illegalArgument = (m: string) => new Fail(400, m);
@@ -167,7 +169,9 @@ class Index {
   buffer: Doc[] = [];
   generation = 0;
   nextSegment = 0;
-  constructor(public dir: Dir) {
+  dir: Dir;
+  constructor(dir: Dir) {
+    this.dir = dir;
     this.open();
   }
 
