@@ -11,7 +11,7 @@
 // Deis runbook's expected warning on live logs: the archive is complete and holds those
 // files as they were mid-write, so it is reported, not fatal. Every other tar or ssh
 // failure removes the partial file and throws.
-import { closeSync, createReadStream, createWriteStream, existsSync, fdatasync, openSync, readSync, statSync } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, existsSync, fdatasync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createParallelGzip } from "./compress.ts";
@@ -56,6 +56,9 @@ export function sshCommand(target: SshTarget, remoteArgv: readonly string[]): st
     ["ServerAliveInterval", target.serverAliveInterval ?? 15],
     ["ServerAliveCountMax", target.serverAliveCountMax ?? 4],
   ];
+  // With AES instructions, AES-GCM is several times cheaper than ssh's default ChaCha20 (1 GiB on the
+  // lab machine: 2.5 s against 9.1 s): put it first, keeping ssh's own list behind it for servers without it.
+  if (hasAesInstructions()) defaults.push(["Ciphers", "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"]);
   for (const [k, v] of defaults) if (!given.has(k.toLowerCase())) argv.push("-o", `${k}=${v}`);
   if (target.port) argv.push("-p", String(target.port));
   if (target.identityFile) argv.push("-i", target.identityFile, "-o", "IdentitiesOnly=yes");
@@ -63,6 +66,19 @@ export function sshCommand(target: SshTarget, remoteArgv: readonly string[]): st
   argv.push(target.user ? `${target.user}@${target.host}` : target.host);
   argv.push("--", shellJoin(remoteArgv));
   return argv;
+}
+
+let aesInstructions: boolean | undefined;
+/** True when this machine's CPU has AES instructions (x86 "aes" flag, arm64 "aes" feature). */
+function hasAesInstructions(): boolean {
+  if (aesInstructions === undefined) {
+    try {
+      aesInstructions = /^(flags|Features)\s*:.*\baes\b/m.test(readFileSync("/proc/cpuinfo", "utf8"));
+    } catch {
+      aesInstructions = false;
+    }
+  }
+  return aesInstructions;
 }
 
 /** "core@store-1:2222", for messages. */

@@ -312,6 +312,15 @@ test("keepalives are on by default, settable, and an option of the same name ove
   assert.equal(over.filter((w) => /^(serveraliveinterval|ServerAliveInterval|ConnectTimeout)=/.test(w)), ["serveraliveinterval=7", "ConnectTimeout=30"]);
 });
 
+test("AES-GCM is preferred on a CPU with AES instructions, ahead of ssh's own list, and a Ciphers option replaces it", async () => {
+  const words = (t: SshTarget) => sshCommand(t, ["true"]).filter((w, i, a) => a[i - 1] === "-o");
+  const aes = /^(flags|Features)\s*:.*\baes\b/m.test(readFileSync("/proc/cpuinfo", "utf8"));
+  assert.equal(words(target()).filter((w) => w.startsWith("Ciphers=")), aes ? ["Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com"] : []);
+  assert.equal(words({ ...target(), options: { Ciphers: "chacha20-poly1305@openssh.com" } }).filter((w) => /^ciphers=/i.test(w)), ["Ciphers=chacha20-poly1305@openssh.com"]);
+  // the lab's sshd accepts what the client now asks for: a login works with the defaults
+  assert.equal((await ssh(target(), ["echo", "ok"])).stdout.trim(), "ok");
+});
+
 test("an unreachable port fails fast with a connection error", async () => {
   testContext();
   const port = await freePort();
