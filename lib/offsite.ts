@@ -10,8 +10,8 @@
 // written as `.partial-NAME.PID` and renamed; on S3 an object appears only when its upload
 // completes, the archive goes first and its sidecars after it, and a failed multipart upload
 // is aborted (one left by a killed run is aborted by the next run). Then the copy's bytes are
-// checked against the archive's sha256 (ssh: sha256 on the remote host (openssl, else sha256sum), of what was
-// written; local: read back; S3: the object's ETag against the MD5s computed here of the
+// checked against the archive's sha256 (ssh: flushed with sync, then sha256 on the remote host,
+// openssl's or sha256sum's, of the file read back; local: read back; S3: the object's ETag against the MD5s computed here of the
 // bytes sent), and NAME.verified is written beside it, as for local archives.
 //
 // Listing, pruning (the same GFS rules as archive:prune, through planPrune) and fetching for
@@ -366,12 +366,17 @@ function writeAtomic(path: string, text: string): void {
 /** sha256 of stdin, computed on the remote host: OpenSSL's (SHA extensions: ~5× coreutils' on the lab machine) when there, else sha256sum. */
 const SH_HASH = `h() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi; }`;
 
-/** Receives the archive on stdin as .partial-NAME.PID (after removing this archive's leftovers), hashing what tee wrote (openssl or sha256sum); prints sha256, then size:mtime. */
+/**
+ * Receives the archive on stdin as .partial-NAME.PID (after removing this archive's leftovers), flushes
+ * it to the disk, then hashes the file read back (openssl or sha256sum); prints sha256, then size:mtime.
+ * Written first and hashed after, not `tee | hash`: on the lab machine the pipe through tee made a
+ * 1 GiB copy twice as slow, and the read-back checks what the file holds, not what passed by.
+ */
 const SH_PUT = `${SH_HASH}; set -e; umask 077; mkdir -p -- "$1"; cd -- "$1"
 for f in ".partial-$3".*; do if [ -e "$f" ]; then rm -f -- "$f"; fi; done
-exec 3>&1
-rc=$( { { tee -- "$2"; echo "$?" >&4; } | h >&3; } 4>&1 )
-if [ "$rc" != 0 ]; then echo "writing $1/$2 failed (tee exit $rc)" >&2; rm -f -- "$2"; exit 1; fi
+if ! cat > "$2"; then echo "writing $1/$2 failed" >&2; rm -f -- "$2"; exit 1; fi
+sync -- "$2" 2>/dev/null || sync
+h < "$2"
 stat -c %s:%Y -- "$2"`;
 
 /** Renames the partial into place, then writes each sidecar (SUFFIX TEXT pairs) through its own partial name. */

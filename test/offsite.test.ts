@@ -345,6 +345,29 @@ test("an unreachable remote is named in the error, and no local archive is touch
   }
 });
 
+test("an ssh remote whose disk is full fails naming it and 'no space left', keeps nothing partial there, and keeps every local archive", async () => {
+  const home = tmp();
+  const local = join(home, "backups");
+  const archive = fakeArchive(local, new Date(Date.UTC(2026, 0, 3)), 3 << 20);
+  const before = readdirSync(local).sort();
+  const disk = join(tmp("lifeboat-offsite-full-"), "disk");
+  mkdirSync(disk);
+  const m = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", disk]);
+  if (m.status !== 0) throw new Error(`cannot mount a tmpfs: ${m.stderr}`);
+  try {
+    await offsiteBackup(archive, { ...opts, to: [`ssh://root@${lab.LAB_SSH_HOST}:${lab.LAB_SSH_PORT}${disk}`], keepLocal: 1 });
+    assert.unreachable("copied 3 MiB onto a 1 MiB disk");
+  } catch (e) {
+    const msg = (e as Error).message;
+    assert.ok(msg.includes(lab.LAB_SSH_HOST), `names the remote: ${msg}`);
+    assert.match(msg, /no space left/i, "says the disk is full");
+    assert.equal(readdirSync(disk), [], "no partial file is left on the remote");
+  } finally {
+    spawnSync("umount", [disk]);
+  }
+  assert.equal(readdirSync(local).sort(), before, "every local archive and sidecar is still there");
+});
+
 test.after(async () => {
   await s3RemoveBucket(s3, bucket, { purge: true }).catch(() => {});
   s3.destroy();
