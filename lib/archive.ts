@@ -1,14 +1,19 @@
-// Archives: a directory packed into NAME.tar.gz (optionally age-encrypted) with a
-// manifest.json inside that lists every entry with its size, mode and sha256.
+// Archives: a directory packed into NAME.tar.gz or NAME.tar.zst (optionally age-encrypted) with
+// a manifest.json inside that lists every entry with its size, mode and sha256.
 //
-// Pack streams each file once: the tar stream is teed into node-tar's own Parser, which
-// hashes exactly the bytes that went into the archive, and the manifest is appended as
-// the last entry. The archive is written to a hidden `.partial-…` file and renamed into
-// place only when complete, so a killed run never leaves a complete-looking archive.
+// Pack reads each file once: node-tar frames it and the same bytes are hashed on the way (the
+// entry's content, not its header or padding), then handed to the compressor — pigz or zstd
+// as a child process, or in-process parallel gzip when pigz is missing (lib/compress.ts) — and
+// the compressed bytes are hashed as they are written. The manifest is appended as the last
+// entry. The archive is written to a hidden `.partial-…` file and renamed into place only when
+// complete, so a killed run never leaves a complete-looking archive.
 //
-// Verify reads the whole archive, checks every entry against the manifest and checks
-// every path for safety. Unpack verifies first and only then writes, so a damaged,
-// truncated or hostile archive is refused before the target is touched.
+// Verify reads the whole archive once, checks every entry against the manifest and checks every
+// path for safety; `quick` checks only the sidecars and that the key opens it. Unpack does the
+// full check in the same pass as it extracts: it writes into a hidden staging folder inside the
+// target and moves the entries into place only when every check passed, so a damaged, truncated,
+// wrongly keyed or hostile archive leaves nothing that looks restored. The compression is told
+// by the magic bytes (inside the age layer for an encrypted archive).
 //
 // Names are POSIX names: `Z:`, `a:b` and `c:\x` are ordinary relative names on Linux, so
 // pack keeps them as they are (node-tar's preservePaths: the paths come from our own walk)
@@ -17,8 +22,9 @@
 // every file is written (as GNU tar's delayed links), exactly as recorded: node-tar would
 // rewrite absolute targets, and nothing may be written through a link anyway.
 //
+// node-tar and age-encryption are loaded at first use, so a process that never packs pays nothing.
 // Every stage stops when the context's signal aborts (SIGINT/SIGTERM) and throws its reason.
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import {
   chmodSync,
   closeSync,
@@ -33,6 +39,8 @@ import {
   readdirSync,
   readFileSync,
   readSync,
+  renameSync,
+  rmdirSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -41,21 +49,22 @@ import {
 } from "node:fs";
 import { basename, dirname, join, resolve, win32 } from "node:path";
 import { hostname } from "node:os";
-import { PassThrough, Readable, Transform, type Writable } from "node:stream";
+import { Readable, Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createGunzip } from "node:zlib";
+import { constants as zc, gunzipSync } from "node:zlib";
 import process from "node:process";
-import { Decrypter, Encrypter } from "age-encryption";
-import { Header, Pack, Parser, ReadEntry, Unpack } from "tar";
+import type { Header, ReadEntry, WriteEntry } from "tar";
 import type { Stats } from "node:fs";
 import { LifeboatError, RefusedError, VerifyError } from "./errors.ts";
-import { createParallelGzip } from "./compress.ts";
+import { compressionOf, startCompressor, startDecompressor, TAR_SUFFIX, type Compression } from "./compress.ts";
 import { partialFile } from "./files.ts";
 import { throwIfAborted, useContext, type Context } from "./context.ts";
 import { pidAlive } from "./lock.ts";
 import { shellQuote } from "./exec.ts";
 import { formatBytes } from "./log.ts";
 import { expandHome, type SettingSpecs, type SettingValues } from "./settings.ts";
+
+export type { Compression } from "./compress.ts";
 
 /** The manifest's file name inside every lifeboat archive. */
 export const MANIFEST_NAME = "manifest.json";
@@ -137,6 +146,28 @@ export function ageOptions(s: Partial<SettingValues<typeof AGE_SETTINGS>>): AgeO
   };
 }
 
+/**
+ * The compression settings a backup recipe reads: `archive.compression` (gzip|zstd) and
+ * `archive.level`. Turn them into packArchive/backupArchive options with {@link compressionOptions}.
+ */
+export const COMPRESSION_SETTINGS = {
+  "archive.compression": { choices: ["gzip", "zstd"], default: "gzip", describe: "how new archives are compressed: gzip (NAME.tar.gz, pigz when installed) or zstd (NAME.tar.zst)" },
+  "archive.level": { type: "number", describe: "compression level (gzip 1-9, default 6; zstd 1-19, default 3)" },
+} as const satisfies SettingSpecs;
+
+/**
+ * Pack options from the {@link COMPRESSION_SETTINGS} values.
+ * @example await backupArchive(stage, { folder, name: "deis-backup", ...compressionOptions(ctx.settings) });
+ */
+export function compressionOptions(s: Partial<SettingValues<typeof COMPRESSION_SETTINGS>>): { compression: Compression; level?: number } {
+  return { compression: s["archive.compression"] === "zstd" ? "zstd" : "gzip", level: s["archive.level"] || undefined };
+}
+
+/** The file name of an archive: NAME.tar.gz or NAME.tar.zst, with .age when encrypted. */
+export function archiveName(name: string, compression: Compression = "gzip", encrypted = false): string {
+  return `${name}${TAR_SUFFIX[compression]}${encrypted ? ".age" : ""}`;
+}
+
 /** Options for {@link packArchive}. */
 export interface PackOptions<M = Record<string, unknown>> {
   /** Recorded as manifest.recipe (default: the context's name). */
@@ -149,9 +180,11 @@ export interface PackOptions<M = Record<string, unknown>> {
   startedAt?: Date;
   /** Encrypt with age (passphrase or recipients). */
   encrypt?: AgeOptions;
-  /** gzip level 1–9 (default 6). */
+  /** gzip (default; pigz when installed) or zstd (the zstd program). Name the file .tar.gz or .tar.zst to match. */
+  compression?: Compression;
+  /** Compression level: gzip 1–9 (default 6), zstd 1–19 (default 3). */
   level?: number;
-  /** Compression workers (default: CPU count, max 4). */
+  /** Compression threads (default: CPU count, max 4). */
   workers?: number;
   /** Show byte progress (default true). */
   progress?: boolean;
@@ -172,6 +205,14 @@ export interface VerifyOptions {
    * archive that does not exist (a dry run packs nothing) is reported instead of failing.
    */
   record?: boolean;
+  /**
+   * Check without reading the whole archive: the sidecars agree (NAME.sha256, NAME.info.json),
+   * the key opens it and its first bytes are the compression and tar header they say; the
+   * report's `info` (recipe, meta) comes from NAME.info.json. For a restore, whose
+   * unpackArchive does the full check as it unpacks (and checks the manifest says what
+   * info.json said). Without NAME.info.json it reads the whole archive. Never recorded.
+   */
+  quick?: boolean;
   ctx?: Context;
 }
 
@@ -185,8 +226,12 @@ export interface UnpackOptions extends VerifyOptions {
 
 /** What verifyArchive found. */
 export interface VerifyReport<M = Record<string, unknown>> {
-  /** The manifest, when the archive has one. */
+  /** The manifest, when the archive has one (null after a quick verify: see info). */
   manifest: Manifest<M> | null;
+  /** recipe, meta, totals, sha256: from NAME.info.json (checked against the manifest by a full read), else from the manifest. */
+  info: ArchiveInfo<M> | null;
+  /** True when only the quick checks ran (see {@link VerifyOptions.quick}). */
+  quick: boolean;
   /** Entries seen (manifest excluded). */
   entries: number;
   /** Content bytes seen. */
@@ -320,7 +365,7 @@ function hashing(hash: ReturnType<typeof createHash>, onBytes?: (n: number) => v
   });
 }
 
-function entryType(t: string): ManifestEntry["type"] | null {
+function entryType(t: string | undefined): ManifestEntry["type"] | null {
   switch (t) {
     case "File":
     case "OldFile":
@@ -337,19 +382,19 @@ function entryType(t: string): ManifestEntry["type"] | null {
   }
 }
 
-/** The manifest's record of a tar entry whose body was read (size bytes, hashed for files). */
-function entryOf(e: ReadEntry, path: string, size: number, hash: ReturnType<typeof createHash> | null): ManifestEntry {
-  const type = entryType(e.type) ?? "file";
+/** What a tar header records of an entry, as the manifest keeps it (mtime in whole seconds, as ustar stores it). */
+function recordOf(h: Header | ReadEntry, path: string): ManifestEntry {
+  const type = entryType(h.type) ?? "file";
+  const mtime = h.mtime ?? new Date(0);
   return {
     path,
     type,
-    size,
-    mode: (e.mode ?? 0) & 0o7777,
-    uid: e.uid ?? 0,
-    gid: e.gid ?? 0,
-    mtime: (e.mtime ?? new Date(0)).toISOString(),
-    ...(hash ? { sha256: hash.digest("hex") } : {}),
-    ...(type === "symlink" || type === "hardlink" ? { target: e.linkpath } : {}),
+    size: 0,
+    mode: (h.mode ?? 0) & 0o7777,
+    uid: h.uid ?? 0,
+    gid: h.gid ?? 0,
+    mtime: new Date(Math.floor(mtime.getTime() / 1000) * 1000).toISOString(),
+    ...(type === "symlink" || type === "hardlink" ? { target: h.linkpath } : {}),
   };
 }
 
@@ -363,7 +408,7 @@ function normPath(p: string): string {
  * Packs a directory into a verified archive and resolves to its manifest.
  * Files are 0600 and a missing backups directory is created 0700.
  * @example
- * const manifest = await packArchive("/tmp/stage", "/backups/deis-2026-11-21T101500Z.tar.gz", { meta: { buckets: 2 } });
+ * const manifest = await packArchive("/tmp/stage", "/backups/deis-2026-11-21T101500Z.tar.zst", { compression: "zstd", meta: { buckets: 2 } });
  */
 export async function packArchive<M = Record<string, unknown>>(sourceDir: string, archivePath: string, options: PackOptions<M> = {}): Promise<Manifest<M>> {
   const ctx = options.ctx ?? useContext();
@@ -384,70 +429,86 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
     });
   }
   const encrypt = options.encrypt && (options.encrypt.passphrase || options.encrypt.recipients?.length) ? options.encrypt : undefined;
+  const compression = options.compression ?? "gzip";
   if (ctx.dryRun) {
     ctx.log.command(
-      `pack ${sourceDir} (${tree.entries.length} entries, ${formatBytes(tree.bytes)}) into ${archivePath}${encrypt ? " (age-encrypted)" : ""}`,
+      `pack ${sourceDir} (${tree.entries.length} entries, ${formatBytes(tree.bytes)}) into ${archivePath} (${compression}${encrypt ? ", age-encrypted" : ""})`,
       "dry-run",
     );
     return manifestOf(ctx, options, started, new Date(), tree.entries.map((e) => ({ path: e.rel, type: e.type, size: e.size, mode: 0, uid: 0, gid: 0, mtime: "" })));
   }
   ensureBackupFolder(outDir, ctx);
   cleanLeftovers(outDir, ctx);
+  const { Header, Pack, ReadEntry } = await import("tar");
   const partial = partialFile(archivePath);
 
-  const seen: ManifestEntry[] = [];
-  const parser = new Parser({ strict: true });
-  let expect = tree.entries.length;
+  // Each entry's record, in walk order; files are hashed as node-tar reads them (see onWriteEntry).
+  const slots: ManifestEntry[] = new Array(tree.entries.length);
+  const index = new Map(tree.entries.map((e, i) => [e.rel, i]));
+  let pending = tree.entries.length;
   let allSeen: () => void = () => {};
   const allSeenP = new Promise<void>((r) => (allSeen = r));
-  if (expect === 0) allSeen();
-  parser.on("entry", (e: ReadEntry) => {
-    const type = entryType(e.type);
-    const hash = type === "file" ? createHash("sha256") : null;
+  if (pending === 0) allSeen();
+  const onWriteEntry = (we: WriteEntry) => {
+    const rel = normPath(we.path);
+    const i = index.get(rel);
+    if (i === undefined) return; // the manifest, added last
+    const hash = we.type === "File" ? createHash("sha256") : null;
     let size = 0;
-    e.on("data", (d: Buffer) => {
-      hash?.update(d);
-      size += d.length;
+    if (hash) {
+      // The content goes through write(); the header and the last block's padding do not, and
+      // node-tar may zero-fill the rest of its read buffer: hash exactly stat.size bytes.
+      let left = we.stat?.size ?? 0;
+      const write = we.write.bind(we) as (chunk: Buffer, ...rest: unknown[]) => boolean;
+      (we as unknown as { write: typeof write }).write = (chunk: Buffer, ...rest: unknown[]) => {
+        const take = Math.min(left, chunk.length);
+        if (take > 0) {
+          hash.update(take === chunk.length ? chunk : chunk.subarray(0, take));
+          left -= take;
+          size += take;
+        }
+        return write(chunk, ...rest);
+      };
+    }
+    we.once("end", () => {
+      slots[i] = { ...recordOf(we.header!, rel), size, ...(hash ? { sha256: hash.digest("hex") } : {}) };
+      if (--pending === 0) allSeen();
     });
-    e.on("end", () => {
-      if (e.path === MANIFEST_NAME) return;
-      seen.push(entryOf(e, normPath(e.path), size, hash));
-      if (--expect === 0) allSeen();
-    });
-  });
+  };
 
   // Small reads and few entries in flight keep memory flat (node-tar reads 16 MiB at a time by default).
   // preservePaths: the paths are our walk's relative names, and `Z:` or `c:\x` must stay as they are.
-  const pack = new Pack({ cwd: sourceDir, noDirRecurse: true, strict: true, portable: false, preservePaths: true, maxReadSize: 1 << 20, jobs: 2 });
+  const pack = new Pack({ cwd: sourceDir, noDirRecurse: true, strict: true, portable: false, preservePaths: true, maxReadSize: 1 << 20, jobs: 2, onWriteEntry });
   const progress = options.progress === false ? null : ctx.log.progress(`pack ${basename(archivePath)}`, { total: tree.bytes });
   const fileHash = createHash("sha256");
-  const tee = new PassThrough();
-  pack.on("data", (d: Buffer) => {
-    parser.write(d);
-  });
   let fed = 0;
   const counting = new Transform({
+    highWaterMark: 1 << 20,
     transform(chunk: Buffer, _e, cb) {
       fed += chunk.length;
       progress?.add(chunk.length);
       cb(null, chunk);
     },
   });
-  const gz = createParallelGzip({ level: options.level, workers: options.workers });
-  let body: Readable = (pack as unknown as Readable).pipe(counting).pipe(gz);
+  const comp = startCompressor({ compression, level: options.level, workers: options.workers, ctx });
   let packError: Error | null = null;
   const fail = (e: Error) => {
     packError ??= e;
-    tee.destroy(e);
+    counting.destroy(e);
+    comp.input.destroy(e);
+    comp.output.destroy(e);
   };
   (pack as unknown as Readable).on("error", fail);
-  parser.on("error", fail);
   counting.on("error", fail);
-  gz.on("error", fail);
-  if (encrypt) body = await ageEncrypt(body, encrypt);
-  body.on("error", fail);
+  comp.input.on("error", fail);
+  (pack as unknown as Readable).pipe(counting).pipe(comp.input);
+  let body: Readable = comp.output;
+  if (encrypt) {
+    body = await ageEncrypt(body, encrypt);
+    body.on("error", fail);
+  }
   const out = createWriteStream(partial.tmp, { mode: 0o600 });
-  const done = pipeline(body, tee, hashing(fileHash), out);
+  const done = Promise.all([comp.done, pipeline(body, hashing(fileHash), out)]);
   const onAbort = () => fail(ctx.signal.reason);
   ctx.signal.addEventListener("abort", onAbort, { once: true });
 
@@ -455,7 +516,7 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
     for (const e of tree.entries) pack.add(e.rel);
     await Promise.race([allSeenP, done.then(() => { throw new LifeboatError("archive stream ended early"); })]);
     if (packError) throw packError;
-    const manifest = manifestOf(ctx, options, started, new Date(), seen);
+    const manifest = manifestOf(ctx, { ...options, tools: { compressor: comp.tool, ...options.tools } }, started, new Date(), slots);
     const text = Buffer.from(JSON.stringify(manifest, null, 2) + "\n");
     const header = new Header({ path: MANIFEST_NAME, mode: 0o600, size: text.length, type: "File", mtime: new Date(), uid: 0, gid: 0 });
     const re = new ReadEntry(header);
@@ -463,28 +524,29 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
     re.end(text);
     pack.end();
     await done;
-    parser.end();
     throwIfAborted(ctx);
+    if (packError) throw packError;
     const sha = fileHash.digest("hex");
     const base = basename(archivePath);
     writeSidecar(`${archivePath}.sha256`, `${sha}  ${base}\n`);
-    writeSidecar(`${archivePath}.info.json`, JSON.stringify(infoOf(manifest, sha, fed, !!encrypt), null, 2) + "\n");
+    writeSidecar(`${archivePath}.info.json`, JSON.stringify(infoOf(manifest, sha, fed, !!encrypt, compression), null, 2) + "\n");
     partial.commit();
     progress?.done(`packed ${base}: ${manifest.entries.length} entries, ${formatBytes(manifest.totals.bytes)} → ${formatBytes(statSync(archivePath).size)}`);
     return manifest;
   } catch (e) {
     progress?.fail(`pack ${basename(archivePath)} failed`);
+    fail(e as Error);
     (pack as unknown as Readable).destroy?.();
     await done.catch(() => {});
     partial.discard();
     const err = packError ?? (e as Error);
-    if ((err as NodeJS.ErrnoException).code === "ENOSPC") {
+    if ((err as NodeJS.ErrnoException).code === "ENOSPC" || /no space left/i.test(err.message)) {
       throw new LifeboatError(`no space left on the device of ${outDir} while writing ${basename(archivePath)}`, {
         hint: "free space or choose another backups folder; nothing was left behind",
         cause: err,
       });
     }
-    throw err instanceof LifeboatError ? err : new LifeboatError(`packing ${sourceDir} into ${archivePath} failed: ${err.message}`, { cause: err });
+    throw err instanceof LifeboatError || ctx.signal.aborted ? err : new LifeboatError(`packing ${sourceDir} into ${archivePath} failed: ${err.message}`, { cause: err });
   } finally {
     ctx.signal.removeEventListener("abort", onAbort);
   }
@@ -519,7 +581,7 @@ function manifestOf<M>(ctx: Context, o: PackOptions<M>, started: Date, finished:
   };
 }
 
-/** The sidecar NAME.info.json: what `list` shows without opening the archive. */
+/** The sidecar NAME.info.json: what `list` shows, and a quick verify returns, without opening the archive. */
 export interface ArchiveInfo<M = Record<string, unknown>> {
   recipe: string;
   host: string;
@@ -527,16 +589,19 @@ export interface ArchiveInfo<M = Record<string, unknown>> {
   finishedAt: string;
   sha256: string;
   encrypted: boolean;
+  /** How the tar stream is compressed (absent in archives made before zstd: gzip). */
+  compression?: Compression;
   totals: Manifest["totals"];
   tarBytes: number;
   meta: M;
 }
 
-function infoOf<M>(m: Manifest<M>, sha256: string, tarBytes: number, encrypted: boolean): ArchiveInfo<M> {
-  return { recipe: m.recipe, host: m.host, startedAt: m.startedAt, finishedAt: m.finishedAt, sha256, encrypted, totals: m.totals, tarBytes, meta: m.meta };
+function infoOf<M>(m: Manifest<M>, sha256: string, tarBytes: number, encrypted: boolean, compression: Compression | null): ArchiveInfo<M> {
+  return { recipe: m.recipe, host: m.host, startedAt: m.startedAt, finishedAt: m.finishedAt, sha256, encrypted, ...(compression ? { compression } : {}), totals: m.totals, tarBytes, meta: m.meta };
 }
 
 async function ageEncrypt(input: Readable, o: AgeOptions): Promise<Readable> {
+  const { Encrypter } = await import("age-encryption");
   const e = new Encrypter();
   if (o.passphrase) e.setPassphrase(o.passphrase);
   for (const r of o.recipients ?? []) e.addRecipient(r);
@@ -545,15 +610,16 @@ async function ageEncrypt(input: Readable, o: AgeOptions): Promise<Readable> {
 }
 
 // ---------------------------------------------------------------------------------
-// read side: open (decrypt, gunzip), check paths, compare with the manifest
+// read side: open (decrypt, decompress), check paths, compare with the manifest
 
-function sniff(path: string): "age" | "gzip" | "tar" | "unknown" {
+function sniff(path: string): "age" | Compression | "tar" | "unknown" {
   const fd = openSync(path, "r");
   try {
     const buf = Buffer.alloc(512);
     const n = readSync(fd, buf, 0, 512, 0);
     if (buf.subarray(0, AGE_MAGIC.length).toString("latin1") === AGE_MAGIC) return "age";
-    if (n >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) return "gzip";
+    const c = compressionOf(buf.subarray(0, n));
+    if (c) return c;
     if (n === 512 && buf.subarray(257, 262).toString("latin1") === "ustar") return "tar";
     return "unknown";
   } finally {
@@ -561,49 +627,96 @@ function sniff(path: string): "age" | "gzip" | "tar" | "unknown" {
   }
 }
 
+const notAnArchive = (path: string) => new VerifyError(`${basename(path)} is not a tar, tar.gz, tar.zst or age file`, [], "is this the right file?");
+const keyError = (path: string, e: unknown) =>
+  new VerifyError(`archive ${basename(path)}: the passphrase or identity does not open it (${(e as Error).message})`, [], "check the key; nothing was written");
+
+/** An age Decrypter with the key material, or a VerifyError saying none was given. */
+async function decrypterFor(path: string, o: VerifyOptions) {
+  const k = o.decrypt ?? {};
+  if (!k.passphrase && !k.identities?.length) {
+    throw new VerifyError(`archive ${basename(path)} is encrypted and no passphrase or identity was given`, [], "pass the passphrase (file, env or command) or the age identity file");
+  }
+  const { Decrypter } = await import("age-encryption");
+  const d = new Decrypter();
+  if (k.passphrase) d.addPassphrase(k.passphrase);
+  for (const id of k.identities ?? []) d.addIdentity(id);
+  return d;
+}
+
+/** Resolves to the first chunk of a stream and puts it back (to tell the compression inside the age layer). */
+function peek(r: Readable): Promise<Buffer> {
+  return new Promise((res, rej) => {
+    const done = (b: Buffer) => {
+      r.off("readable", onReadable).off("end", onEnd).off("error", rej);
+      res(b);
+    };
+    const onReadable = () => {
+      const c = r.read() as Buffer | null;
+      if (c === null) return;
+      r.unshift(c);
+      done(c);
+    };
+    const onEnd = () => done(Buffer.alloc(0));
+    r.on("readable", onReadable).once("end", onEnd).once("error", rej);
+  });
+}
+
+interface Opened {
+  /** The compressed (or plain) tar bytes, after the age layer. */
+  source: Readable;
+  compression: Compression | null;
+  encrypted: boolean;
+}
+
 /**
- * Opens an archive as pipeline stages that yield tar bytes (file → sha256 → [age] → [gunzip]),
- * feeding the raw file's sha256 and byte progress. Callers pipeline(...stages, consumer), so
- * an error anywhere rejects that one pipeline.
+ * Opens an archive: file → sha256 of every byte (and progress) → [age] = the tar stream's
+ * compressed bytes, with the compression told by the magic bytes.
  */
-async function openTarStream(
-  path: string,
-  o: VerifyOptions,
-  fileHash: ReturnType<typeof createHash>,
-  onBytes: (n: number) => void,
-  signal: AbortSignal,
-): Promise<{ stages: (Readable | Transform)[]; encrypted: boolean }> {
+async function openArchive(path: string, o: VerifyOptions, fileHash: ReturnType<typeof createHash>, onBytes: (n: number) => void, signal: AbortSignal): Promise<Opened> {
   const kind = sniff(path);
-  // An abort destroys the file stream: for an encrypted archive it sits outside the caller's pipeline.
-  const file = createReadStream(path, { signal });
+  if (kind === "unknown") throw notAnArchive(path);
+  const decrypter = kind === "age" ? await decrypterFor(path, o) : null;
+  // An abort destroys the file stream, and with it every stage after it.
+  const file = createReadStream(path, { signal, highWaterMark: 1 << 20 });
   const hasher = hashing(fileHash, onBytes);
-  let stages: (Readable | Transform)[] = [file, hasher];
-  if (kind === "age") {
-    const d = new Decrypter();
-    const k = o.decrypt ?? {};
-    if (!k.passphrase && !k.identities?.length) {
-      file.destroy();
-      throw new VerifyError(`archive ${basename(path)} is encrypted and no passphrase or identity was given`, [], "pass the passphrase (file, env or command) or the age identity file");
-    }
-    if (k.passphrase) d.addPassphrase(k.passphrase);
-    for (const id of k.identities ?? []) d.addIdentity(id);
-    file.on("error", (e) => hasher.destroy(e));
-    file.pipe(hasher);
-    try {
-      const plain = await d.decrypt(Readable.toWeb(hasher) as unknown as ReadableStream<Uint8Array>);
-      stages = [Readable.fromWeb(plain as unknown as import("node:stream/web").ReadableStream<Uint8Array>)];
-    } catch (e) {
-      file.destroy();
-      throw new VerifyError(`archive ${basename(path)}: the passphrase or identity does not open it (${(e as Error).message})`, [], "check the key; nothing was written");
-    }
-  }
-  const inner = kind === "age" ? "gzip" : kind;
-  if (inner === "gzip") stages.push(createGunzip());
-  else if (inner !== "tar") {
+  file.on("error", (e) => hasher.destroy(e));
+  file.pipe(hasher);
+  if (!decrypter) return { source: hasher, compression: kind === "tar" ? null : kind as Compression, encrypted: false };
+  let plain: Readable;
+  try {
+    plain = Readable.fromWeb((await decrypter.decrypt(Readable.toWeb(hasher) as unknown as ReadableStream<Uint8Array>)) as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
+  } catch (e) {
     file.destroy();
-    throw new VerifyError(`${basename(path)} is not a tar, tar.gz or age file`, [], "is this the right file?");
+    throw keyError(path, e);
   }
-  return { stages, encrypted: kind === "age" };
+  const head = await peek(plain);
+  return { source: plain, compression: compressionOf(head), encrypted: true };
+}
+
+/** Streams an opened archive's tar bytes into a tar consumer (Parser or Unpack), decompressing on the way. */
+async function pump(opened: Opened, consumer: Writable, ctx: Context): Promise<void> {
+  if (!opened.compression) return pipeline(opened.source, consumer, { signal: ctx.signal });
+  const d = startDecompressor(opened.compression, { ctx });
+  if ((d.input as unknown) === d.output) return pipeline(opened.source, d.input, consumer, { signal: ctx.signal });
+  try {
+    await Promise.all([pipeline(opened.source, d.input), pipeline(d.output, consumer), d.done]);
+  } catch (e) {
+    for (const s of [opened.source, d.input, d.output]) s.destroy();
+    throw e;
+  }
+}
+
+/** A read failure as the operator should read it: truncated, damaged, or unreadable. */
+function readError(path: string, e: unknown): Error {
+  if (e instanceof VerifyError || e instanceof RefusedError) return e;
+  const msg = (e as Error).message;
+  const what = /unexpected end|premature|truncat/i.test(msg)
+    ? "is truncated"
+    : /incorrect header check|invalid|crc|check|stored block|distance|bad|corrupt|unknown|frame|prefix/i.test(msg)
+      ? "is damaged"
+      : "could not be read";
+  return new VerifyError(`archive ${basename(path)} ${what} (${msg})`, [], "the archive is unusable; nothing was written. Use another copy.");
 }
 
 /** Why a path is unsafe to extract, or null. Names are POSIX names: `c:\\x` is relative. */
@@ -619,107 +732,81 @@ function looksRooted(p: string): boolean {
   return !p.startsWith("/") && (win32.isAbsolute(p) || win32.parse(p).root !== "");
 }
 
-interface Scan {
-  manifest: Manifest | null;
-  seen: Map<string, ManifestEntry>;
-  problems: string[];
-  entries: number;
-  bytes: number;
+/** One entry being read: its record, and the sha256 of its content so far (files). */
+interface Rec {
+  entry: ManifestEntry;
+  hash: ReturnType<typeof createHash> | null;
 }
 
-/** Reads every entry once: hashes, path safety and type checks. */
-async function scan(path: string, o: VerifyOptions, ctx: Context): Promise<Scan & { sha256: string; encrypted: boolean }> {
-  const fileHash = createHash("sha256");
-  const size = statSync(path).size;
-  const progress = o.progress === false ? null : ctx.log.progress(`verify ${basename(path)}`, { total: size });
-  const problems: string[] = [];
-  const seen = new Map<string, ManifestEntry>();
-  const symlinks = new Set<string>();
-  let manifestText: string | null = null;
-  let entries = 0;
-  let bytes = 0;
-  const parser = new Parser({ strict: true });
-  parser.on("entry", (e: ReadEntry) => {
+/**
+ * The checks of one read of an archive, entry by entry as the headers come (path safety, types,
+ * links, duplicates), and the content hashes as the bodies pass. Shared by verify and unpack.
+ */
+class EntryCheck {
+  readonly recs = new Map<string, Rec>();
+  readonly symlinks = new Set<string>();
+  readonly problems: string[] = [];
+  manifestChunks: Buffer[] = [];
+  manifestBytes = 0;
+  manifests = 0;
+  entries = 0;
+  bytes = 0;
+
+  /** Records an entry from its header. Returns what its content feeds ("manifest" or its record), or null when refused or skipped. */
+  admit(e: ReadEntry): Rec | "manifest" | null {
     const p = normPath(e.path);
     const type = entryType(e.type);
-    const isManifest = p === MANIFEST_NAME && type === "file";
-    const chunks: Buffer[] = [];
-    const hash = type === "file" ? createHash("sha256") : null;
-    let n = 0;
-    e.on("data", (d: Buffer) => {
-      hash?.update(d);
-      n += d.length;
-      if (isManifest && n <= 64 << 20) chunks.push(d);
-    });
-    e.on("end", () => {
-      if (isManifest) {
-        manifestText = Buffer.concat(chunks).toString("utf8");
-        return;
-      }
-      if (p === "") return; // "./", the root itself
-      entries++;
-      bytes += n;
-      const bad = pathProblem(e.path);
-      if (bad) problems.push(`${JSON.stringify(e.path)}: ${bad}; refused`);
-      if (!type) problems.push(`${JSON.stringify(e.path)}: ${e.type} entries (devices, fifos …) are refused`);
-      const parts = p.split("/");
-      for (let i = 1; i < parts.length; i++) {
-        const prefix = parts.slice(0, i).join("/");
-        if (symlinks.has(prefix)) {
-          problems.push(`${JSON.stringify(p)}: goes through the symlink ${JSON.stringify(prefix)}; refused`);
-          break;
-        }
-      }
-      if (type === "hardlink") {
-        const t = e.linkpath ?? "";
-        const tb = pathProblem(t);
-        const tn = normPath(t);
-        if (tb || !seen.has(tn) || seen.get(tn)!.type !== "file") {
-          problems.push(`${JSON.stringify(p)}: hardlink to ${JSON.stringify(t)} ${tb ?? "outside the archive's earlier files"}; refused`);
-        }
-      }
-      if (seen.has(p)) problems.push(`${JSON.stringify(p)}: appears twice; refused`);
-      if (type === "symlink") symlinks.add(p);
-      seen.set(p, entryOf(e, p, n, hash));
-    });
-  });
-  const warnings: string[] = [];
-  parser.on("warn", (_code: string, message: string) => warnings.push(message));
-
-  let encrypted = false;
-  try {
-    const opened = await openTarStream(path, o, fileHash, (n) => progress?.add(n), ctx.signal);
-    encrypted = opened.encrypted;
-    await pipeline([...opened.stages, parser as unknown as Writable], { signal: ctx.signal });
-  } catch (e) {
-    progress?.fail(`verify ${basename(path)} failed`);
-    throwIfAborted(ctx);
-    if (e instanceof VerifyError) throw e;
-    const msg = (e as Error).message;
-    const what = /unexpected end|premature|truncat/i.test(msg)
-      ? "is truncated"
-      : /incorrect header check|invalid|crc|check|stored block|distance|bad/i.test(msg)
-        ? "is damaged"
-        : "could not be read";
-    throw new VerifyError(`archive ${basename(path)} ${what} (${msg})`, [], "the archive is unusable; nothing was written. Use another copy.");
-  }
-  if (warnings.length) {
-    progress?.fail(`verify ${basename(path)} failed`);
-    throw new VerifyError(`archive ${basename(path)} is damaged (${warnings[0]})`, warnings, "the archive is unusable; nothing was written. Use another copy.");
-  }
-  let manifest: Manifest | null = null;
-  if (manifestText !== null) {
-    try {
-      manifest = JSON.parse(manifestText);
-      if (manifest?.format !== MANIFEST_FORMAT) problems.push(`manifest.json: unknown format ${JSON.stringify(manifest?.format)}`);
-    } catch {
-      problems.push("manifest.json: not valid JSON");
+    if (p === MANIFEST_NAME && type === "file") {
+      if (++this.manifests > 1) this.problems.push(`${MANIFEST_NAME}: appears twice; refused`);
+      return "manifest";
     }
+    if (p === "") return null; // "./", the root itself
+    this.entries++;
+    const before = this.problems.length;
+    const bad = pathProblem(e.path);
+    if (bad) this.problems.push(`${JSON.stringify(e.path)}: ${bad}; refused`);
+    if (!type) this.problems.push(`${JSON.stringify(e.path)}: ${e.type} entries (devices, fifos …) are refused`);
+    const parts = p.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const prefix = parts.slice(0, i).join("/");
+      if (this.symlinks.has(prefix)) {
+        this.problems.push(`${JSON.stringify(p)}: goes through the symlink ${JSON.stringify(prefix)}; refused`);
+        break;
+      }
+    }
+    if (type === "hardlink") {
+      const t = e.linkpath ?? "";
+      const tb = pathProblem(t);
+      const target = this.recs.get(normPath(t));
+      if (tb || target?.entry.type !== "file") {
+        this.problems.push(`${JSON.stringify(p)}: hardlink to ${JSON.stringify(t)} ${tb ?? "outside the archive's earlier files"}; refused`);
+      }
+    }
+    if (this.recs.has(p)) this.problems.push(`${JSON.stringify(p)}: appears twice; refused`);
+    if (type === "symlink") this.symlinks.add(p);
+    const rec: Rec = { entry: recordOf(e, p), hash: type === "file" ? createHash("sha256") : null };
+    this.recs.set(p, rec);
+    return this.problems.length > before ? null : rec;
   }
-  const sha256 = fileHash.digest("hex");
-  if (problems.length) progress?.fail(`verify ${basename(path)}: ${problems.length} problem(s)`);
-  else progress?.done(`verified ${basename(path)}: ${entries} entries, ${formatBytes(bytes)}`);
-  return { manifest, seen, problems, entries, bytes, sha256, encrypted };
+
+  /** Content of an admitted entry. */
+  add(to: Rec | "manifest", chunk: Buffer): void {
+    if (to === "manifest") {
+      this.manifestBytes += chunk.length;
+      if (this.manifestBytes <= 64 << 20) this.manifestChunks.push(chunk);
+      return;
+    }
+    to.hash?.update(chunk);
+    to.entry.size += chunk.length;
+    this.bytes += chunk.length;
+  }
+
+  /** Every entry as read (call once, at the end). */
+  seen(): Map<string, ManifestEntry> {
+    const out = new Map<string, ManifestEntry>();
+    for (const [p, r] of this.recs) out.set(p, r.hash ? { ...r.entry, sha256: r.hash.digest("hex") } : r.entry);
+    return out;
+  }
 }
 
 /** Seconds since the epoch, as tar stores an mtime. */
@@ -750,20 +837,206 @@ function compareWithManifest(m: Manifest<unknown>, seen: Map<string, ManifestEnt
   return problems;
 }
 
+function readJson<T>(path: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The hex digest in NAME.sha256, or undefined when there is none. */
+function sidecarSha(archivePath: string): string | undefined {
+  try {
+    return readFileSync(`${archivePath}.sha256`, "utf8").split(/\s+/)[0] || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What one full read found, before the verdict. */
+interface ReadResult {
+  check: EntryCheck;
+  sha256: string;
+  encrypted: boolean;
+  compression: Compression | null;
+}
+
+/**
+ * The verdict on a full read: the manifest parses and matches every entry, the sidecars
+ * (NAME.sha256, NAME.info.json) agree with the bytes and the manifest. Throws VerifyError.
+ */
+function verdict<M>(archivePath: string, r: ReadResult, o: VerifyOptions): { report: VerifyReport<M>; seen: Map<string, ManifestEntry> } {
+  const base = basename(archivePath);
+  const problems = [...r.check.problems];
+  let manifest: Manifest<M> | null = null;
+  if (r.check.manifests) {
+    try {
+      manifest = JSON.parse(Buffer.concat(r.check.manifestChunks).toString("utf8"));
+      if (manifest?.format !== MANIFEST_FORMAT) problems.push(`manifest.json: unknown format ${JSON.stringify(manifest?.format)}`);
+    } catch {
+      problems.push("manifest.json: not valid JSON");
+    }
+  }
+  if (!manifest && o.requireManifest !== false && !problems.length) {
+    throw new VerifyError(`archive ${base} has no ${MANIFEST_NAME}: not a lifeboat archive, or cut short`, [], "for a tarball made by another tool, extract it with requireManifest: false");
+  }
+  const seen = r.check.seen();
+  if (manifest) problems.push(...compareWithManifest(manifest, seen));
+  const side = sidecarSha(archivePath);
+  if (side && side !== r.sha256) problems.push(`${base}: file sha256 differs from ${base}.sha256`);
+  const info = readJson<ArchiveInfo<M>>(`${archivePath}.info.json`);
+  if (info && manifest) {
+    // A quick verify answered from this sidecar: the manifest must say the same.
+    if (info.sha256 !== r.sha256) problems.push(`${base}.info.json: sha256 differs from the archive's`);
+    else if (info.recipe !== manifest.recipe || JSON.stringify(info.meta) !== JSON.stringify(manifest.meta)) problems.push(`${base}.info.json: recipe or meta differs from the manifest`);
+  }
+  if (problems.length) {
+    const first = problems[0];
+    throw new VerifyError(`archive ${base}: ${first}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ""}; the archive is damaged or unsafe`, problems, "restore refused before touching anything; use another copy");
+  }
+  const report: VerifyReport<M> = {
+    manifest,
+    info: info ?? (manifest ? infoOf(manifest, r.sha256, 0, r.encrypted, r.compression) : null),
+    entries: r.check.entries,
+    bytes: r.check.bytes,
+    sha256: r.sha256,
+    encrypted: r.encrypted,
+    quick: false,
+  };
+  return { report, seen };
+}
+
+/** Reads every entry once (verify): hashes, path safety and type checks. */
+async function scan(path: string, o: VerifyOptions, ctx: Context): Promise<ReadResult> {
+  const { Parser } = await import("tar");
+  const fileHash = createHash("sha256");
+  const progress = o.progress === false ? null : ctx.log.progress(`verify ${basename(path)}`, { total: statSync(path).size });
+  const check = new EntryCheck();
+  const wanted = new WeakMap<object, Rec | "manifest">();
+  const parser = new Parser({
+    strict: true,
+    filter: (_p: string, e: ReadEntry | Stats) => {
+      const to = check.admit(e as ReadEntry);
+      if (to) wanted.set(e, to);
+      return !!to;
+    },
+  });
+  parser.on("entry", (e: ReadEntry) => {
+    const to = wanted.get(e)!;
+    e.on("data", (d: Buffer) => check.add(to, d));
+  });
+  const warnings: string[] = [];
+  parser.on("warn", (_code: string, message: string) => warnings.push(message));
+  let opened: Opened | undefined;
+  try {
+    opened = await openArchive(path, o, fileHash, (n) => progress?.add(n), ctx.signal);
+    await pump(opened, parser as unknown as Writable, ctx);
+  } catch (e) {
+    progress?.fail(`verify ${basename(path)} failed`);
+    throwIfAborted(ctx);
+    throw readError(path, e);
+  }
+  if (warnings.length) {
+    progress?.fail(`verify ${basename(path)} failed`);
+    throw new VerifyError(`archive ${basename(path)} is damaged (${warnings[0]})`, warnings, "the archive is unusable; nothing was written. Use another copy.");
+  }
+  if (check.problems.length) progress?.fail(`verify ${basename(path)}: ${check.problems.length} problem(s)`);
+  else progress?.done(`verified ${basename(path)}: ${check.entries} entries, ${formatBytes(check.bytes)}`);
+  return { check, sha256: fileHash.digest("hex"), encrypted: opened.encrypted, compression: opened.compression };
+}
+
+/**
+ * The quick check: the sidecars agree, the key opens the archive, and its first bytes are the
+ * compression and tar header the sidecar says. Reads the first 64 KiB. Null when there is no
+ * NAME.info.json to answer from (the caller reads the whole archive instead).
+ */
+async function quickScan<M>(path: string, o: VerifyOptions): Promise<VerifyReport<M> | null> {
+  const info = readJson<ArchiveInfo<M>>(`${path}.info.json`);
+  if (!info?.totals || typeof info.sha256 !== "string") return null;
+  const base = basename(path);
+  const kind = sniff(path);
+  if (kind === "unknown") throw notAnArchive(path);
+  const problems: string[] = [];
+  const side = sidecarSha(path);
+  if (side && side !== info.sha256) problems.push(`${base}.sha256 and ${base}.info.json record different sha256`);
+  if (info.encrypted !== (kind === "age")) problems.push(`${base}.info.json says ${info.encrypted ? "encrypted" : "not encrypted"}, the file is ${kind === "age" ? "" : "not "}age-encrypted`);
+  let head: Buffer;
+  if (kind === "age") {
+    const d = await decrypterFor(path, o);
+    const file = createReadStream(path, { highWaterMark: 1 << 16 });
+    try {
+      let plain: ReadableStream<Uint8Array>;
+      try {
+        plain = (await d.decrypt(Readable.toWeb(file) as unknown as ReadableStream<Uint8Array>)) as unknown as ReadableStream<Uint8Array>;
+      } catch (e) {
+        throw keyError(path, e);
+      }
+      const reader = plain.getReader();
+      try {
+        head = Buffer.from((await reader.read()).value ?? new Uint8Array());
+      } catch (e) {
+        throw readError(path, e);
+      }
+      await reader.cancel().catch(() => {});
+    } finally {
+      file.destroy();
+    }
+  } else {
+    const fd = openSync(path, "r");
+    try {
+      head = Buffer.alloc(1 << 16);
+      head = head.subarray(0, readSync(fd, head, 0, head.length, 0));
+    } finally {
+      closeSync(fd);
+    }
+  }
+  const compression = compressionOf(head);
+  if ((info.compression ?? "gzip") !== compression) problems.push(`${base}.info.json says ${info.compression ?? "gzip"}, the data is ${compression ?? "not compressed"}`);
+  let tarHead: Buffer | null = compression === null ? head : null;
+  if (compression === "gzip") {
+    try {
+      tarHead = gunzipSync(head, { finishFlush: zc.Z_SYNC_FLUSH });
+    } catch (e) {
+      throw readError(path, e);
+    }
+  }
+  if (tarHead) {
+    const { Header } = await import("tar");
+    if (tarHead.length < 512 || !new Header(tarHead.subarray(0, 512)).cksumValid) problems.push(`${base}: the first tar header is damaged`);
+  }
+  if (problems.length) {
+    throw new VerifyError(`archive ${base}: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ""}`, problems, "the archive or its sidecars are damaged; use another copy");
+  }
+  const t = info.totals;
+  return { manifest: null, info, entries: t.files + t.dirs + t.symlinks + t.hardlinks, bytes: t.bytes, sha256: info.sha256, encrypted: kind === "age", quick: true };
+}
+
 /**
  * Reads the whole archive and checks every entry (type, size, sha256, mode, owner, mtime,
  * link target) against the manifest and every path for safety. Rejects with VerifyError
  * (exit 3) listing what is wrong. With `record`, writes NAME.verified beside it, passed or failed.
- * @example const report = await verifyArchive<DeisMeta>("/backups/deis-….tar.gz", { decrypt: { passphrase }, record: true });
+ * With `quick`, reads only the sidecars and the first bytes (see {@link VerifyOptions.quick}):
+ * for a restore, whose unpackArchive does the full check as it unpacks.
+ * @example
+ * const report = await verifyArchive<DeisMeta>("/backups/deis-….tar.gz", { decrypt: { passphrase }, record: true });
+ * const { info } = await verifyArchive<DeisMeta>(archive, { decrypt, quick: true }); // info.meta: the recipe's record
  */
 export async function verifyArchive<M = Record<string, unknown>>(archivePath: string, options: VerifyOptions = {}): Promise<VerifyReport<M>> {
-  if (!options.record) return (await verifyScan<M>(archivePath, options)).report;
   const ctx = options.ctx ?? useContext();
-  if (ctx.dryRun && !existsSync(archivePath)) {
+  if (options.record && ctx.dryRun && !existsSync(archivePath)) {
     // A dry run's pack step wrote nothing: say what would be verified.
     ctx.log.command(`verify ${archivePath}`, "dry-run");
-    return { manifest: null, entries: 0, bytes: 0, sha256: "", encrypted: false };
+    return { manifest: null, info: null, entries: 0, bytes: 0, sha256: "", encrypted: false, quick: false };
   }
+  if (options.quick) {
+    throwIfAborted(ctx);
+    if (!existsSync(archivePath)) throw new VerifyError(`archive ${archivePath} does not exist`, [], "check the path");
+    const q = await quickScan<M>(archivePath, options);
+    if (q) return q;
+    ctx.log.debug(`${basename(archivePath)}: no .info.json beside it, so the quick verify reads the whole archive`);
+  }
+  if (!options.record) return (await verifyScan<M>(archivePath, options)).report;
   const st = statSync(archivePath);
   const stamp = (ok: boolean, error?: string) => {
     if (ctx.dryRun) return;
@@ -784,43 +1057,34 @@ export async function verifyArchive<M = Record<string, unknown>>(archivePath: st
 async function verifyScan<M>(archivePath: string, options: VerifyOptions): Promise<{ report: VerifyReport<M>; seen: Map<string, ManifestEntry> }> {
   const ctx = options.ctx ?? useContext();
   throwIfAborted(ctx);
-  const base = basename(archivePath);
-  try {
-    statSync(archivePath);
-  } catch {
-    throw new VerifyError(`archive ${archivePath} does not exist`, [], "check the path");
-  }
-  const r = await scan(archivePath, options, ctx);
-  const problems = [...r.problems];
-  if (!r.manifest && options.requireManifest !== false && !problems.length) {
-    throw new VerifyError(`archive ${base} has no ${MANIFEST_NAME}: not a lifeboat archive, or cut short`, [], "for a tarball made by another tool, extract it with requireManifest: false");
-  }
-  if (r.manifest) problems.push(...compareWithManifest(r.manifest, r.seen));
-  try {
-    const side = readFileSync(`${archivePath}.sha256`, "utf8").split(/\s+/)[0];
-    if (side && side !== r.sha256) problems.push(`${base}: file sha256 differs from ${base}.sha256`);
-  } catch { /* no sidecar: the manifest is the authority */ }
-  if (problems.length) {
-    const first = problems[0];
-    throw new VerifyError(`archive ${base}: ${first}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ""}; the archive is damaged or unsafe`, problems, "restore refused before touching anything; use another copy");
-  }
-  return { report: { manifest: r.manifest as Manifest<M> | null, entries: r.entries, bytes: r.bytes, sha256: r.sha256, encrypted: r.encrypted }, seen: r.seen };
+  if (!existsSync(archivePath)) throw new VerifyError(`archive ${archivePath} does not exist`, [], "check the path");
+  return verdict<M>(archivePath, await scan(archivePath, options, ctx), options);
 }
 
+/** A staging folder of an unpack in progress: hidden, inside the target, named after its process. */
+const STAGING = /^\.partial-unpack-[0-9a-f]+\.(\d+)$/;
+
 /**
- * Verifies an archive, then extracts it into targetDir. Refuses a non-empty target
- * unless `force`; never writes outside the target.
+ * Verifies and extracts an archive into targetDir in one read: entries go into a hidden
+ * staging folder inside the target, and move into place only when the whole file's sha256,
+ * every entry's checks and the manifest passed; otherwise the staging folder is removed and
+ * VerifyError (exit 3) says why. Refuses a non-empty target unless `force` (then what is
+ * there is replaced, folders merged); never writes outside the target. In dry-run it reads
+ * the archive (a full verify) and says what it would extract.
  * @example await unpackArchive(archive, "/var/lib/app", { sameOwner: true, decrypt: { identities } });
  */
 export async function unpackArchive<M = Record<string, unknown>>(archivePath: string, targetDir: string, options: UnpackOptions = {}): Promise<VerifyReport<M>> {
   const ctx = options.ctx ?? useContext();
-  const { report, seen } = await verifyScan<M>(archivePath, options);
+  throwIfAborted(ctx);
+  if (!existsSync(archivePath)) throw new VerifyError(`archive ${archivePath} does not exist`, [], "check the path");
   let existing: string[] = [];
   try {
     existing = readdirSync(targetDir);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
   }
+  const stale = existing.filter((n) => STAGING.test(n));
+  existing = existing.filter((n) => !STAGING.test(n));
   if (existing.length && !options.force) {
     throw new RefusedError(
       `target ${targetDir} is not empty (${existing.length} entries: ${existing.slice(0, 5).join(", ")}${existing.length > 5 ? " …" : ""})`,
@@ -828,28 +1092,36 @@ export async function unpackArchive<M = Record<string, unknown>>(archivePath: st
     );
   }
   if (ctx.dryRun) {
+    const { report } = await verifyScan<M>(archivePath, options);
     ctx.log.command(`extract ${basename(archivePath)} (${report.entries} entries, ${formatBytes(report.bytes)}) into ${targetDir}`, "dry-run");
     return report;
   }
-  throwIfAborted(ctx);
+  // What a killed unpack left: its staging folder, never anything that looks restored.
+  for (const n of stale) if (!pidAlive(Number(STAGING.exec(n)![1]))) rmSync(join(targetDir, n), { recursive: true, force: true });
+  const created = !existsSync(targetDir);
   mkdirSync(targetDir, { recursive: true, mode: 0o700 });
-  const isRoot = process.getuid?.() === 0;
-  const preserveOwner = !!options.sameOwner && isRoot;
+  const staging = join(targetDir, `.partial-unpack-${randomBytes(6).toString("hex")}.${process.pid}`);
+  mkdirSync(staging, { mode: 0o700 });
+  const { Unpack } = await import("tar");
+  const preserveOwner = !!options.sameOwner && process.getuid?.() === 0;
   const progress = options.progress === false ? null : ctx.log.progress(`extract ${basename(archivePath)}`, { total: statSync(archivePath).size });
-  const warnings: string[] = [];
+  const check = new EntryCheck();
+  const wanted = new WeakMap<object, Rec | "manifest">();
   const symlinks: ManifestEntry[] = [];
+  const warnings: string[] = [];
   const unpack = new Unpack({
-    cwd: targetDir,
+    cwd: staging,
     strict: true,
     preservePaths: false,
     preserveOwner,
     processUmask: 0,
-    filter: (p: string, e?: ReadEntry | Stats) => {
+    filter: (p: string, e: ReadEntry | Stats) => {
       const entry = e as ReadEntry;
-      const rel = normPath(p);
-      if (report.manifest && rel === MANIFEST_NAME) return false;
-      if (entry.type === "SymbolicLink") {
-        if (rel) symlinks.push(seen.get(rel) ?? entryOf(entry, rel, 0, null));
+      const to = check.admit(entry);
+      if (!to) return false;
+      wanted.set(entry, to);
+      if (to !== "manifest" && to.entry.type === "symlink") {
+        symlinks.push(to.entry); // placed last, once everything checked out
         return false;
       }
       // `Z:` → `./Z:`: node-tar strips what looks like a Windows root; on POSIX it is a name.
@@ -857,37 +1129,89 @@ export async function unpackArchive<M = Record<string, unknown>>(archivePath: st
       if (entry.type === "Link" && entry.linkpath && looksRooted(entry.linkpath)) entry.linkpath = `./${entry.linkpath}`;
       return true;
     },
+    // Files' content is hashed on its way to disk.
+    transform: ((e: ReadEntry) => {
+      const to = wanted.get(e);
+      if (!to) return undefined;
+      return new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          check.add(to, chunk);
+          cb(null, chunk);
+        },
+      });
+    }) as unknown as (e: ReadEntry) => ReadEntry,
     onwarn: (_code: string, message: string) => warnings.push(message),
   });
   const fileHash = createHash("sha256");
+  let done: { report: VerifyReport<M>; seen: Map<string, ManifestEntry> };
   try {
-    const opened = await openTarStream(archivePath, options, fileHash, (n) => progress?.add(n), ctx.signal);
-    await pipeline([...opened.stages, unpack as unknown as Writable], { signal: ctx.signal });
+    let opened: Opened;
+    try {
+      opened = await openArchive(archivePath, options, fileHash, (n) => progress?.add(n), ctx.signal);
+      await pump(opened, unpack as unknown as Writable, ctx);
+    } catch (e) {
+      throwIfAborted(ctx);
+      if ((e as NodeJS.ErrnoException).syscall) {
+        const full = (e as NodeJS.ErrnoException).code === "ENOSPC";
+        throw new LifeboatError(`extracting ${basename(archivePath)} into ${targetDir} failed: ${full ? "no space left on the device" : (e as Error).message}`, {
+          hint: "nothing was restored; fix the target and run again",
+          cause: e,
+        });
+      }
+      throw readError(archivePath, e);
+    }
+    if (warnings.length) throw new VerifyError(`archive ${basename(archivePath)} is damaged (${warnings[0]})`, warnings, "the archive is unusable; nothing was restored. Use another copy.");
+    const { report, seen } = verdict<M>(archivePath, { check, sha256: fileHash.digest("hex"), encrypted: opened.encrypted, compression: opened.compression }, options);
+    if (check.manifests) rmSync(join(staging, MANIFEST_NAME), { force: true });
+    for (const l of symlinks) placeSymlink(staging, l, preserveOwner);
+    moveInto(staging, targetDir);
+    rmdirSync(staging);
+    done = { report, seen };
   } catch (e) {
-    progress?.fail();
-    throwIfAborted(ctx);
-    throw new LifeboatError(`extracting ${basename(archivePath)} into ${targetDir} failed: ${(e as Error).message}`, { cause: e });
+    progress?.fail(`extract ${basename(archivePath)} failed: nothing restored`);
+    rmSync(staging, { recursive: true, force: true });
+    if (created) {
+      try {
+        rmdirSync(targetDir);
+      } catch { /* not ours alone */ }
+    }
+    throw e;
   }
-  if (fileHash.digest("hex") !== report.sha256) {
-    throw new VerifyError(`archive ${basename(archivePath)} changed while it was being restored`, [], "the archive file was modified during the restore; check the target and run again");
-  }
-  if (warnings.length) {
-    progress?.fail();
-    throw new LifeboatError(`extracting ${basename(archivePath)}: ${warnings[0]}`);
-  }
-  for (const l of symlinks) placeSymlink(targetDir, l, preserveOwner);
   // node-tar creates directories u+rwx so it can fill them; set their recorded modes
   // now, deepest first, as GNU tar does.
-  const dirs = [...seen.values()].filter((e) => e.type === "dir").sort((a, b) => b.path.length - a.path.length);
+  const dirs = [...done.seen.values()].filter((e) => e.type === "dir").sort((a, b) => b.path.length - a.path.length);
   for (const d of dirs) chmodSync(join(targetDir, d.path), d.mode);
-  progress?.done(`restored ${report.entries} entries (${formatBytes(report.bytes)}) into ${targetDir}`);
-  return report;
+  progress?.done(`restored ${done.report.entries} entries (${formatBytes(done.report.bytes)}) into ${targetDir}`);
+  return done.report;
+}
+
+/** Moves a staging folder's entries into the target: new names are renamed in, folders merged, files and links replaced. */
+function moveInto(from: string, to: string): void {
+  for (const name of readdirSync(from)) {
+    const src = join(from, name);
+    const dst = join(to, name);
+    let there: Stats | undefined;
+    try {
+      there = lstatSync(dst);
+    } catch { /* a new name */ }
+    const isDir = lstatSync(src).isDirectory();
+    if (there?.isDirectory() && isDir) {
+      moveInto(src, dst);
+      rmdirSync(src);
+      continue;
+    }
+    if (there?.isDirectory()) {
+      throw new LifeboatError(`restoring ${JSON.stringify(name)} into ${to} failed: a directory is in its place`, { hint: "move it away and restore again" });
+    }
+    if (there && isDir) unlinkSync(dst); // a file or link where the archive has a folder (forced restore)
+    renameSync(src, dst);
+  }
 }
 
 /**
  * Creates one symlink as recorded (target text unchanged, owner when preserving owners,
- * mtime), after every file is in place. The path was checked by verify: relative, no
- * `..`, not below another symlink.
+ * mtime), after every file is in place. The path was checked: relative, no `..`, not
+ * below another symlink.
  */
 function placeSymlink(targetDir: string, l: ManifestEntry, preserveOwner: boolean): void {
   const at = join(targetDir, l.path);
@@ -901,7 +1225,7 @@ function placeSymlink(targetDir: string, l: ManifestEntry, preserveOwner: boolea
         cause: e,
       });
     }
-    unlinkSync(at); // forced restore: replace what is there, as node-tar does for files
+    unlinkSync(at);
     symlinkSync(l.target ?? "", at);
   }
   if (preserveOwner) lchownSync(at, l.uid, l.gid);
