@@ -17,7 +17,7 @@ import { task, type Context, type SettingSpecs, type Task } from "../../lib/mod.
 export const LAB_DIR = process.env.LIFEBOAT_LAB ?? "/var/tmp/lifeboat-lab";
 
 /** The lab pieces in the order they start (test/lab/lab.sh's order); they stop in reverse. */
-export const LAB_PIECES = ["docker", "sshd", "pg", "ceph", "slapd", "afs", "lshosts"];
+export const LAB_PIECES = ["docker", "sshd", "pg", "mariadb", "ceph", "slapd", "afs", "lshosts"];
 
 /** Where test/lab/<piece>.sh live: the drills execute them (they import nothing from test/). */
 export const LAB_SCRIPTS = fileURLToPath(new URL("../../test/lab/", import.meta.url));

@@ -13,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"
 
-ALL_PIECES=(docker sshd pg ceph slapd afs lshosts)
+ALL_PIECES=(docker sshd pg mariadb ceph slapd afs lshosts)
 
 cmd=${1:-status}; shift || true
 pieces=("$@"); [ ${#pieces[@]} -eq 0 ] && pieces=("${ALL_PIECES[@]}")
