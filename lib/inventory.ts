@@ -19,11 +19,14 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { split as shlexSplit } from "shlex";
-import YAML from "yaml";
 import { useContext, type Context } from "./context.ts";
 import { UsageError } from "./errors.ts";
 import { exec, which } from "./exec.ts";
+import { lazyRequire } from "./lazy.ts";
 import type { SshTarget } from "./ssh.ts";
+
+// yaml loads when a YAML inventory is parsed.
+const YAML = lazyRequire<typeof import("yaml")>("yaml");
 
 /** A group: its own hosts and child groups (not expanded), and its vars. */
 export interface InventoryGroup {
@@ -214,7 +217,7 @@ export function parseInventoryYaml(text: string, source = "inventory"): Inventor
   const inv = emptyInventory(source, "yaml");
   let doc: unknown;
   try {
-    doc = YAML.parse(text);
+    doc = YAML().parse(text);
   } catch (e) {
     throw new UsageError(`${source}: not valid YAML: ${(e as Error).message.split("\n")[0]}`);
   }

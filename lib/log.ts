@@ -5,8 +5,12 @@
 // step prints one line when it starts and one when it ends.
 import process from "node:process";
 import chalk from "chalk";
-import ora, { type Ora } from "ora";
+import type { Ora } from "ora";
 import type { Secrets } from "./secrets.ts";
+import { lazyRequire } from "./lazy.ts";
+
+// ora (and its ten dependencies) loads when the first spinner animates: never on a pipe or in CI.
+const ora = lazyRequire<typeof import("ora")>("ora");
 
 /** Where log text goes; tests pass their own to capture it. */
 export interface LogSink {
@@ -142,7 +146,7 @@ export class Logger {
         fail: (t) => this.error(t ?? text),
       };
     }
-    const sp = ora({ text: this.secrets.redact(text), stream: this.sink as NodeJS.WritableStream }).start();
+    const sp = ora().default({ text: this.secrets.redact(text), stream: this.sink as NodeJS.WritableStream }).start();
     this.#active = sp;
     const end = () => {
       if (this.#active === sp) this.#active = null;

@@ -11,9 +11,12 @@ import { readFileSync, statSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import process from "node:process";
 import minimist from "minimist";
-import YAML from "yaml";
 import { UsageError } from "./errors.ts";
 import type { Secrets } from "./secrets.ts";
+import { lazyRequire } from "./lazy.ts";
+
+// yaml loads when a site file is read (a --help or a run without --config never needs it).
+const YAML = lazyRequire<typeof import("yaml")>("yaml");
 
 /** One setting a recipe reads. */
 export interface SettingSpec {
@@ -233,7 +236,7 @@ function readSite(path: string): Record<string, unknown> {
     throw new UsageError(`cannot read site file ${path}: ${(e as Error).message}`);
   }
   try {
-    const doc = YAML.parse(text) ?? {};
+    const doc = YAML().parse(text) ?? {};
     if (typeof doc !== "object" || Array.isArray(doc)) throw new Error("top level must be a mapping");
     return doc as Record<string, unknown>;
   } catch (e) {

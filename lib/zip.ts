@@ -7,7 +7,7 @@
 // bytes, streamed entry by entry (constant memory).
 import { existsSync, statSync } from "node:fs";
 import { crc32 } from "node:zlib";
-import yauzl from "yauzl";
+import type { Entry, ZipFile } from "yauzl";
 import { VerifyError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
 
@@ -59,7 +59,8 @@ export async function verifyZip(path: string, opts: VerifyZipOptions = {}): Prom
   } catch (e) {
     throw new VerifyError(`zip ${path}: ${(e as Error).message}`);
   }
-  const zip = await new Promise<yauzl.ZipFile>((ok, fail) =>
+  const { default: yauzl } = await import("yauzl");
+  const zip = await new Promise<ZipFile>((ok, fail) =>
     yauzl.open(path, { lazyEntries: true, autoClose: false, validateEntrySizes: true, strictFileNames: true }, (err, z) => (err || !z ? fail(bad(err?.message ?? "cannot open")) : ok(z)))
   );
   const entries: ZipEntryInfo[] = [];
@@ -67,7 +68,7 @@ export async function verifyZip(path: string, opts: VerifyZipOptions = {}): Prom
     await new Promise<void>((ok, fail) => {
       zip.on("error", (e: Error) => fail(bad(e.message)));
       zip.on("end", () => ok());
-      zip.on("entry", (entry: yauzl.Entry) => {
+      zip.on("entry", (entry: Entry) => {
         const name = entry.fileName;
         if (name.startsWith("/") || name.split("/").includes("..")) return fail(bad(`unsafe entry name ${JSON.stringify(name)}`));
         if (opts.flat !== false && name.includes("/")) return fail(bad(`entry ${JSON.stringify(name)} is in a folder; Xenon's backups are flat`));
