@@ -1,17 +1,17 @@
-// s3/client.ts: s3Client, the one handle every s3* helper takes: the SDK's client (loaded on
-// first use) and the lean request path (fast.ts), on the same kept-alive sockets. Only explicit
-// settings are used: no AWS_* variable, profile or config file is read.
+// s3/client.ts: s3Client, the one handle every s3* helper takes: the SDK's client and the lean
+// request path (fast.ts), on the same kept-alive sockets. Only explicit settings are used: no
+// AWS_* variable, profile or config file is read. Nothing of the SDK is loaded by importing
+// this file: the lean path's signer on the first request, the SDK's client on the first call
+// that needs it.
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import type { S3Client } from "@aws-sdk/client-s3";
-import { Sha256 } from "@smithy/core/checksum";
-import { NodeHttpHandler } from "@smithy/node-http-handler";
-import { SignatureV4 } from "@smithy/signature-v4";
+import type { SignatureV4 } from "@smithy/signature-v4";
 import { UsageError } from "../errors.ts";
 import { useContext, type Context } from "../context.ts";
-import { WIRE } from "./fast.ts";
+import { WIRE, wireDeps } from "./fast.ts";
 
 /** Options for {@link s3Client}. */
 export interface S3Options {
@@ -97,15 +97,12 @@ export function s3Client(opts: S3Options): S3Handle {
   const httpsAgent = new HttpsAgent({ ...agent, ...(opts.caFile ? { ca: readFileSync(opts.caFile) } : {}) });
   const region = opts.region ?? "us-east-1";
   const credentials = { accessKeyId: opts.accessKey, secretAccessKey: opts.secretKey };
-  const handler = new NodeHttpHandler({
-    httpAgent,
-    httpsAgent,
-    connectionTimeout: opts.connectTimeoutMs ?? 5000,
-    // A silent socket, not a slow transfer, is what fails: big bodies on slow links take long.
-    // (The handler's requestTimeout only warns unless told to throw, and counts the whole upload.)
-    socketTimeout: opts.requestTimeoutMs ?? 60000,
-  });
-  const make = (S3: SdkModule["S3Client"], maxAttempts: number) =>
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
+  // A silent socket, not a slow transfer, is what fails: big bodies on slow links take long.
+  const socketTimeoutMs = opts.requestTimeoutMs ?? 60000;
+  type Handler = import("@smithy/node-http-handler").NodeHttpHandler;
+  let handler: Handler | undefined;
+  const make = (S3: SdkModule["S3Client"], maxAttempts: number, requestHandler: Handler) =>
     new S3({
       endpoint: opts.endpoint,
       region,
@@ -113,7 +110,7 @@ export function s3Client(opts: S3Options): S3Handle {
       forcePathStyle: opts.forcePathStyle ?? true,
       maxAttempts,
       retryMode: "standard",
-      requestHandler: handler,
+      requestHandler,
       // Everything the SDK would otherwise look up in AWS_* variables or ~/.aws/config:
       defaultsMode: "standard",
       requestChecksumCalculation: "WHEN_REQUIRED",
@@ -132,7 +129,12 @@ export function s3Client(opts: S3Options): S3Handle {
   let made: { sdk: S3Client; once: S3Client } | undefined;
   let making: Promise<{ sdk: S3Client; once: S3Client }> | undefined;
   const clients = () =>
-    (making ??= sdkLib().then(({ S3Client: S3 }) => (made = { sdk: make(S3, opts.maxAttempts ?? 3), once: make(S3, 1) })));
+    (making ??= Promise.all([sdkLib(), import("@smithy/node-http-handler")]).then(([{ S3Client: S3 }, { NodeHttpHandler }]) => {
+      // The handler's requestTimeout only warns unless told to throw, and counts the whole upload: socketTimeout it is.
+      handler = new NodeHttpHandler({ httpAgent, httpsAgent, connectionTimeout: connectTimeoutMs, socketTimeout: socketTimeoutMs });
+      return (made = { sdk: make(S3, opts.maxAttempts ?? 3, handler), once: make(S3, 1, handler) });
+    }));
+  let signer: Promise<SignatureV4> | undefined;
   const handle: S3Handle = {
     sdk: async () => (await clients()).sdk,
     endpoint: opts.endpoint,
@@ -140,7 +142,7 @@ export function s3Client(opts: S3Options): S3Handle {
     destroy() {
       made?.sdk.destroy();
       made?.once.destroy();
-      handler.destroy();
+      handler?.destroy();
       httpAgent.destroy();
       httpsAgent.destroy();
     },
@@ -148,8 +150,12 @@ export function s3Client(opts: S3Options): S3Handle {
   WIRE.set(handle, {
     url,
     pathStyle: opts.forcePathStyle ?? true,
-    handler,
-    signer: new SignatureV4({ credentials, region, service: "s3", sha256: Sha256, uriEscapePath: false, applyChecksum: false }),
+    httpAgent,
+    httpsAgent,
+    connectTimeoutMs,
+    socketTimeoutMs,
+    signer: () => (signer ??= wireDeps().then((d) =>
+      new d.SignatureV4({ credentials, region, service: "s3", sha256: d.Sha256, uriEscapePath: false, applyChecksum: false }))),
     maxAttempts: opts.maxAttempts ?? 3,
     clients,
   });

@@ -1,7 +1,6 @@
 // s3/errors.ts: what an S3 failure means. S3Error (named endpoint, call and what to do next),
 // which failures may pass (the SDK's classification plus dropped connections and Ceph's
 // "completion already in progress"), and `patiently`, lib/retry.ts with that classification.
-import { isServerError, isThrottlingError, isTransientError } from "@smithy/core/retry";
 import { LifeboatError } from "../errors.ts";
 import { retry } from "../retry.ts";
 import type { S3Handle } from "./client.ts";
@@ -69,12 +68,29 @@ export class ChecksumMismatch extends Error {
 
 const RETRYABLE_STREAM_CODES = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE", "ECONNABORTED", "ERR_SOCKET_CONNECTION_TIMEOUT"]);
 
+let sdkClassify: typeof import("@smithy/core/retry") | undefined;
+
+/**
+ * Runs fn; when it fails, the SDK's error classification is loaded before the failure goes on to
+ * be classified (isRetryable). A run where nothing fails never loads it.
+ */
+export async function classified<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    sdkClassify ??= await import("@smithy/core/retry");
+    throw e;
+  }
+}
+
 /** The SDK's classification of an error, plus the stream errors a dropped connection gives. */
 function errorType(e: any): "TRANSIENT" | "THROTTLING" | "SERVER_ERROR" | "CLIENT_ERROR" {
   if (e instanceof LifeboatError) return "CLIENT_ERROR";
-  if (isThrottlingError(e)) return "THROTTLING";
-  if (isTransientError(e) || RETRYABLE_STREAM_CODES.has(e?.code) || e?.message === "aborted") return "TRANSIENT";
-  if (isServerError(e)) return "SERVER_ERROR";
+  // Every failure passes through classified() first; without it, only the stream errors are known.
+  const c = sdkClassify;
+  if (c?.isThrottlingError(e)) return "THROTTLING";
+  if (c?.isTransientError(e) || RETRYABLE_STREAM_CODES.has(e?.code) || e?.message === "aborted") return "TRANSIENT";
+  if (c?.isServerError(e)) return "SERVER_ERROR";
   return "CLIENT_ERROR";
 }
 
@@ -112,5 +128,5 @@ export function isOutage(e: unknown): boolean {
  * have passed since the first attempt. When the signal aborts, its reason is thrown.
  */
 export function patiently<T>(attempts: number, fn: () => Promise<T>, signal?: AbortSignal, maxElapsedMs = S3_MAX_OUTAGE_MS): Promise<T> {
-  return retry(fn, { attempts, baseMs: 500, maxMs: 4000, jitter: false, retryable: isRetryable, signal, maxElapsedMs });
+  return retry(() => classified(fn), { attempts, baseMs: 500, maxMs: 4000, jitter: false, retryable: isRetryable, signal, maxElapsedMs });
 }

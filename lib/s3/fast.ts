@@ -1,36 +1,72 @@
-// s3/fast.ts: the lean request path for object bodies (GET, PUT, part uploads) and listings.
-// It is the SDK's own SignatureV4 and NodeHttpHandler, and the SDK's XML error parser for
-// refusals, without the client's per-command middleware; see `Wire` for why.
+// s3/fast.ts: the lean request path for object bodies (GET, PUT, part uploads, ranges), HEAD
+// and listings: the SDK's own SignatureV4 signs, node:http carries, the SDK's XML parser reads
+// refusals; no per-command middleware. Its modules are loaded on first use (see `wireDeps`).
+import { Buffer } from "node:buffer";
+import { request as httpRequest, type Agent as HttpAgent, type IncomingMessage } from "node:http";
+import { request as httpsRequest, type Agent as HttpsAgent } from "node:https";
 import type { Readable } from "node:stream";
 import type { S3Client } from "@aws-sdk/client-s3";
-import { loadRestXmlErrorCode, parseXmlErrorBody } from "@aws-sdk/core/protocols";
-import { extendedEncodeURIComponent, HttpRequest } from "@smithy/core/protocols";
-import { type NodeHttpHandler, streamCollector } from "@smithy/node-http-handler";
 import type { SignatureV4 } from "@smithy/signature-v4";
 import type { S3Handle } from "./client.ts";
 
 /**
- * The per-object path: GET and PUT of object bodies, and part uploads. It is the SDK's own
- * SignatureV4 and NodeHttpHandler, and the SDK's XML error parser for refusals, without the
- * per-command middleware stack (endpoint rules, schema serde, checksum and user-agent
- * plugins), which costs about 1 ms of CPU per request, 4 times the request itself: on a small
- * machine shared with the gateway that decides the speed of thousands of small objects.
- * Keys are encoded as the SDK encodes them. Every other call goes through the full client.
+ * The per-object path: GET, PUT and HEAD of objects, part uploads, listings. It is the SDK's
+ * own SignatureV4 over node:http, without the client's per-command middleware stack (endpoint
+ * rules, schema serde, checksum and user-agent plugins), which costs about 1 ms of CPU per
+ * request, 4 times the request itself: on a small machine shared with the gateway that decides
+ * the speed of thousands of small objects. Keys are encoded as the SDK encodes them. Every
+ * other call (bucket calls, multipart bookkeeping, deletes) goes through the full client.
  */
 export interface Wire {
   url: URL;
   pathStyle: boolean;
-  handler: NodeHttpHandler;
-  signer: SignatureV4;
+  httpAgent: HttpAgent;
+  httpsAgent: HttpsAgent;
+  /** Give up connecting after this many ms. */
+  connectTimeoutMs: number;
+  /** Give up on a socket silent this many ms (body included). */
+  socketTimeoutMs: number;
+  /** The signer, made on first use. */
+  signer(): Promise<SignatureV4>;
   /** Attempts for calls that should fail fast (S3Options.maxAttempts). */
   maxAttempts: number;
   /** The SDK clients, made on first use. */
   clients(): Promise<{ sdk: S3Client; once: S3Client }>;
 }
 
-/** What the SDK's XML parser needs: a way to read a body. */
-export const XML_CONTEXT = { streamCollector } as any;
 export const WIRE = new WeakMap<S3Handle, Wire>();
+
+type Deps = {
+  SignatureV4: typeof import("@smithy/signature-v4").SignatureV4;
+  Sha256: typeof import("@smithy/core/checksum").Sha256;
+  HttpRequest: typeof import("@smithy/core/protocols").HttpRequest;
+  encode: typeof import("@smithy/core/protocols").extendedEncodeURIComponent;
+  queryString: typeof import("@smithy/core/protocols").buildQueryString;
+  parseXML: typeof import("@aws-sdk/xml-builder").parseXML;
+};
+let deps: Deps | undefined;
+let loading: Promise<Deps> | undefined;
+
+/**
+ * The signer, request type and XML parser, loaded once, on first use: a process that imports
+ * lib/ but makes no S3 request never loads them, and the SDK's client module (a tenth of a
+ * cold start) is loaded only by calls that need it (client.ts, sdkLib).
+ */
+export function wireDeps(): Promise<Deps> {
+  return (loading ??= Promise.all([
+    import("@smithy/signature-v4"),
+    import("@smithy/core/checksum"),
+    import("@smithy/core/protocols"),
+    import("@aws-sdk/xml-builder"),
+  ]).then(([sig, ck, proto, xml]) => (deps = {
+    SignatureV4: sig.SignatureV4, Sha256: ck.Sha256, HttpRequest: proto.HttpRequest, encode: proto.extendedEncodeURIComponent, queryString: proto.buildQueryString, parseXML: xml.parseXML,
+  })));
+}
+
+/** The XML parser, once wireDeps() has resolved (every response that is parsed came through wire). */
+export function parseXml(text: string): any {
+  return deps!.parseXML(text);
+}
 
 export interface WireResponse {
   status: number;
@@ -39,8 +75,9 @@ export interface WireResponse {
   body: Readable;
 }
 
+/** Sends one signed request; resolves with a 2xx response (its body unread), rejects with the gateway's error code as the error's name. */
 export async function wire(h: S3Handle, op: {
-  method: "GET" | "PUT";
+  method: "GET" | "PUT" | "HEAD";
   bucket: string;
   /** The object; none for a call on the bucket itself (a listing). */
   key?: string;
@@ -52,36 +89,106 @@ export async function wire(h: S3Handle, op: {
   signal?: AbortSignal;
 }): Promise<WireResponse> {
   const w = WIRE.get(h)!;
+  const d = deps ?? (await wireDeps());
+  const signer = await w.signer();
   const headers: Record<string, string> = { "x-amz-content-sha256": "UNSIGNED-PAYLOAD" };
   for (const [k, v] of Object.entries(op.headers ?? {})) if (v !== undefined) headers[k] = v;
   headers.host = w.pathStyle ? w.url.host : `${op.bucket}.${w.url.host}`;
   if (op.length !== undefined) headers["content-length"] = String(op.length);
   const base = w.url.pathname.replace(/\/$/, "");
-  const keyPath = op.key === undefined ? undefined : op.key.split("/").map(extendedEncodeURIComponent).join("/");
-  const req = new HttpRequest({
+  const keyPath = op.key === undefined ? undefined : op.key.split("/").map(d.encode).join("/");
+  const path = w.pathStyle ? `${base}/${op.bucket}${keyPath === undefined ? "" : `/${keyPath}`}` : `${base}/${keyPath ?? ""}`;
+  const hostname = w.pathStyle ? w.url.hostname : `${op.bucket}.${w.url.hostname}`;
+  const req = new d.HttpRequest({
     protocol: w.url.protocol,
-    hostname: w.pathStyle ? w.url.hostname : `${op.bucket}.${w.url.hostname}`,
+    hostname,
     port: w.url.port ? Number(w.url.port) : undefined,
     method: op.method,
-    path: w.pathStyle ? `${base}/${op.bucket}${keyPath === undefined ? "" : `/${keyPath}`}` : `${base}/${keyPath ?? ""}`,
+    path,
     query: op.query,
     headers,
-    body: op.body,
   });
-  const signed = await w.signer.sign(req);
-  const { response } = await w.handler.handle(signed as HttpRequest, { abortSignal: op.signal as any });
-  const status = response.statusCode;
-  if (status >= 200 && status < 300) return { status, headers: response.headers, body: response.body as Readable };
+  const signed = await signer.sign(req);
+  const query = op.query ? d.queryString(op.query) : "";
+  const response = await send(w, hostname, op.method, `${path}${query ? `?${query}` : ""}`, signed.headers, op.body, op.signal);
+  const status = response.statusCode ?? 0;
+  const hd = response.headers as Record<string, string>;
+  if (status >= 200 && status < 300) return { status, headers: hd, body: response };
   let data: any;
   try {
-    data = await parseXmlErrorBody(response.body, XML_CONTEXT);
+    const text = op.method === "HEAD" ? "" : await readSmall(response, 1 << 20);
+    data = text ? d.parseXML(text) : undefined;
   } catch {
     data = undefined;
   }
-  const code = loadRestXmlErrorCode(response, data) ?? `HTTP${status}`;
+  const code = data?.Error?.Code ?? data?.Code ?? (status === 404 ? "NotFound" : `HTTP${status}`);
   throw Object.assign(new Error(data?.Error?.Message ?? data?.Message ?? code), {
     name: code,
     $fault: status >= 500 ? "server" : "client",
-    $metadata: { httpStatusCode: status, requestId: response.headers["x-amz-request-id"] },
+    $metadata: { httpStatusCode: status, requestId: hd["x-amz-request-id"] },
   });
+}
+
+/** A timeout, named as the SDK names it (errors.ts classifies it as transient and as an outage). */
+function timeoutError(msg: string): Error {
+  return Object.assign(new Error(msg), { name: "TimeoutError", code: "ETIMEDOUT" });
+}
+
+/**
+ * One HTTP request on the handle's kept-alive sockets: connect within connectTimeoutMs, and no
+ * socket silent for socketTimeoutMs while the request or its response body is under way.
+ */
+function send(
+  w: Wire, hostname: string, method: string, path: string, headers: Record<string, string>, body: Readable | undefined, signal: AbortSignal | undefined,
+): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const https = w.url.protocol === "https:";
+    const req = (https ? httpsRequest : httpRequest)({
+      protocol: w.url.protocol,
+      hostname,
+      port: w.url.port || undefined,
+      method,
+      path,
+      headers,
+      agent: https ? w.httpsAgent : w.httpAgent,
+      signal,
+    });
+    let connectTimer: ReturnType<typeof setTimeout> | undefined;
+    const fail = (e: Error) => {
+      if (connectTimer) clearTimeout(connectTimer);
+      req.destroy(e);
+      body?.destroy();
+      reject(e);
+    };
+    req.once("socket", (sock) => {
+      if (sock.connecting) {
+        connectTimer = setTimeout(() => fail(timeoutError(`connection not made in ${w.connectTimeoutMs} ms`)), w.connectTimeoutMs);
+        sock.once("connect", () => clearTimeout(connectTimer));
+      }
+    });
+    // Covers the request and then the response: the socket is the same (a body read later keeps it).
+    req.setTimeout(w.socketTimeoutMs, () => fail(timeoutError(`socket silent for ${w.socketTimeoutMs} ms`)));
+    req.once("error", (e) => fail(e));
+    req.once("response", (res) => {
+      if (connectTimer) clearTimeout(connectTimer);
+      res.once("end", () => req.setTimeout(0));
+      res.once("error", () => req.destroy());
+      resolve(res);
+    });
+    if (body) {
+      body.once("error", (e) => fail(e));
+      body.pipe(req);
+    } else req.end();
+  });
+}
+
+/** The body as text, at most max bytes (an error document). */
+async function readSmall(body: Readable, max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of body as AsyncIterable<Buffer>) {
+    if (n < max) chunks.push(c);
+    n += c.length;
+  }
+  return Buffer.concat(chunks).toString("utf8");
 }

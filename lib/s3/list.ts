@@ -1,11 +1,11 @@
 // s3/list.ts: s3List, every object under a prefix (ListObjectsV2 on the lean path, 1000 a
 // page), and the small readers of what a listing gives (URL-encoded keys, quoted ETags).
-import { parseXmlBody } from "@aws-sdk/core/protocols";
+import { Buffer } from "node:buffer";
 import { useContext } from "../context.ts";
 import type { S3BucketOptions } from "./buckets.ts";
 import type { S3Handle } from "./client.ts";
 import { call, patiently } from "./errors.ts";
-import { wire, WIRE, XML_CONTEXT } from "./fast.ts";
+import { parseXml, wire, WIRE } from "./fast.ts";
 
 /** One object of a listing. */
 export interface S3Object {
@@ -34,31 +34,53 @@ export function stripEtag(e: string | undefined): string {
  */
 export async function* s3List(client: S3Handle, bucket: string, prefix = "", opts: S3BucketOptions = {}): AsyncGenerator<S3Object> {
   const { signal } = opts.ctx ?? useContext();
-  let token: string | undefined;
-  let first = true;
   const w = WIRE.get(client)!;
-  do {
-    if (signal.aborted) throw signal.reason;
+  // ListObjectsV2 on the lean path. The first page fails fast (a wrong endpoint or key); later
+  // pages ride out a gateway restart.
+  const fetchPage = (token: string | undefined): Promise<string> => {
     const query: Record<string, string> = { "list-type": "2", "encoding-type": "url", "max-keys": "1000" };
     if (prefix) query.prefix = prefix;
     if (token) query["continuation-token"] = token;
-    // ListObjectsV2 on the lean path, its XML read by the SDK's parser: a third of the SDK
-    // client's time for a cold process. The first page fails fast (a wrong endpoint or key);
-    // later pages ride out a gateway restart.
-    const page: ListPage = await call(client, `list s3://${bucket}/${prefix}`, () =>
-      patiently(first ? w.maxAttempts : 10, async () => {
-        const res = await wire(client, { method: "GET", bucket, query, signal });
-        return (await parseXmlBody(res.body, XML_CONTEXT)) ?? {};
-      }, signal));
-    first = false;
+    return call(client, `list s3://${bucket}/${prefix}`, () =>
+      patiently(token ? 10 : w.maxAttempts, async () => readText((await wire(client, { method: "GET", bucket, query, signal })).body), signal));
+  };
+  let next: Promise<string> | undefined = fetchPage(undefined);
+  while (next) {
+    if (signal.aborted) throw signal.reason;
+    const text: string = await next;
+    // The next page is asked for before this one is parsed (the gateway lists while we parse):
+    // its token is read off the end of the text, and checked against the parsed one below.
+    const early = tokenAtEnd(text);
+    next = early === undefined ? undefined : fetchPage(early);
+    next?.catch(() => {}); // awaited below, or dropped when the caller stops early
+    const page: ListPage = parseXml(text)?.ListBucketResult ?? {};
+    const token = page.IsTruncated === "true" ? page.NextContinuationToken : undefined;
+    if (token !== early) next = token ? fetchPage(token) : undefined;
     for (const o of asArray(page.Contents)) {
       yield { key: decodeKey(o.Key ?? ""), size: Number(o.Size ?? 0), etag: stripEtag(o.ETag), lastModified: new Date(o.LastModified ?? 0) };
     }
-    token = page.IsTruncated === "true" ? page.NextContinuationToken : undefined;
-  } while (token);
+  }
 }
 
-/** A ListObjectsV2 result as the SDK's XML parser gives it: strings, and one element or an array. */
+/** The continuation token of a truncated page, found without parsing it (undefined when absent or escaped). */
+function tokenAtEnd(text: string): string | undefined {
+  if (!text.includes("<IsTruncated>true</IsTruncated>")) return undefined;
+  const open = "<NextContinuationToken>";
+  const i = text.lastIndexOf(open);
+  const j = text.indexOf("</NextContinuationToken>", i);
+  if (i < 0 || j < 0) return undefined;
+  const t = text.slice(i + open.length, j);
+  return t && !t.includes("&") && !t.includes("<") ? t : undefined;
+}
+
+/** A listing's body as text (a page is at most 1000 entries). */
+async function readText(body: AsyncIterable<Buffer>): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** A ListObjectsV2 result as the SDK's XML parser (@aws-sdk/xml-builder) gives it: strings, and one element or an array. */
 interface ListPage {
   Contents?: { Key?: string; Size?: string; ETag?: string; LastModified?: string } | { Key?: string; Size?: string; ETag?: string; LastModified?: string }[];
   IsTruncated?: string;

@@ -6,7 +6,7 @@ import { LifeboatError, VerifyError } from "../errors.ts";
 import type { Context } from "../context.ts";
 import { formatBytes, formatDuration, type Progress } from "../log.ts";
 import type { S3Handle } from "./client.ts";
-import { ChecksumMismatch, isOutage, isRetryable, s3Error } from "./errors.ts";
+import { ChecksumMismatch, classified, isOutage, isRetryable, s3Error } from "./errors.ts";
 import { retry } from "../retry.ts";
 import { RESERVED, S3_ESCAPED_DIR } from "./keys.ts";
 import { s3List, type S3Object } from "./list.ts";
@@ -143,7 +143,7 @@ export async function transfer<T>(s: SyncState, target: string, fn: () => Promis
     return await retry(async () => {
       if (s.down) throw s.down;
       attempts++;
-      const v = await fn();
+      const v = await classified(fn);
       s.alive = Date.now();
       return v;
     }, {
