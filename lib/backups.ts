@@ -1,7 +1,7 @@
 // Backup folders (lib/backups.ts; not the Deis store volume): list what is there, prune by a grandfather-father-son policy, and
 // check free space before a backup starts.
 //
-// An archive is NAME.tar.gz or NAME.tar.gz.age. Beside it: NAME….sha256 (sha256sum
+// An archive is NAME.tar.gz or NAME.tar.zst, with .age when encrypted. Beside it: NAME….sha256 (sha256sum
 // format), NAME….info.json (what list shows without opening the archive) and, once a
 // verify has run, NAME….verified (when, and whether it passed).
 import { existsSync, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
@@ -9,11 +9,13 @@ import { dirname, join, resolve } from "node:path";
 import { LifeboatError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
 import {
+  archiveName,
   packArchive,
   removeArchive,
   verifyArchive,
   type AgeOptions,
   type ArchiveInfo,
+  type Compression,
   type Manifest,
   type VerifyOptions,
   type VerifyReport,
@@ -40,7 +42,7 @@ export interface BackupEntry {
   info?: ArchiveInfo;
 }
 
-const ARCHIVE = /\.tar\.gz(\.age)?$/;
+const ARCHIVE = /\.tar\.(gz|zst)(\.age)?$/;
 
 function readJson<T>(path: string): T | undefined {
   try {
@@ -101,12 +103,16 @@ export interface BackupArchiveOptions<M> {
   age?: Pick<AgeOptions, "passphrase" | "recipients">;
   /** Recorded as manifest.recipe (default: the context's name). */
   recipe?: string;
+  /** gzip (default: NAME-<stamp>.tar.gz) or zstd (NAME-<stamp>.tar.zst); see {@link compressionOptions}. */
+  compression?: Compression;
+  /** Compression level (gzip 1–9, default 6; zstd 1–19, default 3). */
+  level?: number;
   ctx?: Context;
 }
 
 /** What {@link backupArchive} made. */
 export interface BackupResult<M> {
-  /** The archive: FOLDER/NAME-<stamp>.tar.gz, or .tar.gz.age when encrypted. */
+  /** The archive: FOLDER/NAME-<stamp>.tar.gz (or .tar.zst), with .age when encrypted. */
   path: string;
   manifest: Manifest<M>;
   /** Read back and checked against its manifest, and recorded as passed (NAME.verified). */
@@ -116,7 +122,7 @@ export interface BackupResult<M> {
 }
 
 /**
- * A recipe's whole "pack" step: names the archive `NAME-<stamp(startedAt)>.tar.gz[.age]`
+ * A recipe's whole "pack" step: names the archive `NAME-<stamp(startedAt)>.tar.gz|.tar.zst[.age]`
  * in the backups folder, packs sourceDir into it, and verifies it, recording the result,
  * whenever it can be opened here (not encrypted, or a passphrase). An archive encrypted for
  * recipients only is left unverified, with a warning. In dry-run it says what it would
@@ -131,8 +137,8 @@ export async function backupArchive<M = Record<string, unknown>>(sourceDir: stri
   const startedAt = o.startedAt ?? new Date();
   const encrypt = { passphrase: o.age?.passphrase || undefined, recipients: o.age?.recipients?.length ? [...o.age.recipients] : undefined };
   const encrypted = !!(encrypt.passphrase || encrypt.recipients);
-  const path = join(o.folder, `${o.name}-${stamp(startedAt)}.tar.gz${encrypted ? ".age" : ""}`);
-  const manifest = await packArchive<M>(sourceDir, path, { meta: o.meta, recipe: o.recipe, startedAt, encrypt, ctx });
+  const path = join(o.folder, archiveName(`${o.name}-${stamp(startedAt)}`, o.compression, encrypted));
+  const manifest = await packArchive<M>(sourceDir, path, { meta: o.meta, recipe: o.recipe, startedAt, encrypt, compression: o.compression, level: o.level, ctx });
   if (ctx.dryRun) return { path, manifest, verified: false, bytes: 0 };
   let verified = false;
   if (!encrypted || encrypt.passphrase) {

@@ -51,9 +51,9 @@ export function folderRecords(dir: string): BackupRecord[] {
   return listBackups(dir).map(recordOf);
 }
 
-/** The recipe an archive name belongs to: deis-backup-2026-11-21T101500Z.tar.gz.age → deis-backup. */
+/** The recipe an archive name belongs to: deis-backup-2026-11-21T101500Z.tar.gz.age (or .tar.zst) → deis-backup. */
 export function recipeOfName(name: string): string {
-  return name.replace(/\.tar\.gz(\.age)?$/, "").replace(/-\d{4}-\d{2}-\d{2}T\d{6}Z$/, "");
+  return name.replace(/\.tar\.(gz|zst)(\.age)?$/, "").replace(/-\d{4}-\d{2}-\d{2}T\d{6}Z$/, "");
 }
 
 /** Options for {@link backupStatus}. */

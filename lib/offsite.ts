@@ -169,13 +169,13 @@ function splitArchiveUrl(url: string, opts: OffsiteOptions): { dest: OffsiteDest
   const cut = url.replace(/\/+$/, "");
   const i = cut.lastIndexOf("/");
   const name = cut.slice(i + 1);
-  if (i < 0 || !ARCHIVE.test(name)) throw new UsageError(`'${url}' does not name an archive (NAME.tar.gz or NAME.tar.gz.age)`, "give the archive's full URL, as offsite:list shows it");
+  if (i < 0 || !ARCHIVE.test(name)) throw new UsageError(`'${url}' does not name an archive (NAME.tar.gz or NAME.tar.zst, .age when encrypted)`, "give the archive's full URL, as offsite:list shows it");
   const base = cut.slice(0, i);
   const dest = parseOffsite(base.endsWith(":/") || base === "s3:/" ? `${base}/` : base, opts);
   return { dest, name };
 }
 
-const ARCHIVE = /\.tar\.gz(\.age)?$/;
+const ARCHIVE = /\.tar\.(gz|zst)(\.age)?$/;
 const SIDECARS = [".sha256", ".info.json"] as const;
 
 /** What NAME.verified says about an off-site copy. */
@@ -228,7 +228,7 @@ export async function offsiteCopy(archive: string, dest: string, opts: OffsiteOp
   const name = basename(archive);
   const t0 = Date.now();
   const base: OffsiteCopyResult = { url: urlOf(d, name), dest, bytes: 0, sha256: "", verified: false, skipped: false, method: "", durationMs: 0, dryRun: ctx.dryRun };
-  if (!ARCHIVE.test(name)) throw new UsageError(`${archive} is not an archive (NAME.tar.gz or NAME.tar.gz.age)`, "give a backup made by a lifeboat recipe or archive:pack");
+  if (!ARCHIVE.test(name)) throw new UsageError(`${archive} is not an archive (NAME.tar.gz or NAME.tar.zst, .age when encrypted)`, "give a backup made by a lifeboat recipe or archive:pack");
   if (ctx.dryRun && !existsSync(archive)) {
     ctx.log.command(`copy ${archive} (+ .sha256, .info.json) → ${base.url}, then verify it there`, "dry-run");
     return base;
@@ -389,7 +389,7 @@ const SH_PROBE = `cd -- "$1" 2>/dev/null || exit 0; if [ -f "$2" ]; then stat -c
 
 /** Every archive in DIR: NAME, size:mtime, info.json, verified, each ended by NUL. */
 const SH_LIST = `[ -d "$1" ] || exit 0; cd -- "$1"
-for f in *.tar.gz *.tar.gz.age; do
+for f in *.tar.gz *.tar.gz.age *.tar.zst *.tar.zst.age; do
   [ -f "$f" ] || continue
   printf '%s\\0' "$f"; stat -c %s:%Y -- "$f" | tr -d '\\n'; printf '\\0'
   cat -- "$f.info.json" 2>/dev/null || true; printf '\\0'
@@ -675,7 +675,7 @@ export async function offsiteList(dest: string, opts: OffsiteOptions = {}): Prom
 
 /** The time in a NAME-2026-11-21T101500Z.tar.gz name, when there is one. */
 function stampOfName(name: string): Date | undefined {
-  const m = /-(\d{4}-\d{2}-\d{2})T(\d{2})(\d{2})(\d{2})Z\.tar\.gz(\.age)?$/.exec(name);
+  const m = /-(\d{4}-\d{2}-\d{2})T(\d{2})(\d{2})(\d{2})Z\.tar\.(gz|zst)(\.age)?$/.exec(name);
   return m ? new Date(`${m[1]}T${m[2]}:${m[3]}:${m[4]}Z`) : undefined;
 }
 
