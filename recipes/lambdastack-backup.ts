@@ -36,7 +36,7 @@
 // component), 2 usage, 3 verification.
 import { dirname } from "node:path";
 import process from "node:process";
-import { ageOptions, diskSpace, exec, fanOut, formatBytes, LifeboatError, mapLimit, offsiteCopy, offsiteOptions, packArchive, recipe, sshFreeSpace, sshPut, step, verifyArchive, writeSha1File } from "../lib/mod.ts";
+import { ageOptions, diskSpace, exec, fanOut, formatBytes, isOffsiteUrl, LifeboatError, mapLimit, offsiteCopy, offsiteOptions, packArchive, recipe, sshFreeSpace, sshPut, step, UsageError, verifyArchive, writeSha1File } from "../lib/mod.ts";
 import * as ls from "./lambdastack.ts";
 import * as load_balancer from "./lambdastack/load_balancer.ts";
 import * as logging from "./lambdastack/logging.ts";
@@ -60,6 +60,7 @@ await recipe({
     const parts = components.flatMap((c) => FILES[c].backupParts(env));
     const repo = ls.repositoryHost(env);
     const staging = `${s["staging-dir"]}/backup`;
+    if (isOffsiteUrl(s["target-path"])) throw new UsageError(`-t ${s["target-path"]}: target-path is a directory on the repository host (or here)`, `to copy the archives off-site too, give --offsite.to ${s["target-path"]}`);
 
     const space = step("space", `check free space on ${repo ? `${repo.name}:` : ""}${s["target-path"]}`, async () => {
       const sizes = await mapLimit(parts, s.concurrency, (p) => p.estimate());

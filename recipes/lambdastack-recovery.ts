@@ -1,18 +1,22 @@
 // lambdastack-recovery: recover a LambdaStack cluster's components from the archives
-// lambdastack-backup left on the repository host, as `lambdastack recovery -b BUILD_DIR`
-// (the Ansible `recovery` role, upstream.md §2), onto the hosts of the inventory AS IT IS NOW:
-// the same hosts, or new ones (Epiphany #2431).
+// lambdastack-backup left on the repository host (or copied off-site), as `lambdastack recovery
+// -b BUILD_DIR` (the Ansible `recovery` role, upstream.md §2), onto the hosts of the inventory AS
+// IT IS NOW: the same hosts, or new ones (Epiphany #2431).
 //
 //   npx zx recipes/lambdastack-recovery.ts -b BUILD_DIR [-t /lsbackup/mounted] [-c …] [-f recovery.yml] [--snapshot latest|YYYYMMDD-HHMMSS] [--yes]
+//   npx zx recipes/lambdastack-recovery.ts -b BUILD_DIR --from s3://offsite/lambdastack …   (or ssh://…, or a path)
 //
 // Steps (upstream task → step):
 //   find_snapshot_archive.yml              → "find the archives": per part, <prefix>_<snapshot_name>
 //                                            or, for latest, the newest <prefix>_*-*.tar.gz on the
-//                                            repository host
+//                                            repository host, or with --from (the backup's
+//                                            offsite.to) at that destination (lib/offsite.ts)
 //   upload_via_rsync + verify_snapshot_    → "fetch and verify": every archive is copied here and
-//   checksum.yml                             checked against its .sha1 AND its manifest, and unpacked,
-//                                            BEFORE anything on any host is cleared (upstream checks
-//                                            each just before clearing its own dirs)
+//   checksum.yml                             checked against its .sha1 (off-site: the copy's .sha256,
+//                                            which offsiteCopy sent; there is no .sha1 there) AND its
+//                                            manifest, and unpacked, BEFORE anything on any host is
+//                                            cleared (upstream checks each just before clearing its
+//                                            own dirs)
 //   "Do you really want to perform         → one confirmed step per component ("recover monitoring" …):
 //   recovery?" + per-component tasks         stop, clear, extract, start, as each component file says
 //                                            (recipes/lambdastack/<component>.ts); hosts of a
@@ -22,10 +26,10 @@
 //   - PostgreSQL standbys (upstream: repmgr standby clone): re-clone them after the primary is back.
 //   - kubernetes: LambdaStack recovers it by hand.
 //
-// Settings: recipes/lambdastack.ts. Exit codes: 3 an archive or checksum is damaged (nothing was
+// Settings: recipes/lambdastack.ts (from, and offsite.s3.* / offsite.ssh.* to reach it). Exit codes: 3 an archive or checksum is damaged (nothing was
 // cleared), 5 a component was not confirmed, 1 a component failed (the summary names the host).
 import process from "node:process";
-import { ageOptions, checkSha1File, exec, fanOut, LifeboatError, recipe, sshGet, sshList, step, unpackArchive, VerifyError, type Manifest } from "../lib/mod.ts";
+import { ageOptions, checkSha1File, exec, fanOut, isOffsiteUrl, LifeboatError, offsiteFetch, offsiteList, offsiteOptions, parseOffsite, recipe, sshGet, sshList, step, unpackArchive, UsageError, VerifyError, type Manifest } from "../lib/mod.ts";
 import * as ls from "./lambdastack.ts";
 import * as load_balancer from "./lambdastack/load_balancer.ts";
 import * as logging from "./lambdastack/logging.ts";
@@ -38,10 +42,10 @@ const FILES = { load_balancer, logging, monitoring, postgresql, rabbitmq };
 await recipe({
   name: "lambdastack-recovery",
   description: "recover a LambdaStack cluster's components onto the inventory's hosts (the same or new ones), each archive verified first",
-  usage: "npx zx recipes/lambdastack-recovery.ts -b BUILD_DIR [-t TARGET_PATH] [-c COMPONENTS] [-f recovery.yml] [--snapshot latest|YYYYMMDD-HHMMSS] [--yes]",
+  usage: "npx zx recipes/lambdastack-recovery.ts -b BUILD_DIR [-t TARGET_PATH] [-c COMPONENTS] [-f recovery.yml] [--from s3://…|ssh://…|DIR] [--snapshot latest|YYYYMMDD-HHMMSS] [--yes]",
   settings: ls.settings,
   argv: ls.argvWithShortFlags(process.argv.slice(2)),
-  target: (ctx) => `${ctx.settings["build-dir"]} ← ${ctx.settings["target-path"]}`,
+  target: (ctx) => `${ctx.settings["build-dir"]} ← ${ctx.settings.from || ctx.settings["target-path"]}`,
   plan: (ctx) => {
     const s = ctx.settings;
     const env = ls.environment(ctx, s);
@@ -50,34 +54,45 @@ await recipe({
     const repo = ls.repositoryHost(env);
     const staging = `${s["staging-dir"]}/recovery`;
     const run = ls.snapshotStamp(new Date()); // each run unpacks into its own dir (a dry run leaves an earlier run's alone)
-    const where = `${repo ? `${repo.name}:` : ""}${s["target-path"]}`;
+    const from = s.from;
+    if (isOffsiteUrl(s["target-path"])) throw new UsageError(`-t ${s["target-path"]}: target-path is a directory on the repository host`, `to recover from an off-site copy, give --from ${s["target-path"]}`);
+    const where = from ? parseOffsite(from).url : `${repo ? `${repo.name}:` : ""}${s["target-path"]}`;
+    const offsite = { ...offsiteOptions(s), progress: false };
 
     const find = step("find", `find the archives in ${where}`, async () => {
-      const names = repo ? await sshList(env.ssh(repo), s["target-path"]) : (await exec(["ls", "-1", "--", s["target-path"]], { readOnly: true })).stdout.split("\n");
-      const picked: Record<string, string> = {};
+      // off-site (--from): the listing's path is the copy's URL; on the repository host: target-path/NAME
+      const listed = from
+        ? (await offsiteList(from, offsite)).map((e) => ({ name: e.name, source: e.path }))
+        : (repo ? await sshList(env.ssh(repo), s["target-path"]) : (await exec(["ls", "-1", "--", s["target-path"]], { readOnly: true })).stdout.split("\n")).map((name) => ({ name, source: `${s["target-path"]}/${name}` }));
+      const names = listed.map((e) => e.name);
+      const picked: Record<string, { name: string; source: string }> = {};
       const missing: string[] = [];
       for (const p of parts) {
         const snap = ls.snapshotName(s, p.component);
         const name = ls.pickArchive(names, p.prefix, snap);
-        if (name) picked[p.prefix] = name;
+        if (name) picked[p.prefix] = listed.find((e) => e.name === name)!;
         else missing.push(`${p.prefix}_${snap === "latest" ? "*" : snap}`);
       }
-      if (missing.length) throw new LifeboatError(`no archive for ${missing.join(", ")} in ${where}`, { hint: "check -t, --snapshot / snapshot_name, or leave the component out with -c" });
+      if (missing.length) throw new LifeboatError(`no archive for ${missing.join(", ")} in ${where}`, { hint: `check ${from ? "--from" : "-t"}, --snapshot / snapshot_name, or leave the component out with -c` });
       return picked;
     });
 
-    const verify = fanOut("verify", `fetch and verify every archive (.sha1 and manifest) before touching any host`, parts, { key: (p) => p.prefix, concurrency: s.concurrency }, async (p) => {
-      const name = find.output[p.prefix];
-      const local = `${staging}/${run}/${name}`;
+    const verify = fanOut("verify", `fetch and verify every archive (${from ? "off-site .sha256" : ".sha1"} and manifest) before touching any host`, parts, { key: (p) => p.prefix, concurrency: s.concurrency }, async (p) => {
+      const { name, source } = find.output[p.prefix];
+      let local = `${staging}/${run}/${name}`;
       // fetched to be verified: a local copy changes nothing on any host, so a dry run verifies too
-      if (repo) {
-        await sshGet(env.ssh(repo), `${s["target-path"]}/${name}`, local, { readOnly: true });
-        await sshGet(env.ssh(repo), `${s["target-path"]}/${name}.sha1`, `${local}.sha1`, { readOnly: true });
+      if (from) {
+        local = await offsiteFetch(source, `${staging}/${run}`, offsite); // checked against the copy's .sha256 (off-site copies carry no .sha1)
       } else {
-        await exec(["install", "-D", "-m", "600", "--", `${s["target-path"]}/${name}`, local], { readOnly: true });
-        await exec(["install", "-D", "-m", "600", "--", `${s["target-path"]}/${name}.sha1`, `${local}.sha1`], { readOnly: true });
+        if (repo) {
+          await sshGet(env.ssh(repo), source, local, { readOnly: true });
+          await sshGet(env.ssh(repo), `${source}.sha1`, `${local}.sha1`, { readOnly: true });
+        } else {
+          await exec(["install", "-D", "-m", "600", "--", source, local], { readOnly: true });
+          await exec(["install", "-D", "-m", "600", "--", `${source}.sha1`, `${local}.sha1`], { readOnly: true });
+        }
+        await checkSha1File(local);
       }
-      await checkSha1File(local);
       const dir = `${staging}/${run}/${p.prefix}`;
       const report = await unpackArchive<ls.ArchiveMeta>(local, dir, { decrypt: ageOptions(s), sameOwner: true, progress: false });
       const meta = metaOf(report.manifest, name);
@@ -111,7 +126,7 @@ await recipe({
         if (recover.every((r) => r.hasOutput || r.opts.when === false)) await exec(["rm", "-rf", "--", staging]); // and a resumed run's
       },
       report: () => [
-        ...Object.entries(find.output).map(([prefix, name]) => `${prefix.padEnd(24)} ${name}`),
+        ...Object.entries(find.output).map(([prefix, a]) => `${prefix.padEnd(24)} ${from ? a.source : a.name}`),
         ...recover.filter((r) => r.hasOutput).flatMap((r) => Object.entries(r.output).map(([h, v]) => `${r.id.padEnd(24)} ${h}: ${Object.keys(v).join(", ")}`)),
       ],
     };

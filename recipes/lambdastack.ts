@@ -57,6 +57,7 @@ export const settings = {
   "rabbitmq.messages": { type: "boolean", describe: "also the mnesia dir (messages), copied while the node is stopped (runbook §4.2)", default: false },
   "rabbitmq.mnesia-dir": { describe: "RABBITMQ_MNESIA_BASE", default: "/var/lib/rabbitmq/mnesia" },
   snapshot: { describe: "recovery: latest or YYYYMMDD-HHMMSS, for components whose document sets no snapshot_name", default: "latest", usedBy: RECOVERY },
+  from: { describe: "recovery: take the archives from this off-site destination (the backup's offsite.to: s3://BUCKET/PREFIX, ssh://USER@HOST:PORT/DIR or a path, with the offsite.s3.* / offsite.ssh.* settings) instead of target-path on the repository host", usedBy: RECOVERY },
   ...AGE_SETTINGS,
   ...offsiteSettings(BACKUP), // offsite.to: each archive is also copied there (lib/offsite.ts); retention: the destination's own
   // LambdaStack's document header: accepted so an operator's backup.yml / recovery.yml is the site file
