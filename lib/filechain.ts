@@ -61,6 +61,12 @@ export interface ChainShipOptions<M> {
   before: string[];
   /** Recorded in the manifest. */
   meta?: M;
+  /**
+   * The workspace is on another host (a DIRECTORY backup over ssh): its files as listed there
+   * (sshListFiles). Then `workspace` is a local folder holding only the files fetched from it,
+   * which must be at least those {@link chainWanted} names; each must have its listed size.
+   */
+  listing?: { name: string; size: number }[];
   ctx?: Context;
 }
 
@@ -97,7 +103,8 @@ async function sha256(path: string): Promise<string> {
  */
 export async function chainShip<M>(workspace: string, store: string, opts: ChainShipOptions<M>): Promise<ChainRun<M>> {
   const ctx = opts.ctx ?? useContext();
-  const after = ctx.dryRun && !existsSync(workspace) ? [] : listNames(workspace);
+  const listed = opts.listing && new Map(opts.listing.map((f) => [f.name, f.size]));
+  const after = listed ? [...listed.keys()].sort() : ctx.dryRun && !existsSync(workspace) ? [] : listNames(workspace);
   const prev = chainRuns<M>(store).at(-1);
   if (!opts.full && !prev) throw new UsageError(`the store ${store} holds no run yet: the first run must be a full one`, "run it with --full (the daily full backup)");
   const chain = opts.full ? opts.run : prev!.chain;
@@ -119,13 +126,15 @@ export async function chainShip<M>(workspace: string, store: string, opts: Chain
   mkdirSync(folder, { recursive: true, mode: 0o700 });
   for (const name of after) {
     const src = join(workspace, name);
-    const size = statSync(src).size;
+    const size = listed ? listed.get(name)! : statSync(src).size;
     const stored = join(folder, name);
     const old = known.get(name);
     if (old && was.has(name) && existsSync(stored) && statSync(stored).size === size) {
       files.push(old); // immutable: same name, same bytes as the run before
       continue;
     }
+    if (listed && !existsSync(src)) throw new LifeboatError(`${name} (${size} bytes on the host) was not fetched into ${workspace}, and chain ${chain} does not hold it`, { hint: "fetch the names chainWanted lists; run the backup again" });
+    if (listed && statSync(src).size !== size) throw new VerifyError(`${name}: ${statSync(src).size} bytes fetched into ${workspace}, the host listed ${size}`, [`${name}: size mismatch`], "the fetch was cut off or the file changed on the host; run the backup again");
     const sum = await sha256(src);
     if (existsSync(stored)) {
       if ((await sha256(stored)) !== sum) {
@@ -141,6 +150,22 @@ export async function chainShip<M>(workspace: string, store: string, opts: Chain
   const run: ChainRun<M> = { run: opts.run, chain, full: opts.full, at: new Date().toISOString(), files, added, removed, shippedBytes, shipped, meta: opts.meta };
   await captureToFile(join(store, "runs", `${opts.run}.json`), async (tmp) => writeFileSync(tmp, JSON.stringify(run, null, 2) + "\n"));
   return run;
+}
+
+/**
+ * Which files of a workspace on another host (its listing: names and sizes) a run must fetch
+ * before {@link chainShip} with `listing`: those that were not in the workspace before the backup
+ * (`before`) or that the newest run's chain does not hold under the same name and size (index
+ * files are immutable, so names and sizes against that run's manifest suffice); every file for a
+ * full run, which starts a chain. The same rule chainShip applies to a local workspace.
+ * @example const fetch = chainWanted(store, await sshListFiles(host, "/backup"), { full: false, before });
+ */
+export function chainWanted(store: string, listing: { name: string; size: number }[], opts: { full: boolean; before: string[] }): string[] {
+  const prev = opts.full ? undefined : chainRuns(store).at(-1);
+  const held = new Map((prev?.files ?? []).map((f) => [f.name, f.size]));
+  const was = new Set(opts.before);
+  const folder = prev ? join(store, "files", prev.chain) : "";
+  return listing.filter((f) => !was.has(f.name) || held.get(f.name) !== f.size || !existsSync(join(folder, f.name)) || statSync(join(folder, f.name)).size !== f.size).map((f) => f.name);
 }
 
 /**

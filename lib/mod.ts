@@ -131,12 +131,12 @@ export {
 } from "./postgres.ts";
 export { OFFSITE_SETTINGS, offsiteSettings, offsiteOptions, parseOffsite, isOffsiteUrl, offsiteCopy, offsiteVerify, offsiteList, offsitePrune, offsiteFetch, offsiteBackup, type OffsiteOptions, type OffsiteBackupOptions, type OffsiteBackupResult, type OffsiteDest, type OffsiteCopyResult, type OffsiteVerifyResult, type OffsitePruneOptions, type OffsiteFetchOptions } from "./offsite.ts";
 export { readInventory, loadInventory, parseInventory, inventoryFile, groupHosts, groupHostNames, inventoryHost, sshTargetOf, type Inventory, type InventoryGroup, type InventoryHost, type ReadInventoryOptions } from "./inventory.ts";
-export { sshFetch, sshPut, sshGet, sshList, sshFreeSpace, sshUsage, sshTunnel, sshPush, sshClear, type SshFetchOptions, type SshCopyOptions, type SshTunnel, type SshTunnelOptions, type SshPushOptions } from "./remote.ts";
+export { sshFetch, sshPut, sshGet, sshList, sshListFiles, sshFreeSpace, sshUsage, sshTunnel, sshPush, sshClear, type SshFetchOptions, type SshCopyOptions, type SshTunnel, type SshTunnelOptions, type SshPushOptions } from "./remote.ts";
 export { sha1File, writeSha1File, checkSha1File } from "./checksum.ts";
 export { readJsonFile, type ReadJsonFileOptions } from "./jsonfile.ts";
 export { verifyZip, type ZipReport, type ZipEntryInfo, type VerifyZipOptions } from "./zip.ts";
 export { receiveRangedPuts, serveRanged, type ReceiveOptions, type ReceiveResult, type ServeOptions } from "./ranged.ts";
-export { chainShip, chainAssemble, chainPrune, chainRuns, listNames, chainPush, chainFetch, chainPruneOffsite, chainOffsiteRuns, type ChainRun, type ChainFile, type ChainShipOptions, type ChainPruneOptions, type ChainOffsiteOptions } from "./filechain.ts";
+export { chainShip, chainWanted, chainAssemble, chainPrune, chainRuns, listNames, chainPush, chainFetch, chainPruneOffsite, chainOffsiteRuns, type ChainRun, type ChainFile, type ChainShipOptions, type ChainPruneOptions, type ChainOffsiteOptions } from "./filechain.ts";
 export { offsiteRemove } from "./offsite.ts";
 export { xenonBackup, xenonRestore, xenonHostInfo, xenonCounts, toMicros, XENON_BACKUP_KIND, XENON_RESTORE_KIND, type XenonOptions, type XenonBackupRequest, type XenonRestoreRequest } from "./xenon.ts";
 export { afsListVolumes, afsBackupSys, afsExamine, afsDump, afsRestore, afsRename, afsRemove, afsDumpToFile, afsRestoreFile, checkVolumeName, restoredName, AFS_MAX_NAME, type AfsCell, type AfsVolume, type ListVolumesOptions, type AfsDumpOptions, type AfsRestoreOptions } from "./afs.ts";

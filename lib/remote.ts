@@ -4,6 +4,7 @@
 //   sshPut      copy a local file to a remote path, atomically (partial name, then mv)
 //   sshGet      copy a remote file to a local path, atomically
 //   sshList     names in a remote dir (find -maxdepth 1), for picking snapshots
+//   sshListFiles  its regular files with their sizes (a name-and-size diff)
 //   sshFreeSpace  bytes available to a remote dir (df)
 //   sshTunnel   a local port forwarded to a port that listens only on the host itself
 //
@@ -102,6 +103,19 @@ export async function sshGet(target: SshTarget, remotePath: string, localFile: s
 export async function sshList(target: SshTarget, remoteDir: string, opts: { ctx?: Context } = {}): Promise<string[]> {
   const r = await ssh(target, ["sh", "-c", '[ -d "$1" ] || exit 0; cd -- "$1" && find . -mindepth 1 -maxdepth 1 -printf "%P\\0"', "sh", remoteDir], { readOnly: true, ctx: opts.ctx });
   return r.stdout.split("\0").filter(Boolean).sort();
+}
+
+/**
+ * The regular files directly in a remote dir with their sizes, sorted by name ([] when it does
+ * not exist): what `ls -l` shows, for a name-and-size diff. A read-only probe.
+ * @example const files = await sshListFiles(xenonHost, "/var/backups/xenon-workspace"); // [{ name: "_0.cfs", size: 20480 }, …]
+ */
+export async function sshListFiles(target: SshTarget, remoteDir: string, opts: { ctx?: Context } = {}): Promise<{ name: string; size: number }[]> {
+  const r = await ssh(target, ["sh", "-c", '[ -d "$1" ] || exit 0; cd -- "$1" && find . -mindepth 1 -maxdepth 1 -type f -printf "%P\\0%s\\0"', "sh", remoteDir], { readOnly: true, ctx: opts.ctx });
+  const f = r.stdout.split("\0");
+  const out: { name: string; size: number }[] = [];
+  for (let i = 0; i + 1 < f.length; i += 2) out.push({ name: f[i], size: Number(f[i + 1]) });
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /**

@@ -6,7 +6,8 @@
 //   make backup-xenon ARGS="--config site.yaml"
 //
 // Run it on the Xenon host (file: destinations are paths on that host), or elsewhere with ssh.host
-// for ZIP (the zip is fetched over ssh) and STREAM (stream.url must reach this machine).
+// for ZIP (the zip is fetched over ssh), DIRECTORY (the workspace stays on the host; its new files
+// are fetched over ssh) and STREAM (stream.url must reach this machine).
 //
 // Steps (runbook line → step):
 //   (lifeboat; "Restore and HostID")              → "record the host id and document counts": GET /core/management,
@@ -26,6 +27,10 @@
 //                                                  → "list the workspace before the backup"
 //     "Perform incremental backup specifying /backup as destination"
 //                                                  → "back up (PATCH BackupRequest, DIRECTORY)"
+//     (lifeboat, ssh.host)                         → "fetch the new files": the host's workspace listed with
+//                                                    sizes over ssh; only the names the store's chain does not
+//                                                    hold with that size are fetched (tar over ssh), their
+//                                                    sizes checked by the ship step
 //     "Compare file names … checking only file names is sufficient" ; "Take newly created files to
 //      your backup store location"                 → "ship the new files to the store": name diff, copy of only
 //                                                    the new names, a run manifest listing EVERY file that
@@ -43,7 +48,6 @@
 // run is refused: its staging folder is removed after every run, also a failed one. Run it again.
 //
 // Left to the operator, and why:
-//   - DIRECTORY backups of a remote host (ssh.host): refused; run this recipe on the Xenon host for them.
 //   - off-site copies of ZIP and STREAM archives: offsite:copy (docs/offsite.md); offsite.to here is
 //     for DIRECTORY runs.
 //   - auto-backup (isAutoBackupEnabled): a host setting; this recipe takes explicit backups.
@@ -57,6 +61,7 @@ import {
   chainPruneOffsite,
   chainPush,
   chainShip,
+  chainWanted,
   exec,
   fanOut,
   formatBytes,
@@ -65,7 +70,9 @@ import {
   receiveRangedPuts,
   recipe,
   ssh,
+  sshFetch,
   sshGet,
+  sshListFiles,
   stamp,
   step,
   UsageError,
@@ -100,7 +107,10 @@ await recipe({
     const isZip = type === "ZIP";
     const isStream = type === "STREAM";
     const isDir = type === "DIRECTORY";
-    if (remote && isDir) throw new UsageError("backup.type DIRECTORY needs lifeboat on the Xenon host (its workspace is listed and shipped as local files)", "run xenon-backup on the Xenon host, or use ZIP or STREAM with ssh.host");
+    const fetchDir = `${s.staging}/directory-fetch`; // ssh.host: the new files of the host's workspace, until they are shipped
+    /** A command on the Xenon host: over ssh with ssh.host, else here. */
+    const onHost = (argv: string[]) => (remote ? ssh(remote, argv) : exec(argv));
+    const where = remote ? `${s["ssh.host"]}:${workspace}` : workspace;
 
     const host = step("host", `record the host id and document counts (${url})`, async () => {
       const info = await xenonHostInfo(url, api);
@@ -143,21 +153,33 @@ await recipe({
         age: ageOptions(s),
       }), { when: !isDir });
 
-    const clear = step("clear", `clear the workspace ${workspace} (daily full)`, async () => {
-      await exec(["mkdir", "-p", "-m", "700", "--", workspace]);
-      await exec(["find", workspace, "-mindepth", "1", "-maxdepth", "1", "-delete"]);
+    const clear = step("clear", `clear the workspace ${where} (daily full)`, async () => {
+      await onHost(["mkdir", "-p", "-m", "700", "--", workspace]);
+      await onHost(["find", workspace, "-mindepth", "1", "-maxdepth", "1", "-delete"]);
     }, { when: isDir && s["directory.full"] });
 
-    const before = step("list", `list the workspace ${workspace} before the backup`, async () => {
-      await exec(["mkdir", "-p", "-m", "700", "--", workspace]);
-      return listNames(workspace);
+    const before = step("list", `list the workspace ${where} before the backup`, async () => {
+      await onHost(["mkdir", "-p", "-m", "700", "--", workspace]);
+      return remote ? (await sshListFiles(remote, workspace)).map((f) => f.name) : listNames(workspace);
     }, { when: isDir });
 
     const dirBackup = step("backup-directory", `back up (PATCH BackupRequest, DIRECTORY to file:${workspace}/)`, () =>
       xenonBackup(url, { destination: `file:${workspace}/`, type: "DIRECTORY" }, api), { when: isDir });
 
+    // ssh.host: the host's workspace listed with sizes; only the files the store's chain does not
+    // hold yet (new names) are fetched (tar over ssh), and their sizes checked when shipped
+    const fetched = step("fetch-directory", `fetch the new files from ${where}`, async () => {
+      const listing = await sshListFiles(remote!, workspace);
+      const wanted = chainWanted(store, listing, { full: s["directory.full"], before: before.output });
+      await exec(["rm", "-rf", "--", fetchDir]);
+      await sshFetch(remote!, workspace, fetchDir, { members: wanted });
+      const bytes = listing.filter((f) => wanted.includes(f.name)).reduce((n, f) => n + f.size, 0);
+      ctx.log.ok(`${listing.length} files on the host, ${wanted.length} new: ${formatBytes(bytes)} fetched`);
+      return { listing, fetched: wanted.length, bytes };
+    }, { when: isDir && !!remote });
+
     const shipped = step("ship", `ship the new files to the store ${store}`, async () => {
-      const r = await chainShip(workspace, store, { run, full: s["directory.full"], before: before.output, meta: meta([]) });
+      const r = await chainShip(remote ? fetchDir : workspace, store, { run, full: s["directory.full"], before: before.output, listing: remote ? fetched.output.listing : undefined, meta: meta([]) });
       ctx.log.ok(`run ${r.run} (chain ${r.chain}): ${r.added.length} new, ${r.removed.length} dropped, ${formatBytes(r.shippedBytes)} shipped; it needs ${r.files.length} files`);
       return { run: r.run, chain: r.chain, added: r.added.length, removed: r.removed.length, files: r.files.length, shippedBytes: r.shippedBytes };
     }, { when: isDir });
@@ -185,9 +207,10 @@ await recipe({
     });
 
     return {
-      steps: [host, prepare, prepareHost, zipBackup, fetchZip, streamBackup, checked, pack, clear, before, dirBackup, shipped, offsite, pruned, prunedOffsite],
+      steps: [host, prepare, prepareHost, zipBackup, fetchZip, streamBackup, checked, pack, clear, before, dirBackup, fetched, shipped, offsite, pruned, prunedOffsite],
       cleanup: async () => {
         await exec(["rm", "-rf", "--", staging]);
+        if (shipped.hasOutput && remote) await exec(["rm", "-rf", "--", fetchDir]); // kept for --resume until shipped
         if (remote && isZip) await ssh(remote, ["rm", "-rf", "--", hostDir]);
       },
       report: () => [
