@@ -36,6 +36,7 @@ import {
   unpackArchive,
   verifyArchive,
   VerifyError,
+  which,
   withContext,
   type Context,
   type Progress,
@@ -442,6 +443,168 @@ test("an interrupt stops verify and unpack part way with the reason", async () =
   thrown = undefined;
   await withContext(ctx2 as Context, () => unpackArchive(archive, out)).catch((e) => (thrown = e));
   assert.is(thrown, reason, `unpack throws the interrupt (got ${String(thrown)})`);
+});
+
+/** Runs fn with a PATH that holds no pigz (nor anything else): the in-process gzip fallback. */
+async function withoutPigz<T>(fn: () => Promise<T>): Promise<T> {
+  const saved = process.env.PATH;
+  process.env.PATH = tmp();
+  try {
+    return await fn();
+  } finally {
+    process.env.PATH = saved;
+  }
+}
+
+/** Names under a folder, "" when it does not exist. */
+const namesIn = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : []);
+
+test("gzip goes through pigz when it is installed; GNU tar and unpackArchive read the archive back", async () => {
+  testContext();
+  assert.ok(which("pigz"), "pigz is installed (Debian package pigz: make deps installs it)");
+  const { src, archive } = sample();
+  const m = await packArchive(src, archive);
+  assert.is(m.tools.compressor, "pigz");
+  const gnu = tmp();
+  const r = spawnSync("tar", ["-xzf", archive, "-C", gnu]);
+  assert.is(r.status, 0, String(r.stderr));
+  assert.equal(await compareTrees(src, gnu, { ignore: ["manifest.json"] }), []);
+  const out = join(tmp(), "r");
+  await unpackArchive(archive, out);
+  assert.equal(await compareTrees(src, out), []);
+});
+
+test("without pigz on PATH, gzip is done in-process and the archive reads the same", async () => {
+  testContext();
+  const { src, archive } = sample();
+  const m = await withoutPigz(() => packArchive(src, archive, { workers: 2 }));
+  assert.is(m.tools.compressor, "node zlib (parallel)");
+  const gnu = tmp();
+  assert.is(spawnSync("tar", ["-xzf", archive, "-C", gnu]).status, 0);
+  assert.equal(await compareTrees(src, gnu, { ignore: ["manifest.json"] }), []);
+  const report = await withoutPigz(() => verifyArchive(archive));
+  assert.is(report.manifest?.entries.length, m.entries.length);
+});
+
+test("manifest checksums are the content's, whatever the compressor", async () => {
+  testContext();
+  const { src, backups } = sample();
+  const gz = await packArchive(src, join(backups, "a.tar.gz"));
+  const zst = await packArchive(src, join(backups, "a.tar.zst"), { compression: "zstd" });
+  const inproc = await withoutPigz(() => packArchive(src, join(backups, "b.tar.gz")));
+  const sums = (m: typeof gz) => m.entries.map((e) => `${e.path} ${e.type} ${e.size} ${e.sha256 ?? ""}`);
+  assert.equal(sums(zst), sums(gz));
+  assert.equal(sums(inproc), sums(gz));
+  const conf = gz.entries.find((e) => e.path === "etc/app.conf")!;
+  const want = spawnSync("sha256sum", [join(src, "etc", "app.conf")], { encoding: "utf8" }).stdout.split(" ")[0];
+  assert.is(conf.sha256, want, "the recorded sha256 is sha256sum's of the file");
+});
+
+test("zstd archives: GNU tar --zstd reads them; verify, unpack and listing tell them by name and magic", async () => {
+  testContext();
+  const { src, backups } = sample();
+  const archive = join(backups, "s.tar.zst");
+  const m = await packArchive(src, archive, { compression: "zstd", meta: { purpose: "zstd" } });
+  assert.is(m.tools.compressor, "zstd");
+  assert.equal([...readFileSync(archive).subarray(0, 4)], [0x28, 0xb5, 0x2f, 0xfd], "zstd magic");
+  assert.is(JSON.parse(readFileSync(`${archive}.info.json`, "utf8")).compression, "zstd");
+  const gnu = tmp();
+  const r = spawnSync("tar", ["--zstd", "-xf", archive, "-C", gnu]);
+  assert.is(r.status, 0, String(r.stderr));
+  assert.equal(await compareTrees(src, gnu, { ignore: ["manifest.json"] }), []);
+  assert.is((await verifyArchive(archive, { record: true })).manifest?.entries.length, m.entries.length);
+  const out = join(tmp(), "r");
+  await unpackArchive(archive, out);
+  assert.equal(await compareTrees(src, out), []);
+  await packArchive(src, `${archive}.age`, { compression: "zstd", encrypt: { passphrase: PASS } });
+  const dec = join(tmp(), "dec");
+  await unpackArchive(`${archive}.age`, dec, { decrypt: { passphrase: PASS } });
+  assert.equal(await compareTrees(src, dec), []);
+  assert.equal(listBackups(backups).map((b) => [b.name, b.verified]).sort(), [["s.tar.zst", "passed"], ["s.tar.zst.age", "never"]]);
+});
+
+test("a corrupted or truncated zstd archive is refused and restores nothing", async () => {
+  testContext();
+  const { src, backups } = sample();
+  const archive = join(backups, "s.tar.zst");
+  await packArchive(src, archive, { compression: "zstd" });
+  const copy = join(backups, "t.tar.zst");
+  spawnSync("cp", [archive, copy]);
+  corrupt(archive);
+  const out = join(tmp(), "never");
+  await rejects(unpackArchive(archive, out), VerifyError, /damaged|sha256|mismatch/);
+  assert.not.ok(existsSync(out), "target was not created");
+  truncateSync(copy, Math.floor(statSync(copy).size * 0.6));
+  rmSync(`${copy}.sha256`, { force: true });
+  await rejects(unpackArchive(copy, out), VerifyError, /truncated|damaged/);
+  assert.not.ok(existsSync(out));
+});
+
+test("unpack checks in its one read: a damaged end restores nothing into an existing target, forced or not", async () => {
+  testContext();
+  const { src, archive } = sample();
+  await packArchive(src, archive);
+  corrupt(archive, statSync(archive).size - 12); // in the last member: every entry is extracted before the damage shows
+  const empty = tmp();
+  await rejects(unpackArchive(archive, empty), VerifyError, /damaged|truncated|sha256/);
+  assert.equal(namesIn(empty), [], "no entry and no staging folder left");
+  const full = tmp();
+  writeFileSync(join(full, "precious.db"), "keep");
+  await rejects(unpackArchive(archive, full, { force: true }), VerifyError, /damaged|truncated|sha256/);
+  assert.equal(namesIn(full), ["precious.db"], "a forced restore that fails leaves the target as it was");
+});
+
+test("unpack checks the sidecar sha256 in the same read, and restores nothing when it differs", async () => {
+  testContext();
+  const { src, archive } = sample();
+  await packArchive(src, archive);
+  writeFileSync(`${archive}.sha256`, `${"0".repeat(64)}  s.tar.gz\n`);
+  const out = tmp();
+  await rejects(unpackArchive(archive, out), VerifyError, /differs from s\.tar\.gz\.sha256/);
+  assert.equal(namesIn(out), []);
+});
+
+test("a quick verify reads sidecars and the key only; unpack then checks the manifest says what info.json said", async () => {
+  testContext();
+  const { src, archive } = sample();
+  const enc = `${archive}.age`;
+  await packArchive(src, enc, { encrypt: { passphrase: PASS }, meta: { purpose: "quick" } });
+  const q = await verifyArchive<{ purpose: string }>(enc, { decrypt: { passphrase: PASS }, quick: true });
+  assert.ok(q.quick);
+  assert.is(q.manifest, null);
+  assert.is(q.info?.meta.purpose, "quick");
+  assert.is(q.sha256, readFileSync(`${enc}.sha256`, "utf8").split(" ")[0]);
+  await rejects(verifyArchive(enc, { decrypt: { passphrase: "wrong" }, quick: true }), VerifyError, /does not open it/);
+  const out = join(tmp(), "r");
+  const info = JSON.parse(readFileSync(`${enc}.info.json`, "utf8"));
+  writeFileSync(`${enc}.info.json`, JSON.stringify({ ...info, meta: { purpose: "forged" } }));
+  assert.is((await verifyArchive<{ purpose: string }>(enc, { decrypt: { passphrase: PASS }, quick: true })).info?.meta.purpose, "forged", "quick trusts info.json…");
+  await rejects(unpackArchive(enc, out, { decrypt: { passphrase: PASS } }), VerifyError, /info\.json: recipe or meta differs from the manifest/);
+  assert.not.ok(existsSync(out), "…and unpack refuses it, restoring nothing");
+  writeFileSync(`${enc}.sha256`, `${"1".repeat(64)}  s.tar.gz.age\n`);
+  await rejects(verifyArchive(enc, { decrypt: { passphrase: PASS }, quick: true }), VerifyError, /record different sha256/);
+});
+
+test("a quick verify of a damaged start, or with no info.json, reads enough to refuse it", async () => {
+  testContext();
+  const { src, archive } = sample();
+  await packArchive(src, archive);
+  corrupt(archive, 40);
+  await rejects(verifyArchive(archive, { quick: true }), VerifyError, /damaged|header/);
+  rmSync(`${archive}.info.json`);
+  await rejects(verifyArchive(archive, { quick: true }), VerifyError, /damaged|sha256|crc|check/);
+});
+
+test("a killed unpack leaves only its hidden staging folder, which the next unpack clears", async () => {
+  testContext();
+  const { src, archive } = sample();
+  await packArchive(src, archive);
+  const out = tmp();
+  const dead = join(out, ".partial-unpack-0a1b2c.999999");
+  mkdirSync(join(dead, "etc"), { recursive: true });
+  writeFileSync(join(dead, "etc", "app.conf"), "half");
+  await unpackArchive(archive, out);
+  assert.equal(await compareTrees(src, out), []);
 });
 
 test.run();
