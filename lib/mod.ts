@@ -90,8 +90,9 @@ export {
   type S3SyncReport,
   type S3IndexEntry,
 } from "./s3.ts";
-// zx's path module (node:path), and zx's .env reader, for platforms configured by one (Hoss's ~/.hoss/.env): dotenv.loadSafe(file) → { KEY: value }, {} when missing.
-export { dotenv, path } from "zx";
+// node:path (the module zx exports as path), and zx's .env reader, for platforms configured by one (Hoss's ~/.hoss/.env): dotenv.loadSafe(file) → { KEY: value }, {} when missing.
+export { default as path } from "node:path";
+export { dotenv } from "./dotenv.ts";
 export {
   dockerExec,
   dockerCli,
