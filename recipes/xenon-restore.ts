@@ -9,6 +9,8 @@
 // that off-site copy of the store (s3://…, ssh://…, or a path).
 //
 // Steps (runbook line → step):
+//   (lifeboat)                                     → "prepare the staging folder": STAGING/restore-HOST, one per
+//                                                     host URL (a failed run's, not resumed, is cleared)
 //   (lifeboat)                                     → "fetch run RUN from the off-site store" [directory.from]:
 //                                                     the run archives of its chain up to it, each checked
 //   (lifeboat)                                     → "read the backup": an archive is verified byte for byte
@@ -40,16 +42,22 @@
 //   (lifeboat)                                     → "wait for the host" (GET /core/management), restart-timeout
 //                                                   → "compare document counts with the backup" (exit 3 if they
 //                                                     differ; with --at only reported, the counts were of later)
-//   (always)                                       → finally: remove the staging folder of this run (and its
-//                                                     folder in host-staging on ssh.host)
+//   (always)                                       → finally: remove the staging folder (and its folder in
+//                                                     host-staging on ssh.host); a run that failed after fetching
+//                                                     or staging keeps the local one for --resume
 // The PATCH asks first; without a terminal it needs --yes (or it refuses, exit 5).
-// --resume is refused: the staging folder is removed after every run, also a failed one.
+// --resume (same arguments) continues at the failed step with the earlier steps' outputs from the
+// journal: after a failed restart, wait or count check it goes on WITHOUT a second PATCH (those
+// steps read the journal only); after a failed copy it copies the kept staged backup. A run that
+// failed at the PATCH itself is not resumed (".patch-sent" in staging): the index may hold part of
+// the backup and a second PATCH would add to it; start a fresh host and run it again.
 //
 // Left to the operator, and why:
 //   - starting the new node with --id=OLD: a host argument lifeboat cannot set; the recipe prints it.
 //
 // Settings: recipes/xenon.ts holds the table both recipes share (flags, env LIFEBOAT_*, the site
 // file; see --help and recipes/xenon.site.example.yaml).
+import { existsSync } from "node:fs";
 import {
   ageOptions,
   chainAssemble,
@@ -65,7 +73,6 @@ import {
   ssh,
   sshPush,
   sshPut,
-  stamp,
   step,
   toMicros,
   unpackArchive,
@@ -83,7 +90,7 @@ import * as xenon from "./xenon.ts";
 await recipe({
   name: "xenon-restore",
   description: "restore a Xenon host's document index from a xenon-backup archive or a DIRECTORY run, restart it and compare counts",
-  usage: "npx zx recipes/xenon-restore.ts ARCHIVE|RUN --config site.yaml [--deliver file|http] [--at INSTANT] [--yes]",
+  usage: "npx zx recipes/xenon-restore.ts ARCHIVE|RUN --config site.yaml [--deliver file|http] [--at INSTANT] [--yes] [--resume]",
   settings: xenon.settings,
   target: (ctx) => ctx.settings.url,
   plan: (ctx) => {
@@ -94,29 +101,36 @@ await recipe({
     const url = s.url.replace(/\/+$/, "");
     const api = { token: s["auth.token"] || undefined, user: s["auth.user"] || undefined, password: s["auth.password"] || undefined, indexServiceLink: s["index-link"] };
     const inMemory = s["index-link"] === xenon.IN_MEMORY_INDEX;
-    if (s.resume) throw new UsageError("xenon-restore cannot --resume: the staging folder is removed after every run", "run the restore again; if the PATCH was already sent (the failure came at the restart, the wait or the count check), start the host and check its documents, or run again with --allow-existing");
     if (!["file", "http"].includes(s.deliver)) throw new UsageError(`deliver ${s.deliver} is not file or http`);
     if (s.deliver === "http" && !isArchive) throw new UsageError("a DIRECTORY run cannot be restored over http: Xenon treats an http backup as a zip", "use --deliver file");
     const at = s.at ? toMicros(s.at) : undefined;
-    const run = stamp();
-    const staging = `${s.staging}/restore-${run}`;
+    // one staging folder per host (the recipe's lock is per host too): a resumed run finds the failed run's
+    const staging = `${s.staging}/${xenon.restoreStagingName(url)}`;
     const remote = xenon.sshTarget(s);
-    const hostDir = remote ? `${s["host-staging"]}/restore-${run}` : staging;
+    const hostDir = remote ? `${s["host-staging"]}/${xenon.restoreStagingName(url)}` : staging;
+    const patchSent = `${staging}/.patch-sent`; // written before the PATCH: a resumed run never sends a second one over a half-restored index
     /** Where a staged path is on the Xenon host. */
     const onHost = (path: string) => hostDir + path.slice(staging.length);
     const from = s["directory.from"];
     const decrypt = ageOptions(s);
 
-    const fetched = step("fetch", `fetch run ${what} from the off-site store ${from}`, async () => {
+    const prepare = step("prepare", `prepare the staging folder ${staging}`, async () => {
+      await exec(["rm", "-rf", "--", staging]); // a failed run's, not resumed
       await exec(["mkdir", "-p", "-m", "700", "--", staging]);
+      if (remote) await ssh(remote, ["rm", "-rf", "--", hostDir]);
+    });
+
+    const fetched = step("fetch", `fetch run ${what} from the off-site store ${from}`, async () => {
+      await exec(["rm", "-rf", "--", `${staging}/store`]); // a resumed run's partial fetch
       return chainFetch(from, what, `${staging}/store`, { ...offsiteOptions(s), label: xenon.STORE_LABEL, age: decrypt });
     }, { when: !isArchive && !!from });
 
     const backup = step("read", `read the backup ${what}`, async () => {
       if (isArchive) {
-        const report = await verifyArchive<xenon.ArchiveMeta>(what, { decrypt });
-        if (report.manifest?.recipe !== "xenon-backup") throw new UsageError(`${what} was not made by xenon-backup (manifest recipe: ${report.manifest?.recipe ?? "none"})`);
-        return { run: null as string | null, store: "", meta: report.manifest.meta.xenon };
+        // sidecars and key only: the stage step's unpack checks every byte as it unpacks
+        const report = await verifyArchive<xenon.ArchiveMeta>(what, { decrypt, quick: true });
+        if (report.info?.recipe !== "xenon-backup") throw new UsageError(`${what} was not made by xenon-backup (manifest recipe: ${report.info?.recipe ?? "none"})`);
+        return { run: null as string | null, store: "", meta: report.info.meta.xenon };
       }
       const store = from ? fetched.output.store : s["directory.store"];
       const runs = chainRuns<xenon.Meta>(store);
@@ -145,7 +159,7 @@ await recipe({
     });
 
     const staged = step("stage", `stage the backup in ${staging}`, async () => {
-      await exec(["mkdir", "-p", "-m", "700", "--", staging]);
+      await exec(["rm", "-rf", "--", `${staging}/unpacked`, `${staging}/run`]); // a resumed run's partial staging
       if (isArchive) {
         await unpackArchive(what, `${staging}/unpacked`, { decrypt });
         const zip = `${staging}/unpacked/${xenon.LAYOUT.zip}`;
@@ -161,6 +175,10 @@ await recipe({
     { when: !!remote && s.deliver === "file" });
 
     const restored = step("restore", `restore (PATCH RestoreRequest, ${s.deliver}${at !== undefined ? `, timeSnapshotBoundaryMicros ${at}` : ""})`, async () => {
+      if (existsSync(patchSent)) {
+        throw new UsageError(`the failed run sent its PATCH to ${url} and it did not complete: the index may hold part of the backup, and a second PATCH would add to it`, "start a fresh host and run the restore again without --resume");
+      }
+      await exec(["touch", "--", patchSent]);
       const req = (destination: string) => xenonRestore(url, { destination, timeSnapshotBoundaryMicros: at }, api).then(() => ctx.log.ok(`Xenon restored its index from ${destination}`));
       if (s.deliver === "http") {
         const served = await serveRanged(staged.output.path, { listen: s["http.listen"], port: s["http.port"], publicUrl: s["http.url"] || undefined }, req);
@@ -192,9 +210,12 @@ await recipe({
     });
 
     return {
-      steps: [fetched, backup, ids, empty, staged, copied, restored, restart, healthy, compared],
+      steps: [prepare, fetched, backup, ids, empty, staged, copied, restored, restart, healthy, compared],
       cleanup: async () => {
-        await exec(["rm", "-rf", "--", staging]);
+        // a run that failed after fetching or staging keeps them for --resume (the steps after the
+        // PATCH read only the journal; the copy and the PATCH read the staged backup)
+        if (!ctx.dryRun && (fetched.hasOutput || staged.hasOutput) && !compared.hasOutput) ctx.log.warn(`kept ${staging} for --resume; remove it if you will not resume`);
+        else await exec(["rm", "-rf", "--", staging]);
         if (remote) await ssh(remote, ["rm", "-rf", "--", hostDir]);
       },
       report: () => [

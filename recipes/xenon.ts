@@ -63,6 +63,11 @@ export function sshTarget(s: { "ssh.host"?: string; "ssh.port": number; "ssh.use
   return { host: s["ssh.host"], port: s["ssh.port"], user: s["ssh.user"] || undefined, identityFile: s["ssh.identity-file"] || undefined, knownHostsFile: s["ssh.known-hosts"] || undefined };
 }
 
+/** The restore's staging folder name for a host: one per URL (the recipe's lock is too), so a resumed run finds the failed run's. */
+export function restoreStagingName(url: string): string {
+  return `restore-${url.replace(/^[a-z]+:\/\//i, "").replace(/[^A-Za-z0-9.-]+/g, "_")}`;
+}
+
 /** The in-memory index: a restart would wipe it. */
 export const IN_MEMORY_INDEX = "/core/in-memory-document-index";
 

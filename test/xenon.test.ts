@@ -65,15 +65,11 @@ test("--dry-run: the backup and the restore print the PATCH and the commands, an
   await fresh.stop();
 });
 
-test("--resume: a STREAM (or ZIP) backup and a restore are refused up front; a DIRECTORY run continues at its failed step", async () => {
+test("backup --resume: a STREAM (or ZIP) backup is refused up front; a DIRECTORY run continues at its failed step", async () => {
   const z = await run("xenon-backup", [...hostFlags(src), "--backup.type=STREAM", "--resume"]);
   assert.is(z.code, 2, z.output);
   assert.match(z.output, /cannot --resume a STREAM backup: its staging folder is removed after every run/);
   assert.not.match(z.output, /PATCH http/);
-  const rr = await run("xenon-restore", ["latest", ...hostFlags(src, true), "--resume"]);
-  assert.is(rr.code, 2, rr.output);
-  assert.match(rr.output, /xenon-restore cannot --resume/);
-  assert.not.match(rr.output, /PATCH http/);
   // a DIRECTORY run whose store cannot be written: it fails at "ship"; --resume ships without a second PATCH
   const store = join(work, "resume-store");
   writeFileSync(store, "in the way\n");
@@ -92,6 +88,38 @@ test("--resume: a STREAM (or ZIP) backup and a restore are refused up front; a D
   assert.equal(manifest.files.map((f) => f.name).sort(), workspace, "the run lists every file of the snapshot");
   assert.equal(manifest.added.sort(), workspace, "the listing taken before the PATCH came from the journal: everything is new");
   assert.equal(readdirSync(join(store, "files", readdirSync(join(store, "files"))[0])).sort(), workspace);
+});
+
+test("restore --resume: a host that never answers after the restart fails with a timeout; --resume once it is up finishes without a second PATCH and every document is equal", async () => {
+  const archive = newestArchive(work);
+  const fresh = await startXenonHost("node-a");
+  const restores = () => readFileSync(join(fresh.dir, "sandbox", "patches.log"), "utf8").split("\n").filter((l) => l === "RestoreRequest").length;
+  const flags = [archive, `--url=${fresh.url}`, `--restart=bash,${fresh.dir}/stop.sh`]; // the "restart" only stops it
+  const failed = await run("xenon-restore", [...flags, "--restart-timeout=3"]);
+  assert.is(failed.code, 1, failed.output);
+  assert.match(failed.output, new RegExp(`✖ wait for the host .*gave up waiting for the Xenon host at ${fresh.url} after`));
+  assert.match(failed.output, /re-run with --resume/);
+  assert.match(failed.output, /kept \S+ for --resume/);
+  assert.is(restores(), 1);
+  spawnSync("bash", [join(fresh.dir, "restart.sh")]); // the operator starts it
+  const resumed = await run("xenon-restore", [...flags, "--resume"]);
+  assert.is(resumed.code, 0, resumed.output);
+  assert.match(resumed.output, /resuming xenon-restore: \d+ of \d+ steps already done, continuing at 'wait for the host/);
+  assert.is(restores(), 1, "no second RestoreRequest PATCH");
+  assert.equal(diffDocuments(want, await exampleDocuments(fresh.url)), []);
+  assert.equal(readdirSync(join(work, "staging")).filter((n) => n.startsWith("restore-")), [], "the kept staging is gone once the restore finished");
+  // a run that failed AT the PATCH (Xenon could not download the zip) is not resumed into a second PATCH
+  const other = await startXenonHost("node-a");
+  const oflags = [archive, `--url=${other.url}`, `--restart=bash,${other.dir}/restart.sh`, "--deliver=http", "--http.url=http://127.0.0.1:9/backup.zip"];
+  const cut = await run("xenon-restore", oflags);
+  assert.is(cut.code, 1, cut.output);
+  assert.match(cut.output, /✖ restore \(PATCH RestoreRequest/);
+  const again = await run("xenon-restore", [...oflags, "--resume"]);
+  assert.is(again.code, 2, again.output);
+  assert.match(again.output, /the failed run sent its PATCH to \S+ and it did not complete/);
+  assert.is(readFileSync(join(other.dir, "sandbox", "patches.log"), "utf8").split("\n").filter((l) => l === "RestoreRequest").length, 1);
+  rmSync(join(work, "staging"), { recursive: true, force: true });
+  await Promise.all([fresh.stop(), other.stop()]);
 });
 
 test("a restore onto a host that already holds documents is refused (exit 5) before the PATCH, unless --allow-existing", async () => {

@@ -49,6 +49,8 @@
 //   - Auth, when started with --auth-token T: every request needs `x-xenon-auth-token: T` or
 //     `Authorization: Bearer T`, else 403; with --basic USER:PASS, POST /core/authn/basic with
 //     basic auth answers a token in x-xenon-auth-token.
+//   - for tests (not upstream): every management PATCH appends its request kind's last part
+//     (BackupRequest, RestoreRequest …) as a line to <sandbox>/patches.log, which outlives restarts.
 //
 // What it leaves out: Lucene's real file formats (the files are JSON, not Lucene codecs), every
 // other service, replication and node groups, OData beyond what is listed, auto-backup itself
@@ -59,7 +61,7 @@
 //   node --import=tsx test/standins/xenon.ts --port 8000 --sandbox DIR [--id HOSTID] [--in-memory]
 //        [--auth-token T] [--basic USER:PASS]        prints "xenon stand-in listening on URL"
 import { randomUUID, createHash } from "node:crypto";
-import { closeSync, createWriteStream, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { appendFileSync, closeSync, createWriteStream, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir, cpus, totalmem, freemem } from "node:os";
@@ -561,6 +563,7 @@ export async function startXenonHost(opts: XenonHostOptions): Promise<XenonHost>
         const body = json();
         if (!body) throw illegalArgument("empty body");
         if (!body.kind) throw illegalArgument("kind is required");
+        appendFileSync(join(opts.sandbox, "patches.log"), `${String(body.kind).split(":").pop()}\n`);
         if (body.kind === BACKUP_KIND) return reply(res, 200, await backup(body));
         if (body.kind === RESTORE_KIND) return reply(res, 200, await restore(body));
         if (body.kind === AUTO_BACKUP_KIND) {
