@@ -10,7 +10,7 @@
 #   make drill-lambdastack     the LambdaStack drill: 5 components on 3 hosts, one fan-out backup, refusals, recover onto the same and onto 3 new hosts (lab: docker lshosts; ~4 min)
 #   make drill-xenon           the Xenon drill on stand-in hosts: ZIP, point in time, STREAM + http restore, DIRECTORY runs 2 and 3, refusals (no lab)
 #   make drill-archive         the archive drill on local files (no lab)
-#   make fault-matrix          every recipe under SIGINT/SIGTERM/SIGKILL, dying remotes and full disks, then continued and verified (lab: docker sshd ceph slapd; ~1 h); ARGS="--recipes deis-backup --seed N"
+#   make fault-matrix          every recipe under SIGINT/SIGTERM/SIGKILL, dying remotes and full disks, then continued and verified (lab: docker sshd ceph slapd afs; several hours at full size); ARGS="--recipes deis-backup --seed N"
 #   make drill-faults          the same as make fault-matrix (the drill task's own name)
 #   make backup-deis           recipes/deis-backup.ts ARGS="--config site.yaml"
 #   make restore-deis          recipes/deis-restore.ts ARGS="--config site.yaml ARCHIVE"
