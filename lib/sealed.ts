@@ -133,7 +133,9 @@ async function plainInto(path: string, sink: Writable, o: UnsealOptions, ctx: Co
     try {
       await exec(["ccrypt", "-c", "-d", "-k", o.seal.keyFile], { stdin: { file: path }, stdout: between, ctx });
     } catch (e) {
-      between.destroy();
+      // With the error: a PassThrough destroyed without one may never settle the pipeline behind it,
+      // and an interrupted run would then hang on `tail` (node exits 13, the lock still held).
+      between.destroy(e as Error);
       await tail;
       if (e instanceof ExecError && e.code === 4) throw new VerifyError(`${name}: the ccrypt key ${o.seal.keyFile} does not open it`, [], "check the key file; nothing was restored");
       throw e;
