@@ -38,7 +38,7 @@ run_file() {
   total=${total:-0} pass=${pass:-0}
   if [ "$rc" -ne 0 ] && [ "$pass" -eq "$total" ]; then total=$((total + 1)); fi  # crashed outside a test
   passed=$((passed + pass)); failed=$((failed + total - pass))
-  if [ "$rc" -ne 0 ]; then
+  if [ "$rc" -ne 0 ] || [ "$pass" -lt "$total" ]; then  # uvu exits 0 when a before hook throws
     failures+=("$label")
     sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -v '^\s*$' | tail -60 | sed 's/^/   │ /'
     printf '   ✖ %s: %s of %s passed (exit %s, %ss)\n' "$label" "$pass" "$total" "$rc" $((SECONDS - t0))
@@ -76,7 +76,7 @@ if [ $unit_only -eq 0 ] && [ ${#lab_files[@]} -gt 0 ]; then
   for f in "${lab_files[@]}"; do for p in $(needs_of "$f"); do [[ " ${pieces[*]} " == *" $p "* ]] || pieces+=("$p"); done; done
   # a fixed, sensible start order
   ordered=()
-  for p in docker pg sshd slapd ceph afs lshosts; do [[ " ${pieces[*]} " == *" $p "* ]] && ordered+=("$p"); done
+  for p in docker pg mariadb sshd slapd ceph afs lshosts; do [[ " ${pieces[*]} " == *" $p "* ]] && ordered+=("$p"); done
   echo "── lab up: ${ordered[*]}"
   lab_ok=1
   for p in "${ordered[@]}"; do
