@@ -17,9 +17,14 @@
 // Listing, pruning (the same GFS rules as archive:prune, through planPrune) and fetching for
 // a restore work on every kind. A remote that cannot be reached or is full fails with its
 // name and the cause; the local archive is never touched by a failed copy.
+//
+// The same destinations also hold folders of plain files (SUB/NAME: a day of dumps with its
+// manifest; lib/mirror.ts builds on these): offsitePutFile, offsiteFileSums, offsiteFiles,
+// offsiteReadFile, offsiteGetFile, offsiteRemoveDirs and offsiteFree, through the same
+// transports and checks (S3 uploads go through the same s3PutFile as archives).
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { closeSync, copyFileSync, createReadStream, existsSync, linkSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, createReadStream, existsSync, linkSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import process from "node:process";
@@ -511,37 +516,50 @@ async function copyS3(archive: string, d: Extract<OffsiteDest, { kind: "s3" }>, 
     return { ...r, method: "ETag" };
   }
   const h = client(d, opts, ctx);
-  // A one-file dir beside the archive (a hard link: no copy), so s3Sync's upload path
-  // (multipart, per-part and whole ETag checks, retries, abort on failure) sends exactly it.
-  const staging = join(dirname(archive), `.partial-offsite-${name}.${process.pid}`);
   try {
     const old = await head(h, d.bucket, key);
     const stamp = parseJson<Stamp>(await getText(h, d.bucket, `${key}.verified`));
     if (old && stamp?.ok && stamp.etag === old.etag && stamp.size === old.size && stamp.sha256 === r.sha256 && old.size === r.bytes) {
       return { ...r, verified: true, skipped: true, method: `ETag ${old.etag}` };
     }
-    await abortLeftUploads(h, d.bucket, key, ctx);
+    const method = await s3PutFile(h, archive, d.bucket, d.prefix, r.bytes, opts, ctx);
+    for (const s of sidecarText(archive)) await putText(h, d.bucket, `${key}${s.suffix}`, s.text);
+    await putText(h, d.bucket, `${key}.verified`, stampText({ ok: true, at: new Date().toISOString(), size: r.bytes, etag: method.etag, sha256: r.sha256, method: method.text }));
+    return { ...r, verified: true, method: method.text };
+  } finally {
+    h.destroy();
+  }
+}
+
+/**
+ * Uploads one local file as s3://BUCKET/PREFIX+basename through s3Sync's upload path (multipart,
+ * per-part and whole ETag checks, retries, abort on failure): a one-file dir beside the file (a
+ * hard link: no copy) is synced, after aborting uploads a killed run left under the key. Then
+ * the object's ETag and size are checked against what was sent. The key appears only whole.
+ */
+async function s3PutFile(h: S3Handle, file: string, bucket: string, prefix: string, bytes: number, opts: OffsiteOptions, ctx: Context): Promise<{ etag: string; text: string }> {
+  const name = basename(file);
+  const key = prefix + name;
+  const staging = join(dirname(file), `.partial-offsite-${name}.${process.pid}`);
+  try {
+    await abortLeftUploads(h, bucket, key, ctx);
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { mode: 0o700 });
     try {
-      linkSync(archive, join(staging, name));
+      linkSync(file, join(staging, name));
     } catch (e) {
-      throw new LifeboatError(`cannot link ${archive} into ${staging} (${(e as Error).message})`, { hint: "the archive's folder must be writable by this user", cause: e });
+      throw new LifeboatError(`cannot link ${file} into ${staging} (${(e as Error).message})`, { hint: "the file's folder must be writable by this user", cause: e });
     }
-    await s3Sync(staging, `s3://${d.bucket}/${d.prefix}`, { client: h, concurrency: opts.concurrency ?? 16, attempts: opts.attempts, progress: opts.progress, ctx });
+    await s3Sync(staging, `s3://${bucket}/${prefix}`, { client: h, concurrency: opts.concurrency ?? 16, attempts: opts.attempts, progress: opts.progress, ctx });
     const sent = readS3Index(join(staging, S3_INDEX_NAME)).get(name);
-    const now = await head(h, d.bucket, key);
-    if (!sent || !now || now.etag !== sent.etag || now.size !== r.bytes) {
-      throw new VerifyError(`s3://${d.bucket}/${key} has ETag ${now?.etag ?? "(none)"} and ${now?.size ?? 0} bytes after the upload; the bytes sent give ${sent?.etag ?? "?"} and ${r.bytes}`,
+    const now = await head(h, bucket, key);
+    if (!sent || !now || now.etag !== sent.etag || now.size !== bytes) {
+      throw new VerifyError(`s3://${bucket}/${key} has ETag ${now?.etag ?? "(none)"} and ${now?.size ?? 0} bytes after the upload; the bytes sent give ${sent?.etag ?? "?"} and ${bytes}`,
         [`${key}: ETag mismatch`], "another writer may share this key; run the copy again");
     }
-    for (const s of sidecarText(archive)) await putText(h, d.bucket, `${key}${s.suffix}`, s.text);
-    const method = `ETag ${now.etag}${sent.partSize ? ` (${sent.partSize / 1048576} MiB parts)` : ""}`;
-    await putText(h, d.bucket, `${key}.verified`, stampText({ ok: true, at: new Date().toISOString(), size: now.size, etag: now.etag, sha256: r.sha256, method }));
-    return { ...r, verified: true, method };
+    return { etag: now.etag, text: `ETag ${now.etag}${sent.partSize ? ` (${sent.partSize / 1048576} MiB parts)` : ""}` };
   } finally {
     rmSync(staging, { recursive: true, force: true });
-    h.destroy();
   }
 }
 
@@ -910,4 +928,294 @@ export async function offsiteRemove(dest: string, names: readonly string[], opts
   } catch (e) {
     throw failure(`off-site remove in ${d.url}`, e, "some archives may be left; run it again");
   }
+}
+
+// ── files under a destination: folders of files (lib/mirror.ts) ────────────────────────
+// The same destinations, transports and checks as the archives above, for any file addressed
+// as SUB/NAME (a day folder of dumps, say): written under no final name until whole and checked
+// (ssh: sha256 on the remote of the flushed file; local: read back; S3: s3PutFile's ETag check),
+// then NAME.sha256 (sha256sum format) beside it. Reads hash what they receive.
+
+/** One file under a destination, as {@link offsiteFiles} lists it (sidecars and partials left out). */
+export interface OffsiteFileEntry {
+  /** SUB/NAME */
+  path: string;
+  bytes: number;
+}
+
+/** SUB/NAME split and checked: two plain names, neither empty, "." or "..", nor starting with "-". */
+function subName(path: string): [string, string] {
+  const parts = path.split("/");
+  const bad = (p: string) => !p || p === "." || p === ".." || p.startsWith("-") || p.includes("\0");
+  if (parts.length !== 2 || parts.some(bad)) throw new UsageError(`${JSON.stringify(path)} is not SUB/NAME (two plain names)`);
+  return parts as [string, string];
+}
+
+const fileSidecar = (name: string, sha256: string) => `${sha256}  ${name}\n`;
+
+/** For each NAME given that is in DIR: NAME NUL size NUL NAME.sha256's text NUL. */
+const SH_SUMS = `cd -- "$1" 2>/dev/null || exit 0; shift; for n in "$@"; do if [ -f "$n" ]; then printf '%s\\0' "$n"; stat -c %s -- "$n" | tr -d '\\n'; printf '\\0'; cat -- "$n.sha256" 2>/dev/null || true; printf '\\0'; fi; done`;
+/** Every SUB/NAME in DIR (not sidecars, not partials): SUB/NAME NUL size NUL. */
+const SH_FILES = `[ -d "$1" ] || exit 0; cd -- "$1"; find . -mindepth 2 -maxdepth 2 -type f ! -name '*.sha256' ! -name '.*' -printf '%P\\0%s\\0'`;
+/** Bytes available at DIR (df of the nearest folder that exists). */
+const SH_FREE = `d=$1; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done; df -P -B1 -- "$d" | awk 'NR==2 {print $4}'`;
+
+/**
+ * Copies a local file to DEST/SUB/NAME, checks the copy's bytes there against `want` before it
+ * takes its name, then writes NAME.sha256 beside it. In dry-run it prints the copy. A failure
+ * names the destination and the cause and leaves nothing under the final name.
+ * @example await offsitePutFile("/vicepa/hcoop-backups/2026.11.24/2026.11.24-user.alice.dump.gz.age", "s3://offsite/hcoop", "2026.11.24/2026.11.24-user.alice.dump.gz.age", { sha256, bytes }, { s3 });
+ */
+export async function offsitePutFile(local: string, dest: string, path: string, want: { sha256: string; bytes: number }, opts: OffsiteOptions = {}): Promise<{ url: string; method: string }> {
+  const ctx = opts.ctx ?? useContext();
+  const d = parseOffsite(dest, opts);
+  const [sub, name] = subName(path);
+  const url = d.kind === "s3" ? `${d.url}${path}` : `${d.url}/${path}`;
+  if (ctx.dryRun) {
+    ctx.log.command(`copy ${local} → ${url} (${d.kind === "s3" ? "ETag" : "sha256"} checked there before it takes its name), then ${name}.sha256`, "dry-run");
+    return { url, method: "" };
+  }
+  try {
+    if (d.kind === "local") {
+      const dir = join(d.dir, sub);
+      await captureToFile(join(dir, name), async (tmp) => {
+        copyFileSync(local, tmp);
+        const got = await sha256File(tmp);
+        if (got !== want.sha256 || statSync(tmp).size !== want.bytes) throw new VerifyError(`the copy's sha256 ${got.slice(0, 16)}… differs from the file's ${want.sha256.slice(0, 16)}…`, [`${url}: sha256 mismatch`], "check the local file and the destination's storage");
+      }, { label: `copy of ${name} to ${dir}` });
+      writeAtomic(join(dir, `${name}.sha256`), fileSidecar(name, want.sha256));
+      return { url, method: "read back" };
+    }
+    if (d.kind === "ssh") {
+      const dir = `${d.dir}/${sub}`;
+      const partial = `.partial-${name}.${process.pid}`;
+      const put = await ssh(d.target, sh(SH_PUT, dir, partial, name), { stdin: createReadStream(local, { highWaterMark: 1 << 20 }) as never, ctx });
+      const lines = put.stdout.trim().split("\n");
+      const got = (lines[0] ?? "").split(/\s+/)[0];
+      const size = Number((lines[1] ?? "").split(":")[0]);
+      if (got !== want.sha256 || size !== want.bytes) {
+        await ssh(d.target, ["rm", "-f", "--", `${dir}/${partial}`], { ctx }).catch(() => {});
+        throw new VerifyError(`the copy on ${d.target.host} has sha256 ${got.slice(0, 16) || "?"}… and ${size} bytes, the file ${want.sha256.slice(0, 16)}… and ${want.bytes}; it was removed`, [`${url}: sha256 mismatch`], "check the local file (it may have changed) and the link; run again");
+      }
+      await ssh(d.target, sh(SH_FINISH, dir, partial, name, ".sha256", fileSidecar(name, want.sha256)), { ctx });
+      return { url, method: `sha256 on ${d.target.host}` };
+    }
+    const h = client(d, opts, ctx);
+    try {
+      const m = await s3PutFile(h, local, d.bucket, `${d.prefix}${sub}/`, want.bytes, { ...opts, progress: false }, ctx);
+      await putText(h, d.bucket, `${d.prefix}${path}.sha256`, fileSidecar(name, want.sha256));
+      return { url, method: m.text };
+    } finally {
+      h.destroy();
+    }
+  } catch (e) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    throw failure(`copy of ${local} to ${url}`, e, "the local file is kept as it was; fix the cause and run again");
+  }
+}
+
+/**
+ * The files NAME of DEST/SUB among `names` that are there: their bytes and the sha256 their
+ * NAME.sha256 records ("" when it has none). A read-only probe.
+ * @example const have = await offsiteFileSums("s3://offsite/hcoop", "2026.11.24", names, { s3 });
+ */
+export async function offsiteFileSums(dest: string, sub: string, names: readonly string[], opts: OffsiteOptions = {}): Promise<Map<string, { bytes: number; sha256: string }>> {
+  const ctx = opts.ctx ?? useContext();
+  const d = parseOffsite(dest, opts);
+  names.forEach((n) => subName(`${sub}/${n}`));
+  const out = new Map<string, { bytes: number; sha256: string }>();
+  const first = (t: string | undefined) => (t ?? "").split(/\s+/)[0];
+  if (d.kind === "local") {
+    for (const n of names) {
+      const p = join(d.dir, sub, n);
+      if (existsSync(p)) out.set(n, { bytes: statSync(p).size, sha256: existsSync(`${p}.sha256`) ? first(readFileSync(`${p}.sha256`, "utf8")) : "" });
+    }
+  } else if (d.kind === "ssh") {
+    if (!names.length) return out;
+    const f = (await ssh(d.target, sh(SH_SUMS, `${d.dir}/${sub}`, ...names), { readOnly: true, ctx })).stdout.split("\0");
+    for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i], { bytes: Number(f[i + 1]), sha256: first(f[i + 2]) });
+  } else {
+    const h = client(d, opts, ctx);
+    try {
+      const objs = new Map<string, number>();
+      try {
+        for await (const o of s3List(h, d.bucket, `${d.prefix}${sub}/`, { ctx })) objs.set(o.key.slice(d.prefix.length + sub.length + 1), o.size);
+      } catch (e) {
+        throw s3Error(h, `list ${d.url}${sub}/`, e);
+      }
+      for (const n of names) {
+        if (!objs.has(n)) continue;
+        out.set(n, { bytes: objs.get(n)!, sha256: objs.has(`${n}.sha256`) ? first(await getText(h, d.bucket, `${d.prefix}${sub}/${n}.sha256`)) : "" });
+      }
+    } finally {
+      h.destroy();
+    }
+  }
+  return out;
+}
+
+/**
+ * Every SUB/NAME file at a destination (two levels; sidecars, hidden and partial files left
+ * out), sorted. A read-only probe.
+ * @example for (const f of await offsiteFiles("ssh://hcoopbackup@rsync.net/hcoop", { ssh })) console.log(f.path, f.bytes);
+ */
+export async function offsiteFiles(dest: string, opts: OffsiteOptions = {}): Promise<OffsiteFileEntry[]> {
+  const ctx = opts.ctx ?? useContext();
+  const d = parseOffsite(dest, opts);
+  const out: OffsiteFileEntry[] = [];
+  const keep = (path: string) => {
+    const parts = path.split("/");
+    return parts.length === 2 && !parts.some((p) => !p || p.startsWith(".")) && !path.endsWith(".sha256");
+  };
+  if (d.kind === "local") {
+    if (!existsSync(d.dir)) return out;
+    for (const sub of readdirSync(d.dir)) {
+      if (sub.startsWith(".") || !statSync(join(d.dir, sub)).isDirectory()) continue;
+      for (const n of readdirSync(join(d.dir, sub))) {
+        const st = statSync(join(d.dir, sub, n));
+        if (st.isFile() && keep(`${sub}/${n}`)) out.push({ path: `${sub}/${n}`, bytes: st.size });
+      }
+    }
+  } else if (d.kind === "ssh") {
+    const f = (await ssh(d.target, sh(SH_FILES, d.dir), { readOnly: true, ctx })).stdout.split("\0");
+    for (let i = 0; i + 1 < f.length; i += 2) if (keep(f[i])) out.push({ path: f[i], bytes: Number(f[i + 1]) });
+  } else {
+    const h = client(d, opts, ctx);
+    try {
+      for await (const o of s3List(h, d.bucket, d.prefix, { ctx })) {
+        const path = o.key.slice(d.prefix.length);
+        if (keep(path)) out.push({ path, bytes: o.size });
+      }
+    } catch (e) {
+      throw s3Error(h, `list ${d.url}`, e);
+    } finally {
+      h.destroy();
+    }
+  }
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/**
+ * A small file DEST/SUB/NAME as text (a manifest), or undefined when it is not there. A read-only probe.
+ * @example const m = await offsiteReadFile("s3://offsite/hcoop", "2026.11.24/2026.11.24-manifest.json", { s3 });
+ */
+export async function offsiteReadFile(dest: string, path: string, opts: OffsiteOptions = {}): Promise<string | undefined> {
+  const ctx = opts.ctx ?? useContext();
+  const d = parseOffsite(dest, opts);
+  subName(path);
+  if (d.kind === "local") return existsSync(join(d.dir, path)) ? readFileSync(join(d.dir, path), "utf8") : undefined;
+  if (d.kind === "ssh") {
+    const r = await ssh(d.target, sh(`if [ -f "$1" ]; then cat -- "$1"; else exit 3; fi`, `${d.dir}/${path}`), { readOnly: true, okCodes: [0, 3], ctx });
+    return r.code === 3 ? undefined : r.stdout;
+  }
+  const h = client(d, opts, ctx);
+  try {
+    return await getText(h, d.bucket, `${d.prefix}${path}`);
+  } finally {
+    h.destroy();
+  }
+}
+
+/**
+ * Streams DEST/SUB/NAME into the local file `into` (created 0600), hashing it on the way;
+ * returns its sha256 and bytes for the caller to check (lib/mirror.ts's mirrorGet compares
+ * them with a manifest and keeps the file only when they match). A read-only probe of the remote.
+ * @example const got = await offsiteGetFile("s3://offsite/hcoop", "2026.11.24/x.dump.gz.age", tmp, { s3 });
+ */
+export async function offsiteGetFile(dest: string, path: string, into: string, opts: OffsiteOptions = {}): Promise<{ sha256: string; bytes: number }> {
+  const ctx = opts.ctx ?? useContext();
+  const d = parseOffsite(dest, opts);
+  subName(path);
+  const url = d.kind === "s3" ? `${d.url}${path}` : `${d.url}/${path}`;
+  const hash = createHash("sha256");
+  let bytes = 0;
+  const fd = openSync(into, "w", 0o600);
+  const sink = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      try {
+        hash.update(chunk);
+        bytes += chunk.length;
+        for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
+        cb();
+      } catch (e) {
+        cb(e as Error);
+      }
+    },
+  });
+  try {
+    if (d.kind === "local") {
+      if (!existsSync(join(d.dir, path))) throw new UsageError(`${url} does not exist`);
+      await pipeline(createReadStream(join(d.dir, path), { highWaterMark: 1 << 20 }), sink);
+    } else if (d.kind === "ssh") {
+      await ssh(d.target, ["cat", "--", `${d.dir}/${path}`], { stdout: sink, readOnly: true, ctx });
+    } else {
+      const h = client(d, opts, ctx);
+      try {
+        const out = await sdkCall(h, `get ${url}`, (c, m) => c.send(new m.GetObjectCommand({ Bucket: d.bucket, Key: `${d.prefix}${path}` }), { abortSignal: ctx.signal as never }));
+        await pipeline(out.Body as AsyncIterable<Buffer>, sink);
+      } finally {
+        h.destroy();
+      }
+    }
+  } catch (e) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    throw failure(`fetch of ${url}`, e, "check the destination and run again");
+  } finally {
+    closeSync(fd);
+  }
+  return { sha256: hash.digest("hex"), bytes };
+}
+
+/**
+ * Removes whole folders DEST/SUB (retention of folders of files). On S3 every object under
+ * SUB/ goes, the files before their sidecars. In dry-run it only says what it would remove.
+ * @example await offsiteRemoveDirs("s3://offsite/hcoop", ["2026.10.04", "2026.10.05"], { s3 });
+ */
+export async function offsiteRemoveDirs(dest: string, subs: readonly string[], opts: OffsiteOptions = {}): Promise<void> {
+  const ctx = opts.ctx ?? useContext();
+  const d = parseOffsite(dest, opts);
+  subs.forEach((s) => subName(`${s}/x`));
+  if (!subs.length) return;
+  if (ctx.dryRun) {
+    ctx.log.command(`remove ${subs.length} folder(s) from ${d.url}: ${subs.join(", ")}`, "dry-run");
+    return;
+  }
+  try {
+    if (d.kind === "local") for (const s of subs) rmSync(join(d.dir, s), { recursive: true, force: true });
+    else if (d.kind === "ssh") await ssh(d.target, sh(`set -e; cd -- "$1"; shift; for s in "$@"; do rm -rf -- "$s"; done`, d.dir, ...subs), { ctx });
+    else {
+      const h = client(d, opts, ctx);
+      try {
+        for (const s of subs) {
+          const keys: string[] = [];
+          for await (const o of s3List(h, d.bucket, `${d.prefix}${s}/`, { ctx })) keys.push(o.key);
+          keys.sort((a, b) => Number(a.endsWith(".sha256")) - Number(b.endsWith(".sha256")));
+          for (let i = 0; i < keys.length; i += 1000) {
+            const out = await sdkCall(h, `delete in ${d.url}${s}/`, (c, m) => c.send(new m.DeleteObjectsCommand({ Bucket: d.bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } })));
+            if (out.Errors?.length) throw new LifeboatError(`delete in ${d.url}${s}/: ${out.Errors.map((x) => `${x.Key}: ${x.Code}`).slice(0, 5).join("; ")}`);
+          }
+        }
+      } finally {
+        h.destroy();
+      }
+    }
+  } catch (e) {
+    throw failure(`off-site remove in ${d.url}`, e, "some folders may be left in part; run it again");
+  }
+}
+
+/**
+ * Bytes available at a destination (df on the ssh host, statfs locally); undefined for S3,
+ * where no free space is reported (a quota shows only as a refused upload). A read-only probe.
+ * @example const free = await offsiteFree("ssh://hcoopbackup@rsync.net/hcoop", { ssh });
+ */
+export async function offsiteFree(dest: string, opts: OffsiteOptions = {}): Promise<number | undefined> {
+  const ctx = opts.ctx ?? useContext();
+  const d = parseOffsite(dest, opts);
+  if (d.kind === "s3") return undefined;
+  if (d.kind === "ssh") return Number((await ssh(d.target, sh(SH_FREE, d.dir), { readOnly: true, ctx })).stdout.trim());
+  let p = d.dir;
+  while (!existsSync(p) && p !== "/") p = dirname(p);
+  const s = statfsSync(p);
+  return Number(s.bavail) * Number(s.bsize);
 }
