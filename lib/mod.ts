@@ -143,3 +143,4 @@ export { xenonBackup, xenonRestore, xenonHostInfo, xenonCounts, toMicros, XENON_
 export { afsListVolumes, afsBackupSys, afsExamine, afsDump, afsRestore, afsRename, afsRemove, afsDumpToFile, afsRestoreFile, checkVolumeName, restoredName, AFS_MAX_NAME, type AfsCell, type AfsVolume, type ListVolumesOptions, type AfsDumpOptions, type AfsRestoreOptions } from "./afs.ts";
 export { sealToFile, sealTreeToFile, unsealTreeTo, verifySealed, unsealTo, sealSuffix, fileSha256, writeJsonFile, type Seal, type SealResult, type SealOptions, type UnsealOptions } from "./sealed.ts";
 export { mirrorPut, mirrorList, mirrorRead, mirrorGet, mirrorRemove, mirrorFree, type MirrorFile, type MirrorPutResult } from "./mirror.ts";
+export { mariadbDump, mariadbDumpUsers, mariadbLoad, mariadbQuery, mariadbDatabases, mariadbIdent, describeMariaDb, MARIADB_SYSTEM_DATABASES, type MariaDbServer, type MariaDbOptions, type MariaDbResult } from "./mariadb.ts";

@@ -31,12 +31,18 @@
 //                                    pg_dump -Fc of each database (postgres.databases, or all but
 //                                    templates) into a hidden stage; "seal-databases": tar | gzip |
 //                                    encrypt as DATE-databases.tar.gz.age|.aescrypt, sha256 in the manifest
+//   "MySQL/MariaDB the same way"   → "mariadb" [mariadb.enabled]: mariadb-dump --system=users (users and
+//                                    grants), then mariadb-dump --single-transaction --routines --events
+//                                    --databases NAME of each database (mariadb.databases, or all but the
+//                                    system ones), into the same stage and archive; credentials from
+//                                    mariadb.defaults-file or a secret password in a private option file
 //   §3.2 "the backup user … does an incremental backup to the remote repository at rsync.net"
 //                                  → "offsite" [offsite.to]: the day folder copied file by file
-//                                    (ssh:// or a path; lib/mirror.ts), each hashed on the remote and
-//                                    renamed into place only when its sha256 matches, the manifest
-//                                    last; files already there are skipped; a target without room
-//                                    for the day is refused before the first byte (HCoop's 2008 failure)
+//                                    (s3://, ssh:// or a path; lib/mirror.ts over lib/offsite.ts), each
+//                                    checked there (ssh: sha256 on the remote; S3: ETag) before it takes
+//                                    its name, NAME.sha256 beside it, the manifest last; files already
+//                                    there are skipped; an ssh or local target without room for the day
+//                                    is refused before the first byte (HCoop's 2008 failure)
 //   (lifeboat)                     → "write the day's manifest" DATE/DATE-manifest.json: written
 //                                    last, so a day without it is incomplete and never used
 // Operator notes:
@@ -44,11 +50,10 @@
 //     remote does what obnam was meant to do.
 //   - retention by weekly chain: recipes/hcoop-prune.ts (a dry run unless --yes), run after this
 //     one from cron (`hcoop-backup && hcoop-prune --yes`).
-//   - MySQL/MariaDB: not dumped yet (no lab piece for it); PostgreSQL only.
 //   - keytab / k5start: the recipe runs as root on a file server with -localauth (afs.auth).
 //
 // Settings: recipes/hcoop.ts (flags, env LIFEBOAT_*, --config site file; hcoop.site.example.yaml).
-import { mirrorPut, offsiteOptions, afsBackupSys, afsDumpToFile, afsExamine, afsListVolumes, checkFreeSpace, exec, failures, formatBytes, mapLimit, pgDump, pgDumpAll, psqlQuery, recipe, sealSuffix, sealTreeToFile, step, writeJsonFile } from "../lib/mod.ts";
+import { describeMariaDb, mariadbDatabases, mariadbDump, mariadbDumpUsers, mariadbQuery, mirrorPut, offsiteOptions, afsBackupSys, afsDumpToFile, afsExamine, afsListVolumes, checkFreeSpace, exec, failures, formatBytes, mapLimit, pgDump, pgDumpAll, psqlQuery, recipe, sealSuffix, sealTreeToFile, step, writeJsonFile } from "../lib/mod.ts";
 import * as hcoop from "./hcoop.ts";
 
 await recipe({
@@ -70,6 +75,9 @@ await recipe({
     const pgName = `${pg.host ?? "local socket"}:${pg.port}`;
     const stage = hcoop.LAYOUT.dbStage(s["backups.dir"], date);
     const dbFile = hcoop.LAYOUT.databasesName(date, sealSuffix(seal));
+    const maria = hcoop.mariadbOf(s);
+    const mariaName = describeMariaDb(maria);
+    const anyDb = s["postgres.enabled"] || s["mariadb.enabled"];
 
     const backupsys = step("backupsys", `vos backupsys -prefix ${s["volumes.prefixes"].join(" ")}`, () =>
       afsBackupSys(cell, { prefixes: s["volumes.prefixes"] }));
@@ -84,7 +92,10 @@ await recipe({
       const files = last ? Object.values(hcoop.readDay(s["backups.dir"], last).files) : [];
       const ratio = files.length ? files.reduce((a, e) => a + e.bytes, 0) / Math.max(1, files.reduce((a, e) => a + e.plainBytes, 0)) : 1;
       const kib = volumes.output.dump.reduce((a, v) => a + v.diskused, 0);
-      const dbBytes = s["postgres.enabled"] ? Number((await psqlQuery(pg, "SELECT sum(pg_database_size(oid)) FROM pg_database"))[0][0]) : 0;
+      const dbBytes = (s["postgres.enabled"] ? Number((await psqlQuery(pg, "SELECT sum(pg_database_size(oid)) FROM pg_database"))[0][0]) : 0)
+        + (s["mariadb.enabled"] ? Number((await mariadbQuery(maria, "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables"))[0][0]) : 0);
+      const raw = `${formatBytes(kib * 1024)} of volumes (vos listvol)${dbBytes ? ` + 2 × ${formatBytes(dbBytes)} of databases` : ""}`;
+      ctx.log.info(`estimate: ${dbBytes ? `(${raw})` : raw} × compression ratio ${Math.min(1, ratio).toFixed(2)} (${last ? `the run of ${last}` : "no earlier run"})`);
       return { ratio, ...checkFreeSpace(s["backups.dir"], (kib * 1024 + 2 * dbBytes) * Math.min(1, ratio)) };
     });
 
@@ -116,17 +127,30 @@ await recipe({
       return dumps;
     }, { when: s["postgres.enabled"] });
 
+    const mariadb = step("mariadb", `dump MariaDB ${mariaName}: users and grants (mariadb-dump --system=users), then mariadb-dump --single-transaction --routines --events of each database`, async () => {
+      const names = s["mariadb.databases"].length ? s["mariadb.databases"] : await mariadbDatabases(maria);
+      if (!s["postgres.enabled"]) await exec(["rm", "-rf", "--", stage]); // what a failed run left (else the PostgreSQL step did it)
+      await mariadbDumpUsers(maria, `${stage}/${hcoop.LAYOUT.mariadbUsersFile}`);
+      const dumps: hcoop.DatabasesEntry["dumps"] = {};
+      for (const db of names) dumps[db] = { file: hcoop.LAYOUT.mariadbFile(db), bytes: (await mariadbDump(maria, db, `${stage}/${hcoop.LAYOUT.mariadbFile(db)}`)).bytes };
+      return { server: mariaName, users: hcoop.LAYOUT.mariadbUsersFile, dumps };
+    }, { when: s["mariadb.enabled"] });
+
     const sealDb = step("seal-databases", `seal the database dumps as ${dir}/${dbFile} (tar | gzip | encrypt)`, async () => {
       const r = await sealTreeToFile(stage, `${dir}/${dbFile}`, { seal });
       await exec(["rm", "-rf", "--", stage]);
       return { file: dbFile, bytes: r.bytes, sha256: r.sha256, plainBytes: r.plainBytes };
-    }, { when: s["postgres.enabled"] });
+    }, { when: anyDb });
 
     const manifest = step("manifest", `write the day's manifest ${dir}/${hcoop.LAYOUT.manifestName(date)}`, async () => {
       const m: hcoop.DayManifest = {
         format: "lifeboat-hcoop/1", date, startedAt, finishedAt: new Date().toISOString(), encryption: seal.kind === "ccrypt" ? "ccrypt" : "age",
         files: dumps.output, excluded: volumes.output.excluded,
-        databases: sealDb.hasOutput ? { ...sealDb.output, server: pgName, globals: hcoop.LAYOUT.globalsFile, dumps: databases.output } : undefined,
+        databases: sealDb.hasOutput ? {
+          ...sealDb.output,
+          ...(databases.hasOutput ? { server: pgName, globals: hcoop.LAYOUT.globalsFile, dumps: databases.output } : { server: "", globals: "", dumps: {} }),
+          ...(mariadb.hasOutput ? { mariadb: mariadb.output } : {}),
+        } : undefined,
       };
       await writeJsonFile(`${dir}/${hcoop.LAYOUT.manifestName(date)}`, m);
       return m;
@@ -145,12 +169,12 @@ await recipe({
     }, { when: s["offsite.to"].length > 0 });
 
     return {
-      steps: [backupsys, volumes, space, dumps, databases, sealDb, manifest, offsite],
+      steps: [backupsys, volumes, space, dumps, databases, mariadb, sealDb, manifest, offsite],
       report: () => [
         `day       ${dir} (${Object.keys(manifest.output.files).length} dumps, ${manifest.output.encryption})`,
         ...Object.entries(manifest.output.files).map(([f, e]) => `${e.kind.padEnd(11)} ${f}  ${formatBytes(e.bytes)}${e.kind === "incremental" ? ` (since the full of ${e.chain})` : ""}`),
         `excluded  ${manifest.output.excluded.join(", ") || "none"}`,
-        ...(manifest.output.databases ? [`databases ${manifest.output.databases.file}  ${formatBytes(manifest.output.databases.bytes)} (${Object.keys(manifest.output.databases.dumps).length} databases + globals from ${pgName})`] : []),
+        ...(manifest.output.databases ? [`databases ${manifest.output.databases.file}  ${formatBytes(manifest.output.databases.bytes)}${databases.hasOutput ? ` (PostgreSQL ${pgName}: ${Object.keys(databases.output).length} databases + globals)` : ""}${mariadb.hasOutput ? ` (MariaDB ${mariaName}: ${Object.keys(mariadb.output.dumps).length} databases + users and grants)` : ""}`] : []),
         ...(offsite.hasOutput ? offsite.output.map((o) => `remote    ${o.url}: ${o.sent.length} sent (${formatBytes(o.bytes)}), ${o.skipped.length} already there; each verified`) : []),
         `space     ${formatBytes(space.output.free)} free before, ratio ${space.output.ratio.toFixed(2)}; backupsys cloned ${backupsys.output.backedUp}`,
       ],

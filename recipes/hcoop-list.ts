@@ -27,7 +27,7 @@ await main({ name: "hcoop-list", description: "list the backup days, or one day'
   const days = s.remote ? await hcoop.remoteDays(where, offsiteOptions(s)) : hcoop.readDays(where);
   const rows = (m: hcoop.DayManifest) => [
     ...Object.entries(m.files).map(([file, e]) => ({ file, volume: e.volume, kind: e.kind, bytes: e.bytes, chain: e.chain, since: e.since, sha256: e.sha256 })),
-    ...(m.databases ? [{ file: m.databases.file, volume: "", kind: "databases", bytes: m.databases.bytes, chain: "", since: 0, sha256: m.databases.sha256, databases: Object.keys(m.databases.dumps) }] : []),
+    ...(m.databases ? [{ file: m.databases.file, volume: "", kind: "databases", bytes: m.databases.bytes, chain: "", since: 0, sha256: m.databases.sha256, databases: [...Object.keys(m.databases.dumps), ...Object.keys(m.databases.mariadb?.dumps ?? {}).map((n) => `mariadb:${n}`)] }] : []),
   ];
   if (date) {
     const m = days.find((d) => d.date === date.replaceAll("-", "."));

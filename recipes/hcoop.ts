@@ -6,11 +6,12 @@
 //   - `LAYOUT`: where a day's files sit (the runbook's YYYY.MM.DD-$VOLNAME.dump.gz.aescrypt names).
 //   - the weekly chain: which full an incremental needs, and which days retention must keep.
 //
-//   - the remote repository (offsite.to, lib/mirror.ts): its days, and fetching a file or a chain.
+//   - the remote repository (offsite.to: s3://, ssh:// or a path; lib/mirror.ts over lib/offsite.ts):
+//     its days, and fetching a file or a chain.
 //
 // Besides those fetches, this file holds pure functions over manifests: the recipes import it.
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { AGE_SETTINGS, ageOptions, mirrorGet, mirrorList, mirrorRead, OFFSITE_SETTINGS, captureToFile, fileSha256, type OffsiteOptions, LifeboatError, readAgeIdentities, UsageError, type AfsCell, type PgLocal, type Seal, type SettingSpecs, type SettingValues } from "../lib/mod.ts";
+import { AGE_SETTINGS, ageOptions, type MariaDbServer, mirrorGet, mirrorList, mirrorRead, OFFSITE_SETTINGS, captureToFile, fileSha256, type OffsiteOptions, LifeboatError, readAgeIdentities, UsageError, type AfsCell, type PgLocal, type Seal, type SettingSpecs, type SettingValues } from "../lib/mod.ts";
 
 const BACKUP = ["hcoop-backup"] as const;
 const RESTORE = ["hcoop-restore"] as const;
@@ -39,7 +40,21 @@ export const settings = {
   "postgres.user": { describe: "PostgreSQL role (a superuser: the globals and every database)", default: "postgres", usedBy: DB },
   "postgres.password": { describe: "its password (env LIFEBOAT_POSTGRES_PASSWORD, --postgres.password-file F); empty: none or ~/.pgpass", secret: true, usedBy: DB },
   "postgres.bin-dir": { describe: "where pg_dump, pg_dumpall and pg_restore are (empty: PATH)", usedBy: DB },
-  "offsite.to": { type: "list", describe: "the remote repository (HCoop's rsync.net): ssh://USER@HOST:PORT/DIR or a local path; each day folder is copied there file by file, each verified; restores and hcoop-get fetch from the first", default: [] },
+  "mariadb.enabled": { type: "boolean", describe: "dump the site's MariaDB/MySQL too: users and grants + one mariadb-dump per database, into the same databases archive (mariadb/)", default: false, usedBy: BACKUP },
+  "mariadb.databases": { type: "list", describe: "MariaDB databases to dump; empty: every database but information_schema, performance_schema, mysql, sys", usedBy: BACKUP },
+  "mariadb.host": { describe: "MariaDB host (empty: the option file's, else the local socket)", usedBy: DB },
+  "mariadb.port": { type: "number", describe: "MariaDB TCP port (0: the option file's or the socket)", default: 0, usedBy: DB },
+  "mariadb.socket": { describe: "MariaDB socket path (instead of host and port)", usedBy: DB },
+  "mariadb.user": { describe: "MariaDB account (every database, SHOW GRANTS of every user; empty: the option file's)", usedBy: DB },
+  "mariadb.password": { describe: "its password (env LIFEBOAT_MARIADB_PASSWORD, --mariadb.password-file F); written only into a private option file, never on argv", secret: true, usedBy: DB },
+  "mariadb.defaults-file": { describe: "an option file with a [client] section holding the credentials (e.g. /etc/mysql/debian.cnf); the preferred way", usedBy: DB },
+  "mariadb.bin-dir": { describe: "where mariadb-dump and mariadb are (empty: PATH)", usedBy: DB },
+  "restore.engine": { describe: "hcoop-restore-db: which server's dump DATABASE names when both PostgreSQL and MariaDB have one by that name", choices: ["", "postgres", "mariadb"], default: "", usedBy: DB },
+  "offsite.to": { type: "list", describe: "the remote repository: s3://BUCKET/PREFIX (offsite.s3.*), ssh://USER@HOST:PORT/DIR (HCoop's rsync.net) or a local path; each day folder is copied there file by file, each verified; restores and hcoop-get fetch from the first", default: [] },
+  "offsite.s3.endpoint": OFFSITE_SETTINGS["offsite.s3.endpoint"],
+  "offsite.s3.region": OFFSITE_SETTINGS["offsite.s3.region"],
+  "offsite.s3.access-key": OFFSITE_SETTINGS["offsite.s3.access-key"],
+  "offsite.s3.secret-key": OFFSITE_SETTINGS["offsite.s3.secret-key"],
   "offsite.ssh.identity-file": OFFSITE_SETTINGS["offsite.ssh.identity-file"],
   "offsite.ssh.known-hosts": OFFSITE_SETTINGS["offsite.ssh.known-hosts"],
   "retention.weeks": { type: "number", describe: "hcoop-prune keeps the newest N weekly chains (a full and its incrementals) and every full a kept day needs, locally and at offsite.to; 0: keep all", default: 0, usedBy: PRUNE },
@@ -62,6 +77,10 @@ export const LAYOUT = {
   /** Inside the databases tar: the globals, and one custom-format dump per database (name percent-encoded). */
   globalsFile: "globals.sql",
   dbFile: (name: string) => `${encodeURIComponent(name)}.dump`,
+  /** Inside the databases tar (flat, as sealTreeToFile packs): MariaDB's users and grants ("+" never comes out of
+   *  encodeURIComponent, so no database's file can take this name), and one SQL dump per database (name percent-encoded). */
+  mariadbUsersFile: "mariadb-users+grants.sql",
+  mariadbFile: (name: string) => `mariadb-${encodeURIComponent(name)}.sql`,
   /** Staging of the database dumps while the backup runs (removed after sealing). */
   dbStage: (root: string, date: string) => `${root}/.databases-${date}`,
   /** The runbook's restored/YYYY.MM.DD-db, where the databases archive is unpacked. */
@@ -100,18 +119,20 @@ export interface DayManifest {
   databases?: DatabasesEntry;
 }
 
-/** DATE-databases.tar.gz.ENC: the cluster's globals and one pg_dump -Fc per database. */
+/** DATE-databases.tar.gz.ENC: PostgreSQL's globals and one pg_dump -Fc per database; MariaDB's users and one mariadb-dump per database. */
 export interface DatabasesEntry {
   file: string;
   bytes: number;
   sha256: string;
   plainBytes: number;
-  /** PostgreSQL server dumped (host:port, no credentials). */
+  /** PostgreSQL server dumped (host:port, no credentials); "" when postgres.enabled was off. */
   server: string;
-  /** The globals (roles, tablespaces: pg_dumpall --globals-only) inside the tar. */
+  /** The globals (roles, tablespaces: pg_dumpall --globals-only) inside the tar ("" without PostgreSQL). */
   globals: string;
-  /** Database → its file inside the tar and the dump's bytes. */
+  /** PostgreSQL database → its file inside the tar and the dump's bytes. */
   dumps: Record<string, { file: string; bytes: number }>;
+  /** MariaDB (mariadb.enabled): the server, the users-and-grants file, and database → file and bytes. */
+  mariadb?: { server: string; users: string; dumps: Record<string, { file: string; bytes: number }> };
 }
 
 /** The cell from the settings. */
@@ -122,6 +143,14 @@ export function cellOf(s: Pick<HcoopSettings, "afs.server" | "afs.partition" | "
 /** The PostgreSQL server from the settings (client programs on this host). */
 export function pgOf(s: Pick<HcoopSettings, "postgres.host" | "postgres.port" | "postgres.user" | "postgres.password" | "postgres.bin-dir">): PgLocal {
   return { host: s["postgres.host"] || undefined, port: s["postgres.port"], user: s["postgres.user"] || undefined, password: s["postgres.password"] || undefined, binDir: s["postgres.bin-dir"] || undefined };
+}
+
+/** The MariaDB server from the settings (client programs on this host). */
+export function mariadbOf(s: Pick<HcoopSettings, "mariadb.host" | "mariadb.port" | "mariadb.socket" | "mariadb.user" | "mariadb.password" | "mariadb.defaults-file" | "mariadb.bin-dir">): MariaDbServer {
+  return {
+    host: s["mariadb.host"] || undefined, port: s["mariadb.port"] || undefined, socket: s["mariadb.socket"] || undefined, user: s["mariadb.user"] || undefined,
+    password: s["mariadb.password"] || undefined, defaultsFile: s["mariadb.defaults-file"] || undefined, binDir: s["mariadb.bin-dir"] || undefined,
+  };
 }
 
 /** The encryption from the settings (age by default, ccrypt with the key file). */
