@@ -122,11 +122,12 @@ await recipe({
       offsiteFetch(archive, `${hoss.hossDirs(s, ctx.sources).backupRoot}/backups`, offsiteOptions(s)), { when: isOffsiteUrl(archive) });
     const local = () => (fetched.hasOutput ? fetched.output : archive);
 
-    const verified = step("verify", "verify the archive", async () => {
-      const report = await verifyArchive<hoss.ArchiveMeta>(local(), { decrypt });
-      if (report.manifest?.recipe !== "hoss-backup") throw new UsageError(`${archive} was not made by hoss-backup (manifest recipe: ${report.manifest?.recipe ?? "none"})`);
-      const meta = report.manifest.meta.hoss;
-      ctx.log.ok(`archive of Hoss ${meta.server?.version} at ${meta.endpoint}, taken ${report.manifest.startedAt}: ${meta.captured.join(", ")}`);
+    // The quick verify reads the sidecars and the key; the unpack step checks every byte as it unpacks.
+    const verified = step("verify", "verify the archive (sidecars and key; every byte is checked by the unpack)", async () => {
+      const report = await verifyArchive<hoss.ArchiveMeta>(local(), { decrypt, quick: true });
+      if (report.info?.recipe !== "hoss-backup") throw new UsageError(`${archive} was not made by hoss-backup (manifest recipe: ${report.info?.recipe ?? "none"})`);
+      const meta = report.info.meta.hoss;
+      ctx.log.ok(`archive of Hoss ${meta.server?.version} at ${meta.endpoint}, taken ${report.info.startedAt}: ${meta.captured.join(", ")}`);
       return meta;
     });
     const backupRoot = () => expandHome(s["backup-root"] || verified.output.backupRoot);
