@@ -7,11 +7,10 @@ import process from "node:process";
 import { failures, limit as limiter, mapLimit, type Limit } from "../limit.ts";
 import { pidAlive } from "../lock.ts";
 import { formatBytes, type Progress } from "../log.ts";
-import { onceOf, sdkLib } from "./client.ts";
 import { ChecksumMismatch } from "./errors.ts";
-import { Hasher, localMatches, partSizeCandidates, saveBody, schemeOf } from "./etag.ts";
+import { hashFile, localMatches, partSizeCandidates, saveBody, schemeOf } from "./etag.ts";
 import { wire } from "./fast.ts";
-import { cachedEtag, headersFrom, headersFromWire, indexHeader, readS3Index, writeIndex, type S3IndexEntry } from "./index.ts";
+import { cachedEtag, headersFromWire, indexHeader, readS3Index, writeIndex, type S3IndexEntry } from "./index.ts";
 import { plainPathOk, s3EscapedPath, S3_TMP_DIR } from "./keys.ts";
 import { stripEtag, type S3Object } from "./list.ts";
 import { failAll, finish, listRemote, partialPrefix, startProgress, transfer, walkLocal, type LocalFile, type SyncState } from "./run.ts";
@@ -181,17 +180,19 @@ function pruneDirs(root: string, path: string): void {
   }
 }
 
-/** HEAD of an object (part 1 of a multipart one, whose length is the part size). */
+/** HEAD of an object (part 1 of a multipart one, whose length is the part size), on the lean path. */
 async function headFor(s: SyncState, obj: S3Object, partSize: number | undefined, limit: Limit): Promise<Partial<S3IndexEntry>> {
   const askPart = schemeOf(obj.etag).kind === "multipart" && !partSize && s.partHeads !== false;
-  const { HeadObjectCommand } = await sdkLib();
-  const once = await onceOf(s.h);
-  const out = await transfer(s, `head s3://${s.bucket}/${obj.key}`, () => limit(() =>
-    once.send(new HeadObjectCommand({ Bucket: s.bucket, Key: obj.key, PartNumber: askPart ? 1 : undefined }), { abortSignal: s.ctx.signal as any })));
-  const h = headersFrom(out);
+  const res = await transfer(s, `head s3://${s.bucket}/${obj.key}`, () => limit(async () => {
+    const r = await wire(s.h, { method: "HEAD", bucket: s.bucket, key: obj.key, query: askPart ? { partNumber: "1" } : undefined, signal: s.ctx.signal });
+    r.body.resume();
+    return r;
+  }));
+  const h = headersFromWire(res.headers);
   if (askPart) {
-    s.partHeads = !!out.PartsCount;
-    if (out.PartsCount && out.ContentLength) h.partSize = Number(out.ContentLength);
+    const parts = Number(res.headers["x-amz-mp-parts-count"] ?? 0);
+    s.partHeads = parts > 0;
+    if (parts > 0 && res.headers["content-length"]) h.partSize = Number(res.headers["content-length"]);
   }
   return h;
 }
@@ -213,19 +214,31 @@ async function downloadObject(
     const modified = res.headers["last-modified"] ? new Date(res.headers["last-modified"]) : undefined;
     const sch = schemeOf(etag);
     const cands = sch.kind === "multipart" ? partSizeCandidates(size, sch.parts, [hint]) : [];
-    const tap = new Hasher({ whole: sch.kind !== "opaque", partSizes: cands });
+    // Hashed as it arrives: the MD5 of a plain ETag; for a multipart one, its likeliest part
+    // size only (the others, and the whole MD5, are read back from the file if that one misses).
+    const want = { whole: sch.kind === "md5", partSizes: cands.slice(0, 1) };
     const tmp = join(tmpDir, String(nextSeq()));
+    let got = 0;
+    const onBytes = (n: number) => {
+      got += n;
+      s.alive = Date.now();
+      progress.add(n);
+    };
     try {
-      await saveBody(tmp, res.body, tap, (n) => ((s.alive = Date.now()), progress.add(n)), modified);
-      if (tap.bytes !== size) throw Object.assign(new Error(`short body: ${tap.bytes} of ${size} bytes`), { code: "ECONNRESET" });
+      const d = await saveBody(tmp, res.body, want, onBytes, modified);
+      if (d.bytes !== size) throw Object.assign(new Error(`short body: ${d.bytes} of ${size} bytes`), { code: "ECONNRESET" });
       let partSize: number | undefined;
       let unverified: Partial<S3IndexEntry> = {};
       if (sch.kind === "md5") {
-        const md5 = tap.md5();
-        if (md5 !== etag.toLowerCase()) throw new ChecksumMismatch(`received bytes have MD5 ${md5}, ETag is ${etag}`);
+        if (d.md5 !== etag.toLowerCase()) throw new ChecksumMismatch(`received bytes have MD5 ${d.md5}, ETag is ${etag}`);
       } else if (sch.kind === "multipart") {
-        const hit = tap.multipart().find((m) => m.etag === etag.toLowerCase());
-        const md5 = tap.md5();
+        let hit = d.multipart.find((m) => m.etag === etag.toLowerCase());
+        let md5: string | undefined;
+        if (!hit) {
+          const more = await hashFile(tmp, size, { whole: true, partSizes: cands.slice(1) });
+          hit = more.multipart.find((m) => m.etag === etag.toLowerCase());
+          md5 = more.md5;
+        }
         if (hit) partSize = hit.partSize;
         else if (md5 === firstMd5) {
           // Parts of unusual or unequal sizes: no part size reproduces the ETag. Two reads gave the same bytes: keep them.
@@ -248,7 +261,7 @@ async function downloadObject(
       return { ...headersFromWire(res.headers), rel, path, size, etag, partSize, ...unverified, mtimeMs } as S3IndexEntry;
     } catch (e) {
       res.body.destroy(); // a body left unread would hold its socket
-      progress.add(-tap.bytes);
+      progress.add(-got);
       rmSync(tmp, { force: true });
       throw e;
     }

@@ -37,6 +37,13 @@ export function partSizeCandidates(size: number, parts: number, hints: (number |
   return out.slice(0, 24);
 }
 
+/** What a Hasher found: bytes, the whole MD5 (when asked for) and the multipart ETag for each part size asked for. */
+export interface Digests {
+  bytes: number;
+  md5?: string;
+  multipart: { partSize: number; etag: string }[];
+}
+
 /** MD5 of everything it is given, and/or MD5-of-part-MD5s for several part sizes; counts bytes. */
 export class Hasher {
   bytes = 0;
@@ -70,6 +77,11 @@ export class Hasher {
   /** The whole MD5 in hex (once, at the end). */
   md5(): string {
     return this.#whole!.digest("hex");
+  }
+
+  /** Everything it computed (once, at the end). */
+  digests(): Digests {
+    return { bytes: this.bytes, md5: this.#whole ? this.md5() : undefined, multipart: this.multipart() };
   }
 
   /** ETag "md5-N" for each part size (once, at the end). */
@@ -142,7 +154,10 @@ export class FileSource extends Readable {
  * data is written back); the writes, into the page cache, are synchronous, one chunk at a time,
  * as FileSource reads.
  */
-export async function saveBody(path: string, body: Readable, hash: Hasher, onBytes: (n: number) => void, mtime?: Date): Promise<void> {
+export async function saveBody(
+  path: string, body: Readable, opts: { whole: boolean; partSizes: number[] }, onBytes: (n: number) => void, mtime?: Date,
+): Promise<Digests> {
+  const hash = new Hasher(opts);
   const fd = await new Promise<number>((ok, fail) => open(path, "wx", 0o644, (e, fd) => (e ? fail(e) : ok(fd))));
   try {
     for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -154,6 +169,16 @@ export async function saveBody(path: string, body: Readable, hash: Hasher, onByt
   } finally {
     closeSync(fd);
   }
+  return hash.digests();
+}
+
+/** Reads size bytes of a local file and computes the digests asked for. */
+export async function hashFile(path: string, size: number, opts: { whole: boolean; partSizes: number[] }): Promise<Digests> {
+  const tap = new Hasher(opts);
+  await pipeline(new FileSource(path, 0, size, tap), async function* (src) {
+    for await (const _ of src) { /* drain */ }
+  });
+  return tap.digests();
 }
 
 /** Reads a local file and tells whether it matches an ETag; gives the part size that reproduces a multipart one. */
@@ -163,12 +188,9 @@ export async function localMatches(
   const scheme = schemeOf(etag);
   if (scheme.kind === "opaque") return { match: true };
   const cands = scheme.kind === "multipart" ? partSizeCandidates(size, scheme.parts, hints) : [];
-  const tap = new Hasher({ whole: scheme.kind === "md5" || !!md5, partSizes: cands });
-  await pipeline(new FileSource(path, 0, size, tap), async function* (src) {
-    for await (const _ of src) { /* drain */ }
-  });
-  if (scheme.kind === "md5") return { match: tap.md5() === etag.toLowerCase() };
-  const hit = tap.multipart().find((m) => m.etag === etag.toLowerCase());
+  const d = await hashFile(path, size, { whole: scheme.kind === "md5" || !!md5, partSizes: cands });
+  if (scheme.kind === "md5") return { match: d.md5 === etag.toLowerCase() };
+  const hit = d.multipart.find((m) => m.etag === etag.toLowerCase());
   // An unverified object (see S3IndexEntry.unverified) is compared by the MD5 the index kept.
-  return hit ? { match: true, partSize: hit.partSize } : { match: !!md5 && tap.md5() === md5 };
+  return hit ? { match: true, partSize: hit.partSize } : { match: !!md5 && d.md5 === md5 };
 }
