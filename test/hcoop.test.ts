@@ -4,10 +4,12 @@
 // needs: afs pg
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { hcoopDrill, type HcoopDrillResult } from "../tasks/drills/hcoop.ts";
 import { runRecipe } from "../tasks/drills/hoss.ts";
-import { labCell } from "../tasks/drills/afs-cell.ts";
+import { createOpenVolume, labCell, removeVolume, writeFile } from "../tasks/drills/afs-cell.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
 testContext();
@@ -66,6 +68,31 @@ test("backup --dry-run prints vos backupsys and the dump pipelines and writes no
   assert.is(x.code, 0, x.output);
   assert.match(x.output, /vos backupsys .*-prefix user\. db\. mail\./);
   assert.match(x.output, /write .*manifest\.json/);
+});
+
+test("backup refuses before dumping anything when the day would not fit: names the folder, the estimate and what is free", async () => {
+  const dir = tmp();
+  const small = `${dir}/small backups`;
+  mkdirSync(small);
+  const mount = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", small]);
+  assert.is(mount.status, 0, String(mount.stderr));
+  const { cell, prefix } = labCell();
+  try {
+    removeVolume("user.space.big");
+    createOpenVolume("user.space.big");
+    writeFile("user.space.big", "random.bin", randomBytes(3 << 20)); // 3 MiB that do not compress
+    writeFileSync(`${dir}/site.yaml`, `backups: { dir: ${JSON.stringify(small)} }\nvolumes: { prefixes: [user.space.] }\nafs: { server: ${cell.server}, auth: noauth, prefix: ${JSON.stringify(prefix)} }\nage: { passphrase: lab-passphrase-long }\nstate-dir: ${JSON.stringify(`${dir}/state`)}\n`);
+    const x = await runRecipe("hcoop-backup", ["--clock.today=2026-11-29", "--config", `${dir}/site.yaml`]);
+    assert.is(x.code, 1, x.output);
+    assert.ok(x.output.includes(`not enough space in ${small}: `), x.output);
+    assert.match(x.output, /: [\d.]+ (KiB|MiB) free, the backup needs about 3(\.\d+)? MiB/);
+    assert.match(x.output, /estimate: 3(\.\d+)? MiB of volumes \(vos listvol\) × compression ratio 1\.00 \(no earlier run\)/);
+    assert.equal(readdirSync(small), [], "nothing was dumped");
+    assert.not.ok(existsSync(`${small}/2026.11.29`));
+  } finally {
+    spawnSync("umount", [small]);
+    removeVolume("user.space.big");
+  }
 });
 
 test.run();
