@@ -197,7 +197,7 @@ const table = [
 ].join("\n");
 console.log(table);
 const reproduce = `node --import=tsx bench/archive.ts --size-mib ${sizeMiB} --runs ${runs}`;
-if (!args["no-write"]) {
+if (args.write !== false) {
   const notes = existsSync(join(here, "archive.notes.md")) ? "\n" + readFileSync(join(here, "archive.notes.md"), "utf8") : "";
   writeFileSync(join(here, "archive.md"), `# packArchive, unpackArchive, verifyArchive vs GNU tar, pigz and zstd\n\nReproduce: \`${reproduce}\`\n\n${table}\n\nPeak RSS of a shell pipeline is its largest single process (/usr/bin/time -v reports the biggest child). packArchive and unpackArchive include node with the tsx loader.\n${notes}`);
 }

@@ -490,6 +490,7 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
       cb(null, chunk);
     },
   });
+  const encrypter = encrypt ? await ageEncrypter(encrypt) : null; // a bad recipient fails here, before anything starts
   const comp = startCompressor({ compression, level: options.level, workers: options.workers, ctx });
   let packError: Error | null = null;
   const fail = (e: Error) => {
@@ -503,8 +504,9 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
   comp.input.on("error", fail);
   (pack as unknown as Readable).pipe(counting).pipe(comp.input);
   let body: Readable = comp.output;
-  if (encrypt) {
-    body = await ageEncrypt(body, encrypt);
+  if (encrypter) {
+    const web = Readable.toWeb(body) as unknown as ReadableStream<Uint8Array>;
+    body = Readable.fromWeb((await encrypter.encrypt(web)) as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
     body.on("error", fail);
   }
   const out = createWriteStream(partial.tmp, { mode: 0o600 });
@@ -600,13 +602,13 @@ function infoOf<M>(m: Manifest<M>, sha256: string, tarBytes: number, encrypted: 
   return { recipe: m.recipe, host: m.host, startedAt: m.startedAt, finishedAt: m.finishedAt, sha256, encrypted, ...(compression ? { compression } : {}), totals: m.totals, tarBytes, meta: m.meta };
 }
 
-async function ageEncrypt(input: Readable, o: AgeOptions): Promise<Readable> {
+/** An age Encrypter for a passphrase or recipients (throws on a malformed recipient). */
+async function ageEncrypter(o: AgeOptions) {
   const { Encrypter } = await import("age-encryption");
   const e = new Encrypter();
   if (o.passphrase) e.setPassphrase(o.passphrase);
   for (const r of o.recipients ?? []) e.addRecipient(r);
-  const web = Readable.toWeb(input) as unknown as ReadableStream<Uint8Array>;
-  return Readable.fromWeb((await e.encrypt(web)) as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
+  return e;
 }
 
 // ---------------------------------------------------------------------------------

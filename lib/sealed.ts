@@ -4,18 +4,17 @@
 // ccrypt has no integrity check (a truncated file decrypts to truncated plaintext with exit 0),
 // so a sealed file is only trusted against the sha256 recorded when it was written: `verifySealed`
 // checks the sha256, then decrypts and gunzips to the end, before anything reads it for real.
-// Everything streams: memory stays constant whatever the size.
+// Everything streams: memory stays constant whatever the size. gzip is pigz when installed
+// (lib/compress.ts); node-tar and age-encryption are loaded at first use.
 import { createHash } from "node:crypto";
 import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { PassThrough, Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
-import { Decrypter, Encrypter } from "age-encryption";
-import { create as tarCreate, extract as tarExtract } from "tar";
 import { LifeboatError, VerifyError } from "./errors.ts";
 import { exec, ExecError } from "./exec.ts";
 import { captureToFile } from "./files.ts";
-import { createParallelGzip } from "./compress.ts";
+import { startCompressor } from "./compress.ts";
 import { useContext, type Context } from "./context.ts";
 import type { AgeOptions } from "./archive.ts";
 
@@ -83,29 +82,35 @@ export async function sealToFile(produce: (sink: Writable) => Promise<unknown>, 
     let bytes = 0;
     const hash = createHash("sha256");
     const counter = new Transform({ transform(c: Buffer, _e, cb) { plainBytes += c.length; cb(null, c); } });
-    const gz = createParallelGzip({ level: opts.level ?? 6 });
-    const jobs: Promise<unknown>[] = [];
-    let encrypted: Readable;
+    // The key first: nothing is started when it is missing or wrong.
+    let encrypter: import("age-encryption").Encrypter | undefined;
     if (opts.seal.kind === "age") {
-      const e = new Encrypter();
-      if (opts.seal.age.passphrase) e.setPassphrase(opts.seal.age.passphrase);
-      for (const r of opts.seal.age.recipients ?? []) e.addRecipient(r);
       if (!opts.seal.age.passphrase && !opts.seal.age.recipients?.length) throw new LifeboatError("age encryption needs a passphrase or recipients", { hint: "set age.passphrase(-file) or age.recipients" });
+      const { Encrypter } = await import("age-encryption");
+      encrypter = new Encrypter();
+      if (opts.seal.age.passphrase) encrypter.setPassphrase(opts.seal.age.passphrase);
+      for (const r of opts.seal.age.recipients ?? []) encrypter.addRecipient(r);
+    }
+    const comp = startCompressor({ level: opts.level ?? 6, ctx });
+    const gz = comp.output;
+    const jobs: Promise<unknown>[] = [comp.done];
+    let encrypted: Readable;
+    if (encrypter) {
       const web = Readable.toWeb(gz) as unknown as ReadableStream<Uint8Array>;
-      encrypted = Readable.fromWeb((await e.encrypt(web)) as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
+      encrypted = Readable.fromWeb((await encrypter.encrypt(web)) as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
     } else if (opts.seal.kind === "ccrypt") {
       const out = new PassThrough();
       jobs.push(exec(["ccrypt", "-e", "-k", opts.seal.keyFile], { stdin: gz, stdout: out, ctx }));
       encrypted = out;
     } else encrypted = gz;
     const producer = new PassThrough();
-    jobs.push(pipeline(producer, counter, gz));
+    jobs.push(pipeline(producer, counter, comp.input));
     jobs.push(pipeline(encrypted, hashing(hash, (n) => (bytes += n)), createWriteStream(tmp, { mode: 0o600 })));
     jobs.unshift(produce(producer));
     const settled = await Promise.allSettled(jobs);
     const failed = settled.find((s) => s.status === "rejected") as PromiseRejectedResult | undefined;
     if (failed) {
-      for (const s of [producer, gz, encrypted]) s.destroy();
+      for (const s of [producer, comp.input, gz, encrypted]) s.destroy();
       throw failed.reason;
     }
     return { path, bytes, sha256: hash.digest("hex"), plainBytes };
@@ -147,6 +152,7 @@ async function plainInto(path: string, sink: Writable, o: UnsealOptions, ctx: Co
   const file = createReadStream(path);
   let plain: Readable = file;
   if (o.seal.kind === "age") {
+    const { Decrypter } = await import("age-encryption");
     const d = new Decrypter();
     if (o.seal.age.passphrase) d.addPassphrase(o.seal.age.passphrase);
     for (const id of o.seal.age.identities ?? []) d.addIdentity(id);
@@ -223,6 +229,7 @@ export async function writeJsonFile(path: string, value: unknown, opts: { ctx?: 
 export async function sealTreeToFile(dir: string, path: string, opts: SealOptions): Promise<SealResult> {
   const names = existsSync(dir) ? readdirSync(dir).filter((n) => statSync(`${dir}/${n}`).isFile()).sort() : [];
   const label = opts.label ?? `tar -C ${dir} -c ${names.length ? names.join(" ") : "."}`;
+  const { create: tarCreate } = await import("tar");
   return sealToFile((sink) => pipeline(tarCreate({ cwd: dir, portable: true }, names.map((n) => `./${n}`)) as unknown as Readable, sink), path, { ...opts, label });
 }
 
@@ -243,6 +250,7 @@ export async function unsealTreeTo(path: string, dir: string, o: UnsealOptions):
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const names: string[] = [];
   const refused: string[] = [];
+  const { extract: tarExtract } = await import("tar");
   const unpack = tarExtract({
     cwd: dir, strict: true, preservePaths: false,
     filter: (p, entry) => {

@@ -124,7 +124,7 @@ await recipe({
     const local = () => (fetched.hasOutput ? fetched.output : archive);
 
     // The quick verify reads the sidecars and the key; the unpack step checks every byte as it unpacks.
-    const verified = step("verify", "verify the archive (sidecars and key; every byte is checked by the unpack)", async () => {
+    const verified = step("verify", "verify the archive", async () => {
       const meta = (await verifyArchive<deis.ArchiveMeta>(local(), { decrypt, quick: true })).info?.meta.deis;
       if (!meta) throw new UsageError(`${archive} was not made by deis-backup (its manifest has no meta.deis)`, "give a deis-backup-….tar.gz archive");
       return meta;

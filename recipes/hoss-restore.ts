@@ -123,7 +123,7 @@ await recipe({
     const local = () => (fetched.hasOutput ? fetched.output : archive);
 
     // The quick verify reads the sidecars and the key; the unpack step checks every byte as it unpacks.
-    const verified = step("verify", "verify the archive (sidecars and key; every byte is checked by the unpack)", async () => {
+    const verified = step("verify", "verify the archive", async () => {
       const report = await verifyArchive<hoss.ArchiveMeta>(local(), { decrypt, quick: true });
       if (report.info?.recipe !== "hoss-backup") throw new UsageError(`${archive} was not made by hoss-backup (manifest recipe: ${report.info?.recipe ?? "none"})`);
       const meta = report.info.meta.hoss;
