@@ -61,6 +61,7 @@ node_modules/.deps-stamp: package-lock.json package.json
 	@touch $@
 
 deps: node_modules/.deps-stamp
+	@command -v pigz >/dev/null && command -v zstd >/dev/null || { apt-get update -qq && apt-get install -y -qq pigz zstd; } # archives: pigz, zstd
 
 typecheck: deps
 	npx tsc --noEmit -p .
