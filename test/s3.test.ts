@@ -387,6 +387,41 @@ test("a multipart ETag no part size reproduces is kept, warned about and not re-
   assert.equal([again.downloaded, again.skipped, again.unverified], [0, 1, 1]);
 });
 
+test("a multipart object whose likeliest part size is not its own is verified by reading the file back", async () => {
+  ({ logs } = testContext()); // only this test's log lines
+  const b = await bucket();
+  const data = randomBytes(13 * MiB + 1);
+  // 3 parts of 6 MiB; 5 MiB parts would also make 3, and 5 MiB is hashed first as the body arrives.
+  const etag = await putMultipart(b, "six", data, 6 * MiB);
+  assert.match(etag, /-3$/);
+  const dir = tmp();
+  const r = await s3Sync(`s3://${b}`, dir, { client: s3 });
+  assert.equal([r.downloaded, r.unverified], [1, 0]);
+  assert.equal(readFileSync(join(dir, "six")), data);
+  assert.is(readS3Index(join(dir, S3_INDEX_NAME)).get("six")?.partSize, 6 * MiB);
+  assert.not.match(logs(), "no likely part size reproduces");
+});
+
+test("a multipart download cut short is retried and completes whole", async () => {
+  const b = await bucket();
+  const data = randomBytes(11 * MiB);
+  await putMultipart(b, "cut", data, 5 * MiB);
+  let cuts = 0;
+  const p = await proxy({ corrupt: (path) => path.endsWith("/cut") && cuts++ < 2, cutAfter: 6 * MiB });
+  const c = s3Client({ ...creds, endpoint: p.endpoint });
+  try {
+    const dir = tmp();
+    const r = await s3Sync(`s3://${b}`, dir, { client: c });
+    assert.equal([r.downloaded, r.unverified], [1, 0]);
+    assert.is(cuts, 3);
+    assert.equal(readFileSync(join(dir, "cut")), data);
+    assert.is(readS3Index(join(dir, S3_INDEX_NAME)).get("cut")?.partSize, 5 * MiB);
+  } finally {
+    c.destroy();
+    await p.close();
+  }
+});
+
 test("hostile keys round-trip exactly and never land outside the destination", async () => {
   const b = await bucket();
   for (const k of HOSTILE) await sdk.send(new PutObjectCommand({ Bucket: b, Key: k, Body: `content of ${JSON.stringify(k)}` }));
