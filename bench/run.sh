@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # make bench: every benchmark, on the lab, one after another (they share 2 cores).
 # Each writes its table to bench/<name>.md; bench/README.md indexes them.
-#   bash bench/run.sh [archive|s3|pg|ssh|offsite|xenon|lambdastack]...
+#   bash bench/run.sh [archive|s3|pg|ssh|offsite|xenon|lambdastack|hcoop]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NODE_OPTIONS="--import=tsx"
-which=("$@"); [ ${#which[@]} -eq 0 ] && which=(archive s3 pg ssh offsite xenon lambdastack)
+which=("$@"); [ ${#which[@]} -eq 0 ] && which=(archive s3 pg ssh offsite xenon lambdastack hcoop)
 started=()
 cleanup() { [ ${#started[@]} -gt 0 ] && bash test/lab/lab.sh down "${started[@]}" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -19,6 +19,7 @@ for b in "${which[@]}"; do
     offsite) need ceph sshd ;;
     xenon) ;;
     lambdastack) need docker lshosts ;;
+    hcoop) need afs ;;
   esac
   echo "== bench/$b.ts (load: $(cut -d' ' -f1-3 /proc/loadavg))"
   node "bench/$b.ts"
