@@ -17,17 +17,24 @@
 //                                            manifest, and unpacked, BEFORE anything on any host is
 //                                            cleared (upstream checks each just before clearing its
 //                                            own dirs)
-//   "Do you really want to perform         → one confirmed step per component ("recover monitoring" …):
-//   recovery?" + per-component tasks         stop, clear, extract, start, as each component file says
-//                                            (recipes/lambdastack/<component>.ts); hosts of a
-//                                            component in parallel, parts of one host in order
+//   "Do you really want to perform         → one confirmation step per component ("confirm: recover
+//   recovery?"                               monitoring on ls-1", naming the snapshot), all before any
+//                                            host is touched (--yes without a terminal)
+//   per-component tasks                    → "recover": ONE fan-out, an item per component and host,
+//                                            `concurrency` at once across components; each item stops,
+//                                            clears, extracts, starts, as its component file says
+//                                            (recipes/lambdastack/<component>.ts), its parts in order.
+//                                            One item's failure does not stop the others; the summary
+//                                            names component@host; --resume redoes only the failed
+//                                            ones from the kept, verified archives
 //
 // Left to the operator, and why:
 //   - PostgreSQL standbys (upstream: repmgr standby clone): re-clone them after the primary is back.
 //   - kubernetes: LambdaStack recovers it by hand.
 //
 // Settings: recipes/lambdastack.ts (from, and offsite.s3.* / offsite.ssh.* to reach it). Exit codes: 3 an archive or checksum is damaged (nothing was
-// cleared), 5 a component was not confirmed, 1 a component failed (the summary names the host).
+// cleared), 5 a component was not confirmed (nothing recovered), 1 a component failed (the summary
+// names component@host).
 import process from "node:process";
 import { ageOptions, checkSha1File, exec, fanOut, isOffsiteUrl, LifeboatError, offsiteFetch, offsiteList, offsiteOptions, parseOffsite, recipe, sshGet, sshList, step, unpackArchive, UsageError, VerifyError, type Manifest } from "../lib/mod.ts";
 import * as ls from "./lambdastack.ts";
@@ -101,33 +108,36 @@ await recipe({
       return { dir, meta };
     });
 
-    const recover = components.map((c) => {
+    // every component is confirmed first, naming its hosts and the snapshot it gets (a "no" stops
+    // the run before any host is touched); then ONE fan-out recovers them all: an item per
+    // component and host (its parts in order), `concurrency` at once, across components
+    const groups = [...new Set(parts.map((p) => `${p.component}@${p.host.name}`))].map((key) => ({ key, parts: parts.filter((p) => `${p.component}@${p.host.name}` === key) }));
+    const confirm = components.filter((c) => parts.some((p) => p.component === c)).map((c) => {
       const mine = parts.filter((p) => p.component === c);
-      const hosts = [...new Set(mine.map((p) => p.host.name))];
-      return fanOut(`recover:${c}`, `recover ${c} on ${hosts.join(", ")}`, hosts, {
-        key: (h) => h,
-        concurrency: s.concurrency,
-        confirm: `recover ${c} on ${hosts.join(", ")}: its data and config there are REPLACED by snapshot ${[...new Set(mine.map((p) => verify.hasOutput ? verify.output[p.prefix].meta.snapshot : "?"))].join(", ")}`,
-        when: mine.length > 0,
-      }, async (h) => {
-        const done: Record<string, unknown> = {};
-        for (const p of mine.filter((x) => x.host.name === h)) {
-          const v = verify.output[p.prefix];
-          done[p.prefix] = await p.restore(v.dir, v.meta);
-        }
-        return done;
-      });
+      const hosts = [...new Set(mine.map((p) => p.host.name))].join(", ");
+      return step(`confirm:${c}`, `confirm: recover ${c} on ${hosts}`, () =>
+        ctx.confirm(`recover ${c} on ${hosts}: its data and config there are REPLACED by snapshot ${[...new Set(mine.map((p) => verify.output[p.prefix].meta.snapshot))].join(", ")}`));
+    });
+    const recover = fanOut("recover", `recover ${components.join(", ")} (${groups.length} component hosts, ${s.concurrency} at once)`, groups, { key: (g) => g.key, concurrency: s.concurrency }, async (g) => {
+      const done: Record<string, unknown> = {};
+      for (const p of g.parts) {
+        const v = verify.output[p.prefix];
+        done[p.prefix] = await p.restore(v.dir, v.meta);
+      }
+      return done;
     });
 
     return {
-      steps: [find, verify, ...recover],
+      steps: [find, verify, ...confirm, recover],
       cleanup: async () => {
-        await exec(["rm", "-rf", "--", `${staging}/${run}`], { readOnly: true }); // this run's own copies (a dry run's too)
-        if (recover.every((r) => r.hasOutput || r.opts.when === false)) await exec(["rm", "-rf", "--", staging]); // and a resumed run's
+        // a run that failed after verifying keeps its unpacked archives: --resume recovers from them
+        if (recover.hasOutput || ctx.dryRun || !verify.hasOutput) await exec(["rm", "-rf", "--", `${staging}/${run}`], { readOnly: true }); // this run's own copies (a dry run's too)
+        else ctx.log.warn(`kept the verified archives in ${staging}/${run} for --resume`);
+        if (recover.hasOutput) await exec(["rm", "-rf", "--", staging]); // and a resumed run's
       },
       report: () => [
         ...Object.entries(find.output).map(([prefix, a]) => `${prefix.padEnd(24)} ${from ? a.source : a.name}`),
-        ...recover.filter((r) => r.hasOutput).flatMap((r) => Object.entries(r.output).map(([h, v]) => `${r.id.padEnd(24)} ${h}: ${Object.keys(v).join(", ")}`)),
+        ...Object.entries(recover.output).map(([key, v]) => `${key.padEnd(24)} ${Object.keys(v).join(", ")}`),
       ],
     };
   },

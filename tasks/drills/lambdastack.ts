@@ -240,23 +240,30 @@ export function differences(a: Snapshot, b: Snapshot): string[] {
   return keys.filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).map((k) => `${k}: ${JSON.stringify(a[k])?.slice(0, 160)} ≠ ${JSON.stringify(b[k])?.slice(0, 160)}`);
 }
 
-/** Destroys the data of every component: data dirs, databases, vhosts, index, silence, configs. */
-export function destroy(layout: Layout): void {
-  onHost(hostOf(layout, "prometheus"), `systemctl stop prometheus && rm -rf /var/lib/prometheus/* && echo '# destroyed' >> /etc/prometheus/prometheus.yml && systemctl start prometheus`);
-  const am = hostOf(layout, "alertmanager");
-  for (const s of JSON.parse(curl(am, "GET", "http://127.0.0.1:9093/api/v2/silences")) as { id: string; status: { state: string } }[]) {
-    if (s.status.state !== "expired") curl(am, "DELETE", `http://127.0.0.1:9093/api/v2/silence/${s.id}`);
+/** Destroys the data of every component (or of the `only` ones): data dirs, databases, vhosts, index, silence, configs. */
+export function destroy(layout: Layout, only?: string[]): void {
+  const does = (c: string) => !only || only.includes(c);
+  if (does("monitoring")) {
+    onHost(hostOf(layout, "prometheus"), `systemctl stop prometheus && rm -rf /var/lib/prometheus/* && echo '# destroyed' >> /etc/prometheus/prometheus.yml && systemctl start prometheus`);
+    const am = hostOf(layout, "alertmanager");
+    for (const s of JSON.parse(curl(am, "GET", "http://127.0.0.1:9093/api/v2/silences")) as { id: string; status: { state: string } }[]) {
+      if (s.status.state !== "expired") curl(am, "DELETE", `http://127.0.0.1:9093/api/v2/silence/${s.id}`);
+    }
+    onHost(hostOf(layout, "grafana"), `rm -rf /var/lib/grafana/*`);
   }
-  onHost(hostOf(layout, "grafana"), `rm -rf /var/lib/grafana/*`);
-  onHost(hostOf(layout, "haproxy"), `rm -f /etc/ssl/haproxy/* && printf 'global\\n' > /etc/haproxy/haproxy.cfg`);
-  onHost(hostOf(layout, "postgresql"), `runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c 'DROP DATABASE shop' -c 'DROP DATABASE "metrics data"' -c 'DROP ROLE app' -c 'DROP ROLE "report user"'`);
-  const r = hostOf(layout, "rabbitmq");
-  rabbit(r, "DELETE", "/vhosts/v1");
-  rabbit(r, "DELETE", "/vhosts/shop%20prod");
-  rabbit(r, "DELETE", "/users/alice");
-  onHost(r, `rm -f /etc/rabbitmq/lifeboat-note.txt`);
-  curl(hostOf(layout, "logging"), "DELETE", "http://127.0.0.1:9200/logs-2026.11");
-  onHost(hostOf(layout, "logging"), `rm -f /etc/elasticsearch/elasticsearch.yml`);
+  if (does("load_balancer")) onHost(hostOf(layout, "haproxy"), `rm -f /etc/ssl/haproxy/* && printf 'global\\n' > /etc/haproxy/haproxy.cfg`);
+  if (does("postgresql")) onHost(hostOf(layout, "postgresql"), `runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c 'DROP DATABASE shop' -c 'DROP DATABASE "metrics data"' -c 'DROP ROLE app' -c 'DROP ROLE "report user"'`);
+  if (does("rabbitmq")) {
+    const r = hostOf(layout, "rabbitmq");
+    rabbit(r, "DELETE", "/vhosts/v1");
+    rabbit(r, "DELETE", "/vhosts/shop%20prod");
+    rabbit(r, "DELETE", "/users/alice");
+    onHost(r, `rm -f /etc/rabbitmq/lifeboat-note.txt`);
+  }
+  if (does("logging")) {
+    curl(hostOf(layout, "logging"), "DELETE", "http://127.0.0.1:9200/logs-2026.11");
+    onHost(hostOf(layout, "logging"), `rm -f /etc/elasticsearch/elasticsearch.yml`);
+  }
 }
 
 /** Writes an Ansible INI inventory for a layout (ssh ports from lshosts.env); returns the build dir. */
