@@ -478,12 +478,12 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
 
   // Small reads and few entries in flight keep memory flat (node-tar reads 16 MiB at a time by default).
   // preservePaths: the paths are our walk's relative names, and `Z:` or `c:\x` must stay as they are.
-  const pack = new Pack({ cwd: sourceDir, noDirRecurse: true, strict: true, portable: false, preservePaths: true, maxReadSize: 1 << 20, jobs: 2, onWriteEntry });
+  const pack = new Pack({ cwd: sourceDir, noDirRecurse: true, strict: true, portable: false, preservePaths: true, maxReadSize: 256 << 10, jobs: 2, onWriteEntry });
   const progress = options.progress === false ? null : ctx.log.progress(`pack ${basename(archivePath)}`, { total: tree.bytes });
   const fileHash = createHash("sha256");
   let fed = 0;
   const counting = new Transform({
-    highWaterMark: 1 << 20,
+    highWaterMark: 256 << 10,
     transform(chunk: Buffer, _e, cb) {
       fed += chunk.length;
       progress?.add(chunk.length);

@@ -110,8 +110,8 @@ export interface Compressor {
 
 /** A child process between two PassThroughs, run through exec (argv, process group, abort). */
 function childStage(argv: string[], tool: string, ctx: Context): Compressor {
-  const input = new PassThrough({ highWaterMark: 1 << 20 });
-  const output = new PassThrough({ highWaterMark: 1 << 20 });
+  const input = new PassThrough({ highWaterMark: 256 << 10 });
+  const output = new PassThrough({ highWaterMark: 256 << 10 });
   const done = exec(argv, { stdin: input, stdout: output, readOnly: true, ctx });
   done.catch((e: Error) => {
     input.destroy(e);
