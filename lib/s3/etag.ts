@@ -4,7 +4,7 @@
 import { Buffer } from "node:buffer";
 import { createHash, type Hash } from "node:crypto";
 import { closeSync, futimesSync, open, openSync, readSync, writeSync } from "node:fs";
-import { Readable } from "node:stream";
+import { Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 
 export const MiB = 1024 * 1024;
@@ -94,6 +94,10 @@ export class Hasher {
 }
 
 const CHUNK_READ = 256 << 10;
+/** Chunks sendTo writes: buffers handed back once the socket took them, so that an upload of any size makes no garbage. */
+const SEND_CHUNK = 64 << 10;
+const spare: Buffer[] = [];
+const SPARE_MAX = 256;
 
 /**
  * len bytes of a file from start, hashed as they are read. Reads are synchronous and at most
@@ -138,6 +142,44 @@ export class FileSource extends Readable {
       this.push(chunk);
     } catch (e) {
       this.destroy(e as Error);
+    }
+  }
+
+  /**
+   * Writes the bytes into out (an HTTP request body) and ends it, hashing them as they go; each
+   * buffer is used again once out has handed it to the kernel. Stops when out is destroyed.
+   */
+  async sendTo(out: Writable): Promise<void> {
+    try {
+      this.#fd ??= openSync(this.#path, "r");
+      while (this.#left > 0) {
+        if (out.destroyed) return;
+        const buf = spare.pop() ?? Buffer.allocUnsafeSlow(SEND_CHUNK);
+        const n = readSync(this.#fd, buf, 0, Math.min(SEND_CHUNK, this.#left), this.#pos);
+        if (n === 0) throw Object.assign(new Error(`${this.#path}: file shrank while it was read`), { code: "EFILECHANGED" });
+        const chunk = n === buf.length ? buf : buf.subarray(0, n);
+        this.#pos += n;
+        this.#left -= n;
+        this.#hash.update(chunk);
+        this.#onBytes?.(n);
+        const more = out.write(chunk, (err) => {
+          if (!err && spare.length < SPARE_MAX) spare.push(buf);
+        });
+        if (!more && this.#left > 0 && !out.destroyed) {
+          await new Promise<void>((ok) => {
+            const go = () => {
+              out.off("drain", go);
+              out.off("close", go);
+              ok();
+            };
+            out.once("drain", go);
+            out.once("close", go);
+          });
+        }
+      }
+      if (!out.destroyed) out.end();
+    } finally {
+      this.destroy();
     }
   }
 

@@ -8,6 +8,7 @@ import type { Readable } from "node:stream";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SignatureV4 } from "@smithy/signature-v4";
 import type { S3Handle } from "./client.ts";
+import { FileSource } from "./etag.ts";
 
 /**
  * The per-object path: GET, PUT and HEAD of objects, part uploads, listings. It is the SDK's
@@ -175,7 +176,8 @@ function send(
       res.once("error", () => req.destroy());
       resolve(res);
     });
-    if (body) {
+    if (body instanceof FileSource) body.sendTo(req).catch(fail); // its buffers are used again: no garbage per chunk
+    else if (body) {
       body.once("error", (e) => fail(e));
       body.pipe(req);
     } else req.end();
