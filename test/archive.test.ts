@@ -589,10 +589,12 @@ test("a quick verify of a damaged start, or with no info.json, reads enough to r
   testContext();
   const { src, archive } = sample();
   await packArchive(src, archive);
-  corrupt(archive, 40);
-  await rejects(verifyArchive(archive, { quick: true }), VerifyError, /damaged|header/);
+  const tar = gunzipSync(readFileSync(archive));
+  tar[0] ^= 0xff; // the first entry's name: its header checksum no longer matches
+  writeFileSync(archive, gzipSync(tar)); // a well-formed gzip of a damaged tar; the sidecars are left as they were
+  await rejects(verifyArchive(archive, { quick: true }), VerifyError, /first tar header is damaged/);
   rmSync(`${archive}.info.json`);
-  await rejects(verifyArchive(archive, { quick: true }), VerifyError, /damaged|sha256|crc|check/);
+  await rejects(verifyArchive(archive, { quick: true }), VerifyError, /damaged|sha256/);
 });
 
 test("a killed unpack leaves only its hidden staging folder, which the next unpack clears", async () => {
