@@ -1,0 +1,53 @@
+// lib/filechain.ts with the workspace on another host (Xenon DIRECTORY over ssh): chainWanted
+// names only the files the store's chain does not hold; chainShip {listing} ships the fetched
+// ones, lists every file of the snapshot, and refuses a fetched file whose size is not the
+// host's. No lab: the "host" listing is given as data.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { chainRuns, chainShip, chainWanted, VerifyError } from "../lib/mod.ts";
+import { cleanupTmp, testContext, tmp } from "./helpers.ts";
+
+testContext();
+test.after(() => cleanupTmp());
+
+/** Writes files into a fresh folder; returns it and their listing. */
+function fetched(files: Record<string, string>): { dir: string; listing: { name: string; size: number }[] } {
+  const dir = join(tmp(), "fetched");
+  mkdirSync(dir);
+  for (const [n, body] of Object.entries(files)) writeFileSync(join(dir, n), body);
+  return { dir, listing: Object.entries(files).map(([name, body]) => ({ name, size: Buffer.byteLength(body) })) };
+}
+
+test("chainWanted: a full run wants every file, an incremental one only the names (or sizes) its chain does not hold", async () => {
+  const store = join(tmp(), "store");
+  const one = fetched({ "_0.cfs": "zero", "segments_1": "s1" });
+  assert.equal(chainWanted(store, one.listing, { full: true, before: [] }), ["_0.cfs", "segments_1"]);
+  await chainShip(one.dir, store, { run: "2026-11-30T010000Z", full: true, before: [], listing: one.listing });
+  const host = [{ name: "_0.cfs", size: 4 }, { name: "_1.cfs", size: 3 }, { name: "segments_2", size: 2 }, { name: "segments_1", size: 99 }];
+  assert.equal(chainWanted(store, host, { full: false, before: ["_0.cfs", "segments_1"] }), ["_1.cfs", "segments_2", "segments_1"]);
+  assert.equal(chainWanted(store, host, { full: false, before: ["segments_1"] }), ["_0.cfs", "_1.cfs", "segments_2", "segments_1"], "a name not in the workspace before the PATCH is fetched");
+});
+
+test("chainShip {listing}: run 2 ships only the fetched files and lists every file; a fetched size other than the host's is refused (exit 3) and writes no run", async () => {
+  const store = join(tmp(), "store");
+  const one = fetched({ "_0.cfs": "zero", "segments_1": "s1" });
+  await chainShip(one.dir, store, { run: "2026-11-30T010000Z", full: true, before: [], listing: one.listing });
+  const two = fetched({ "_1.cfs": "one" });
+  const listing = [{ name: "_0.cfs", size: 4 }, { name: "_1.cfs", size: 3 }, { name: "segments_2", size: 2 }];
+  writeFileSync(join(two.dir, "segments_2"), "s2");
+  const r = await chainShip(two.dir, store, { run: "2026-11-30T020000Z", full: false, before: ["_0.cfs", "segments_1"], listing });
+  assert.equal(r.files.map((f) => f.name), ["_0.cfs", "_1.cfs", "segments_2"]);
+  assert.equal(r.shipped, ["_1.cfs", "segments_2"]);
+  assert.equal(r.removed, ["segments_1"]);
+  const three = fetched({ "_2.cfs": "cut" });
+  const err = await chainShip(three.dir, store, { run: "2026-11-30T030000Z", full: false, before: listing.map((f) => f.name), listing: [...listing, { name: "_2.cfs", size: 300 }] }).then(() => null, (e) => e);
+  assert.ok(err instanceof VerifyError, String(err));
+  assert.match(err.message, /_2\.cfs: 3 bytes fetched into .*, the host listed 300/);
+  assert.is(err.exitCode, 3);
+  assert.equal(chainRuns(store).map((x) => x.run), ["2026-11-30T010000Z", "2026-11-30T020000Z"]);
+  assert.ok(!existsSync(join(store, "runs", "2026-11-30T030000Z.json")));
+});
+
+test.run();
