@@ -39,8 +39,12 @@
 SHELL := /bin/bash
 ZX    := npx zx
 RUN   := $(ZX) tasks/run.ts
-# npx picks up tsx through .npmrc (node-options); NODE_OPTIONS is not exported here,
-# because npm ci itself runs on node before tsx is installed.
+# Recipes, tasks and tests run on the project's node, node_modules/.bin/node (package.json pins
+# it; `npm ci` installs it from the npm registry), which runs TypeScript itself (type stripping).
+# `npm ci` runs on the machine's node (the PATH it had before), and .npmrc turns on Node's
+# compile cache for everything npx starts.
+HOST_PATH := $(PATH)
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export npm_config_update_notifier := false
 
 .PHONY: help deps demo test test-unit typecheck lab-up lab-down lab-status \
@@ -56,8 +60,9 @@ help:
 
 # node_modules from the committed lock file; re-run only when the lock changes.
 node_modules/.deps-stamp: package-lock.json package.json
-	@command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
-	npm ci --no-audit --no-fund --loglevel=error
+	@PATH="$(HOST_PATH)"; command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	PATH="$(HOST_PATH)" npm ci --no-audit --no-fund --loglevel=error
+	@node_modules/.bin/node --version >/dev/null
 	@touch $@
 
 deps: node_modules/.deps-stamp

@@ -9,7 +9,11 @@
 #   bash test/run.sh FILE…      just these files (their lab pieces are brought up)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export NODE_OPTIONS="--import=tsx"
+# The project's node (node_modules/.bin/node, installed by `npm ci`: package.json pins it) runs
+# the TypeScript itself (type stripping), with Node's compile cache: no loader, no tsx.
+export PATH="$PWD/node_modules/.bin:$PATH" NODE_COMPILE_CACHE="${NODE_COMPILE_CACHE:-${TMPDIR:-/tmp}/node-compile-cache}"
+unset NODE_OPTIONS
+[ -x node_modules/.bin/node ] || { echo "node_modules/.bin/node missing: run make deps (npm ci) first" >&2; exit 1; }
 export FORCE_COLOR=0 NO_COLOR=1
 
 unit_only=0
