@@ -1,13 +1,14 @@
-// OpenAFS volumes through `vos`: list, backupsys, examine, dump (full or incremental) into a
-// stream, restore from a stream, rename, remove; and dumps stored as sealed files (gzip +
-// age|ccrypt + sha256, lib/sealed.ts).
+// OpenAFS volumes through `vos`: list (listvol, listvldb), backupsys, examine, dump (full or
+// incremental) into a stream, restore from a stream, rename, remove, zap; the volserver's open
+// transactions (status, endtrans); and dumps stored as sealed files (gzip + age|ccrypt + sha256,
+// lib/sealed.ts).
 //
 // Every command is an argv: `vos SUB ARGS… [-cell C] [-localauth|-noauth]`, run here, behind a
 // command prefix (the lab's `nsenter -t PID -m -n --`), or on the file server over ssh (quoted
 // once by lib/ssh.ts). A recipe passes one AfsCell everywhere, so the lab and production share
 // the code. Volume names are checked before any command runs: at most 22 characters, not
 // ending in .backup/.readonly, no whitespace or leading dash.
-import { PassThrough, type Readable, type Writable } from "node:stream";
+import { PassThrough, Writable, type Readable } from "node:stream";
 import { LifeboatError, UsageError } from "./errors.ts";
 import { exec, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
 import { sshCommand, type SshTarget } from "./ssh.ts";
@@ -167,6 +168,48 @@ export async function afsListVolumes(c: AfsCell, o: ListVolumesOptions = {}): Pr
 }
 
 /**
+ * The ids of every volume on the cell's server and partition (`vos listvol -fast`), including
+ * busy and unattachable ones, which `vos listvol -format` lists without a name. A read-only probe.
+ * @example const orphan = (await afsVolumeIds(cell)).includes(536871070);
+ */
+export async function afsVolumeIds(c: AfsCell, o: { ctx?: Context } = {}): Promise<number[]> {
+  const r = await vos(c, ["listvol", "-server", c.server, "-partition", partOf(c), "-fast"], { readOnly: true, ctx: o.ctx });
+  return r.stdout.split("\n").map((l) => l.trim()).filter((l) => /^\d+$/.test(l)).map(Number);
+}
+
+/** One VLDB entry, from `vos listvldb`: the volume's name and the ids of its RW, RO and BK volumes (0: none). */
+export interface AfsVldbEntry {
+  name: string;
+  rw: number;
+  ro: number;
+  bk: number;
+}
+
+/** Parses `vos listvldb` output. */
+export function parseVldb(text: string): AfsVldbEntry[] {
+  const out: AfsVldbEntry[] = [];
+  for (const m of text.matchAll(/^(\S+)\s*\n((?:[ \t]+.*\n?)*)/gm)) {
+    if (/^(VLDB|Total)/.test(m[1])) continue;
+    const id = (k: string) => Number(new RegExp(`${k}:\\s*(\\d+)`).exec(m[2])?.[1] ?? 0);
+    if (!/RWrite:|ROnly:|Backup:/.test(m[2])) continue;
+    out.push({ name: m[1], rw: id("RWrite"), ro: id("ROnly"), bk: id("Backup") });
+  }
+  return out;
+}
+
+/**
+ * The VLDB's entries for the cell's server and partition (`vos listvldb -server S -partition P`).
+ * A volume `vos listvol` shows but the VLDB does not know is an orphan (e.g. of an interrupted
+ * `vos restore`): it cannot be dumped by name. A read-only probe.
+ * @example const known = new Set((await afsListVldb(cell)).map((e) => e.name));
+ */
+export async function afsListVldb(c: AfsCell, o: { ctx?: Context } = {}): Promise<AfsVldbEntry[]> {
+  const r = await exec(vosCommand(c, ["listvldb", "-server", c.server, "-partition", partOf(c)]), { readOnly: true, okCodes: [0, 1, 255], ctx: o.ctx });
+  if (r.code !== 0 && !/no VLDB entries|Total entries: 0/i.test(r.stdout + r.stderr)) throw new LifeboatError(`vos listvldb failed (exit ${r.code}): ${r.stderr.trim().slice(-300)}`);
+  return parseVldb(r.stdout);
+}
+
+/**
  * `vos backupsys -prefix P…`: clones every matching RW volume to NAME.backup.
  * @example const r = await afsBackupSys(cell, { prefixes: ["user.", "db.", "mail."] });
  */
@@ -215,6 +258,8 @@ export async function afsDump(c: AfsCell, volume: string, out: Writable, o: AfsD
 export interface AfsRestoreOptions {
   /** `-overwrite full` (a full dump, replacing the volume if it exists) or `incremental` (on top). */
   overwrite: "full" | "incremental";
+  /** Called with the volume's id as soon as vos names it ("Restoring volume NAME Id N"), before the data streams in. */
+  onVolumeId?: (id: number) => void;
   ctx?: Context;
 }
 
@@ -224,7 +269,89 @@ export interface AfsRestoreOptions {
  */
 export async function afsRestore(c: AfsCell, name: string, input: Readable | { file: string }, o: AfsRestoreOptions): Promise<void> {
   checkVolumeName(name);
-  await vos(c, ["restore", "-server", c.server, "-partition", partOf(c), "-name", name, "-overwrite", o.overwrite], { stdin: input, ctx: o.ctx });
+  let said = "";
+  let told = false;
+  const out = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      said = (said + chunk.toString("utf8")).slice(-4096);
+      const m = told ? null : /Restoring volume \S+ Id (\d+)/.exec(said);
+      if (m) (told = true, o.onVolumeId?.(Number(m[1])));
+      done();
+    },
+  });
+  await vos(c, ["restore", "-server", c.server, "-partition", partOf(c), "-name", name, "-overwrite", o.overwrite], { stdin: input, stdout: out, ctx: o.ctx });
+}
+
+/** One volserver transaction, from `vos status -server S`. */
+export interface AfsTransaction {
+  /** The transaction id (`vos endtrans -transaction`). */
+  id: number;
+  /** The volume id it holds. */
+  volume: number;
+  partition: string;
+  /** The last RPC that used it: "Dump", "Restore", "Clone", "DeleteVolume"… */
+  procedure: string;
+  /** Unix seconds (vos prints the server's times in local time). */
+  created: number;
+  lastActive: number;
+  /** attachFlags and transactionFlags, e.g. "busy", "delete". */
+  flags: string[];
+  /** An RPC is using it now: vos status shows that call's packet counters. */
+  inCall: boolean;
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+/** "Mon Nov 30 02:01:32 2026" (ctime, local time) to Unix seconds; NaN when it is not one. */
+function ctimeSeconds(s: string): number {
+  const m = /^\w{3} (\w{3}) +(\d+) (\d+):(\d+):(\d+) (\d{4})$/.exec(s.trim());
+  if (!m || !MONTHS.includes(m[1])) return NaN;
+  return new Date(Number(m[6]), MONTHS.indexOf(m[1]), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5])).getTime() / 1000;
+}
+
+/** Parses `vos status -server S` output into transactions. */
+export function parseTransactions(text: string): AfsTransaction[] {
+  const out: AfsTransaction[] = [];
+  for (const block of text.split(/\n-{10,}\n/)) {
+    const id = /transaction: (\d+)\s+created: (.+)/.exec(block);
+    const vol = /volume: (\d+)\s+partition: (\S+)\s+procedure: (\S+)/.exec(block);
+    if (!id || !vol) continue;
+    out.push({
+      id: Number(id[1]), volume: Number(vol[1]), partition: vol[2], procedure: vol[3],
+      created: ctimeSeconds(id[2]), lastActive: ctimeSeconds(/lastActiveTime: (.+)/.exec(block)?.[1] ?? id[2]),
+      flags: [...block.matchAll(/(?:attachFlags|transactionFlags): +(.+)/g)].flatMap((m) => m[1].trim().split(/\s+/)),
+      inCall: /packetRead:|packetSend:/.test(block),
+    });
+  }
+  return out;
+}
+
+/**
+ * The volserver's open transactions on the cell's server (`vos status -server S`), optionally
+ * only those on the given volume ids. A read-only probe: it runs in dry-run too.
+ * @example const left = await afsTransactions(cell, { volumes: [536870986] }); left[0]?.procedure // "Dump"
+ */
+export async function afsTransactions(c: AfsCell, o: { volumes?: readonly number[]; ctx?: Context } = {}): Promise<AfsTransaction[]> {
+  const r = await vos(c, ["status", "-server", c.server], { readOnly: true, ctx: o.ctx });
+  return parseTransactions(r.stdout).filter((t) => !o.volumes || o.volumes.includes(t.volume));
+}
+
+/**
+ * `vos endtrans -server S -transaction ID`: ends a volserver transaction (what an interrupted
+ * `vos dump` leaves: the volume stays "busy" until the volserver times it out after 10 minutes).
+ * Which transactions may be ended is the caller's policy. In dry-run it prints the command.
+ * @example for (const t of await afsTransactions(cell, { volumes: [bk.id] })) if (!t.inCall) await afsEndTransaction(cell, t.id);
+ */
+export async function afsEndTransaction(c: AfsCell, id: number, o: { ctx?: Context } = {}): Promise<void> {
+  await vos(c, ["endtrans", "-server", c.server, "-transaction", String(id)], { ctx: o.ctx });
+}
+
+/**
+ * `vos zap -server S -partition P -id ID`: removes a volume from the server's partition without
+ * touching the VLDB (what an interrupted `vos restore` leaves: a volume the VLDB does not know).
+ * @example await afsZap(cell, 536871070);
+ */
+export async function afsZap(c: AfsCell, id: number, o: { ctx?: Context } = {}): Promise<void> {
+  await vos(c, ["zap", "-server", c.server, "-partition", partOf(c), "-id", String(id)], { ctx: o.ctx });
 }
 
 /** `vos rename -oldname FROM -newname TO`. */
@@ -269,5 +396,5 @@ export async function afsRestoreFile(c: AfsCell, name: string, path: string, o: 
     pipe.destroy(e);
     throw e;
   });
-  await Promise.all([feeding, afsRestore(c, name, pipe, { overwrite: o.overwrite, ctx })]);
+  await Promise.all([feeding, afsRestore(c, name, pipe, { overwrite: o.overwrite, onVolumeId: o.onVolumeId, ctx })]);
 }

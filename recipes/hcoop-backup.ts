@@ -54,7 +54,11 @@
 //
 // Settings: recipes/hcoop.ts (flags, env LIFEBOAT_*, --config site file; hcoop.site.example.yaml).
 import { describeMariaDb, mariadbDatabases, mariadbDump, mariadbDumpUsers, mariadbQuery, mirrorPut, offsiteOptions, afsBackupSys, afsDumpToFile, afsExamine, afsListVolumes, checkFreeSpace, exec, failures, formatBytes, mapLimit, pgDump, pgDumpAll, psqlQuery, recipe, sealSuffix, sealTreeToFile, step, writeJsonFile } from "../lib/mod.ts";
+import { afsEndTransaction, afsListVldb, afsTransactions } from "../lib/mod.ts";
 import * as hcoop from "./hcoop.ts";
+
+/** How long a vos dump transaction without a call must have been idle before it counts as abandoned. */
+const LEFTOVER_IDLE_S = 10;
 
 await recipe({
   name: "hcoop-backup",
@@ -79,11 +83,47 @@ await recipe({
     const mariaName = describeMariaDb(maria);
     const anyDb = s["postgres.enabled"] || s["mariadb.enabled"];
 
-    const backupsys = step("backupsys", `vos backupsys -prefix ${s["volumes.prefixes"].join(" ")}`, () =>
-      afsBackupSys(cell, { prefixes: s["volumes.prefixes"] }));
+    // An interrupted vos dump (signal, kill, a dead volserver) leaves its volserver transaction
+    // open: the volume stays "busy" (vos backupsys and vos dump fail) until the volserver times it
+    // out after 10 minutes. Before cloning and before dumping, the recipe ends such leftovers on
+    // the volumes it is about to touch, and only abandoned ones: procedure Dump (what vos dump
+    // opens), no RPC using it (vos status shows a running call's packet counters), and idle for
+    // LEFTOVER_IDLE_S (a live vos dump's transaction is without a call only for the milliseconds
+    // between its RPCs). Younger ones are waited for; one in use is left alone, with a warning.
+    const endLeftoverDumps = async (ids: number[]) => {
+      const warned = new Set<number>();
+      for (const t0 = Date.now(); ;) {
+        const now = Date.now() / 1000;
+        const dumps = (await afsTransactions(cell, { volumes: ids.filter((id) => id > 0) })).filter((t) => /^Dump/.test(t.procedure));
+        for (const t of dumps.filter((t) => !t.inCall && now - t.lastActive >= LEFTOVER_IDLE_S)) {
+          ctx.log.warn(`volume ${t.volume}: vos transaction ${t.id} (${t.procedure}, idle ${Math.round(now - t.lastActive)} s, no call) was left by an interrupted vos dump; ending it (vos endtrans)`);
+          await afsEndTransaction(cell, t.id);
+        }
+        for (const t of dumps.filter((t) => t.inCall && !warned.has(t.id))) {
+          warned.add(t.id);
+          ctx.log.warn(`volume ${t.volume}: vos transaction ${t.id} (${t.procedure}) is in use by a running call; left alone (the volume may be busy)`);
+        }
+        const young = dumps.filter((t) => !t.inCall && !(now - t.lastActive >= LEFTOVER_IDLE_S));
+        if (!young.length || ctx.dryRun || Date.now() - t0 > (LEFTOVER_IDLE_S + 5) * 1000) break;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    };
+
+    const backupsys = step("backupsys", `vos backupsys -prefix ${s["volumes.prefixes"].join(" ")}`, async () => {
+      const ours = (await afsListVldb(cell)).filter((e) => s["volumes.prefixes"].some((p) => e.name.startsWith(p)));
+      await endLeftoverDumps(ours.flatMap((e) => [e.rw, e.bk]));
+      return afsBackupSys(cell, { prefixes: s["volumes.prefixes"] });
+    });
 
     const volumes = step("volumes", `list the volumes on ${cell.server} (vos listvol -format)`, async () => {
-      const all = await afsListVolumes(cell, { prefixes: s["volumes.prefixes"], types: ["RW"] });
+      const listed = await afsListVolumes(cell, { prefixes: s["volumes.prefixes"], types: ["RW"] });
+      // a volume on the partition that the VLDB does not know (what an interrupted vos restore
+      // leaves) cannot be cloned or dumped by name: skipped, named, so one orphan does not fail the night
+      const known = new Set((await afsListVldb(cell)).map((e) => e.name));
+      for (const v of listed.filter((v) => !known.has(v.name))) {
+        ctx.log.warn(`${v.name} (id ${v.id}) is on ${cell.server} but not in the VLDB (left by an interrupted vos restore?): not dumped; remove it with vos zap -server ${cell.server} -partition ${cell.partition ?? "a"} -id ${v.id}`);
+      }
+      const all = listed.filter((v) => known.has(v.name));
       return { dump: all.filter((v) => !exclude.test(v.name)), excluded: all.filter((v) => exclude.test(v.name)).map((v) => v.name) };
     });
 
@@ -100,6 +140,7 @@ await recipe({
     });
 
     const dumps = step("dump", "dump each volume (vos dump | gzip | encrypt), 2 at a time", async () => {
+      await endLeftoverDumps(volumes.output.dump.map((v) => v.backupID)); // --resume after an interrupted dump
       const results = await mapLimit(volumes.output.dump, 2, async (v) => {
         const plan = hcoop.planVolume(s["backups.dir"], now, s["schedule.full-day"], v.name);
         const clone = await afsExamine(cell, `${v.name}.backup`);

@@ -32,7 +32,9 @@
 // Names: NAME + restore.suffix must fit in 22 characters (OpenAFS); when it does not, the run
 // stops before anything and names a suffix that fits (or give NEWNAME).
 import { offsiteOptions, afsExamine, afsRemove, afsRename, afsRestoreFile, exec, formatBytes, recipe, restoredName, checkVolumeName, step, UsageError, verifySealed, type Seal } from "../lib/mod.ts";
-import { existsSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { dirname } from "node:path";
+import { afsEndTransaction, afsListVldb, afsListVolumes, afsTransactions, afsVolumeIds, afsZap } from "../lib/mod.ts";
 import * as hcoop from "./hcoop.ts";
 
 await recipe({
@@ -70,11 +72,51 @@ await recipe({
       }
     });
 
+    // An interrupted vos restore leaves a half-restored volume: on the server and in the VLDB
+    // (over an existing target), or on the server only (a new one: vos restore makes the VLDB
+    // entry last), where vos listvol still shows it. The step's cleanup, recorded before it
+    // starts (a killed run owes it, the next run pays it first), removes it unless the restore
+    // completed: vos remove when the VLDB knows the target, vos zap of every id vos restore
+    // named for it (kept in STATE/hcoop-restore/) or listvol shows under its name otherwise.
+    const marks = `${s["state-dir"]}/hcoop-restore/${cell.server}-${target}.ids`;
+    let restored = false;
+    const removeHalfRestored = async () => {
+      if (restored) return void rmSync(marks, { force: true });
+      const ids = new Set(existsSync(marks) ? readFileSync(marks, "utf8").split("\n").filter(Boolean).map(Number) : []);
+      // transactions on ids our own vos restore named are ours: a killed vos restore's may linger
+      for (const t of await afsTransactions(cell, { volumes: [...ids] })) {
+        ctx.log.warn(`volume ${t.volume}: vos transaction ${t.id} (${t.procedure}) was left by the interrupted vos restore; ending it (vos endtrans)`);
+        await afsEndTransaction(cell, t.id);
+      }
+      const entry = await afsExamine(cell, target);
+      if (entry) {
+        ctx.log.warn(`${target} (id ${entry.id}) was not restored completely: removing it (vos remove)`);
+        await afsRemove(cell, target);
+        ids.delete(entry.id);
+      }
+      const known = new Set((await afsListVldb(cell)).flatMap((e) => [e.rw, e.ro, e.bk]));
+      for (const v of await afsListVolumes(cell)) if (v.name === target) ids.add(v.id);
+      const here = new Set(await afsVolumeIds(cell)); // listvol -format names only attachable volumes
+      for (const id of ids) {
+        if (known.has(id) || !here.has(id)) continue; // the VLDB knows it (not an orphan of ours), or it is gone
+        ctx.log.warn(`volume ${id} (${target}, half restored) is on ${cell.server} but not in the VLDB: removing it (vos zap)`);
+        await afsZap(cell, id);
+      }
+      if (!ctx.dryRun) rmSync(marks, { force: true });
+    };
+
     const restore = step("restore", `vos restore ${target} (-overwrite full, then incremental)`, async () => {
       for (const [i, l] of chain.output.entries()) {
-        await afsRestoreFile(cell, target, l.path, { seal: sealFor(l.encryption), overwrite: i === 0 ? "full" : "incremental" });
+        await afsRestoreFile(cell, target, l.path, {
+          seal: sealFor(l.encryption), overwrite: i === 0 ? "full" : "incremental",
+          onVolumeId: (id) => (mkdirSync(dirname(marks), { recursive: true }), appendFileSync(marks, `${id}\n`)),
+        });
       }
-    }, { confirm: `restore ${chain.hasOutput ? chain.output.length : "the"} dump(s) into the volume ${target} on ${cell.server} (an existing ${target} is replaced)?` });
+      restored = true;
+    }, {
+      confirm: `restore ${chain.hasOutput ? chain.output.length : "the"} dump(s) into the volume ${target} on ${cell.server} (an existing ${target} is replaced)?`,
+      cleanup: removeHalfRestored,
+    });
 
     const fill = (argv: readonly string[]) => argv.map((a) => a.replaceAll("{name}", target));
     const mount = step("mount", `mount the restored volume (${s["restore.mount-command"].join(" ")})`, async () => {

@@ -168,7 +168,7 @@ export interface CaseResult {
 // ---------------------------------------------------------------------------------
 // running a recipe with a fault
 
-interface Run {
+export interface Run {
   code: number | null;
   signal: string | null;
   output: string;
@@ -186,7 +186,7 @@ interface Run {
 }
 
 /** The fault, as the runner injects it. */
-interface Trigger {
+export interface Trigger {
   /** A step heading index or title that arms it; none: armed at start. */
   step?: number | RegExp;
   delayMs?: number;
@@ -237,7 +237,7 @@ const cmdOf = (pid: number) => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs a recipe as an operator does and injects the trigger's fault; kills it when it does not stop within bound. */
-function runRecipe(recipe: string, args: string[], env: Record<string, string>, trigger?: Trigger, boundMs = BOUND_MS, maxMs = 15 * 60_000): Promise<Run> {
+export function runRecipe(recipe: string, args: string[], env: Record<string, string>, trigger?: Trigger, boundMs = BOUND_MS, maxMs = 15 * 60_000): Promise<Run> {
   const t0 = Date.now();
   const e: Record<string, string> = { ...(process.env as Record<string, string>), NO_COLOR: "1", FORCE_COLOR: "0", CI: "1", NODE_OPTIONS: "" };
   for (const k of Object.keys(e)) if (k.startsWith("LIFEBOAT_")) delete e[k];
