@@ -13,7 +13,7 @@ export { targetKey } from "./recipe.ts";
 export { partialPath, fsyncPath, diskFull } from "./files.ts";
 export { createParallelGzip, type ParallelGzipOptions } from "./compress.ts";
 export { cleanLeftovers, removeArchive, MANIFEST_NAME } from "./archive.ts";
-export { systemdUnits, cronFile, cronSchedule, scheduleCommand, systemdQuote, systemdRunning, checkScheduleName, parseTimespan, unitNames, lifeboatRepo, nodeBinary, UNIT_DIR, CRON_DIR, type CronOptions } from "./schedule.ts";
+export { systemdUnits, cronFile, cronSchedule, scheduleCommand, systemdQuote, systemdRunning, checkScheduleName, parseTimespan, unitNames, lifeboatRepo, nodeBinary, typeScriptFlags, UNIT_DIR, CRON_DIR, type CronOptions } from "./schedule.ts";
 export { folderRecords, recordOf, recipeOfName, metricsText, parseAge, formatAge } from "./monitor.ts";
 export { runFailureHook, notifyFailure, runSummary, summaryText, summaryEnv, noteTarget, type RunSummary, type FailureHookOptions } from "./notify.ts";
 export { describeProbe } from "./health.ts";

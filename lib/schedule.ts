@@ -2,9 +2,11 @@
 //
 // One schedule is a name and a recipe run:
 //
-//   NODE --import=tsx REPO/recipes/RECIPE.ts --config SITE --yes
+//   NODE REPO/recipes/RECIPE.ts --config SITE --yes
 //
-// with REPO as the working directory (node finds tsx there). systemd gets two units in the unit
+// with REPO as the working directory. NODE is the node running the install (the project's,
+// node_modules/.bin/node, which strips the types itself); a node that cannot (Node 20, or one
+// named with --node) gets `--import=tsx`, found in REPO's node_modules. systemd gets two units in the unit
 // folder, `lifeboat-NAME.service` (Type=oneshot, output to the journal) and `lifeboat-NAME.timer`
 // (OnCalendar, Persistent, RandomizedDelaySec); cron gets `/etc/cron.d/lifeboat-NAME`, one line whose
 // output goes to syslog through `logger -t lifeboat-NAME` or to a log file. Neither needs flock:
@@ -41,7 +43,7 @@ export interface ScheduleSpec {
   randomizedDelay?: string;
   /** Run as this user (default: root). */
   user?: string;
-  /** The lifeboat checkout: working directory, where node finds tsx (default: the one this file is in). */
+  /** The lifeboat checkout: working directory, where node finds tsx if it needs it (default: the one this file is in). */
   repo?: string;
   /** The node binary, an absolute path (default: the node running this, else /usr/bin/node). */
   node?: string;
@@ -120,10 +122,23 @@ export function resolveSpec(spec: ScheduleSpec): Required<ScheduleSpec> {
   return s;
 }
 
+/**
+ * The flags `node` needs to run a recipe's TypeScript: none when it is this process's node and
+ * that strips types itself (Node 22.18+), else `--import=tsx` (tsx from the checkout's node_modules).
+ *
+ * ```ts
+ * spawn(nodeBinary(), [...typeScriptFlags(nodeBinary()), "recipes/deis-backup.ts", "--help"]);
+ * ```
+ */
+export function typeScriptFlags(node: string): string[] {
+  const native = node === process.execPath && !!(process.features as { typescript?: string | false }).typescript;
+  return native ? [] : ["--import=tsx"];
+}
+
 /** The argv a scheduled run executes. */
 export function scheduleCommand(spec: ScheduleSpec): string[] {
   const s = resolveSpec(spec);
-  return [s.node, "--import=tsx", s.recipe, "--config", s.config, "--yes", ...s.args];
+  return [s.node, ...typeScriptFlags(s.node), s.recipe, "--config", s.config, "--yes", ...s.args];
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   installSchedule,
   lifeboatRepo,
   nodeBinary,
+  typeScriptFlags,
   listSchedules,
   probe,
   removeSchedule,
@@ -71,7 +72,7 @@ export const install = task({
     const stateSource = ctx.sources["state-dir"] ?? "";
     if (stateSource.startsWith("--") || stateSource.startsWith("env")) argsOut.push("--state-dir", resolve(s["state-dir"]));
     const node = s.node || undefined;
-    await probe([node ?? nodeBinary(), "--import=tsx", recipe, "--config", config, "--help"], { cwd: lifeboatRepo() }).catch((e) => {
+    await probe([node ?? nodeBinary(), ...typeScriptFlags(node ?? nodeBinary()), recipe, "--config", config, "--help"], { cwd: lifeboatRepo() }).catch((e) => {
       throw new UsageError(`${basename(recipe)} does not accept the site file ${config}: ${(e as Error).message.split("\n").slice(-3).join(" ").trim()}`, "fix the site file, then install again");
     });
     const name = s.name || basename(recipe, ".ts");

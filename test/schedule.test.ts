@@ -14,6 +14,7 @@ import {
   listSchedules,
   removeSchedule,
   systemdUnits,
+  typeScriptFlags,
   UsageError,
   type ScheduleSpec,
 } from "../lib/internal.ts";
@@ -89,7 +90,7 @@ test("generated units pass systemd-analyze verify, and ExecStart keeps awkward a
   assert.ok(shown, "systemd printed the parsed command line");
   // systemd turns $$ into $ when it runs the command; the rest is as parsed.
   const argv = splitSystemd(shown![1]).map((w) => w.replace(/\$\$/g, "$"));
-  assert.equal(argv, [process.execPath, "--import=tsx", MINI, "--config", join(d.root, "my site.yaml"), "--yes", ...awkward]);
+  assert.equal(argv, [process.execPath, ...typeScriptFlags(process.execPath), MINI, "--config", join(d.root, "my site.yaml"), "--yes", ...awkward]);
   for (const line of ["Type=oneshot", `WorkingDirectory=${REPO}`, "StandardOutput=journal", "StandardError=journal"]) assert.ok(service.includes(`\n${line}\n`), line);
   for (const line of ["OnCalendar=*-*-* 02:30", "Persistent=true", "RandomizedDelaySec=30min", "Unit=lifeboat-deis-nightly.service", "WantedBy=timers.target"]) {
     assert.ok(timer.includes(`\n${line}\n`), line);
@@ -123,7 +124,7 @@ test("cron lines have the shape cron.d wants: five fields, a user, the command f
   assert.is(lines.length, 3);
   assert.is(
     lines[2],
-    `30 2 * * * root cd ${REPO} && ${process.execPath} --import=tsx ${MINI} --config '/etc/lifeboat/100\\% hoss.yaml' --yes 2>&1 | logger -t lifeboat-hoss`,
+    `30 2 * * * root cd ${REPO} && ${[process.execPath, ...typeScriptFlags(process.execPath)].join(" ")} ${MINI} --config '/etc/lifeboat/100\\% hoss.yaml' --yes 2>&1 | logger -t lifeboat-hoss`,
   );
   const toFile = cronFile({ ...spec, user: "backup" }, { cronSchedule: "17 3 * * 1-5", logFile: "/var/log/lifeboat-hoss.log" }).trimEnd().split("\n").pop()!;
   assert.match(toFile, /^17 3 \* \* 1-5 backup cd .* --yes >> \/var\/log\/lifeboat-hoss\.log 2>&1$/);
