@@ -49,7 +49,7 @@ import {
 } from "node:fs";
 import { basename, dirname, join, resolve, win32 } from "node:path";
 import { hostname } from "node:os";
-import { Readable, Transform, type Writable } from "node:stream";
+import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { constants as zc, gunzipSync } from "node:zlib";
 import process from "node:process";
@@ -60,7 +60,7 @@ import { compressionOf, startCompressor, startDecompressor, TAR_SUFFIX, type Com
 import { partialFile } from "./files.ts";
 import { throwIfAborted, useContext, type Context } from "./context.ts";
 import { pidAlive } from "./lock.ts";
-import { shellQuote } from "./exec.ts";
+import { ExecError, shellQuote } from "./exec.ts";
 import { formatBytes } from "./log.ts";
 import { expandHome, type SettingSpecs, type SettingValues } from "./settings.ts";
 
@@ -478,7 +478,7 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
 
   // Small reads and few entries in flight keep memory flat (node-tar reads 16 MiB at a time by default).
   // preservePaths: the paths are our walk's relative names, and `Z:` or `c:\x` must stay as they are.
-  const pack = new Pack({ cwd: sourceDir, noDirRecurse: true, strict: true, portable: false, preservePaths: true, maxReadSize: 256 << 10, jobs: 2, onWriteEntry });
+  const pack = new Pack({ cwd: sourceDir, noDirRecurse: true, strict: true, portable: false, preservePaths: true, maxReadSize: 1 << 20, jobs: 2, onWriteEntry });
   const progress = options.progress === false ? null : ctx.log.progress(`pack ${basename(archivePath)}`, { total: tree.bytes });
   const fileHash = createHash("sha256");
   let fed = 0;
@@ -491,13 +491,15 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
     },
   });
   const encrypter = encrypt ? await ageEncrypter(encrypt) : null; // a bad recipient fails here, before anything starts
-  const comp = startCompressor({ compression, level: options.level, workers: options.workers, ctx });
+  // Unencrypted, the compressor writes the file itself and the file is hashed as read back
+  // (fewer copies and wake-ups here); encrypted, its output passes through age and is hashed on the way.
+  const comp = startCompressor({ compression, level: options.level, workers: options.workers, toFile: encrypter ? undefined : partial.tmp, ctx });
   let packError: Error | null = null;
   const fail = (e: Error) => {
     packError ??= e;
     counting.destroy(e);
     comp.input.destroy(e);
-    comp.output.destroy(e);
+    if (encrypter) comp.output.destroy(e); // else it is unused: the compressor writes the file
   };
   (pack as unknown as Readable).on("error", fail);
   counting.on("error", fail);
@@ -509,8 +511,9 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
     body = Readable.fromWeb((await encrypter.encrypt(web)) as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
     body.on("error", fail);
   }
-  const out = createWriteStream(partial.tmp, { mode: 0o600 });
-  const done = Promise.all([comp.done, pipeline(body, hashing(fileHash), out)]);
+  const done = encrypter
+    ? Promise.all([comp.done, pipeline(body, hashing(fileHash), createWriteStream(partial.tmp, { mode: 0o600 }))])
+    : comp.done.then(() => pipeline(createReadStream(partial.tmp, { highWaterMark: 1 << 20, signal: ctx.signal }), hashing(fileHash), new Writable({ write: (_c, _e, cb) => cb() })));
   const onAbort = () => fail(ctx.signal.reason);
   ctx.signal.addEventListener("abort", onAbort, { once: true });
 
@@ -539,9 +542,10 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
     progress?.fail(`pack ${basename(archivePath)} failed`);
     fail(e as Error);
     (pack as unknown as Readable).destroy?.();
-    await done.catch(() => {});
+    const toolError = await done.then(() => null, (x: Error) => (x instanceof ExecError ? x : null));
     partial.discard();
-    const err = packError ?? (e as Error);
+    // The compressor's own verdict (its exit status and stderr, e.g. "No space left") says more than the broken pipe here.
+    const err = toolError ?? packError ?? (e as Error);
     if ((err as NodeJS.ErrnoException).code === "ENOSPC" || /no space left/i.test(err.message)) {
       throw new LifeboatError(`no space left on the device of ${outDir} while writing ${basename(archivePath)}`, {
         hint: "free space or choose another backups folder; nothing was left behind",

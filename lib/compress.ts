@@ -9,7 +9,9 @@
 //
 // Decompression: gzip in-process (zlib works on libuv's pool, off the main thread); zstd with
 // the `zstd` binary, or Node's own zstd when it has one. The kind is told by the magic bytes.
+import { createWriteStream } from "node:fs";
 import { PassThrough, Transform, type Readable, type TransformCallback, type Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { availableParallelism } from "node:os";
 import { promisify } from "node:util";
 import * as zlib from "node:zlib";
@@ -95,12 +97,18 @@ export interface CompressorOptions {
   level?: number;
   /** Threads (default: CPU count, at most 4). */
   workers?: number;
+  /**
+   * Write the compressed bytes straight into this file (created 0600) instead of `output`:
+   * a child compressor then writes it itself, with no copy through this process.
+   */
+  toFile?: string;
   ctx?: Context;
 }
 
 /** A running (de)compressor: write into `input`, read from `output`; `done` settles when it has finished. */
 export interface Compressor {
   input: Writable;
+  /** The compressed bytes (an empty, ended stream when they go to `toFile`). */
   output: Readable;
   /** Rejects when the tool fails (its exit status, or a stream error). */
   done: Promise<unknown>;
@@ -108,14 +116,15 @@ export interface Compressor {
   tool: string;
 }
 
-/** A child process between two PassThroughs, run through exec (argv, process group, abort). */
-function childStage(argv: string[], tool: string, ctx: Context): Compressor {
+/** A child process fed from a PassThrough, its output to another or to a file, run through exec (argv, process group, abort). */
+function childStage(argv: string[], tool: string, ctx: Context, toFile?: string): Compressor {
   const input = new PassThrough({ highWaterMark: 256 << 10 });
   const output = new PassThrough({ highWaterMark: 256 << 10 });
-  const done = exec(argv, { stdin: input, stdout: output, readOnly: true, ctx });
+  if (toFile) output.end();
+  const done = exec(argv, { stdin: input, stdout: toFile ? { file: toFile, inPlace: true, mode: 0o600 } : output, readOnly: true, ctx });
   done.catch((e: Error) => {
     input.destroy(e);
-    output.destroy(e);
+    if (!toFile) output.destroy(e); // its reader sees the failure; unread when the output went to a file
   });
   return { input, output, done, tool };
 }
@@ -133,12 +142,16 @@ export function startCompressor(o: CompressorOptions = {}): Compressor {
   const n = threads(o.workers);
   if (o.compression === "zstd") {
     if (!which("zstd")) throw new LifeboatError("zstd compression needs the zstd program, and it is not on PATH", { hint: "apt-get install zstd, or pack with gzip" });
-    return childStage(["zstd", `-${o.level ?? 3}`, `-T${n}`, "-q", "-c"], "zstd", ctx);
+    return childStage(["zstd", `-${o.level ?? 3}`, `-T${n}`, "-q", "-c"], "zstd", ctx, o.toFile);
   }
   const level = o.level ?? 6;
-  if (n > 1 && which("pigz")) return childStage(["pigz", `-${level}`, "-p", String(n), "-c"], "pigz", ctx);
+  if (n > 1 && which("pigz")) return childStage(["pigz", `-${level}`, "-p", String(n), "-c"], "pigz", ctx, o.toFile);
   const gz = createParallelGzip({ level, workers: n });
-  return { input: gz, output: gz, done: Promise.resolve(), tool: n > 1 ? "node zlib (parallel)" : "node zlib" };
+  const tool = n > 1 ? "node zlib (parallel)" : "node zlib";
+  if (!o.toFile) return { input: gz, output: gz, done: Promise.resolve(), tool };
+  const output = new PassThrough();
+  output.end();
+  return { input: gz, output, done: pipeline(gz, createWriteStream(o.toFile, { mode: 0o600 })), tool };
 }
 
 /**
