@@ -26,7 +26,7 @@
 // the target, its arguments, how to verify, which remotes it has and which folders can fill).
 // The Deis and Hoss entries are at the end, above the task.
 import { spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,6 +54,7 @@ import { bucketFiles, DEISCTL_STANDIN, labGateway, SEED_SQL as DEIS_SQL, seedSto
 import { dbState, differ, freePort, psql, searchState, SEED_SQL as HOSS_SQL, seedConfig, seedKeys, seedSearch } from "./hoss.ts";
 import { createOpenVolume, inCell, labCell, removeVolume, volumePath, volumeTree, writeFile } from "./afs-cell.ts";
 import { diffDocuments, exampleDocuments, hostFlags, seedExamples, startXenonHost, xenonRequest, xenonSite, type XenonHost } from "./xenon.ts";
+import { capture as lsCapture, destroy as lsDestroy, differences as lsDifferences, listTarget as lsListTarget, onHost, provision, rmHosts, seed as lsSeed, seedWindow as lsSeedWindow, TARGET as LS_TARGET, upHosts, writeInventory, writeSite, type Layout as LsLayout, type Snapshot as LsSnapshot } from "./lambdastack.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
 const PG_CONTAINER_SH = `${ROOT}/test/lab/pg-container.sh`;
@@ -1541,8 +1542,228 @@ hcoopSystem.entries.push(
   },
 );
 
+// ---------------------------------------------------------------------------------
+// LambdaStack: private lshosts hosts ls-41 (repository + haproxy) and ls-42 (postgresql), removed
+// and made again at setup, so test/lambdastack*.test.ts (ls-1..ls-6) never collide with the matrix.
+// Two components (load_balancer, postgresql: the fastest to seed) with an age passphrase. The
+// backup writes into its own dir on ls-41; the recovery takes in the setup's snapshot in TARGET.
+
+interface LsFx {
+  dir: string;
+  build: string;
+  siteB: string;
+  siteR: string;
+  state: string;
+  passphrase: string;
+  /** Where the backup writes: a dir on ls-41, or (the ENOSPC case) a local dir with repository.host=local. */
+  target: string;
+  local: boolean;
+  /** The snapshot the recovery takes in, and the names in TARGET on ls-41 (which no run may change). */
+  golden: string;
+  goldenFiles: string[];
+  w: { start: number; end: number };
+  before: LsSnapshot;
+}
+
+const LS_LAYOUT: LsLayout = { "ls-41": ["repository", "haproxy"], "ls-42": ["postgresql"] };
+const LS_HOSTS = Object.keys(LS_LAYOUT);
+const LS_COMPONENTS = ["load_balancer", "postgresql"];
+const LS_BACKUP_DIR = "/lsbackup/faults";
+
+/** Host pids of a container's processes whose command line matches. */
+function containerPids(container: string, match: RegExp): number[] {
+  const id = trySh(["docker", "inspect", "-f", "{{.Id}}", container]).stdout?.trim();
+  if (!id) return [];
+  const out: number[] = [];
+  for (const [pid, v] of procTable()) {
+    if (!match.test(v.cmd)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cgroup`, "utf8").includes(id)) out.push(pid);
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** Kills (SIGKILL, by pid) the first processes matching on a host; polls up to 10 s. */
+async function killOnHost(container: string, match: RegExp): Promise<boolean> {
+  for (let i = 0; i < 200; i++) {
+    const pids = containerPids(container, match);
+    for (const p of pids) try { process.kill(p, "SIGKILL"); } catch { /* gone */ }
+    if (pids.length) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
+/** The hosts running, PostgreSQL answering on ls-42 (what a fault took away, back). */
+async function lsUp(): Promise<void> {
+  for (const h of LS_HOSTS) if (trySh(["docker", "container", "inspect", "-f", "{{.State.Running}}", h]).stdout?.trim() !== "true") trySh(["docker", "start", h]);
+  for (let i = 0; i < 150; i++) {
+    trySh(["docker", "exec", "ls-42", "systemctl", "start", "postgresql"]);
+    if (trySh(["docker", "exec", "ls-42", "runuser", "-u", "postgres", "--", "psql", "-XAtc", "SELECT 1"]).status === 0) return;
+    await sleep(200);
+  }
+  throw new Error("ls-42: PostgreSQL did not answer within 30 s");
+}
+
+/** The backup's archives (final names) in fx.target; an archive is read through docker exec when on ls-41. */
+function lsNames(fx: LsFx): string[] {
+  if (fx.local) return existsSync(fx.target) ? readdirSync(fx.target).sort() : [];
+  return lsListTarget("ls-41", fx.target);
+}
+
+/** Verifies one archive of the backup (its manifest, decrypted; with `sha1`, its .sha1 too); [] when it does. */
+async function lsArchiveVerifies(fx: LsFx, name: string, sha1: boolean): Promise<string[]> {
+  const read = (n: string) => fx.local ? readFileSync(join(fx.target, n)) : spawnSync("docker", ["exec", "ls-41", "cat", `${fx.target}/${n}`], { maxBuffer: 256 << 20 }).stdout;
+  const local = join(mkdtempSync(join(fx.dir, "check-")), name);
+  try {
+    writeFileSync(local, read(name));
+    if (sha1) {
+      const want = read(`${name}.sha1`).toString().split(/\s/)[0];
+      const got = createHash("sha1").update(readFileSync(local)).digest("hex");
+      if (want !== got) return [`${name}: its .sha1 says ${want || "nothing"}, the archive is ${got}`];
+    }
+    await verifyArchive(local, { decrypt: { passphrase: fx.passphrase }, progress: false });
+    return [];
+  } catch (e) {
+    return [`${name} is under its final name but does not verify: ${(e as Error).message.split("\n")[0]}`];
+  } finally {
+    rmSync(join(local, ".."), { recursive: true, force: true });
+  }
+}
+
+const lsSystem: System<LsFx> = {
+  name: "lambdastack",
+  needs: ["docker", "lshosts"],
+  async setup(dir, ctx, size) {
+    needLab("docker", "lshosts");
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const t0 = Date.now();
+    const passphrase = "faults: lambdastack age passphrase";
+    const fx: LsFx = {
+      dir, build: "", siteB: join(dir, "backup.yml"), siteR: join(dir, "recovery.yml"), state: join(dir, "state"), passphrase,
+      target: LS_BACKUP_DIR, local: false, golden: "", goldenFiles: [], w: lsSeedWindow(), before: {},
+    };
+    rmHosts(LS_HOSTS); // fresh hosts: a matrix run never builds on an earlier one
+    upHosts(LS_HOSTS);
+    provision(LS_LAYOUT);
+    lsSeed(LS_LAYOUT, fx.w, LS_COMPONENTS);
+    onHost("ls-42", "runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -d shop", bulkSql(size)); // a dump and a load that last a moment
+    fx.before = lsCapture(LS_LAYOUT, fx.w, { only: LS_COMPONENTS });
+    fx.build = writeInventory(join(dir, "build"), LS_LAYOUT);
+    writeSite(fx.siteB, dir, "backup", { "target-path": LS_BACKUP_DIR, age: { passphrase } });
+    writeSite(fx.siteR, dir, "recovery", { "target-path": LS_TARGET, age: { passphrase } });
+    // the snapshot the recovery takes in
+    const r = await runRecipe("lambdastack-backup", ["-b", fx.build, "-t", LS_TARGET, "-f", fx.siteB, "-c", LS_COMPONENTS.join(",")], {});
+    if (r.code !== 0) throw new Error(`lambdastack-backup (setup) exited ${r.code}:\n${r.output.slice(-3000)}`);
+    fx.goldenFiles = lsListTarget("ls-41", LS_TARGET);
+    fx.golden = /_(\d{8}-\d{6})\.tar\.gz/.exec(fx.goldenFiles[0] ?? "")?.[1] ?? "";
+    ctx.log.info(`  lambdastack source: ${LS_COMPONENTS.join(", ")} on ${LS_HOSTS.join(", ")}; snapshot ${fx.golden} (${fx.goldenFiles.length} files) made in ${formatDuration(r.ms)}; set up in ${formatDuration(Date.now() - t0)}`);
+    return fx;
+  },
+  async teardown(fx) {
+    rmHosts(LS_HOSTS);
+    rmSync(fx.dir, { recursive: true, force: true });
+  },
+  env: () => ({}),
+  stateDir: (fx) => fx.state,
+  secrets: (fx) => [fx.passphrase, "app-secret", "r3port"],
+  finals: (fx) => new Set(lsNames(fx).filter((n) => !n.startsWith("."))),
+  entries: [],
+};
+
+const lsRemotes = {
+  ssh: (step: RegExp): Remote<LsFx> => ({
+    name: "ssh connection to ls-42 (its sshd session killed)", step, says: /ssh|connection|closed|ls-42|127\.0\.0\.1|exit 255|primary/i,
+    kill: () => killOnHost("ls-42", /^sshd: \S+@notty/), revive: () => lsUp(),
+  }),
+  postgres: (step: RegExp): Remote<LsFx> => ({
+    name: "PostgreSQL on ls-42 (postmaster killed)", step, says: /postgres|psql|pg_dump|server closed|connection|terminat|primary|ls-42/i,
+    kill: async () => (await sleep(MID_MS), killOnHost("ls-42", /^\/usr\/lib\/postgresql\/\d+\/bin\/postgres /)), revive: () => lsUp(),
+  }),
+};
+
+lsSystem.entries.push(
+  {
+    recipe: "lambdastack-backup",
+    kind: "backup",
+    resume: true,
+    async reset(fx) {
+      await lsUp();
+      if (fx.local) clearArchives(fx.target);
+      else onHost("ls-41", `rm -rf '${fx.target}' && mkdir -p '${fx.target}'`);
+    },
+    args: (fx) => ["-b", fx.build, "-f", fx.siteB, "-c", LS_COMPONENTS.join(",")],
+    async verify(fx) {
+      // the newest snapshot of each part is there with its .sha1, and verifies; no hidden partial is left
+      const names = lsNames(fx);
+      const problems: string[] = [];
+      const hidden = names.filter((n) => n.startsWith("."));
+      if (hidden.length) problems.push(`left in ${fx.target} after a complete run: ${hidden.join(", ")}`);
+      for (const prefix of ["haproxy_etc", "postgresql"]) {
+        const newest = names.filter((n) => n.startsWith(`${prefix}_`) && n.endsWith(".tar.gz.age")).sort().at(-1);
+        if (!newest) problems.push(`no ${prefix} archive in ${fx.target}`);
+        else problems.push(...(await lsArchiveVerifies(fx, newest, true)));
+      }
+      return problems;
+    },
+    async leftovers(fx, before) {
+      const out: string[] = [];
+      for (const n of lsNames(fx)) if (!before.has(n) && !n.startsWith(".") && n.endsWith(".tar.gz.age")) out.push(...(await lsArchiveVerifies(fx, n, false)));
+      return out;
+    },
+    remotes: [lsRemotes.ssh(/^back up/), lsRemotes.postgres(/^back up/)],
+    folders: [{
+      name: "target path (local, repository.host=local)", step: /^back up/,
+      // 64 MiB: the up-front check (the databases' size, ~40 MiB) passes; the filler takes the rest
+      mount: (fx) => {
+        const path = join(fx.dir, "target-full");
+        const old = { target: fx.target, local: fx.local };
+        Object.assign(fx, { target: path, local: true });
+        return { path, mib: 64, args: ["-t", path, "--repository.host=local"], undo: () => void Object.assign(fx, old) };
+      },
+    }],
+  },
+  {
+    recipe: "lambdastack-recovery",
+    kind: "restore",
+    resume: true,
+    async reset(fx) {
+      await lsUp();
+      onHost("ls-41", "mkdir -p /etc/haproxy /etc/ssl/haproxy");
+      lsDestroy(LS_LAYOUT, LS_COMPONENTS);
+      rmSync(join(fx.dir, "staging", "recovery"), { recursive: true, force: true });
+    },
+    args: (fx) => ["-b", fx.build, "-f", fx.siteR, "-c", LS_COMPONENTS.join(","), "--snapshot", fx.golden, "--yes"],
+    async verify(fx) {
+      return lsDifferences(fx.before, lsCapture(LS_LAYOUT, fx.w, { only: LS_COMPONENTS })).slice(0, 20);
+    },
+    async leftovers(fx) {
+      // a recovery only reads the repository: its archives are as the backup left them
+      const now = lsListTarget("ls-41", LS_TARGET);
+      return now.join() === fx.goldenFiles.join() ? [] : [`the archives in ls-41:${LS_TARGET} changed: ${now.join(", ")}`];
+    },
+    remotes: [lsRemotes.ssh(/^recover /), lsRemotes.postgres(/^recover /)],
+    folders: [{
+      name: "staging dir (the fetched archives)", step: /^fetch and verify/,
+      mount: (fx) => {
+        const path = join(fx.dir, "staging-full");
+        return { path, mib: 32, args: [`--staging-dir=${path}`] };
+      },
+    }],
+    known: [{
+      output: /no PostgreSQL primary among the postgresql hosts \(ls-42: psql[^)]*PGSQL\.5432" failed: No such file/,
+      defect: "recipes/lambdastack/postgresql.ts: a recovery stopped (SIGKILL/SIGINT, ssh cut) after its 'systemctl stop postgresql' cannot be resumed: --resume asks the stopped server pg_is_in_recovery() to find the primary ('no PostgreSQL primary among the postgresql hosts') before it would initdb and start it; the primary should be found once and kept, or the server started first (reported, not fixed)",
+    }, {
+      output: /\.sha1 is not in sha1sum format: ""/,
+      defect: "lib/remote.ts sshGet into a full disk: ssh exits 0 when it cannot write its stdout, so the fetched .sha1 (or archive) is short or empty; lambdastack-recovery then calls the archive damaged (exit 3) instead of 'no space left' (nothing is touched; reported, not fixed)",
+    }],
+  },
+);
+
 /** Every system in the matrix. A new system adds its System here. */
-export const SYSTEMS: System<any>[] = [deisSystem, hossSystem, xenonSystem, hcoopSystem];
+export const SYSTEMS: System<any>[] = [deisSystem, hossSystem, xenonSystem, hcoopSystem, lsSystem];
 
 /** The lab pieces the whole matrix needs. */
 export const FAULT_NEEDS = [...new Set(SYSTEMS.flatMap((s) => s.needs))];

@@ -111,8 +111,23 @@ export function seedWindow(now = Date.now()): { start: number; end: number } {
   return { start: end - 4 * 3600, end };
 }
 
-/** Seeds every component's data on the hosts of a layout. */
-export function seed(layout: Layout, w = seedWindow()): void {
+/** The component each inventory group belongs to (for the `only` of seed, capture, destroy). */
+const COMPONENT_OF: Record<string, string> = {
+  haproxy: "load_balancer", prometheus: "monitoring", alertmanager: "monitoring", grafana: "monitoring",
+  postgresql: "postgresql", rabbitmq: "rabbitmq", logging: "logging", kibana: "logging",
+};
+
+/** Seeds every component's data (or the `only` components') on the hosts of a layout. */
+export function seed(layout: Layout, w = seedWindow(), only?: string[]): void {
+  const does = (c: string) => !only || only.includes(c);
+  if (does("monitoring")) seedMonitoring(layout, w);
+  if (does("load_balancer")) seedLoadBalancer(layout);
+  if (does("postgresql")) seedPostgresql(layout);
+  if (does("rabbitmq")) seedRabbitmq(layout);
+  if (does("logging")) seedLogging(layout);
+}
+
+function seedMonitoring(layout: Layout, w: { start: number; end: number }): void {
   // Prometheus: backfilled series, as blocks in the data dir
   const om: string[] = ["# HELP lifeboat_seed_temperature a gauge", "# TYPE lifeboat_seed_temperature gauge"];
   for (let t = w.start; t < w.end; t += 60) for (const room of ["a", "b b"]) om.push(`lifeboat_seed_temperature{room="${room}"} ${(20 + 5 * Math.sin(t / 1800 + room.length)).toFixed(3)} ${t}`);
@@ -135,6 +150,9 @@ export function seed(layout: Layout, w = seedWindow()): void {
   onHost(hostOf(layout, "grafana"), `cd /var/lib/grafana && mkdir -p dashboards plugins/clock-panel png
     head -c 300000 /dev/urandom > grafana.db && echo '{"title":"Hosts ✓"}' > 'dashboards/hosts board.json'
     echo plugin > plugins/clock-panel/module.js && chmod 640 grafana.db`);
+}
+
+function seedLoadBalancer(layout: Layout): void {
   // HAProxy: a TLS frontend with its certificate
   onHost(hostOf(layout, "haproxy"), `cd /etc/ssl/haproxy
     openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=lb.lab -days 30 -keyout k.pem -out c.pem 2>/dev/null
@@ -156,6 +174,9 @@ backend grafana
     server g1 127.0.0.1:3000 check
 CFG
     systemctl restart haproxy`);
+}
+
+function seedPostgresql(layout: Layout): void {
   // PostgreSQL: databases, roles, rows
   onHost(hostOf(layout, "postgresql"), `runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 <<'SQL'
 CREATE ROLE app LOGIN PASSWORD 'app-secret';
@@ -171,6 +192,9 @@ CREATE TABLE "it's a table" (k text PRIMARY KEY, v jsonb);
 INSERT INTO "it's a table" VALUES ('a', '{"x": 1}'), ('$(b)', '[1,2]');
 GRANT SELECT ON "it's a table" TO "report user";
 SQL`);
+}
+
+function seedRabbitmq(layout: Layout): void {
   // RabbitMQ: vhosts, users, permissions, queues, exchange, binding, policy, persistent messages
   const r = hostOf(layout, "rabbitmq");
   rabbit(r, "PUT", "/vhosts/v1", {});
@@ -185,6 +209,9 @@ SQL`);
   rabbit(r, "PUT", "/policies/v1/cap", { pattern: "^orders$", definition: { "max-length": 10000 }, "apply-to": "queues" });
   for (let i = 1; i <= 20; i++) rabbit(r, "POST", "/exchanges/v1/events/publish", { properties: { delivery_mode: 2 }, routing_key: "order.new", payload: `order ${i} ✓`, payload_encoding: "string" });
   onHost(r, `echo 'drill note' > /etc/rabbitmq/lifeboat-note.txt`);
+}
+
+function seedLogging(layout: Layout): void {
   // search documents and the logging hosts' configs
   const l = hostOf(layout, "logging");
   for (const [id, doc] of [["1", { msg: "first ✓", level: "info" }], ["two", { msg: "second 'quoted'", level: "warn" }], ["$(3)", { msg: "third", level: "error" }]] as const) {
@@ -197,9 +224,10 @@ SQL`);
 /** What is compared: one entry per thing, JSON-comparable. */
 export type Snapshot = Record<string, unknown>;
 
-/** Reads every component's state on the hosts of a layout. */
-export function capture(layout: Layout, w: { start: number; end: number }, opts: { messages?: boolean } = {}): Snapshot {
+/** Reads every component's state (or the `only` components') on the hosts of a layout. */
+export function capture(layout: Layout, w: { start: number; end: number }, opts: { messages?: boolean; only?: string[] } = {}): Snapshot {
   const out: Snapshot = {};
+  const does = (c: string) => !opts.only || opts.only.includes(c);
   // a destroyed thing reads as its error (the comparison then names it)
   const take = (key: string, fn: () => unknown) => {
     try {
@@ -208,30 +236,43 @@ export function capture(layout: Layout, w: { start: number; end: number }, opts:
       out[key] = `unreadable: ${String((e as Error).message).split("\n").slice(0, 2).join(" ")}`;
     }
   };
-  const prom = hostOf(layout, "prometheus");
-  const q = (query: string) => JSON.parse(onHost(prom, `curl -sSf -G --data-urlencode "query=$1" --data start=${w.start} --data end=${w.end - 60} --data step=60 http://127.0.0.1:9090/api/v1/query_range`.replace("$1", query.replaceAll('"', '\\"'))));
-  take("prometheus: range query", () => (q(SERIES).data.result as { metric: Record<string, string> }[]).sort((a, b) => JSON.stringify(a.metric).localeCompare(JSON.stringify(b.metric))));
-  take("prometheus: rate()", () => q("sum(rate(lifeboat_seed_requests_total[10m]))").data.result);
-  take("alertmanager: silences", () => (JSON.parse(curl(hostOf(layout, "alertmanager"), "GET", "http://127.0.0.1:9093/api/v2/silences")) as { matchers: unknown; endsAt: string; comment: string; createdBy: string; status: { state: string } }[])
-    .filter((s) => s.status.state === "active").map((s) => ({ matchers: s.matchers, endsAt: s.endsAt, comment: s.comment, createdBy: s.createdBy })));
-  const r = hostOf(layout, "rabbitmq");
-  let defs: Record<string, unknown[]> = {};
-  take("rabbitmq: definitions read", () => ((defs = JSON.parse(rabbit(r, "GET", "/definitions"))), true));
-  for (const k of ["vhosts", "users", "permissions", "queues", "exchanges", "bindings", "policies", "topic_permissions", "parameters"]) {
-    out[`rabbitmq: ${k}`] = (defs[k] ?? []).map((x) => JSON.stringify(x)).sort();
+  if (does("monitoring")) captureMonitoring(layout, w, take);
+  if (does("rabbitmq")) captureRabbitmq(layout, out, take, opts.messages);
+  if (does("postgresql")) {
+    const pg = hostOf(layout, "postgresql");
+    take("postgresql: pg_dumpall (rows and roles)", () => onHost(pg, "runuser -u postgres -- pg_dumpall --restrict-key=lifeboatdrill"));
+    take("postgresql: orders rows", () => onHost(pg, `runuser -u postgres -- psql -At -d shop -c 'SELECT count(*), sum(qty) FROM orders'`).trim());
   }
-  if (opts.messages) take("rabbitmq: messages in v1/orders", () => (JSON.parse(rabbit(r, "POST", "/queues/v1/orders/get", { count: 100, ackmode: "ack_requeue_true", encoding: "auto" })) as { payload: string }[]).map((m) => m.payload));
-  const pg = hostOf(layout, "postgresql");
-  take("postgresql: pg_dumpall (rows and roles)", () => onHost(pg, "runuser -u postgres -- pg_dumpall --restrict-key=lifeboatdrill"));
-  take("postgresql: orders rows", () => onHost(pg, `runuser -u postgres -- psql -At -d shop -c 'SELECT count(*), sum(qty) FROM orders'`).trim());
-  take("search: documents", () => (JSON.parse(curl(hostOf(layout, "logging"), "GET", "http://127.0.0.1:9200/logs-2026.11/_search?size=100&sort=_id")).hits.hits as { _id: string; _source: unknown }[]).map((h) => [h._id, h._source]));
+  if (does("logging")) take("search: documents", () => (JSON.parse(curl(hostOf(layout, "logging"), "GET", "http://127.0.0.1:9200/logs-2026.11/_search?size=100&sort=_id")).hits.hits as { _id: string; _source: unknown }[]).map((h) => [h._id, h._source]));
   for (const [group, dirs] of Object.entries(DIRS)) {
+    if (!does(COMPONENT_OF[group])) continue;
     const host = hostOf(layout, group);
     for (const d of dirs) {
       take(`files: ${group} ${d}`, () => onHost(host, `cd '${d}' && find . -printf '%p %y %m %U:%G %l\\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum`));
     }
   }
   return out;
+}
+
+type Take = (key: string, fn: () => unknown) => void;
+
+function captureMonitoring(layout: Layout, w: { start: number; end: number }, take: Take): void {
+  const prom = hostOf(layout, "prometheus");
+  const q = (query: string) => JSON.parse(onHost(prom, `curl -sSf -G --data-urlencode "query=$1" --data start=${w.start} --data end=${w.end - 60} --data step=60 http://127.0.0.1:9090/api/v1/query_range`.replace("$1", query.replaceAll('"', '\\"'))));
+  take("prometheus: range query", () => (q(SERIES).data.result as { metric: Record<string, string> }[]).sort((a, b) => JSON.stringify(a.metric).localeCompare(JSON.stringify(b.metric))));
+  take("prometheus: rate()", () => q("sum(rate(lifeboat_seed_requests_total[10m]))").data.result);
+  take("alertmanager: silences", () => (JSON.parse(curl(hostOf(layout, "alertmanager"), "GET", "http://127.0.0.1:9093/api/v2/silences")) as { matchers: unknown; endsAt: string; comment: string; createdBy: string; status: { state: string } }[])
+    .filter((s) => s.status.state === "active").map((s) => ({ matchers: s.matchers, endsAt: s.endsAt, comment: s.comment, createdBy: s.createdBy })));
+}
+
+function captureRabbitmq(layout: Layout, out: Snapshot, take: Take, messages?: boolean): void {
+  const r = hostOf(layout, "rabbitmq");
+  let defs: Record<string, unknown[]> = {};
+  take("rabbitmq: definitions read", () => ((defs = JSON.parse(rabbit(r, "GET", "/definitions"))), true));
+  for (const k of ["vhosts", "users", "permissions", "queues", "exchanges", "bindings", "policies", "topic_permissions", "parameters"]) {
+    out[`rabbitmq: ${k}`] = (defs[k] ?? []).map((x) => JSON.stringify(x)).sort();
+  }
+  if (messages) take("rabbitmq: messages in v1/orders", () => (JSON.parse(rabbit(r, "POST", "/queues/v1/orders/get", { count: 100, ackmode: "ack_requeue_true", encoding: "auto" })) as { payload: string }[]).map((m) => m.payload));
 }
 
 /** The keys whose values differ between two snapshots, with a short excerpt. */
@@ -252,7 +293,7 @@ export function destroy(layout: Layout, only?: string[]): void {
     onHost(hostOf(layout, "grafana"), `rm -rf /var/lib/grafana/*`);
   }
   if (does("load_balancer")) onHost(hostOf(layout, "haproxy"), `rm -f /etc/ssl/haproxy/* && printf 'global\\n' > /etc/haproxy/haproxy.cfg`);
-  if (does("postgresql")) onHost(hostOf(layout, "postgresql"), `runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c 'DROP DATABASE shop' -c 'DROP DATABASE "metrics data"' -c 'DROP ROLE app' -c 'DROP ROLE "report user"'`);
+  if (does("postgresql")) onHost(hostOf(layout, "postgresql"), `runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c 'DROP DATABASE IF EXISTS shop' -c 'DROP DATABASE IF EXISTS "metrics data"' -c 'DROP ROLE IF EXISTS app' -c 'DROP ROLE IF EXISTS "report user"'`);
   if (does("rabbitmq")) {
     const r = hostOf(layout, "rabbitmq");
     rabbit(r, "DELETE", "/vhosts/v1");
