@@ -166,7 +166,7 @@ const pigzGz = med("tar | pigz -6 -p 2").wall;
 const gnuZst = med("tar -I 'zstd -T2' (zstd -3)").wall;
 const packRows = contenders.filter((c) => c.group === "pack").map((c) => {
   const m = med(c.name);
-  return `| ${c.name} | ${m.wall.toFixed(1)} | ${(sizeMiB / m.wall).toFixed(0)} | ${(gnuGz / m.wall).toFixed(2)}× | ${(pigzGz / m.wall).toFixed(2)}× | ${(gnuZst / m.wall).toFixed(2)}× | ${m.rss.toFixed(0)} | ${(m.bytes / 2 ** 20).toFixed(0)} |`;
+  return `| ${c.name.replaceAll("|", "\\|")} | ${m.wall.toFixed(1)} | ${(sizeMiB / m.wall).toFixed(0)} | ${(gnuGz / m.wall).toFixed(2)}× | ${(pigzGz / m.wall).toFixed(2)}× | ${(gnuZst / m.wall).toFixed(2)}× | ${m.rss.toFixed(0)} | ${(m.bytes / 2 ** 20).toFixed(0)} |`;
 });
 const xzf = med("tar xzf").wall;
 const pigzd = med("pigz -d | tar x").wall;
@@ -174,7 +174,7 @@ const zstx = med("tar --zstd -xf").wall;
 const restoreRows = contenders.filter((c) => c.group === "restore").map((c) => {
   const m = med(c.name);
   const zst = c.name.includes("zst");
-  return `| ${c.name} | ${m.wall.toFixed(1)} | ${zst ? "" : `${(m.wall / xzf).toFixed(2)}×`} | ${zst ? "" : `${(m.wall / pigzd).toFixed(2)}×`} | ${zst ? `${(m.wall / zstx).toFixed(2)}×` : ""} | ${m.rss.toFixed(0)} |`;
+  return `| ${c.name.replaceAll("|", "\\|")} | ${m.wall.toFixed(1)} | ${zst ? "" : `${(m.wall / xzf).toFixed(2)}×`} | ${zst ? "" : `${(m.wall / pigzd).toFixed(2)}×`} | ${zst ? `${(m.wall / zstx).toFixed(2)}×` : ""} | ${m.rss.toFixed(0)} |`;
 });
 const cores = execFileSync("nproc", { encoding: "utf8" }).trim();
 const table = [
