@@ -320,7 +320,24 @@ export interface SshUntarOptions {
 }
 
 /**
- * Streams a local tar or tar.gz into `tar -C remoteDir -xpf -` on a host: modes always,
+ * Untars stdin into DIR ("$1") without ever leaving a cut-off file there: tar extracts into a
+ * staging folder inside DIR (same filesystem), which takes DIR's mode and owner first, so that an
+ * archive without a "./" entry leaves them as they were; only a whole extraction is then hard-linked
+ * over DIR (`cp -al --remove-destination`: every file replaced whole, no data copied) and the staging
+ * folder removed. A failed, full or cut-off extraction removes the staging folder and leaves DIR
+ * untouched; a killed run's staging folder is removed by the next run. Peak space: the old files
+ * plus the new ones, until the end.
+ */
+const SH_UNTAR = `set -e; d=$1; shift; if [ "$1" = 1 ]; then mkdir -p -- "$d"; fi; shift
+[ -d "$d" ] || { echo "tar: $d: Cannot open: No such file or directory" >&2; exit 2; }
+for f in "$d"/.lifeboat-untar.*; do if [ -e "$f" ]; then rm -rf -- "$f"; fi; done
+s="$d/.lifeboat-untar.$$"; trap 'rm -rf -- "$s"' EXIT
+mkdir -m 700 -- "$s"; chown --reference="$d" -- "$s" 2>/dev/null || true; chmod --reference="$d" -- "$s"
+"$@" -C "$s" || { a=$(df -Pk -- "$d" | awk 'NR == 2 { print $4 }'); if [ "$a" = 0 ]; then echo "tar: $d: No space left on device" >&2; fi; exit 2; }
+cp -a -l --remove-destination -- "$s/." "$d/"`;
+
+/**
+ * Streams a local tar or tar.gz into `tar -xpf -` on a host, extracted whole or not at all (see SH_UNTAR): modes always,
  * owners as root (the Deis runbook's `sudo tar -xzpf … --same-owner`).
  * @example
  * await sshUntar({ host: "deis-1", user: "core" }, "/backups/store.tar.gz", "/var/lib/deis/store", { sudo: true, sameOwner: true });
@@ -331,14 +348,13 @@ export async function sshUntar(target: SshTarget, src: string | Readable, remote
   if (fromFile && !existsSync(src) && !ctx.dryRun) throw new LifeboatError(`untar into ${sshWhere(target)}:${remoteDir}: ${src} does not exist`);
   // A dry-run restore may name an archive a dry-run backup never wrote: judge it by its name then.
   const gzip = opts.gzip ?? (fromFile ? (existsSync(src) ? isGzip(src) : /\.(gz|tgz)$/.test(src)) : false);
-  const tarArgv = ["tar", "-C", remoteDir, "-x", "-p", "-f", "-"];
+  const tarArgv = ["tar", "-x", "-p", "-f", "-"];
   if (gzip) tarArgv.push("-z");
   if (opts.sameOwner === true) tarArgv.push("--same-owner");
   if (opts.sameOwner === false) tarArgv.push("--no-same-owner");
   if (opts.numericOwner) tarArgv.push("--numeric-owner");
-  // mkdir and tar in one session: sh gets the dir as "$1" and the tar argv as "$@", never as text.
-  const body = opts.mkdir ? ["sh", "-c", 'mkdir -p -- "$1" && shift && exec "$@"', "sh", remoteDir, ...tarArgv] : tarArgv;
-  const remote = withSudo(["env", "LC_ALL=C", ...body], opts.sudo);
+  // One session: sh gets the dir as "$1", the mkdir flag as "$2" and the tar argv as "$@", never as text.
+  const remote = withSudo(["env", "LC_ALL=C", "sh", "-c", SH_UNTAR, "sh", remoteDir, opts.mkdir ? "1" : "0", ...tarArgv], opts.sudo);
   const argv = sshCommand(target, remote);
   const label = `untar into ${sshWhere(target)}:${remoteDir}`;
   if (ctx.dryRun) {
@@ -361,7 +377,7 @@ export async function sshUntar(target: SshTarget, src: string | Readable, remote
   } catch (e) {
     progress?.fail(`${label} failed`);
     input.destroy();
-    throw sshFailure(target, remote, e, ctx, label, opts.sudo);
+    throw sshFailure(target, remote, e, ctx, label, opts.sudo, withSudo(["tar", "-C", remoteDir, ...tarArgv.slice(1)], opts.sudo));
   }
 }
 
@@ -375,7 +391,7 @@ function withSudo(argv: readonly string[], sudo?: boolean): string[] {
  * Turns an ExecError of ssh into an error that says whether the connection (exit 255) or
  * the remote command failed. label names the operation ("tar host:/dir").
  */
-function sshFailure(target: SshTarget, remote: readonly string[], e: unknown, ctx: Context, label?: string, sudo?: boolean): unknown {
+function sshFailure(target: SshTarget, remote: readonly string[], e: unknown, ctx: Context, label?: string, sudo?: boolean, shown: readonly string[] = remote): unknown {
   if (!(e instanceof ExecError)) return e;
   const where = sshWhere(target);
   const head = label ? `${label}: ` : "";
@@ -392,7 +408,7 @@ function sshFailure(target: SshTarget, remote: readonly string[], e: unknown, ct
     });
   }
   const why = e.message.startsWith("command failed (") ? e.message.slice("command failed (".length).split(")")[0] : "failed";
-  const cmd = ctx.secrets.redact(shellJoin(remote));
+  const cmd = ctx.secrets.redact(shellJoin(shown));
   return new LifeboatError(`${label ? `${label}: remote command failed` : `remote command on ${where} failed`} (${why}): ${cmd}${lines.length ? `\n    ${lines.slice(-8).join("\n    ")}` : ""}`, {
     hint: hintFor(e.stderr, sudo),
     cause: e,

@@ -5,9 +5,9 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { exec, pgDumpAll, s3Client, s3MakeBucket, s3RemoveBucket, s3Sync, sshTar } from "../lib/mod.ts";
+import { exec, pgDumpAll, s3Client, s3MakeBucket, s3RemoveBucket, s3Sync, sshTar, sshUntar } from "../lib/mod.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 import { seededBytes } from "../tasks/drills/fixtures.ts";
 import { needLab } from "../tasks/drills/lab.ts";
@@ -44,6 +44,23 @@ test("sshTar onto a full disk fails with 'no space left' and leaves no file", as
   writeFileSync(join(src, "big.bin"), seededBytes("ssh-full", 4 << 20));
   const target = { host: lab.LAB_SSH_HOST, port: Number(lab.LAB_SSH_PORT), user: lab.LAB_SSH_USER, identityFile: lab.LAB_SSH_KEY, knownHostsFile: lab.LAB_SSH_KNOWN_HOSTS };
   await failsCleanly("sshTar", sshTar(target, src, join(disk, "store.tar")));
+});
+
+test("sshUntar onto a full disk fails with 'no space left' and leaves the folder's old files whole and nothing else", async () => {
+  testContext();
+  const src = tmp();
+  writeFileSync(join(src, "old.txt"), "replaced only by a whole restore");
+  writeFileSync(join(src, "big.bin"), seededBytes("untar-full", 4 << 20));
+  const target = { host: lab.LAB_SSH_HOST, port: Number(lab.LAB_SSH_PORT), user: lab.LAB_SSH_USER, identityFile: lab.LAB_SSH_KEY, knownHostsFile: lab.LAB_SSH_KNOWN_HOSTS };
+  const archive = join(tmp(), "store.tar");
+  await sshTar(target, src, archive);
+  writeFileSync(join(disk, "old.txt"), "the old one");
+  try {
+    await failsCleanly("sshUntar", sshUntar(target, archive, disk), (n) => n === "old.txt");
+    assert.is(readFileSync(join(disk, "old.txt"), "utf8"), "the old one");
+  } finally {
+    rmSync(join(disk, "old.txt"), { force: true });
+  }
 });
 
 test("exec with stdout to a file on a full disk fails with 'no space left on FOLDER' and leaves no file", async () => {

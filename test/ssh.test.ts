@@ -155,6 +155,50 @@ test("sshTar into a stream with local gzip feeds sshUntar directly", async () =>
   await assertSameTree(src, dst);
 });
 
+test("sshUntar over an existing tree replaces its files whole, keeps files the archive lacks, and leaves no staging folder", async () => {
+  testContext();
+  const base = tmp();
+  const src = join(base, "src");
+  mkdirSync(join(src, "sub dir"), { recursive: true });
+  writeFileSync(join(src, "a.txt"), "new a");
+  writeFileSync(join(src, "sub dir", "b.bin"), seededBytes("untar-b", 100_000));
+  const archive = join(base, "store.tar");
+  await sshTar(target(), src, archive);
+  const dst = join(base, "dst");
+  mkdirSync(join(dst, "sub dir"), { recursive: true });
+  writeFileSync(join(dst, "a.txt"), "old a, longer than the new one");
+  writeFileSync(join(dst, "sub dir", "keep.txt"), "not in the archive");
+  await sshUntar(target(), archive, dst);
+  assert.is(readFileSync(join(dst, "a.txt"), "utf8"), "new a");
+  assert.equal(readFileSync(join(dst, "sub dir", "b.bin")), seededBytes("untar-b", 100_000));
+  assert.is(readFileSync(join(dst, "sub dir", "keep.txt"), "utf8"), "not in the archive");
+  assert.equal(readdirSync(dst).sort(), ["a.txt", "sub dir"], "no staging folder left");
+});
+
+test("a cut-off archive untars nothing: the target keeps its old files whole, and a killed run's staging folder is removed by the next", async () => {
+  testContext();
+  const base = tmp();
+  const src = join(base, "src");
+  mkdirSync(src);
+  writeFileSync(join(src, "big.bin"), seededBytes("untar-cut", 3 << 20));
+  const archive = join(base, "store.tar");
+  await sshTar(target(), src, archive);
+  const cut = join(base, "cut.tar");
+  writeFileSync(cut, readFileSync(archive).subarray(0, 1 << 20));
+  const dst = join(base, "dst");
+  mkdirSync(dst);
+  writeFileSync(join(dst, "big.bin"), "the old file");
+  mkdirSync(join(dst, ".lifeboat-untar.99999")); // as a killed run leaves it
+  try {
+    await sshUntar(target(), cut, dst);
+    assert.unreachable("a cut-off archive untarred");
+  } catch (e) {
+    assert.instance(e, LifeboatError);
+  }
+  assert.is(readFileSync(join(dst, "big.bin"), "utf8"), "the old file", "the old file is whole, not a cut-off new one");
+  assert.equal(readdirSync(dst), ["big.bin"], "no staging folder (this run's or the killed run's) is left");
+});
+
 test("a file appended to while sshTar reads it is a warning (so is a socket), and the archive is complete", async () => {
   const { logs } = testContext();
   const base = tmp();
@@ -347,7 +391,7 @@ test("dry-run prints the ssh commands and runs nothing", async () => {
   const text = logs();
   assert.match(text, `[dry-run] ssh `);
   assert.match(text, `-- 'sudo -n -- env LC_ALL=C tar -C /var/lib/deis/store -c -p -f - -z .' > ${join(base, "store.tar.gz")}`);
-  assert.match(text, `tar -C ${join(base, "restored")} -x -p -f - -z --same-owner' < ${join(base, "store.tar.gz")}`);
+  assert.match(text, ` ${join(base, "restored")} 1 tar -x -p -f - -z --same-owner' < ${join(base, "store.tar.gz")}`);
   assert.match(text, `-- 'touch ${marker}'`);
 });
 
