@@ -328,13 +328,15 @@ export interface SshUntarOptions {
  * untouched; a killed run's staging folder is removed by the next run. Peak space: the old files
  * plus the new ones, until the end.
  */
-const SH_UNTAR = `set -e; d=$1; shift; if [ "$1" = 1 ]; then mkdir -p -- "$d"; fi; shift
-[ -d "$d" ] || { echo "tar: $d: Cannot open: No such file or directory" >&2; exit 2; }
-for f in "$d"/.lifeboat-untar.*; do if [ -e "$f" ]; then rm -rf -- "$f"; fi; done
-s="$d/.lifeboat-untar.$$"; trap 'rm -rf -- "$s"' EXIT
-mkdir -m 700 -- "$s"; chown --reference="$d" -- "$s" 2>/dev/null || true; chmod --reference="$d" -- "$s"
-"$@" -C "$s" || { a=$(df -Pk -- "$d" | awk 'NR == 2 { print $4 }'); if [ "$a" = 0 ]; then echo "tar: $d: No space left on device" >&2; fi; exit 2; }
-cp -a -l --remove-destination -- "$s/." "$d/"`;
+const SH_UNTAR = [
+  `set -e; d=$1; shift; if [ "$1" = 1 ]; then mkdir -p -- "$d"; fi; shift`,
+  `[ -d "$d" ] || { echo "tar: $d: Cannot open: No such file or directory" >&2; exit 2; }`,
+  `for f in "$d"/.lifeboat-untar.*; do if [ -e "$f" ]; then rm -rf -- "$f"; fi; done`,
+  `s="$d/.lifeboat-untar.$$"; trap 'rm -rf -- "$s"' EXIT`,
+  `mkdir -m 700 -- "$s"; chown --reference="$d" -- "$s" 2>/dev/null || true; chmod --reference="$d" -- "$s"`,
+  `"$@" -C "$s" || { a=$(df -Pk -- "$d" | awk 'NR == 2 { print $4 }'); if [ "$a" = 0 ]; then echo "tar: $d: No space left on device" >&2; fi; exit 2; }`,
+  `cp -a -l --remove-destination -- "$s/." "$d/"`,
+].join("; "); // one line: a dry run prints it on one line
 
 /**
  * Streams a local tar or tar.gz into `tar -xpf -` on a host, extracted whole or not at all (see SH_UNTAR): modes always,
