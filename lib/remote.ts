@@ -2,7 +2,7 @@
 //
 //   sshFetch    tar named members of a remote dir into a local dir (owners by number, modes kept)
 //   sshPut      copy a local file to a remote path, atomically (partial name, then mv)
-//   sshGet      copy a remote file to a local path, atomically
+//   sshGet      copy a remote file to a local path, atomically (size checked, a full disk named)
 //   sshList     names in a remote dir (find -maxdepth 1), for picking snapshots
 //   sshListFiles  its regular files with their sizes (a name-and-size diff)
 //   sshFreeSpace  bytes available to a remote dir (df)
@@ -11,7 +11,7 @@
 // Everything streams: no file passes through memory. Each honours --dry-run: writes print the
 // exact commands and run none; sshList and sshFreeSpace are read-only probes that run anyway.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createReadStream, mkdirSync, rmSync } from "node:fs";
+import { createReadStream, createWriteStream, mkdirSync, rmSync, statSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { dirname } from "node:path";
 import process from "node:process";
@@ -19,6 +19,7 @@ import { PassThrough } from "node:stream";
 import { useContext, type Context } from "./context.ts";
 import { LifeboatError } from "./errors.ts";
 import { displayCommand, exec } from "./exec.ts";
+import { captureToFile } from "./files.ts";
 import { ssh, sshCommand, sshWhere, type SshTarget } from "./ssh.ts";
 
 /** Options for {@link sshFetch}. */
@@ -86,14 +87,33 @@ export async function sshPut(target: SshTarget, localFile: string, remotePath: s
 }
 
 /**
- * Copies a file from a host to a local path, atomically (see exec's `{ file }` stdout). With
- * `readOnly` (a copy fetched only to be verified) it runs in a dry run too.
+ * Copies a file from a host to a local path, whole or not at all: the bytes stream through a
+ * write stream into a hidden partial name beside localFile (captureToFile), which is renamed into
+ * place only when ssh succeeded, the stream reported no error and the size matches the remote
+ * file's (printed by the same remote command before the bytes: ssh itself exits 0 when it cannot
+ * write its output). A full local disk fails with "no space left on FOLDER"; nothing is left
+ * under either name on failure. With `readOnly` (a copy fetched only to be verified) it runs in
+ * a dry run too.
  * @example await sshGet(repo, "/lsbackup/mounted/postgresql_20260101-120000.tar.gz", `${stage}/postgresql.tar.gz`);
  */
 export async function sshGet(target: SshTarget, remotePath: string, localFile: string, opts: SshCopyOptions = {}): Promise<void> {
   const ctx = opts.ctx ?? useContext();
-  if (!ctx.dryRun || opts.readOnly) mkdirSync(dirname(localFile), { recursive: true, mode: 0o700 });
-  await ssh(target, ["cat", "--", remotePath], { stdout: { file: localFile, mode: opts.mode ?? 0o600 }, readOnly: opts.readOnly, ctx });
+  const mode = opts.mode ?? 0o600;
+  // one line: the remote size on stderr (a marked line), then the bytes on stdout
+  const argv = ["sh", "-c", 'n=$(wc -c < "$1") || exit 1; echo "lifeboat-size $n" >&2; exec cat -- "$1"', "sh", remotePath];
+  if (ctx.dryRun && !opts.readOnly) {
+    await ssh(target, argv, { stdout: { file: localFile, mode }, ctx }); // printed, not run
+    return;
+  }
+  mkdirSync(dirname(localFile), { recursive: true, mode: 0o700 });
+  const where = `${sshWhere(target)}:${remotePath}`;
+  await captureToFile(localFile, async (tmp) => {
+    const r = await ssh(target, argv, { stdout: createWriteStream(tmp, { flags: "w", mode }), readOnly: opts.readOnly, ctx });
+    const want = Number(/^lifeboat-size (\d+)$/m.exec(r.stderr)?.[1]);
+    const got = statSync(tmp).size;
+    if (!Number.isFinite(want)) throw new LifeboatError(`sshGet ${where}: the remote size was not reported`);
+    if (got !== want) throw new LifeboatError(`sshGet ${where} → ${localFile}: ${got} of ${want} bytes written`);
+  }, { mode, label: `copy ${where} to ${localFile}` });
 }
 
 /**

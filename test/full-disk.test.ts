@@ -1,4 +1,4 @@
-// A disk that fills: each helper that writes a result locally (sshTar, pgDumpAll,
+// A disk that fills: each helper that writes a result locally (sshTar, sshGet, pgDumpAll,
 // s3Sync downloading) fails with a clear error on a full filesystem and leaves no partial
 // or temp file behind (s3Sync keeps objects that arrived whole). The "disk" is a 1 MiB tmpfs.
 // needs: sshd pg ceph
@@ -7,7 +7,7 @@ import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { exec, pgDumpAll, s3Client, s3MakeBucket, s3RemoveBucket, s3Sync, sshTar, sshUntar } from "../lib/mod.ts";
+import { exec, pgDumpAll, s3Client, s3MakeBucket, s3RemoveBucket, s3Sync, sshGet, sshTar, sshUntar } from "../lib/mod.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 import { seededBytes } from "../tasks/drills/fixtures.ts";
 import { needLab } from "../tasks/drills/lab.ts";
@@ -60,6 +60,40 @@ test("sshUntar onto a full disk fails with 'no space left' and leaves the folder
     assert.is(readFileSync(join(disk, "old.txt"), "utf8"), "the old one");
   } finally {
     rmSync(join(disk, "old.txt"), { force: true });
+  }
+});
+
+test("sshGet onto a full disk fails with 'no space left on FOLDER' and leaves no file (ssh itself exits 0)", async () => {
+  testContext();
+  const src = tmp();
+  writeFileSync(join(src, "big.tar.gz"), seededBytes("get-full", 4 << 20));
+  const target = { host: lab.LAB_SSH_HOST, port: Number(lab.LAB_SSH_PORT), user: lab.LAB_SSH_USER, identityFile: lab.LAB_SSH_KEY, knownHostsFile: lab.LAB_SSH_KNOWN_HOSTS };
+  await failsCleanly("sshGet", sshGet(target, join(src, "big.tar.gz"), join(disk, "big.tar.gz"), { readOnly: true }));
+  try {
+    await sshGet(target, join(src, "big.tar.gz"), join(disk, "big.tar.gz"));
+  } catch (e) {
+    assert.match((e as Error).message, `no space left on ${disk} (`);
+  }
+});
+
+test("sshGet of a small file (a .sha1) onto a disk already full fails with 'no space left', not an empty file", async () => {
+  testContext();
+  const src = tmp();
+  const line = `${"a".repeat(40)}  big.tar.gz\n`;
+  writeFileSync(join(src, "big.tar.gz.sha1"), line);
+  const target = { host: lab.LAB_SSH_HOST, port: Number(lab.LAB_SSH_PORT), user: lab.LAB_SSH_USER, identityFile: lab.LAB_SSH_KEY, knownHostsFile: lab.LAB_SSH_KNOWN_HOSTS };
+  // the copy works while there is room
+  await sshGet(target, join(src, "big.tar.gz.sha1"), join(disk, "small.sha1"));
+  assert.is(readFileSync(join(disk, "small.sha1"), "utf8"), line);
+  rmSync(join(disk, "small.sha1"));
+  const filler = join(disk, "filler.bin");
+  try {
+    writeFileSync(filler, seededBytes("filler", 2 << 20));
+  } catch { /* ENOSPC: the disk is full now */ }
+  try {
+    await failsCleanly("sshGet .sha1", sshGet(target, join(src, "big.tar.gz.sha1"), join(disk, "big.tar.gz.sha1"), { readOnly: true }), (n) => n === "filler.bin");
+  } finally {
+    rmSync(filler, { force: true });
   }
 });
 
