@@ -156,6 +156,18 @@ export const COMPRESSION_SETTINGS = {
 } as const satisfies SettingSpecs;
 
 /**
+ * {@link COMPRESSION_SETTINGS} for a system's settings table, read only by its backup recipe(s)
+ * (a restore finds the compression in the archive's first bytes).
+ * @example export const settings = { ...AGE_SETTINGS, ...compressionSettings(["deis-backup"] as const) };
+ */
+export function compressionSettings<R extends readonly string[]>(backup: R) {
+  return {
+    "archive.compression": { ...COMPRESSION_SETTINGS["archive.compression"], usedBy: backup },
+    "archive.level": { ...COMPRESSION_SETTINGS["archive.level"], usedBy: backup },
+  } as const;
+}
+
+/**
  * Pack options from the {@link COMPRESSION_SETTINGS} values.
  * @example await backupArchive(stage, { folder, name: "deis-backup", ...compressionOptions(ctx.settings) });
  */

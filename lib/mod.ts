@@ -22,6 +22,7 @@ export {
   ageOptions,
   AGE_SETTINGS,
   COMPRESSION_SETTINGS,
+  compressionSettings,
   compressionOptions,
   archiveName,
   type Compression,

@@ -52,6 +52,7 @@
 // at the failed step; a successful run removes it in `finally`, and a fresh run starts clean.
 import {
   ageOptions,
+  compressionOptions,
   backupArchive,
   checkFreeSpace,
   exec,
@@ -130,6 +131,7 @@ await recipe({
         startedAt: new Date(space.output.startedAt),
         meta: { deis: meta() },
         age: ageOptions(s),
+        ...compressionOptions(s),
       }));
 
     const offsite = step("offsite", `copy the archive off-site (${s["offsite.to"].join(", ") || "offsite.to is empty"})`, () =>

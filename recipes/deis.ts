@@ -8,7 +8,7 @@
 //   - `LAYOUT`: where things sit inside the archive.
 //
 // This file runs nothing: the recipes import it.
-import { AGE_SETTINGS, offsiteSettings, type SettingSpecs } from "../lib/mod.ts";
+import { AGE_SETTINGS, compressionSettings, offsiteSettings, type SettingSpecs } from "../lib/mod.ts";
 
 const BACKUP = ["deis-backup"] as const;
 const RESTORE = ["deis-restore"] as const;
@@ -35,6 +35,7 @@ export const settings = {
   "database.exec-user": { describe: "user pg_dumpall / psql run as inside it (the runbook's sudo -u postgres)", default: "postgres" },
   "database.docker-host": { describe: "docker daemon running the container (e.g. ssh://core@deis-1); empty: the local docker" },
   ...AGE_SETTINGS,
+  ...compressionSettings(BACKUP),
   ...offsiteSettings(BACKUP),
   "platform.install": { type: "list", describe: "deisctl arguments that install the platform; empty: skip", default: ["install", "platform"], usedBy: RESTORE },
   "platform.store-units": { type: "list", describe: "store units started one by one with `deisctl start UNIT`; empty: skip", default: ["store-monitor", "store-daemon", "store-metadata", "store-gateway@1", "store-volume"], usedBy: RESTORE },

@@ -64,6 +64,7 @@
 // so a resumed backup would miss the parts staged before. Run it again; it starts clean.
 import {
   ageOptions,
+  compressionOptions,
   backupArchive,
   exec,
   expandHome,
@@ -188,6 +189,7 @@ await recipe({
         startedAt: new Date(checkRoot.output.startedAt),
         meta: { hoss: meta() },
         age: ageOptions(s),
+        ...compressionOptions(s),
       }));
 
     const offsite = step("offsite", `copy the archive off-site (${s["offsite.to"].join(", ") || "offsite.to is empty"})`, () =>

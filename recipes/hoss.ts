@@ -8,7 +8,7 @@
 //   - `hossDirs`: the working dir and BACKUP_ROOT, as hossadm finds them.
 //
 // This file runs nothing: the recipes import it.
-import { AGE_SETTINGS, offsiteSettings, dotenv, expandHome, type SettingSpecs, type SettingValues } from "../lib/mod.ts";
+import { AGE_SETTINGS, compressionSettings, offsiteSettings, dotenv, expandHome, type SettingSpecs, type SettingValues } from "../lib/mod.ts";
 
 const BACKUP = ["hoss-backup"] as const;
 const RESTORE = ["hoss-restore"] as const;
@@ -55,6 +55,7 @@ export const settings = {
   "server.restart-sync": { type: "list", describe: "restarts the sync service, as argv (empty: skip)", default: ["make", "restart", "SERVICE_NAME=sync"], usedBy: RESTORE },
   "server.restart-core": { type: "list", describe: "restarts the core service, as argv (empty: skip)", default: ["make", "restart", "SERVICE_NAME=core"], usedBy: RESTORE },
   ...AGE_SETTINGS,
+  ...compressionSettings(BACKUP),
   ...offsiteSettings(BACKUP),
 } as const satisfies SettingSpecs;
 

@@ -56,6 +56,7 @@
 // file; see --help and recipes/xenon.site.example.yaml).
 import {
   ageOptions,
+  compressionOptions,
   backupArchive,
   chainPrune,
   chainPruneOffsite,
@@ -151,6 +152,7 @@ await recipe({
         name: "xenon-backup",
         meta: { xenon: meta(checked.output) },
         age: ageOptions(s),
+        ...compressionOptions(s),
       }), { when: !isDir });
 
     const clear = step("clear", `clear the workspace ${where} (daily full)`, async () => {

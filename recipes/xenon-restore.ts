@@ -95,9 +95,9 @@ await recipe({
   target: (ctx) => ctx.settings.url,
   plan: (ctx) => {
     const s = ctx.settings;
-    if (ctx.args.length !== 1) throw new UsageError("say what to restore: xenon-restore ARCHIVE (a .tar.gz[.age]) or RUN (a run id of directory.store, or latest)");
+    if (ctx.args.length !== 1) throw new UsageError("say what to restore: xenon-restore ARCHIVE (a .tar.gz or .tar.zst, [.age]) or RUN (a run id of directory.store, or latest)");
     const what = ctx.args[0];
-    const isArchive = /\.tar\.gz(\.age)?$/.test(what);
+    const isArchive = /\.tar\.(gz|zst)(\.age)?$/.test(what);
     const url = s.url.replace(/\/+$/, "");
     const api = { token: s["auth.token"] || undefined, user: s["auth.user"] || undefined, password: s["auth.password"] || undefined, indexServiceLink: s["index-link"] };
     const inMemory = s["index-link"] === xenon.IN_MEMORY_INDEX;

@@ -7,7 +7,7 @@
 //   - `LAYOUT`: the names inside an archive.
 //
 // This file runs nothing: the recipes import it.
-import { AGE_SETTINGS, OFFSITE_SETTINGS, type SettingSpecs, type SshTarget } from "../lib/mod.ts";
+import { AGE_SETTINGS, compressionSettings, OFFSITE_SETTINGS, type SettingSpecs, type SshTarget } from "../lib/mod.ts";
 
 const BACKUP = ["xenon-backup"] as const;
 const RESTORE = ["xenon-restore"] as const;
@@ -55,6 +55,7 @@ export const settings = {
   "allow-existing": { type: "boolean", describe: "restore into a host that already holds documents (a zip is added to its index, old documents stay); refused otherwise (exit 5)", default: false, usedBy: RESTORE },
   "restart-timeout": { type: "number", describe: "seconds to wait for the host to answer after the restart", default: 300, usedBy: RESTORE },
   ...AGE_SETTINGS,
+  ...compressionSettings(BACKUP),
 } as const satisfies SettingSpecs;
 
 /** The Xenon host as an ssh target, or null when lifeboat runs on it (ssh.host empty). */

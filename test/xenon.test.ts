@@ -152,14 +152,15 @@ test("a full staging disk: the STREAM receiver fails with 'no space left on' and
   }
 });
 
-test("the in-memory index: backup and restore onto a fresh in-memory host, with no restart (it would wipe the index)", async () => {
+test("the in-memory index: backup (zstd, --archive.compression) and restore onto a fresh in-memory host, with no restart (it would wipe the index)", async () => {
   const factory = "/test/in-memory-examples";
   const mem = await startXenonHost("node-m", { inMemory: true });
   await seedExamples(mem.url, ["m-1", "m 2", "m-3"], { factory });
   const memWant = await exampleDocuments(mem.url, { factory });
   const flags = ["--index-link=/core/in-memory-document-index", `--factories=${factory}`];
-  const b = await run("xenon-backup", [...hostFlags(mem), ...flags]);
+  const b = await run("xenon-backup", [...hostFlags(mem), ...flags, "--archive.compression=zstd"]);
   assert.is(b.code, 0, b.output);
+  assert.match(newestArchive(work), /\.tar\.zst$/, "the archive is zstd-compressed and named so");
   const fresh = await startXenonHost("node-m", { inMemory: true });
   const pid = pidOf(fresh);
   const r = await run("xenon-restore", [newestArchive(work), `--url=${fresh.url}`, "--restart=false", ...flags]);

@@ -161,7 +161,7 @@ export const hostFlags = (h: XenonHost, restore = false): string[] => [`--url=${
 
 /** The newest xenon-backup archive in DIR/backups. */
 export function newestArchive(dir: string): string {
-  const all = existsSync(`${dir}/backups`) ? readdirSync(`${dir}/backups`).filter((f) => /^xenon-backup-.*\.tar\.gz$/.test(f)).sort() : [];
+  const all = existsSync(`${dir}/backups`) ? readdirSync(`${dir}/backups`).filter((f) => /^xenon-backup-.*\.tar\.(gz|zst)$/.test(f)).sort() : [];
   if (!all.length) throw new Error(`no xenon-backup archive in ${dir}/backups`);
   return join(dir, "backups", all.at(-1)!);
 }
