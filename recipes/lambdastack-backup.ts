@@ -21,7 +21,9 @@
 //                                            ones (same snapshot name).
 //                                            The component steps: recipes/lambdastack/<component>.ts
 //   rsync to the repository host           → sshPut (atomic: partial name, then rename), no
-//                                            throw-away key pair: the operator's ssh key reaches both
+//                                            throw-away key pair: the operator's ssh key reaches both;
+//                                            a local target (repository.host=local): copied under
+//                                            partial names and renamed when whole, .sha1 first
 //
 // Left to the operator, and why:
 //   - mounting S3/Azure/NFS on TARGET_PATH (the runbook's Storage section): a site decision.
@@ -34,9 +36,10 @@
 // Settings: recipes/lambdastack.ts (one table for both recipes; the site file may be LambdaStack's
 // configuration/backup document). Exit codes: 1 a part failed (the summary names host and
 // component), 2 usage, 3 verification.
-import { dirname } from "node:path";
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import process from "node:process";
-import { ageOptions, diskSpace, exec, fanOut, formatBytes, isOffsiteUrl, LifeboatError, mapLimit, offsiteCopy, offsiteOptions, packArchive, recipe, sshFreeSpace, sshPut, step, UsageError, verifyArchive, writeSha1File } from "../lib/mod.ts";
+import { ageOptions, captureToFile, diskSpace, exec, fanOut, formatBytes, isOffsiteUrl, LifeboatError, mapLimit, offsiteCopy, offsiteOptions, packArchive, recipe, sshFreeSpace, sshPut, step, UsageError, verifyArchive, writeSha1File } from "../lib/mod.ts";
 import * as ls from "./lambdastack.ts";
 import * as load_balancer from "./lambdastack/load_balancer.ts";
 import * as logging from "./lambdastack/logging.ts";
@@ -105,8 +108,7 @@ await recipe({
           await sshPut(env.ssh(repo), archive, `${s["target-path"]}/${name}`);
           await sshPut(env.ssh(repo), `${archive}.sha1`, `${s["target-path"]}/${name}.sha1`);
         } else {
-          await exec(["install", "-D", "-m", "600", "--", archive, `${s["target-path"]}/${name}`]);
-          await exec(["install", "-D", "-m", "600", "--", `${archive}.sha1`, `${s["target-path"]}/${name}.sha1`]);
+          await installLocal(archive, `${s["target-path"]}/${name}`);
         }
         // off-site too (offsite.to): the archive with its .sha256 and .info.json, each copy verified there
         const offsite: string[] = [];
@@ -115,6 +117,28 @@ await recipe({
       } finally {
         await exec(["rm", "-rf", "--", stage, dirname(archive)]);
       }
+    }
+
+    /**
+     * A local target path: the archive and its .sha1 are copied under hidden partial names in the
+     * target folder (captureToFile) and renamed into place only when whole, the .sha1 first, so an
+     * archive under its final name is complete and has its .sha1; a failure removes the partials
+     * (a full disk says "no space left on FOLDER"), and a killed run's partials of this archive go
+     * when it is done again.
+     */
+    async function installLocal(archive: string, dest: string): Promise<void> {
+      if (ctx.dryRun) {
+        await exec(["install", "-D", "-m", "600", "--", archive, dest]); // printed, not run
+        return;
+      }
+      const dir = dirname(dest);
+      if (existsSync(dir)) {
+        for (const n of readdirSync(dir)) if (n.startsWith(`.partial-${basename(dest)}.`)) rmSync(join(dir, n), { force: true });
+      }
+      await captureToFile(dest, async (tmp) => {
+        await exec(["cp", "--", archive, tmp]);
+        await captureToFile(`${dest}.sha1`, (tmpSha1) => exec(["cp", "--", `${archive}.sha1`, tmpSha1]), { label: `copy ${basename(dest)}.sha1 to ${dir}` });
+      }, { label: `copy ${basename(dest)} to ${dir}` });
     }
 
     return {
