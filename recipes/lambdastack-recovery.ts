@@ -108,6 +108,14 @@ await recipe({
       return { dir, meta };
     });
 
+    // where a part goes (the PostgreSQL primary) is asked once, before any host is touched, and
+    // journaled: a run stopped after `systemctl stop postgresql` resumes onto the same host
+    const locate = step("locate", "find where each component goes (the PostgreSQL primary)", async () => {
+      const out: Record<string, Record<string, string>> = {};
+      for (const p of parts) if (p.locate) out[p.prefix] = await p.locate();
+      return out;
+    }, { when: parts.some((p) => p.locate) });
+
     // every component is confirmed first, naming its hosts and the snapshot it gets (a "no" stops
     // the run before any host is touched); then ONE fan-out recovers them all: an item per
     // component and host (its parts in order), `concurrency` at once, across components
@@ -122,13 +130,13 @@ await recipe({
       const done: Record<string, unknown> = {};
       for (const p of g.parts) {
         const v = verify.output[p.prefix];
-        done[p.prefix] = await p.restore(v.dir, v.meta);
+        done[p.prefix] = await p.restore(v.dir, v.meta, locate.hasOutput ? locate.output[p.prefix] : undefined);
       }
       return done;
     });
 
     return {
-      steps: [find, verify, ...confirm, recover],
+      steps: [find, verify, locate, ...confirm, recover],
       cleanup: async () => {
         // a run that failed after verifying keeps its unpacked archives: --resume recovers from them
         if (recover.hasOutput || ctx.dryRun || !verify.hasOutput) await exec(["rm", "-rf", "--", `${staging}/${run}`], { readOnly: true }); // this run's own copies (a dry run's too)

@@ -119,7 +119,13 @@ export interface BackupPart extends Part {
 
 /** A part as recovery puts it back: `files` is the unpacked archive (manifest removed). */
 export interface RecoveryPart extends Part {
-  restore(files: string, meta: Meta): Promise<Record<string, unknown>>;
+  /**
+   * Where the part goes, found once before any host is touched (postgresql: the primary). Read-only.
+   * Its result is a step output, journaled: a resumed run gets the same answer even when the
+   * server that gave it is stopped by then. Passed to restore as `located`.
+   */
+  locate?(): Promise<Record<string, string>>;
+  restore(files: string, meta: Meta, located?: Record<string, string>): Promise<Record<string, unknown>>;
 }
 
 /** The environment the component files work in. */

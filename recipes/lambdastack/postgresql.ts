@@ -2,8 +2,10 @@
 //   backup    every postgresql host is asked `SELECT pg_is_in_recovery()`; the one answering f is
 //             the primary (never assumed to be the first, Epiphany #2565): pg_dumpall into
 //             data/database_dump.sql, and its config dir's *.conf into configs/ → postgresql_<ts>
-//   recovery  on the primary of the CURRENT inventory (asked again; on new hosts, the first that
-//             answers as a primary): stop; delete the data dir; initdb; start; psql -f the dump.
+//   recovery  on the primary of the CURRENT inventory (asked again, once, before any host is
+//             touched, and journaled so --resume after the stop goes on there; when no server
+//             answers at all, the group's first host): stop; delete the data dir; initdb; start;
+//             psql -f the dump.
 //             The backed-up configs go back only with postgresql.restore-configs (upstream never
 //             restores them; users asked, Epiphany #2565). Standbys are left to the operator
 //             (upstream re-clones them with repmgr; see docs/lambdastack.md).
@@ -24,19 +26,41 @@ function pgOn(env: Env, host: InventoryHost): PgSsh {
   return { ssh: { ...env.ssh(host), user: env.s["postgresql.os-user"] } };
 }
 
-/** The primary: the host whose server says it is not in recovery. */
-async function primary(env: Env): Promise<InventoryHost> {
+/** What the postgresql hosts say: the primary (the one not in recovery), and how many answered as standbys. */
+async function askPrimary(env: Env): Promise<{ host?: InventoryHost; standbys: number; answers: string[] }> {
   const answers: string[] = [];
+  let standbys = 0;
   for (const host of env.hosts("postgresql")) {
     try {
       const [[inRecovery]] = await psqlQuery(pgOn(env, host), "SELECT pg_is_in_recovery()");
-      if (inRecovery === "f") return host;
+      if (inRecovery === "f") return { host, standbys, answers };
+      standbys++;
       answers.push(`${host.name}: standby`);
     } catch (e) {
       answers.push(`${host.name}: ${(e as Error).message.split("\n")[0]}`);
     }
   }
-  throw new LifeboatError(`no PostgreSQL primary among the postgresql hosts (${answers.join("; ") || "the group is empty"})`, { hint: "start the primary, or fix the inventory's postgresql group" });
+  return { standbys, answers };
+}
+
+/** The primary: the host whose server says it is not in recovery. */
+async function primary(env: Env): Promise<InventoryHost> {
+  const a = await askPrimary(env);
+  if (a.host) return a.host;
+  throw new LifeboatError(`no PostgreSQL primary among the postgresql hosts (${a.answers.join("; ") || "the group is empty"})`, { hint: "start the primary, or fix the inventory's postgresql group" });
+}
+
+/**
+ * Where the recovery puts the database: the primary; when no server answers at all (none
+ * running yet, or stopped), the recovery's own target, the postgresql group's first host. A
+ * standby answering without a primary is refused (which host to recover onto is not clear).
+ */
+async function recoveryHost(env: Env, target: InventoryHost): Promise<InventoryHost> {
+  const a = await askPrimary(env);
+  if (a.host) return a.host;
+  if (a.standbys) throw new LifeboatError(`no PostgreSQL primary among the postgresql hosts (${a.answers.join("; ")})`, { hint: "promote or start the primary, or fix the inventory's postgresql group" });
+  env.ctx.log.warn(`postgresql: no server answers (${a.answers.join("; ")}); recovering onto the group's first host, ${target.name}`);
+  return target;
 }
 
 export function backupParts(env: Env): BackupPart[] {
@@ -62,8 +86,11 @@ export function recoveryParts(env: Env): RecoveryPart[] {
   const p = paths(env);
   return [{
     component: "postgresql", prefix: "postgresql", host: hosts[0],
-    restore: async (files, meta) => {
-      const host = await primary(env);
+    locate: async () => ({ primary: (await recoveryHost(env, hosts[0])).name }),
+    restore: async (files, meta, located) => {
+      // the host found before any was touched (journaled: a resumed run gets it even with the server stopped)
+      const host = located?.primary ? hosts.find((h) => h.name === located.primary) : await recoveryHost(env, hosts[0]);
+      if (!host) throw new LifeboatError(`postgresql: ${located?.primary}, found as the primary, is no longer in the inventory's postgresql group`, { hint: "run the recovery again without --resume" });
       const h = env.ssh(host);
       const asPostgres = (argv: string[]) => ["runuser", "-u", "postgres", "--", ...argv];
       await ssh(h, ["systemctl", "stop", "postgresql"]);
