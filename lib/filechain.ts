@@ -25,7 +25,7 @@ import { LifeboatError, UsageError, VerifyError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
 import { captureToFile } from "./files.ts";
 import { removeArchive, unpackArchive, type AgeOptions } from "./archive.ts";
-import { backupArchive } from "./backups.ts";
+import { backupArchive, stamp } from "./backups.ts";
 import { offsiteCopy, offsiteFetch, offsiteList, offsiteRemove, parseOffsite, type OffsiteOptions } from "./offsite.ts";
 
 /** One file a run needs. */
@@ -88,6 +88,21 @@ export function chainRuns<M = unknown>(store: string): ChainRun<M>[] {
   return readdirSync(dir).filter((n) => n.endsWith(".json") && !n.startsWith(".")).sort().map((n) => JSON.parse(readFileSync(join(dir, n), "utf8")) as ChainRun<M>);
 }
 
+/**
+ * A name for the next run of a store: the UTC stamp of now (seconds), or, when the store's newest
+ * run already has that second or a later one (two runs within one second), the second after it.
+ * Run manifests are named by it and must never replace one another.
+ * @example const run = chainRunName("/srv/xenon-store"); // "2026-11-21T101501Z" when …101500Z exists
+ */
+export function chainRunName(store: string, now: Date = new Date()): string {
+  const dir = join(store, "runs");
+  const newest = existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith(".json") && !n.startsWith(".")).map((n) => n.slice(0, -5)).sort().at(-1) : undefined;
+  const run = stamp(now);
+  if (!newest || run > newest) return run;
+  const after = runDate(newest).getTime() + 1000;
+  return Number.isNaN(after) ? run : stamp(new Date(after));
+}
+
 async function sha256(path: string): Promise<string> {
   const h = createHash("sha256");
   for await (const b of createReadStream(path)) h.update(b as Buffer);
@@ -115,6 +130,9 @@ export async function chainShip<M>(workspace: string, store: string, opts: Chain
   if (ctx.dryRun) {
     ctx.log.command(`ship the new files of ${workspace} to ${store}/files/${chain}/ and write ${store}/runs/${opts.run}.json`, "dry-run");
     return { run: opts.run, chain, full: opts.full, at: new Date().toISOString(), files: [], added, removed, shippedBytes: 0, meta: opts.meta };
+  }
+  if (existsSync(join(store, "runs", `${opts.run}.json`))) {
+    throw new LifeboatError(`the store ${store} already holds a run ${opts.run}: a run's manifest is never replaced`, { hint: "name each run with chainRunName(store)" });
   }
   const bad = after.filter((n) => !safeName(n));
   if (bad.length) throw new LifeboatError(`${workspace}: unusable file names ${JSON.stringify(bad)}`);

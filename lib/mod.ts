@@ -138,7 +138,7 @@ export { sha1File, writeSha1File, checkSha1File } from "./checksum.ts";
 export { readJsonFile, type ReadJsonFileOptions } from "./jsonfile.ts";
 export { verifyZip, type ZipReport, type ZipEntryInfo, type VerifyZipOptions } from "./zip.ts";
 export { receiveRangedPuts, serveRanged, type ReceiveOptions, type ReceiveResult, type ServeOptions } from "./ranged.ts";
-export { chainShip, chainWanted, chainAssemble, chainPrune, chainRuns, listNames, chainPush, chainFetch, chainPruneOffsite, chainOffsiteRuns, type ChainRun, type ChainFile, type ChainShipOptions, type ChainPruneOptions, type ChainOffsiteOptions } from "./filechain.ts";
+export { chainShip, chainRunName, chainWanted, chainAssemble, chainPrune, chainRuns, listNames, chainPush, chainFetch, chainPruneOffsite, chainOffsiteRuns, type ChainRun, type ChainFile, type ChainShipOptions, type ChainPruneOptions, type ChainOffsiteOptions } from "./filechain.ts";
 export { offsiteRemove } from "./offsite.ts";
 export { xenonBackup, xenonRestore, xenonHostInfo, xenonCounts, toMicros, XENON_BACKUP_KIND, XENON_RESTORE_KIND, type XenonOptions, type XenonBackupRequest, type XenonRestoreRequest } from "./xenon.ts";
 export { afsListVolumes, afsListVldb, afsVolumeIds, afsBackupSys, afsExamine, afsDump, afsRestore, afsRename, afsRemove, afsZap, afsTransactions, afsEndTransaction, afsDumpToFile, afsRestoreFile, checkVolumeName, restoredName, AFS_MAX_NAME, type AfsCell, type AfsVolume, type AfsVldbEntry, type AfsTransaction, type ListVolumesOptions, type AfsDumpOptions, type AfsRestoreOptions } from "./afs.ts";

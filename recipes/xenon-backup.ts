@@ -61,6 +61,7 @@ import {
   chainPrune,
   chainPruneOffsite,
   chainPush,
+  chainRunName,
   chainShip,
   chainWanted,
   exec,
@@ -97,7 +98,8 @@ await recipe({
     if (s.resume && type !== "DIRECTORY") throw new UsageError(`xenon-backup cannot --resume a ${type} backup: its staging folder is removed after every run, so the zip is gone`, "run the backup again without --resume");
     const url = s.url.replace(/\/+$/, "");
     const api = { token: s["auth.token"] || undefined, user: s["auth.user"] || undefined, password: s["auth.password"] || undefined, indexServiceLink: s["index-link"] };
-    const run = stamp();
+    const isDir = type === "DIRECTORY";
+    const run = isDir ? chainRunName(s["directory.store"]) : stamp(); // never the name of a run already in the store (two runs in one second)
     const staging = `${s.staging}/backup-${run}`;
     const zip = `${staging}/${xenon.LAYOUT.zip}`;
     const remote = xenon.sshTarget(s);
@@ -107,7 +109,6 @@ await recipe({
     const store = s["directory.store"];
     const isZip = type === "ZIP";
     const isStream = type === "STREAM";
-    const isDir = type === "DIRECTORY";
     const fetchDir = `${s.staging}/directory-fetch`; // ssh.host: the new files of the host's workspace, until they are shipped
     /** A command on the Xenon host: over ssh with ssh.host, else here. */
     const onHost = (argv: string[]) => (remote ? ssh(remote, argv) : exec(argv));

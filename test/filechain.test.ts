@@ -6,7 +6,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { chainRuns, chainShip, chainWanted, VerifyError } from "../lib/mod.ts";
+import { chainRunName, chainRuns, chainShip, chainWanted, VerifyError } from "../lib/mod.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
 testContext();
@@ -48,6 +48,23 @@ test("chainShip {listing}: run 2 ships only the fetched files and lists every fi
   assert.is(err.exitCode, 3);
   assert.equal(chainRuns(store).map((x) => x.run), ["2026-11-30T010000Z", "2026-11-30T020000Z"]);
   assert.ok(!existsSync(join(store, "runs", "2026-11-30T030000Z.json")));
+});
+
+test("two runs within one second get two names (chainRunName), and chainShip never replaces a run's manifest", async () => {
+  const store = join(tmp(), "store");
+  const now = new Date("2026-11-30T02:58:43.200Z");
+  assert.is(chainRunName(store, now), "2026-11-30T025843Z", "an empty store: the stamp of now");
+  const one = fetched({ "_0.cfs": "zero", "segments_1": "s1" });
+  await chainShip(one.dir, store, { run: chainRunName(store, now), full: true, before: [] });
+  const second = chainRunName(store, new Date("2026-11-30T02:58:43.900Z"));
+  assert.is(second, "2026-11-30T025844Z", "the same second as the newest run: the second after it");
+  const two = fetched({ "_0.cfs": "zero", "_1.cfs": "one", "segments_2": "s2" });
+  await chainShip(two.dir, store, { run: second, full: false, before: ["_0.cfs", "segments_1"] });
+  assert.equal(chainRuns(store).map((r) => r.run), ["2026-11-30T025843Z", "2026-11-30T025844Z"]);
+  assert.is(chainRunName(store, new Date("2026-11-30T02:59:00Z")), "2026-11-30T025900Z", "a later second: the stamp of now");
+  const err = await chainShip(two.dir, store, { run: "2026-11-30T025844Z", full: false, before: ["_0.cfs", "_1.cfs", "segments_2"] }).then(() => null, (e) => e);
+  assert.match(String(err?.message), /already holds a run 2026-11-30T025844Z/);
+  assert.equal(chainRuns(store).map((r) => r.full), [true, false], "both manifests as shipped");
 });
 
 test.run();

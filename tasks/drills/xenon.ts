@@ -344,6 +344,7 @@ export function xenonDrillProblems(r: XenonDrillResult): string[] {
   if (!/^exit 3:.*not a complete zip/.test(r.refusals.truncatedZip)) out.push(`truncated zip: ${r.refusals.truncatedZip}`);
   if (!/^exit 1:.*refused the backup \(HTTP 500\): Provider "ftp" not installed/.test(r.refusals.upstream)) out.push(`Xenon's own error not shown plainly: ${r.refusals.upstream}`);
   if (!/^exit 1:.*gave up waiting for the Xenon host/.test(r.refusals.neverBack)) out.push(`host never back: ${r.refusals.neverBack}`);
+  if (r.shipped.length !== 3) out.push(`the store holds ${r.shipped.length} DIRECTORY runs, want 3 (one run's manifest replaced another's?)`);
   if (!(r.shipped[1] < r.shipped[0] && r.shipped[2] < r.shipped[0])) out.push(`incremental runs shipped ${r.shipped.join(", ")} bytes, not less than the full`);
   return out;
 }
