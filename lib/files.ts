@@ -6,10 +6,12 @@
 // a `.partial-…` file, which `cleanLeftovers` (lib/archive.ts) removes once its pid is dead.
 // `captureToFile` is the one way to do it: exec's `stdout: { file }`, sshTar and the
 // PostgreSQL dumps all write through it, and all name a full disk the same way.
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statfsSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync, statfsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
 import { LifeboatError } from "./errors.ts";
+import { useContext, type Context } from "./context.ts";
+import { shellQuote } from "./exec.ts";
 
 /** A file being written under its partial name. */
 export interface PartialFile {
@@ -122,5 +124,31 @@ export function diskFull(path: string): boolean {
     return Number(s.bavail) * bsize < 1 << 20 || Number(s.bfree) * bsize < 1 << 20;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Removes a staging folder a recipe may not own (an operator may point it at a disk of its own):
+ * everything in it goes, and the folder itself too unless it is a mount point (rmdir says EBUSY;
+ * the mount is left in place, empty). A missing folder is fine. In a dry run it only says so.
+ * @example clearStaging(s["restore.work-dir"]); // after `mount /dev/sdb1 /srv/staging`: /srv/staging stays, empty
+ */
+export function clearStaging(dir: string, ctx: Context = useContext()): void {
+  const say = `rm -rf -- ${shellQuote(dir)} (its contents only, when it is a mount point)`;
+  if (ctx.dryRun) return void ctx.log.command(say, "dry-run");
+  ctx.log.command(say, "run");
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    if ((e as NodeJS.ErrnoException).code !== "ENOTDIR") throw e;
+    return void rmSync(dir, { force: true }); // a file where the folder goes
+  }
+  for (const n of names) rmSync(join(dir, n), { recursive: true, force: true });
+  try {
+    rmdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EBUSY") throw e; // a mount point: kept, empty
   }
 }

@@ -66,6 +66,7 @@
 // age.identity-file, platform.*, restore.*, controller.*.
 import {
   ageOptions,
+  clearStaging,
   containerState,
   dockerExec,
   exec,
@@ -131,7 +132,7 @@ await recipe({
     });
 
     const unpack = step("unpack", "unpack the archive into the staging dir", async () => {
-      await exec(["rm", "-rf", "--", staging]);
+      clearStaging(staging); // restore.work-dir may be a mount point: emptied, kept
       await unpackArchive(local(), staging, { decrypt });
     });
 
@@ -182,7 +183,10 @@ await recipe({
         await dockerExec(controller, s["controller.command"], { ...controllerHost, workdir: s["controller.workdir"], env, stdin: RESAVE_MODELS, stdout: "inherit" });
       }, { when: s["controller.resave"] !== "off" }),
 
-      step("remove-staging", "remove the staging dir", () => exec(["rm", "-rf", "--", staging, `${staging}-archive`])),
+      step("remove-staging", "remove the staging dir", () => {
+        clearStaging(staging);
+        clearStaging(`${staging}-archive`);
+      }),
     ];
 
     return {

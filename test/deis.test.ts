@@ -125,6 +125,30 @@ test("--resume after a failed step continues at it and skips the finished ones",
   assert.equal(Object.keys((await bucketSnapshotOnce()).registry).length, drill!.objects.registry.objects);
 });
 
+test("restore.work-dir on a filesystem of its own (a tmpfs mount point): a failed restore and its --resume complete, the mount is left in place and empty", async () => {
+  const work = drill!.work;
+  takeDeisctlCalls(work);
+  const mnt = join(WORK, "staging-disk");
+  await exec(["mkdir", "-p", mnt]);
+  await exec(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", mnt]);
+  try {
+    writeFileSync(join(mnt, "left-by-a-cut-off-unpack"), "x"); // what an earlier failed run left
+    writeFileSync(join(work.standin, "fail-once"), "start platform\n");
+    const args = [drill!.archive, "--config", work.site, "--yes", "--restore.load-dump=false", "--controller.resave=off", `--restore.work-dir=${mnt}`];
+    const first = await runRecipe("deis-restore", args, work);
+    assert.is(first.code, 1, first.output);
+    assert.match(first.output, /step 'deisctl start platform' failed/, "it got past the unpack into the mount point");
+    const second = await runRecipe("deis-restore", [...args, "--resume"], work);
+    assert.is(second.code, 0, second.output);
+    assert.not.match(second.output, /Device or resource busy/);
+    assert.is((await exec(["mountpoint", "-q", mnt], { readOnly: true, okCodes: [0, 1, 32] })).code, 0, "still a mount point");
+    assert.equal(readdirSync(mnt), [], "the mount is empty");
+  } finally {
+    await exec(["umount", mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  }
+});
+
 test("a failed restore's journal holds no gateway key, and --resume reads the keys again from deisctl", async () => {
   const work = drill!.work;
   takeDeisctlCalls(work);
