@@ -13,6 +13,8 @@ import { LifeboatError, UsageError } from "./errors.ts";
 import { exec, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
 import { sshCommand, type SshTarget } from "./ssh.ts";
 import { useContext, type Context } from "./context.ts";
+import { formatDuration } from "./log.ts";
+import { retry } from "./retry.ts";
 import { sealToFile, unsealTo, type Seal, type SealResult } from "./sealed.ts";
 
 /** Where and how `vos` reaches the cell. */
@@ -209,20 +211,40 @@ export async function afsListVldb(c: AfsCell, o: { ctx?: Context } = {}): Promis
   return parseVldb(r.stdout);
 }
 
+/** Options for {@link afsBackupSys}. */
+export interface BackupSysOptions {
+  /** `-prefix` values (empty: every volume of the server and partition). */
+  prefixes?: readonly string[];
+  /** Return the volumes that failed (`failedVolumes`) instead of throwing (default false: throw). */
+  allowFailed?: boolean;
+  ctx?: Context;
+}
+
 /**
- * `vos backupsys -prefix P…`: clones every matching RW volume to NAME.backup.
- * @example const r = await afsBackupSys(cell, { prefixes: ["user.", "db.", "mail."] });
+ * `vos backupsys -prefix P…`: clones every matching RW volume to NAME.backup. A volume that fails
+ * ("Could not backup NAME", e.g. busy) throws, or with allowFailed is named in failedVolumes.
+ * @example const r = await afsBackupSys(cell, { prefixes: ["user.", "db.", "mail."], allowFailed: true }); r.failedVolumes // ["user.bob"]
  */
-export async function afsBackupSys(c: AfsCell, o: { prefixes?: readonly string[]; ctx?: Context } = {}): Promise<{ backedUp: number; failed: number }> {
+export async function afsBackupSys(c: AfsCell, o: BackupSysOptions = {}): Promise<{ backedUp: number; failed: number; failedVolumes: string[] }> {
   const args = ["backupsys", "-server", c.server, "-partition", partOf(c)];
   if (o.prefixes?.length) args.push("-prefix", ...o.prefixes);
   const r = await vos(c, args, { ctx: o.ctx });
-  if (r.dryRun) return { backedUp: 0, failed: 0 };
+  if (r.dryRun) return { backedUp: 0, failed: 0, failedVolumes: [] };
   const m = /Total volumes backed up: (\d+); failed to backup: (\d+)/.exec(r.stdout + r.stderr);
   if (!m) throw new LifeboatError(`vos backupsys gave no total: ${(r.stdout + r.stderr).trim().slice(-300)}`);
-  const res = { backedUp: Number(m[1]), failed: Number(m[2]) };
-  if (res.failed) throw new LifeboatError(`vos backupsys: ${res.failed} volume(s) failed to back up`, { hint: (r.stdout + r.stderr).trim().slice(-500) });
+  const failedVolumes = [...(r.stdout + r.stderr).matchAll(/Could not backup (\S+)/g)].map((x) => x[1]);
+  const res = { backedUp: Number(m[1]), failed: Number(m[2]), failedVolumes };
+  if (res.failed && !o.allowFailed) throw new LifeboatError(`vos backupsys: ${res.failed} volume(s) failed to back up${failedVolumes.length ? ` (${failedVolumes.join(", ")})` : ""}`, { hint: (r.stdout + r.stderr).trim().slice(-500) });
   return res;
+}
+
+/**
+ * `vos backup -id VOLUME`: clones one RW volume to VOLUME.backup (what backupsys does for each).
+ * @example await afsBackup(cell, "user.bob");
+ */
+export async function afsBackup(c: AfsCell, volume: string, o: { ctx?: Context } = {}): Promise<void> {
+  checkVolumeName(volume);
+  await vos(c, ["backup", "-id", volume], { ctx: o.ctx });
 }
 
 /**
@@ -397,4 +419,82 @@ export async function afsRestoreFile(c: AfsCell, name: string, path: string, o: 
     throw e;
   });
   await Promise.all([feeding, afsRestore(c, name, pipe, { overwrite: o.overwrite, onVolumeId: o.onVolumeId, ctx })]);
+}
+
+/** Whether a vos failure is "VOLSER: volume is busy": a volserver transaction on the volume is still open. */
+export function isVolumeBusy(err: unknown): boolean {
+  const e = err as { message?: string; stderr?: string; hint?: string } | null;
+  return /volume is busy/i.test(`${e?.message ?? ""}\n${e?.stderr ?? ""}\n${e?.hint ?? ""}`);
+}
+
+/** Options for {@link afsWaitWhileBusy}. */
+export interface BusyWaitOptions {
+  /** The volume the call works on, named in the log and the final error (e.g. "user.alice.backup"). */
+  volume: string;
+  /** Its volume ids: the transactions `vos status` shows on them are named (empty: none looked up). */
+  ids?: readonly number[];
+  /** What the call is, for the log (default "vos"), e.g. "vos dump". */
+  what?: string;
+  /** Wait at most this many ms for the volume to come free (default 15 min); 0: fail at once. */
+  maxMs?: number;
+  /** Pause after the first busy failure, in ms (default 5000); it doubles up to maxPauseMs. */
+  baseMs?: number;
+  /** Longest pause, in ms (default 60 000). */
+  maxPauseMs?: number;
+  /** The caller's policy, called after each busy failure with the transactions open on ids (e.g. end its own abandoned ones). */
+  onBusy?: (transactions: AfsTransaction[], attempt: number) => Promise<void>;
+  ctx?: Context;
+}
+
+/** "transaction 2751 (Dump, open 2m10s, idle 5s, held by a call)". */
+export function describeTransaction(t: AfsTransaction, now = Date.now() / 1000): string {
+  const age = (s: number) => (Number.isFinite(s) ? formatDuration(Math.max(0, now - s) * 1000) : "?");
+  return `transaction ${t.id} (${t.procedure}, open ${age(t.created)}, idle ${age(t.lastActive)}${t.inCall ? ", held by a volserver call" : ", no call"}${t.flags.includes("delete") ? ", marked for deletion" : ""})`;
+}
+
+/**
+ * Runs a vos call on one volume and, while it fails "VOLSER: volume is busy" (a transaction left
+ * by an interrupted vos dump or restore that the volserver still holds), runs it again with
+ * backoff through lib/retry.ts, up to maxMs. Logs once which volume and transaction it waits for;
+ * after the bound it fails naming the volume, the transaction and the commands an admin can run.
+ * Any other failure is thrown at once.
+ * @example await afsWaitWhileBusy(cell, () => afsDumpToFile(cell, "user.alice.backup", path, { seal }), { volume: "user.alice.backup", ids: [v.backupID], maxMs: 15 * 60_000 });
+ */
+export async function afsWaitWhileBusy<T>(c: AfsCell, fn: (attempt: number) => Promise<T>, o: BusyWaitOptions): Promise<T> {
+  const ctx = o.ctx ?? useContext();
+  const maxMs = o.maxMs ?? 15 * 60_000;
+  const what = o.what ?? "vos";
+  let open: AfsTransaction[] = [];
+  const named = () => (open.length ? open.map((t) => describeTransaction(t)).join("; ") : "no transaction on it in vos status");
+  const started = Date.now();
+  try {
+    return await retry(async (attempt) => {
+      try {
+        return await fn(attempt);
+      } catch (err) {
+        if (!isVolumeBusy(err)) throw err;
+        if (o.ids?.length) open = await afsTransactions(c, { volumes: o.ids, ctx }).catch(() => open);
+        if (attempt === 1 && maxMs > 0) {
+          ctx.log.warn(`${o.volume} is busy: the volserver on ${c.server} still holds ${named()}, left by an interrupted vos dump or restore; ${what} waits up to ${formatDuration(maxMs)} for it to end (retried with backoff)`);
+        }
+        await o.onBusy?.(open, attempt);
+        throw err;
+      }
+    }, {
+      attempts: Infinity, baseMs: o.baseMs ?? 5000, maxMs: o.maxPauseMs ?? 60_000, maxElapsedMs: maxMs, signal: ctx.signal,
+      retryable: (err) => maxMs > 0 && isVolumeBusy(err),
+      onRetry: (_e, n, ms) => ctx.log.debug(`${o.volume}: still busy after attempt ${n}; ${what} again in ${formatDuration(ms)}`),
+    });
+  } catch (err) {
+    if (!isVolumeBusy(err) || ctx.signal.aborted) throw err;
+    const ids = open.map((t) => t.id);
+    throw new LifeboatError(`${o.volume}: still busy after ${formatDuration(Date.now() - started)} (${what}): the volserver on ${c.server} holds ${named()}`, {
+      cause: err,
+      hint: [
+        `see it: vos status -server ${c.server}`,
+        ...(ids.length ? [`end it once no call holds it: ${ids.map((id) => `vos endtrans -server ${c.server} -transaction ${id}`).join("; ")}`] : []),
+        "then run again with --resume (or raise afs.busy-wait)",
+      ].join("\n"),
+    });
+  }
 }

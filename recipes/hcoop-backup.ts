@@ -7,6 +7,11 @@
 // Runbook (HCoop wiki BackupInfo §3.2, RsyncNet "VOLUMES") → step:
 //   "First the entire system is backed up using vos backupsys"
 //                                  → "vos backupsys -prefix user. db. mail." [volumes.prefixes]
+//   (an interrupted vos dump's volume is "busy" for minutes)
+//                                  → a busy volume is waited for, not failed: its vos backup / vos
+//                                    dump retried with backoff up to afs.busy-wait (default 15 min),
+//                                    logged once with vos status's transaction; abandoned Dump
+//                                    transactions on its volumes are ended (vos endtrans)
 //   "vos listvol deleuze, exclude .backup and .readonly, volumes containing not-backed-up"
 //                                  → "list the volumes": RW volumes of the prefixes, minus
 //                                    volumes.exclude; the excluded names go into the manifest
@@ -53,8 +58,8 @@
 //   - keytab / k5start: the recipe runs as root on a file server with -localauth (afs.auth).
 //
 // Settings: recipes/hcoop.ts (flags, env LIFEBOAT_*, --config site file; hcoop.site.example.yaml).
-import { describeMariaDb, mariadbDatabases, mariadbDump, mariadbDumpUsers, mariadbQuery, mirrorPut, offsiteOptions, afsBackupSys, afsDumpToFile, afsExamine, afsListVolumes, checkFreeSpace, exec, failures, formatBytes, mapLimit, pgDump, pgDumpAll, psqlQuery, recipe, sealSuffix, sealTreeToFile, step, writeJsonFile } from "../lib/mod.ts";
-import { afsEndTransaction, afsListVldb, afsTransactions } from "../lib/mod.ts";
+import { LifeboatError, describeMariaDb, mariadbDatabases, mariadbDump, mariadbDumpUsers, mariadbQuery, mirrorPut, offsiteOptions, afsBackupSys, afsDumpToFile, afsExamine, afsListVolumes, checkFreeSpace, exec, failures, formatBytes, mapLimit, pgDump, pgDumpAll, psqlQuery, recipe, sealSuffix, sealTreeToFile, step, writeJsonFile } from "../lib/mod.ts";
+import { afsBackup, afsEndTransaction, afsListVldb, afsTransactions, afsWaitWhileBusy, describeTransaction, type AfsTransaction } from "../lib/mod.ts";
 import * as hcoop from "./hcoop.ts";
 
 /** How long a vos dump transaction without a call must have been idle before it counts as abandoned. */
@@ -89,30 +94,45 @@ await recipe({
     // the volumes it is about to touch, and only abandoned ones: procedure Dump (what vos dump
     // opens), no RPC using it (vos status shows a running call's packet counters), and idle for
     // LEFTOVER_IDLE_S (a live vos dump's transaction is without a call only for the milliseconds
-    // between its RPCs). Younger ones are waited for; one in use is left alone, with a warning.
+    // between its RPCs). Younger ones are waited for a few seconds.
+    // One that a call still holds (the killed vos's call lingers on the volserver for minutes;
+    // the lab: about 150 s) makes the volume "busy": its vos backup/dump is WAITED for, retried
+    // with backoff up to afs.busy-wait, and each failed attempt ends it once the call let go.
+    // (vos endtrans on a transaction a call holds only marks it for deletion: in the lab it was
+    // freed no sooner, so the recipe never does that.)
+    const endAbandoned = async (dumps: AfsTransaction[]) => {
+      const now = Date.now() / 1000;
+      for (const t of dumps.filter((t) => /^Dump/.test(t.procedure) && !t.inCall && now - t.lastActive >= LEFTOVER_IDLE_S)) {
+        ctx.log.warn(`volume ${t.volume}: vos ${describeTransaction(t, now)} was left by an interrupted vos dump; ending it (vos endtrans)`);
+        await afsEndTransaction(cell, t.id);
+      }
+    };
     const endLeftoverDumps = async (ids: number[]) => {
-      const warned = new Set<number>();
       for (const t0 = Date.now(); ;) {
         const now = Date.now() / 1000;
         const dumps = (await afsTransactions(cell, { volumes: ids.filter((id) => id > 0) })).filter((t) => /^Dump/.test(t.procedure));
-        for (const t of dumps.filter((t) => !t.inCall && now - t.lastActive >= LEFTOVER_IDLE_S)) {
-          ctx.log.warn(`volume ${t.volume}: vos transaction ${t.id} (${t.procedure}, idle ${Math.round(now - t.lastActive)} s, no call) was left by an interrupted vos dump; ending it (vos endtrans)`);
-          await afsEndTransaction(cell, t.id);
-        }
-        for (const t of dumps.filter((t) => t.inCall && !warned.has(t.id))) {
-          warned.add(t.id);
-          ctx.log.warn(`volume ${t.volume}: vos transaction ${t.id} (${t.procedure}) is in use by a running call; left alone (the volume may be busy)`);
-        }
+        await endAbandoned(dumps);
         const young = dumps.filter((t) => !t.inCall && !(now - t.lastActive >= LEFTOVER_IDLE_S));
         if (!young.length || ctx.dryRun || Date.now() - t0 > (LEFTOVER_IDLE_S + 5) * 1000) break;
         await new Promise((r) => setTimeout(r, 1000));
       }
     };
+    const whileBusy = <T>(volume: string, ids: number[], what: string, fn: () => Promise<T>) =>
+      afsWaitWhileBusy(cell, fn, { volume, ids: ids.filter((id) => id > 0), what, maxMs: s["afs.busy-wait"] * 1000, onBusy: endAbandoned });
 
     const backupsys = step("backupsys", `vos backupsys -prefix ${s["volumes.prefixes"].join(" ")}`, async () => {
       const ours = (await afsListVldb(cell)).filter((e) => s["volumes.prefixes"].some((p) => e.name.startsWith(p)));
       await endLeftoverDumps(ours.flatMap((e) => [e.rw, e.bk]));
-      return afsBackupSys(cell, { prefixes: s["volumes.prefixes"] });
+      const r = await afsBackupSys(cell, { prefixes: s["volumes.prefixes"], allowFailed: true });
+      // a volume backupsys could not clone (busy: a leftover transaction) is cloned alone once free, the others meanwhile
+      const again = await mapLimit(r.failedVolumes, 4, async (name) => {
+        const e = ours.find((x) => x.name === name);
+        await whileBusy(name, e ? [e.rw, e.bk] : [], "vos backup", () => afsBackup(cell, name));
+      });
+      const failed = failures(again);
+      if (failed.length) throw failed[0];
+      if (r.failed > r.failedVolumes.length) throw new LifeboatError(`vos backupsys: ${r.failed} volume(s) failed to back up, ${r.failedVolumes.length} named`);
+      return { backedUp: r.backedUp + r.failedVolumes.length, failed: 0 };
     });
 
     const volumes = step("volumes", `list the volumes on ${cell.server} (vos listvol -format)`, async () => {
@@ -143,10 +163,10 @@ await recipe({
       await endLeftoverDumps(volumes.output.dump.map((v) => v.backupID)); // --resume after an interrupted dump
       const results = await mapLimit(volumes.output.dump, 2, async (v) => {
         const plan = hcoop.planVolume(s["backups.dir"], now, s["schedule.full-day"], v.name);
-        const clone = await afsExamine(cell, `${v.name}.backup`);
         const file = hcoop.LAYOUT.dumpName(date, v.name, sealSuffix(seal));
         const since = plan.kind === "full" ? 0 : plan.since;
-        const r = await afsDumpToFile(cell, `${v.name}.backup`, `${dir}/${file}`, { seal, since });
+        const r = await whileBusy(`${v.name}.backup`, [v.backupID], "vos dump", () => afsDumpToFile(cell, `${v.name}.backup`, `${dir}/${file}`, { seal, since }));
+        const clone = await afsExamine(cell, `${v.name}.backup`); // after the dump: vos examine of a busy volume fails
         const entry: hcoop.DumpEntry = {
           volume: v.name, kind: plan.kind, chain: plan.kind === "full" ? date : plan.chain, since, cloneTime: clone?.creationDate ?? 0,
           bytes: r.bytes, sha256: r.sha256, plainBytes: r.plainBytes, diskused: v.diskused,

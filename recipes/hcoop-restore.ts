@@ -14,7 +14,8 @@
 //   (lifeboat)             → "verify FILE": sha256 against the manifest, then a full decrypt and
 //                            gunzip, for every file BEFORE anything reaches vos restore
 //   cat … | ccrypt -cdk /etc/backup-encryption-key | gunzip | vos restore deleuze /vicepa $VOLNAME.restored
-//                          → "vos restore -overwrite full", then "-overwrite incremental" (age or ccrypt)
+//                          → "vos restore -overwrite full", then "-overwrite incremental" (age or ccrypt);
+//                            a target busy with a leftover transaction is waited for up to afs.busy-wait
 //   §1.4 fs mkm /afs/hcoop.net/.old/tmp-mount $VOLNAME.restored; vos release old
 //                          → "mount the restored volume" [restore.mount-command, restore.release-command]:
 //                            confirmed; off unless set (needs the kernel cache manager)
@@ -34,7 +35,7 @@
 import { offsiteOptions, afsExamine, afsRemove, afsRename, afsRestoreFile, exec, formatBytes, recipe, restoredName, checkVolumeName, step, UsageError, verifySealed, type Seal } from "../lib/mod.ts";
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
-import { afsEndTransaction, afsListVldb, afsListVolumes, afsTransactions, afsVolumeIds, afsZap } from "../lib/mod.ts";
+import { afsEndTransaction, afsListVldb, afsListVolumes, afsTransactions, afsVolumeIds, afsWaitWhileBusy, afsZap } from "../lib/mod.ts";
 import * as hcoop from "./hcoop.ts";
 
 await recipe({
@@ -107,10 +108,12 @@ await recipe({
 
     const restore = step("restore", `vos restore ${target} (-overwrite full, then incremental)`, async () => {
       for (const [i, l] of chain.output.entries()) {
-        await afsRestoreFile(cell, target, l.path, {
+        // a target busy with a leftover transaction (an interrupted vos dump or restore) is waited for, up to afs.busy-wait
+        const existing = await afsExamine(cell, target);
+        await afsWaitWhileBusy(cell, () => afsRestoreFile(cell, target, l.path, {
           seal: sealFor(l.encryption), overwrite: i === 0 ? "full" : "incremental",
           onVolumeId: (id) => (mkdirSync(dirname(marks), { recursive: true }), appendFileSync(marks, `${id}\n`)),
-        });
+        }), { volume: target, ids: existing ? [existing.id, existing.backupID].filter((id) => id > 0) : [], what: "vos restore", maxMs: s["afs.busy-wait"] * 1000 });
       }
       restored = true;
     }, {

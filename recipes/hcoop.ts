@@ -17,6 +17,7 @@ const BACKUP = ["hcoop-backup"] as const;
 const RESTORE = ["hcoop-restore"] as const;
 const DB = ["hcoop-backup", "hcoop-restore-db"] as const;
 const PRUNE = ["hcoop-prune"] as const;
+const VOS = ["hcoop-backup", "hcoop-restore"] as const;
 
 /** The settings of the HCoop recipes (see --help of each, and hcoop.site.example.yaml). */
 export const settings = {
@@ -26,6 +27,7 @@ export const settings = {
   "afs.cell": { describe: "vos -cell (default: ThisCell)" },
   "afs.auth": { describe: "localauth (root on a file server, the runbook's way), noauth (the lab) or tokens", choices: ["localauth", "noauth", "tokens"], default: "localauth" },
   "afs.prefix": { type: "list", describe: "argv before every vos command (e.g. the lab's nsenter …); empty: none" },
+  "afs.busy-wait": { type: "number", describe: "seconds to wait for a volume that is busy ('VOLSER: volume is busy': the volserver still holds a transaction of an interrupted vos dump or restore), its vos backupsys/dump/restore retried with backoff; 0: fail at once", default: 900, usedBy: VOS },
   "volumes.prefixes": { type: "list", describe: "vos backupsys -prefix values, and the volumes dumped", default: ["user.", "db.", "mail."] },
   "volumes.exclude": { describe: "regular expression of volume names never dumped (RsyncNet's not-backed-up)", default: "not-backed-up" },
   "schedule.full-day": { describe: "the first day of the week: a full dump of every volume", choices: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"], default: "sun", usedBy: BACKUP },

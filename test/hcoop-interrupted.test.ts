@@ -1,8 +1,7 @@
 // Interrupted vos operations on the lab's OpenAFS cell, and how the HCoop recipes recover:
-// a vos dump killed mid-stream leaves its volserver transaction open (the volume stays "busy"
-// for up to 10 minutes) and hcoop-backup ends it before cloning and dumping when no call holds it
-// (not tested here yet: a killed run's transaction is usually still held by the volserver's
-// call for minutes, see docs/faults.md); a vos restore killed
+// a vos dump killed mid-stream leaves its volserver transaction open, held by the volserver's
+// call for minutes (the volume is "busy"): hcoop-backup run again waits for it (afs.busy-wait),
+// ends it once no call holds it, and completes; a vos restore killed
 // mid-stream leaves a half-restored volume, which hcoop-restore's step cleanup removes; a volume
 // the VLDB does not know is skipped by hcoop-backup with a warning instead of failing the night.
 // Run: bash test/run.sh test/hcoop-interrupted.test.ts
@@ -11,9 +10,9 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { afsEndTransaction, afsExamine, afsListVldb, afsTransactions, afsVolumeIds, parseTransactions } from "../lib/afs.ts";
-import { compareTrees } from "../lib/mod.ts";
+import { compareTrees, verifySealed } from "../lib/mod.ts";
 import { runRecipe } from "../tasks/drills/faults.ts";
 import { createOpenVolume, labCell, removeVolume, volumeTree, writeFile } from "../tasks/drills/afs-cell.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
@@ -30,10 +29,12 @@ const zapByName = (name: string) => {
     if (w[0] === name) spawnSync(prefix[0], [...prefix.slice(1), "vos", "zap", "-server", cell.server, "-partition", "a", "-id", w[1], "-noauth"]);
   }
 };
-const clear = () => [...VOLS, RESTORED, ORPHAN].forEach((v) => (removeVolume(v), zapByName(v)));
+const WAIT = ["lbw.alice", "lbw.bob"]; // the busy-volume wait's own volumes (prefix lbw.)
+const clear = () => [...VOLS, RESTORED, ORPHAN, ...WAIT].forEach((v) => (removeVolume(v), zapByName(v)));
 const vosSync = (args: string[]) => spawnSync(prefix[0], [...prefix.slice(1), "vos", ...args, "-noauth"], { encoding: "utf8" });
 const dir = tmp();
 const site = `${dir}/site.yaml`;
+const waitSite = `${dir}/wait.yaml`;
 let tree = "";
 
 test.before(() => {
@@ -52,6 +53,10 @@ test.before(() => {
     `encryption: { kind: ccrypt, key-file: ${JSON.stringify(`${dir}/key`)} }`,
     "",
   ].join("\n"));
+  for (const v of WAIT) createOpenVolume(v);
+  writeFile("lbw.alice", "random.bin", randomBytes(48 << 20)); // a dump still streaming 1.5 s in
+  writeFile("lbw.bob", "small.txt", "bob\n");
+  writeFileSync(waitSite, readFileSync(site, "utf8").replace("prefixes: [lbk.]", "prefixes: [lbw.]").replace(`${dir}/backups`, `${dir}/wait-backups`));
 });
 test.after(() => {
   clear();
@@ -107,6 +112,28 @@ test("hcoop-backup skips, naming it, a volume vos listvol shows but the VLDB doe
   assert.ok(run.output.includes(`${ORPHAN} (id ${id}) is on ${cell.server} but not in the VLDB`), run.output);
   assert.ok(run.output.includes(`vos zap -server ${cell.server} -partition a -id ${id}`));
   assert.equal(readdirSync(`${dir}/backups/2026.11.23`).filter((f) => f.endsWith(".aescrypt")).sort(), ["2026.11.23-lbk.alice.dump.gz.aescrypt", "2026.11.23-lbk.bob.dump.gz.aescrypt"]);
+});
+
+test("hcoop-backup SIGKILLed mid vos dump, run again at once: it waits for the busy volume (logged once, with the transaction) and completes; the dumps verify", async () => {
+  // SIGKILL of the recipe and every process under it (systemd's kill of the unit, kill -9 of a cron job's
+  // group): the vos dump dies with it, so its volserver call lingers (a vos left alive ends it on EPIPE)
+  const tree = (pid: number): number[] => [pid, ...spawnSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" }).stdout.split("\n").filter((l) => l.trim()).flatMap((l) => tree(Number(l)))];
+  const killTree = (pid: number) => (tree(pid).forEach((p) => { try { process.kill(p, "SIGKILL"); } catch { /* gone */ } }), true);
+  const run = await runRecipe("hcoop-backup", ["--config", waitSite, "--yes"], {}, { step: /^dump each volume/, delayMs: 1500, fire: killTree });
+  assert.is(run.signal, "SIGKILL", run.output);
+  const bk = (await afsListVldb(cell)).find((e) => e.name === "lbw.alice")!.bk; // vos examine of a busy volume fails
+  const left = await afsTransactions(cell, { volumes: [bk] });
+  assert.ok(left.some((t) => t.procedure === "Dump"), `the killed vos dump left no transaction: ${JSON.stringify(left)}`);
+  // bounded: 7 min (the lab's volserver holds a killed call's transaction about 150 s)
+  const again = await runRecipe("hcoop-backup", ["--config", waitSite, "--yes", "--resume", "--afs.busy-wait=420"], {}, undefined, 30_000, 10 * 60_000);
+  assert.is(again.code, 0, again.output);
+  const said = again.output.split("\n").filter((l) => /lbw\.alice\.backup is busy: the volserver on \S+ still holds transaction \d+ \(Dump, open [^)]*\), left by an interrupted vos dump or restore; vos dump waits up to 7m00s/.test(l));
+  assert.is(said.length, 1, again.output);
+  const day = `${dir}/wait-backups/2026.11.22`;
+  const m = JSON.parse(readFileSync(`${day}/2026.11.22-manifest.json`, "utf8")) as { files: Record<string, { volume: string; sha256: string; bytes: number }> };
+  assert.equal(Object.values(m.files).map((e) => e.volume).sort(), WAIT);
+  for (const [f, e] of Object.entries(m.files)) await verifySealed(`${day}/${f}`, { seal: { kind: "ccrypt", keyFile: `${dir}/key` }, sha256: e.sha256, bytes: e.bytes });
+  assert.equal(await afsTransactions(cell, { volumes: [bk] }), [], "no transaction left");
 });
 
 test.run();
