@@ -12,6 +12,7 @@ import process from "node:process";
 import { LifeboatError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
 import { shellQuote } from "./exec.ts";
+import { pidAlive } from "./lock.ts";
 
 /** A file being written under its partial name. */
 export interface PartialFile {
@@ -30,12 +31,29 @@ export function partialPath(path: string): string {
   return join(dirname(path), `.partial-${basename(path)}.${process.pid}`);
 }
 
+/** Removes `.partial-NAME.PID` files of `path` left by processes that are gone (a killed run's). */
+function removeStalePartials(path: string): void {
+  const prefix = `.partial-${basename(path)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(path));
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix)) continue;
+    const pid = Number(n.slice(prefix.length));
+    if (Number.isInteger(pid) && pid !== process.pid && !pidAlive(pid)) rmSync(join(dirname(path), n), { force: true, recursive: true });
+  }
+}
+
 /**
- * Starts a file that becomes visible under `path` only when committed.
+ * Starts a file that becomes visible under `path` only when committed (a killed run's partial of the same path is removed).
  * @example const f = partialFile(dest); try { await write(f.tmp); f.commit(); } catch (e) { f.discard(); throw e; }
  */
 export function partialFile(path: string): PartialFile {
   const tmp = partialPath(path);
+  removeStalePartials(path);
   return {
     path,
     tmp,

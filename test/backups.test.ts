@@ -2,6 +2,7 @@
 // deno: yes
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { generateIdentity, identityToRecipient } from "age-encryption";
@@ -9,6 +10,7 @@ import {
   AGE_SETTINGS,
   backupArchive,
   checkFreeSpace,
+  captureToFile,
   cleanLeftovers,
   ensureBackupFolder,
   createContext,
@@ -194,6 +196,18 @@ test("archive:verify takes the age.* settings of a site file's age: block", asyn
   await withContext(ctx as Context, () => verifyTask.run.call(verifyTask, ctx));
   assert.equal(listBackups(join(root, "b")).map((b) => b.verified), ["passed"]);
   assert.equal(readdirSync(join(root, "b")).filter((n) => n.startsWith(".partial")), []);
+});
+
+test("captureToFile removes a killed run's partial of the same file, keeps a live process's, and writes the file whole", async () => {
+  testContext();
+  const dir = tmp();
+  const dead = spawnSync("true").pid!; // a process that has exited
+  writeFileSync(join(dir, `.partial-day.dump.${dead}`), "cut off");
+  writeFileSync(join(dir, ".partial-day.dump.1"), "pid 1 is alive: not ours to remove");
+  writeFileSync(join(dir, `.partial-other.dump.${dead}`), "another file's partial: left to its own writer");
+  await captureToFile(join(dir, "day.dump"), async (t) => writeFileSync(t, "whole"));
+  assert.is(readFileSync(join(dir, "day.dump"), "utf8"), "whole");
+  assert.equal(readdirSync(dir).sort(), [".partial-day.dump.1", `.partial-other.dump.${dead}`, "day.dump"].sort());
 });
 
 test.run();

@@ -120,9 +120,11 @@ test("dockerExec streams 200 MB through stdin and stdout with flat memory", asyn
   if (process.env.LIFEBOAT_TEST_VERBOSE) console.error(seen);
   assert.is(out.bytes(), total);
   assert.is(out.digest(), inHash.digest("hex"));
-  // Streaming is about growth: 400 MiB moved must not grow the process by more than 50 MB.
+  // Streaming is about growth: 400 MiB moved must not grow the process by more than 100 MB, half of
+  // what one direction carries (buffering either direction would take 200 MB or more). V8's young
+  // generation alone may take ~64 MB on Node 26 while the source makes garbage this fast.
   // (The process's resting size, which the loaded helper families set, is measured in bench/.)
-  assert.ok(peak - before < 50e6, `${seen}: grew more than 50 MB`);
+  assert.ok(peak - before < 100e6, `${seen}: grew more than 100 MB`);
 });
 
 test("dockerExec in a container that does not exist fails with a clear error", async () => {
