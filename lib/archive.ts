@@ -720,8 +720,11 @@ async function pump(opened: Opened, consumer: Writable, ctx: Context): Promise<v
   try {
     await Promise.all([pipeline(opened.source, d.input), pipeline(d.output, consumer), d.done]);
   } catch (e) {
+    // A decompressor that stops on damaged input ends its output early, and the tar reader may
+    // report "truncated" first: when its output has ended, its own verdict is the truer one.
+    const decoder = d.output.readableEnded ? await d.done.then(() => undefined, (x: unknown) => x) : undefined;
     for (const s of [opened.source, d.input, d.output]) s.destroy();
-    throw e;
+    throw decoder ?? e;
   }
 }
 
