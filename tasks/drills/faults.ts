@@ -1540,10 +1540,6 @@ hcoopSystem.entries.push(
     remotes: [hcoopRemotes.volserver(/^vos restore/), hcoopRemotes.vlserver(/^verify every file/)],
     // 2 MiB: the dump (4-12 MiB) cannot fit even when the local copy is done before the filler
     folders: [{ name: "backups folder (the day fetched into backups.dir)", step: /^fetch the chain/, mount: (fx) => ({ path: fx.fetched, mib: 2, args: [] }) }],
-    known: [{
-      exit: 13,
-      defect: "lib/sealed.ts plainInto (ccrypt): SIGINT/SIGTERM during 'verify every file' can leave `await tail` unsettled (between.destroy() without an error: the gunzip pipeline never settles), so node exits 13 (unsettled top-level await) without releasing the lock; between.destroy(e) fixes it (reported to lib/sealed.ts's owner)",
-    }],
   },
 );
 
