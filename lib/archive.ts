@@ -57,7 +57,7 @@ import type { Header, ReadEntry, WriteEntry } from "tar";
 import type { Stats } from "node:fs";
 import { LifeboatError, RefusedError, VerifyError } from "./errors.ts";
 import { compressionOf, startCompressor, startDecompressor, TAR_SUFFIX, type Compression } from "./compress.ts";
-import { partialFile } from "./files.ts";
+import { isStalePartial, partialFile } from "./files.ts";
 import { throwIfAborted, useContext, type Context } from "./context.ts";
 import { pidAlive } from "./lock.ts";
 import { ExecError, shellQuote } from "./exec.ts";
@@ -345,9 +345,8 @@ export function cleanLeftovers(dir: string, ctx: Context = useContext()): string
     return removed;
   }
   for (const name of names) {
-    const m = /^\.partial-.*\.(\d+)$/.exec(name);
     const side = /^(.*)\.(sha256|info\.json|verified)$/.exec(name);
-    if ((m && !pidAlive(Number(m[1]))) || (side && !names.includes(side[1]))) removed.push(name);
+    if (isStalePartial(name) || (side && !names.includes(side[1]))) removed.push(name);
   }
   if (ctx.dryRun) {
     for (const name of removed) ctx.log.command(`rm -rf -- ${shellQuote(join(dir, name))}`, "dry-run");

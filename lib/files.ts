@@ -31,6 +31,12 @@ export function partialPath(path: string): string {
   return join(dirname(path), `.partial-${basename(path)}.${process.pid}`);
 }
 
+/** True for a `.partial-NAME.PID` name whose process is gone: a killed run's leftover. */
+export function isStalePartial(name: string): boolean {
+  const m = /^\.partial-.*\.(\d+)$/.exec(name);
+  return !!m && !pidAlive(Number(m[1]));
+}
+
 /** Removes `.partial-NAME.PID` files of `path` left by processes that are gone (a killed run's). */
 function removeStalePartials(path: string): void {
   const prefix = `.partial-${basename(path)}.`;
@@ -40,11 +46,7 @@ function removeStalePartials(path: string): void {
   } catch {
     return;
   }
-  for (const n of names) {
-    if (!n.startsWith(prefix)) continue;
-    const pid = Number(n.slice(prefix.length));
-    if (Number.isInteger(pid) && pid !== process.pid && !pidAlive(pid)) rmSync(join(dirname(path), n), { force: true, recursive: true });
-  }
+  for (const n of names) if (n.startsWith(prefix) && /^\d+$/.test(n.slice(prefix.length)) && isStalePartial(n)) rmSync(join(dirname(path), n), { force: true, recursive: true });
 }
 
 /**
