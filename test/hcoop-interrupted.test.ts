@@ -131,7 +131,7 @@ test("hcoop-backup SIGKILLed mid vos dump, run again at once: it ends the abando
   // which of the two it meets depends on the volserver: a transaction no call holds any more is
   // ended at once (said once); one a call still holds is waited for (said once)
   const ended = again.output.split("\n").filter((l) => /vos transaction \d+ \(Dump, [^)]*no call\) was left by an interrupted vos dump; ending it \(vos endtrans\)/.test(l));
-  assert.is(said.length + ended.length, 1, again.output);
+  assert.ok(said.length <= 1 && ended.length <= 1 && said.length + ended.length >= 1, again.output); // waited, ended, or waited and then ended: each said at most once
   const day = `${dir}/wait-backups/2026.11.22`;
   const m = JSON.parse(readFileSync(`${day}/2026.11.22-manifest.json`, "utf8")) as { files: Record<string, { volume: string; sha256: string; bytes: number }> };
   assert.equal(Object.values(m.files).map((e) => e.volume).sort(), WAIT);
