@@ -7,13 +7,14 @@
 // Everything streams: memory stays constant whatever the size. gzip is pigz when installed
 // (lib/compress.ts); node-tar and age-encryption are loaded at first use.
 import { createHash } from "node:crypto";
-import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { PassThrough, Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { LifeboatError, VerifyError } from "./errors.ts";
 import { exec, ExecError } from "./exec.ts";
-import { captureToFile } from "./files.ts";
+import { captureToFile, partialFile } from "./files.ts";
 import { startCompressor } from "./compress.ts";
 import { useContext, type Context } from "./context.ts";
 import type { AgeOptions } from "./archive.ts";
@@ -127,16 +128,23 @@ export interface UnsealOptions {
   ctx?: Context;
 }
 
-/** Streams the plaintext of a sealed file (decrypt, gunzip) into sink. */
-async function plainInto(path: string, sink: Writable, o: UnsealOptions, ctx: Context): Promise<void> {
+/** Streams the plaintext of a sealed file (decrypt, gunzip) into sink; `tap` sees the file's bytes as they are read. */
+async function plainInto(path: string, sink: Writable, o: UnsealOptions, ctx: Context, tap?: Transform): Promise<void> {
   const name = path.split("/").pop();
+  // The file's bytes, through tap when there is one (one read serves the sha256 and the unsealing).
+  const fileBytes = (): Readable => {
+    const file = createReadStream(path, { highWaterMark: 1 << 20 });
+    if (!tap) return file;
+    file.on("error", (e) => tap.destroy(e));
+    return file.pipe(tap);
+  };
   if (o.seal.kind === "ccrypt") {
     // ccrypt's output goes through a PassThrough, so its exit code (4: wrong key) is what exec
     // reports, not gunzip's complaint about the empty stream that follows.
     const between = new PassThrough();
     const tail = pipeline(between, createGunzip(), sink).then(() => null, (e: Error) => e);
     try {
-      await exec(["ccrypt", "-c", "-d", "-k", o.seal.keyFile], { stdin: { file: path }, stdout: between, ctx });
+      await exec(["ccrypt", "-c", "-d", "-k", o.seal.keyFile], { stdin: tap ? fileBytes() : { file: path }, stdout: between, ctx });
     } catch (e) {
       // With the error: a PassThrough destroyed without one may never settle the pipeline behind it,
       // and an interrupted run would then hang on `tail` (node exits 13, the lock still held).
@@ -149,7 +157,7 @@ async function plainInto(path: string, sink: Writable, o: UnsealOptions, ctx: Co
     if (err) throw new VerifyError(`${name}: not a whole gzip stream after decryption (${err.message})`, [], "the file is damaged or the key is wrong; use another copy");
     return;
   }
-  const file = createReadStream(path);
+  const file = fileBytes();
   let plain: Readable = file;
   if (o.seal.kind === "age") {
     const { Decrypter } = await import("age-encryption");
@@ -184,17 +192,22 @@ export async function fileSha256(path: string): Promise<{ sha256: string; bytes:
  */
 export async function verifySealed(path: string, o: UnsealOptions): Promise<{ bytes: number; plainBytes: number }> {
   const ctx = o.ctx ?? useContext();
-  const name = path.split("/").pop();
   const got = await fileSha256(path);
+  checkRecorded(path, got, o);
+  let plainBytes = 0;
+  await plainInto(path, new Writable({ write(c: Buffer, _e, cb) { plainBytes += c.length; cb(); } }), o, ctx);
+  return { bytes: got.bytes, plainBytes };
+}
+
+/** Throws VerifyError (exit 3) when a file's size or sha256 is not what was recorded. */
+function checkRecorded(path: string, got: { sha256: string; bytes: number }, o: { sha256?: string; bytes?: number }): void {
+  const name = path.split("/").pop();
   if (o.bytes !== undefined && got.bytes !== o.bytes) {
     throw new VerifyError(`${name}: ${got.bytes} bytes, the manifest says ${o.bytes} (truncated or damaged)`, [], "use another copy (backup-manager get); nothing was restored");
   }
   if (o.sha256 && got.sha256 !== o.sha256) {
     throw new VerifyError(`${name}: sha256 mismatch (file ${got.sha256.slice(0, 12)}…, manifest ${o.sha256.slice(0, 12)}…); the file is damaged or truncated`, [], "use another copy (backup-manager get); nothing was restored");
   }
-  let plainBytes = 0;
-  await plainInto(path, new Writable({ write(c: Buffer, _e, cb) { plainBytes += c.length; cb(); } }), o, ctx);
-  return { bytes: got.bytes, plainBytes };
 }
 
 /**
@@ -236,9 +249,11 @@ export async function sealTreeToFile(dir: string, path: string, opts: SealOption
 /**
  * Unpacks a sealed tar (from {@link sealTreeToFile}) into dir, which must be new or empty:
  * decrypt → gunzip → untar, regular files only (no links, devices, absolute paths or `..`),
- * mode 0600. Verify the file first ({@link verifySealed}). Returns the names written. In dry-run
- * it prints what it would do.
- * @example await verifySealed(f, { seal, sha256 }); await unsealTreeTo(f, "/vicepa/hcoop-backups/restored/2026.11.29-db", { seal });
+ * mode 0600. The file is read once: with `sha256`/`bytes` it is checked as it is unpacked, into
+ * a hidden `.partial-NAME.PID` folder beside dir that is moved into place only when the file was
+ * whole and opened; otherwise nothing appears at dir (a killed run's folder is removed by the next).
+ * Returns the names written. In dry-run it prints what it would do.
+ * @example await unsealTreeTo(f, "/vicepa/hcoop-backups/restored/2026.11.29-db", { seal, sha256, bytes });
  */
 export async function unsealTreeTo(path: string, dir: string, o: UnsealOptions): Promise<string[]> {
   const ctx = o.ctx ?? useContext();
@@ -247,27 +262,48 @@ export async function unsealTreeTo(path: string, dir: string, o: UnsealOptions):
     return [];
   }
   if (existsSync(dir) && readdirSync(dir).length) throw new LifeboatError(`${dir} is not empty`, { hint: "move it away or remove it; nothing was unpacked", exitCode: 5 });
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // A size that is already wrong is said before anything is decrypted.
+  if (o.bytes !== undefined) checkRecorded(path, { sha256: o.sha256 ?? "", bytes: statSync(path).size }, { bytes: o.bytes });
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
+  const stage = partialFile(dir);
+  rmSync(stage.tmp, { recursive: true, force: true });
+  mkdirSync(stage.tmp, { mode: 0o700 });
   const names: string[] = [];
   const refused: string[] = [];
-  const { extract: tarExtract } = await import("tar");
-  const unpack = tarExtract({
-    cwd: dir, strict: true, preservePaths: false,
-    filter: (p, entry) => {
-      const ok = (entry as { type?: string }).type === "File" && !p.replace(/^\.\//, "").includes("/");
-      (ok ? names : refused).push(p);
-      return ok;
-    },
-  });
-  const done = new Promise<void>((res, rej) => { unpack.on("close", () => res()); unpack.on("error", rej); });
-  const sink = new Writable({
-    write(c: Buffer, _e, cb) { if (unpack.write(c)) cb(); else unpack.once("drain", () => cb()); },
-    final(cb) { unpack.end(); done.then(() => cb(), cb); },
-  });
-  await unsealTo(path, sink, { ...o, ctx });
-  await done;
-  if (refused.length) ctx.log.warn(`${path.split("/").pop()}: left out ${refused.length} entr${refused.length === 1 ? "y" : "ies"} that are not plain files: ${refused.slice(0, 5).join(", ")}`);
-  const out = names.map((n) => n.replace(/^\.\//, ""));
-  for (const n of out) chmodSync(`${dir}/${n}`, 0o600);
-  return out;
+  const hash = createHash("sha256");
+  let bytes = 0;
+  try {
+    const { extract: tarExtract } = await import("tar");
+    const unpack = tarExtract({
+      cwd: stage.tmp, strict: true, preservePaths: false,
+      filter: (p, entry) => {
+        const ok = (entry as { type?: string }).type === "File" && !p.replace(/^\.\//, "").includes("/");
+        (ok ? names : refused).push(p);
+        return ok;
+      },
+    });
+    const done = new Promise<void>((res, rej) => { unpack.on("close", () => res()); unpack.on("error", rej); });
+    const sink = new Writable({
+      write(c: Buffer, _e, cb) { if (unpack.write(c)) cb(); else unpack.once("drain", () => cb()); },
+      final(cb) { unpack.end(); done.then(() => cb(), cb); },
+    });
+    try {
+      await plainInto(path, sink, { ...o, ctx }, ctx, hashing(hash, (n) => (bytes += n)));
+      await done;
+    } catch (e) {
+      // A damaged file is named by its sha256 (the cause) rather than by what decrypting it said.
+      if (o.sha256 && !ctx.signal.aborted) checkRecorded(path, await fileSha256(path), o);
+      throw e;
+    }
+    checkRecorded(path, { sha256: hash.digest("hex"), bytes }, o);
+    const out = names.map((n) => n.replace(/^\.\//, ""));
+    for (const n of out) chmodSync(join(stage.tmp, n), 0o600);
+    if (existsSync(dir)) rmdirSync(dir); // new or empty (checked above)
+    stage.commit();
+    if (refused.length) ctx.log.warn(`${path.split("/").pop()}: left out ${refused.length} entr${refused.length === 1 ? "y" : "ies"} that are not plain files: ${refused.slice(0, 5).join(", ")}`);
+    return out;
+  } catch (e) {
+    rmSync(stage.tmp, { recursive: true, force: true });
+    throw e;
+  }
 }

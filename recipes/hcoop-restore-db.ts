@@ -7,9 +7,11 @@
 // Runbook (HCoop wiki BackupInfo §2) → step:
 //   cd /vicepa/hcoop-backups/restored; mkdir YYYY.MM.DD-db; cd YYYY.MM.DD-db
 //                          → "find": the day's DATE-databases.tar.gz.ENC and its sha256 (manifest)
-//   (lifeboat)             → "verify": sha256, then a full decrypt and gunzip, before unpacking
 //   cat ../YYYY.MM.DD-databases.tar.gz.aescrypt | ccrypt -cdk /etc/backup-encryption-key | gunzip | tar -xvzf -
-//                          → "unpack" into backups.dir/restored/DATE-db (refused when not empty):
+//                          → "unpack" into backups.dir/restored/DATE-db (refused when not empty),
+//                            verified as it is read (lifeboat: sha256 and size against the manifest,
+//                            a whole decrypt and gunzip) into a hidden folder that becomes DATE-db
+//                            only when all of it held, so a damaged file or a killed run leaves nothing there:
 //                            globals.sql (roles, tablespaces) and one NAME.dump (pg_dump -Fc) each;
 //                            mariadb-users+grants.sql and one mariadb-NAME.sql (mariadb-dump) each
 //   (loading a database: the runbook leaves it to the admin)
@@ -27,7 +29,7 @@
 //   - a day kept only on the remote repository: fetch it first (hcoop-get DATE).
 //
 // Settings: recipes/hcoop.ts (flags, env LIFEBOAT_*, --config site file; hcoop.site.example.yaml).
-import { describeMariaDb, formatBytes, mariadbLoad, pgRestore, recipe, step, unsealTreeTo, UsageError, verifySealed, LifeboatError } from "../lib/mod.ts";
+import { describeMariaDb, formatBytes, mariadbLoad, pgRestore, recipe, step, unsealTreeTo, UsageError, LifeboatError } from "../lib/mod.ts";
 import * as hcoop from "./hcoop.ts";
 
 await recipe({
@@ -68,12 +70,11 @@ await recipe({
     });
     const seal = () => hcoop.sealOf({ ...s, "encryption.kind": find.output.encryption }, true);
 
-    const verify = step("verify", "verify the archive (sha256, decrypt, gunzip) before unpacking", async () => {
-      const r = await verifySealed(find.output.path, { seal: seal(), sha256: find.output.sha256, bytes: find.output.bytes });
-      ctx.log.info(`${find.output.file}: ok (${formatBytes(r.bytes)}, ${formatBytes(r.plainBytes)} of tar)`);
+    const unpack = step("unpack", `verify it (sha256, decrypt, gunzip) as it is unpacked into ${into}`, async () => {
+      const names = await unsealTreeTo(find.output.path, into, { seal: seal(), sha256: find.output.sha256, bytes: find.output.bytes });
+      ctx.log.info(`${find.output.file}: ok (${formatBytes(find.output.bytes)}), ${names.length} file(s) in ${into}`);
+      return names;
     });
-
-    const unpack = step("unpack", `unpack it into ${into}`, () => unsealTreeTo(find.output.path, into, { seal: seal() }));
 
     const load = step("load", `load ${database} into PostgreSQL ${pg.host ?? "local socket"}:${pg.port} (pg_restore --create --clean)`, () =>
       pgRestore(pg, `${into}/${hcoop.LAYOUT.dbFile(database!)}`, { create: true, clean: true }), {
@@ -88,7 +89,7 @@ await recipe({
     });
 
     return {
-      steps: [find, verify, unpack, load, loadMaria],
+      steps: [find, unpack, load, loadMaria],
       report: () => [
         `unpacked  ${into}: ${find.output.all.length} dump(s): ${find.output.all.join(", ") || "none"}${find.output.globals ? ` + ${hcoop.LAYOUT.globalsFile}` : ""}${find.output.mariadb ? ` + ${hcoop.LAYOUT.mariadbUsersFile}` : ""}`,
         ...(loadMaria.hasOutput ? [`loaded    ${database} into MariaDB ${describeMariaDb(maria)} (${formatBytes(loadMaria.output.bytes)} of SQL)`] : []),

@@ -7,7 +7,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { randomBytes } from "node:crypto";
-import { readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import {
   afsBackupSys,
   afsDumpToFile,
@@ -19,6 +19,8 @@ import {
   checkVolumeName,
   compareTrees,
   restoredName,
+  sealTreeToFile,
+  unsealTreeTo,
   verifySealed,
   type Seal,
 } from "../lib/mod.ts";
@@ -120,6 +122,23 @@ test("a wrong ccrypt key and a truncated file are refused before vos restore run
   const raw = readFileSync(f.path);
   assert.ok(raw.length === f.bytes - 100);
   assert.is(await afsExamine(cell, "user.tafs.r2"), null);
+});
+
+test("a databases archive sealed with ccrypt unpacks whole; damaged in the middle it is refused by its sha256 and nothing appears", async () => {
+  const dir = tmp();
+  writeFileSync(`${dir}/key`, "right\n");
+  const seal: Seal = { kind: "ccrypt", keyFile: `${dir}/key` };
+  mkdirSync(`${dir}/db`);
+  const dump = randomBytes(200_000);
+  writeFileSync(`${dir}/db/shop 'x'.dump`, dump);
+  const f = await sealTreeToFile(`${dir}/db`, `${dir}/2026.11.29-databases.tar.gz.aescrypt`, { seal });
+  assert.equal(await unsealTreeTo(f.path, `${dir}/restored/ok`, { seal, sha256: f.sha256, bytes: f.bytes }), ["shop 'x'.dump"]);
+  assert.ok(readFileSync(`${dir}/restored/ok/shop 'x'.dump`).equals(dump));
+  const raw = readFileSync(f.path);
+  raw[raw.length >> 1] ^= 0x55;
+  writeFileSync(f.path, raw);
+  await rejects(unsealTreeTo(f.path, `${dir}/restored/bad`, { seal, sha256: f.sha256, bytes: f.bytes }), /sha256 mismatch/);
+  assert.equal(readdirSync(`${dir}/restored`), ["ok"]);
 });
 
 test("rename and remove", async () => {
