@@ -134,13 +134,13 @@ export interface FanOutJournal {
 
 class FanOutImpl<I, T> extends StepImpl<Record<string, T>> {
   override readonly kind = "fanout" as const;
-  private readonly items: readonly I[];
+  private readonly items: readonly I[] | (() => readonly I[]);
   private readonly each: (item: I, api: StepApi) => Promise<T> | T;
   private readonly fopts: FanOutOptions<I>;
   constructor(
     id: string,
     title: string,
-    items: readonly I[],
+    items: readonly I[] | (() => readonly I[]),
     each: (item: I, api: StepApi) => Promise<T> | T,
     fopts: FanOutOptions<I>,
   ) {
@@ -148,14 +148,19 @@ class FanOutImpl<I, T> extends StepImpl<Record<string, T>> {
     this.items = items;
     this.each = each;
     this.fopts = fopts;
-    const keys = items.map(fopts.key);
+    if (typeof items !== "function") this.checkKeys(items);
+  }
+  private checkKeys(items: readonly I[]): void {
+    const keys = items.map(this.fopts.key);
     const dup = keys.find((k, i) => keys.indexOf(k) !== i);
-    if (dup !== undefined) throw new LifeboatError(`fan-out step '${id}': two items have the key '${dup}'`);
+    if (dup !== undefined) throw new LifeboatError(`fan-out step '${this.id}': two items have the key '${dup}'`);
   }
   override async run(api: StepApi, ctx: Context, journal: FanOutJournal): Promise<Record<string, T>> {
+    const items = typeof this.items === "function" ? this.items() : this.items;
+    if (typeof this.items === "function") this.checkKeys(items);
     const out: Record<string, T> = {};
     const todo: I[] = [];
-    for (const item of this.items) {
+    for (const item of items) {
       const k = this.fopts.key(item);
       const prior = journal.items[k];
       if (prior?.status === "done" && !this.fopts.secret) {
@@ -183,7 +188,7 @@ class FanOutImpl<I, T> extends StepImpl<Record<string, T>> {
     const failed = results.map((r, i) => ({ r, k: this.fopts.key(todo[i]) })).filter((x) => !x.r.ok);
     if (ctx.signal.aborted) throw ctx.signal.reason;
     if (failed.length) {
-      throw new FanOutFailed(this.id, failed.map((f) => ({ key: f.k, error: (f.r as { error: unknown }).error })), this.items.length);
+      throw new FanOutFailed(this.id, failed.map((f) => ({ key: f.k, error: (f.r as { error: unknown }).error })), items.length);
     }
     this.setOutput(out);
     return out;
@@ -209,13 +214,14 @@ export class FanOutFailed extends LifeboatError {
  * Declares a fan-out step: the same work over a list of items (hosts, components), at most
  * `concurrency` at once. One item's failure does not stop the others; the journal records
  * each item, and `--resume` runs only the items that failed or never ran. The output maps
- * each item's key to its result.
+ * each item's key to its result. `items` may be a function, called when the step runs: for
+ * items an earlier step finds (the volumes a listing step returned).
  * @example
  * const tars = fanOut("configs", "tar /etc/haproxy on each load balancer", hosts,
  *   { key: (h) => h.name, concurrency: 4 },
  *   (h) => sshTar(h, "/etc/haproxy", `${staging}/${h.name}.tar`));
  */
-export function fanOut<I, T>(id: string, title: string, items: readonly I[], opts: FanOutOptions<I>, each: (item: I, api: StepApi) => Promise<T> | T): Step<Record<string, Awaited<T>>> {
+export function fanOut<I, T>(id: string, title: string, items: readonly I[] | (() => readonly I[]), opts: FanOutOptions<I>, each: (item: I, api: StepApi) => Promise<T> | T): Step<Record<string, Awaited<T>>> {
   return new FanOutImpl(id, title, items, each as (item: I, api: StepApi) => Promise<Awaited<T>>, opts);
 }
 

@@ -58,7 +58,7 @@
 //   - keytab / k5start: the recipe runs as root on a file server with -localauth (afs.auth).
 //
 // Settings: recipes/hcoop.ts (flags, env LIFEBOAT_*, --config site file; hcoop.site.example.yaml).
-import { LifeboatError, describeMariaDb, mariadbDatabases, mariadbDump, mariadbDumpUsers, mariadbQuery, mirrorPut, offsiteOptions, afsBackupSys, afsDumpToFile, afsExamine, afsListVolumes, checkFreeSpace, exec, failures, formatBytes, mapLimit, pgDump, pgDumpAll, psqlQuery, recipe, sealSuffix, sealTreeToFile, step, writeJsonFile } from "../lib/mod.ts";
+import { LifeboatError, describeMariaDb, mariadbDatabases, mariadbDump, mariadbDumpUsers, mariadbQuery, mirrorPut, offsiteOptions, afsBackupSys, afsDumpToFile, afsExamine, afsListVolumes, checkFreeSpace, exec, failures, fanOut, formatBytes, mapLimit, pgDump, pgDumpAll, psqlQuery, recipe, sealSuffix, sealTreeToFile, step, writeJsonFile } from "../lib/mod.ts";
 import { afsBackup, afsEndTransaction, afsListVldb, afsTransactions, afsWaitWhileBusy, describeTransaction, type AfsTransaction } from "../lib/mod.ts";
 import * as hcoop from "./hcoop.ts";
 
@@ -159,25 +159,23 @@ await recipe({
       return { ratio, ...checkFreeSpace(s["backups.dir"], (kib * 1024 + 2 * dbBytes) * Math.min(1, ratio)) };
     });
 
-    const dumps = step("dump", "dump each volume (vos dump | gzip | encrypt), 2 at a time", async () => {
-      await endLeftoverDumps(volumes.output.dump.map((v) => v.backupID)); // --resume after an interrupted dump
-      const results = await mapLimit(volumes.output.dump, 2, async (v) => {
-        const plan = hcoop.planVolume(s["backups.dir"], now, s["schedule.full-day"], v.name);
-        const file = hcoop.LAYOUT.dumpName(date, v.name, sealSuffix(seal));
-        const since = plan.kind === "full" ? 0 : plan.since;
-        const r = await whileBusy(`${v.name}.backup`, [v.backupID], "vos dump", () => afsDumpToFile(cell, `${v.name}.backup`, `${dir}/${file}`, { seal, since }));
-        const clone = await afsExamine(cell, `${v.name}.backup`); // after the dump: vos examine of a busy volume fails
-        const entry: hcoop.DumpEntry = {
-          volume: v.name, kind: plan.kind, chain: plan.kind === "full" ? date : plan.chain, since, cloneTime: clone?.creationDate ?? 0,
-          bytes: r.bytes, sha256: r.sha256, plainBytes: r.plainBytes, diskused: v.diskused,
-        };
-        ctx.log.info(`${v.name}: ${plan.kind} ${formatBytes(r.bytes)}`);
-        return [file, entry] as const;
-      });
-      const failed = failures(results);
-      if (failed.length) throw failed[0];
-      return Object.fromEntries(results.map((r) => (r as { value: readonly [string, hcoop.DumpEntry] }).value));
+    // One item per volume: --resume after a failure or an interrupt dumps only the volumes not done yet.
+    const dumped = fanOut("dump", "dump each volume (vos dump | gzip | encrypt), 2 at a time", () => volumes.output.dump, { key: (v) => v.name, concurrency: 2 }, async (v) => {
+      await endLeftoverDumps([v.backupID]); // --resume after an interrupted dump
+      const plan = hcoop.planVolume(s["backups.dir"], now, s["schedule.full-day"], v.name);
+      const file = hcoop.LAYOUT.dumpName(date, v.name, sealSuffix(seal));
+      const since = plan.kind === "full" ? 0 : plan.since;
+      const r = await whileBusy(`${v.name}.backup`, [v.backupID], "vos dump", () => afsDumpToFile(cell, `${v.name}.backup`, `${dir}/${file}`, { seal, since }));
+      const clone = await afsExamine(cell, `${v.name}.backup`); // after the dump: vos examine of a busy volume fails
+      const entry: hcoop.DumpEntry = {
+        volume: v.name, kind: plan.kind, chain: plan.kind === "full" ? date : plan.chain, since, cloneTime: clone?.creationDate ?? 0,
+        bytes: r.bytes, sha256: r.sha256, plainBytes: r.plainBytes, diskused: v.diskused,
+      };
+      ctx.log.info(`${v.name}: ${plan.kind} ${formatBytes(r.bytes)}`);
+      return { file, entry };
     });
+    /** The day's files: dump file name → its entry. */
+    const dayFiles = () => Object.fromEntries(Object.values(dumped.output).map((d) => [d.file, d.entry]));
 
     const databases = step("databases", `dump PostgreSQL ${pgName}: globals (pg_dumpall --globals-only), then pg_dump -Fc of each database`, async () => {
       const names = s["postgres.databases"].length ? s["postgres.databases"] : (await psqlQuery(pg, "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")).map((r) => String(r[0]));
@@ -206,7 +204,7 @@ await recipe({
     const manifest = step("manifest", `write the day's manifest ${dir}/${hcoop.LAYOUT.manifestName(date)}`, async () => {
       const m: hcoop.DayManifest = {
         format: "lifeboat-hcoop/1", date, startedAt, finishedAt: new Date().toISOString(), encryption: seal.kind === "ccrypt" ? "ccrypt" : "age",
-        files: dumps.output, excluded: volumes.output.excluded,
+        files: dayFiles(), excluded: volumes.output.excluded,
         databases: sealDb.hasOutput ? {
           ...sealDb.output,
           ...(databases.hasOutput ? { server: pgName, globals: hcoop.LAYOUT.globalsFile, dumps: databases.output } : { server: "", globals: "", dumps: {} }),
@@ -230,7 +228,7 @@ await recipe({
     }, { when: s["offsite.to"].length > 0 });
 
     return {
-      steps: [backupsys, volumes, space, dumps, databases, mariadb, sealDb, manifest, offsite],
+      steps: [backupsys, volumes, space, dumped, databases, mariadb, sealDb, manifest, offsite],
       report: () => [
         `day       ${dir} (${Object.keys(manifest.output.files).length} dumps, ${manifest.output.encryption})`,
         ...Object.entries(manifest.output.files).map(([f, e]) => `${e.kind.padEnd(11)} ${f}  ${formatBytes(e.bytes)}${e.kind === "incremental" ? ` (since the full of ${e.chain})` : ""}`),

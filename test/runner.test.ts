@@ -238,14 +238,15 @@ test("a step's cleanup runs when the step fails, and a killed run's owed cleanup
   assert.equal(ran(dir2), ["prepare", "use the token", "use cleanup", "prepare", "use the token", "use cleanup", "finish", "cleanup"]);
 });
 
-test("a fan-out step finishes the other items when one fails, and --resume retries only that one", () => {
+for (const lazy of [false, true]) test(`a fan-out step finishes the other items when one fails, and --resume retries only that one${lazy ? " (items from an earlier step's output)" : ""}`, () => {
   const { dir, state } = setup();
-  const first = run([`--dir=${dir}`, `--state-dir=${state}`], { MINI_FANOUT: "1", MINI_FAIL_ITEM: "b" });
+  const env: Record<string, string> = lazy ? { MINI_LAZY_ITEMS: "1" } : {};
+  const first = run([`--dir=${dir}`, `--state-dir=${state}`], { ...env, MINI_FANOUT: "1", MINI_FAIL_ITEM: "b" });
   assert.is(first.code, 1, first.out);
   assert.match(first.out, /1 of 3 failed: b \(item b failed on purpose\)/);
   assert.equal(ran(dir).filter((l) => l.startsWith("item")).sort(), ["item a", "item b", "item c"]);
   assert.not.ok(ran(dir).includes("finish"), "no step after the failed fan-out ran");
-  const second = run([`--dir=${dir}`, `--state-dir=${state}`, "--resume"], { MINI_FANOUT: "1" });
+  const second = run([`--dir=${dir}`, `--state-dir=${state}`, "--resume"], { ...env, MINI_FANOUT: "1" });
   assert.is(second.code, 0, second.out);
   assert.equal(ran(dir).filter((l) => l.startsWith("item")).sort(), ["item a", "item b", "item b", "item c"], "only b ran again");
   assert.equal(JSON.parse(readFileSync(join(dir, "state.json"), "utf8")).items, { a: "A", b: "B", c: "C" }, "outputs of a and c came from the journal");
