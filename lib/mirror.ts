@@ -138,11 +138,17 @@ export async function mirrorGet(to: string, sub: string, name: string, localPath
   return { path: localPath, bytes };
 }
 
+/** Options for {@link mirrorRemove}. */
+export interface MirrorRemoveOptions extends OffsiteOptions {
+  /** The file that marks a folder complete (the one put last: its manifest). It is removed first, alone, so a removal cut short leaves a folder that reads as incomplete. */
+  marker?: (sub: string) => string;
+}
+
 /**
- * Removes whole folders at a destination (retention). In dry-run it prints what it would remove.
- * @example await mirrorRemove(to, ["2026.10.04", "2026.10.05"], { s3 });
+ * Removes whole folders at a destination (retention), each folder's marker first. In dry-run it prints what it would remove.
+ * @example await mirrorRemove(to, ["2026.10.04", "2026.10.05"], { s3, marker: (day) => `${day}-manifest.json` });
  */
-export function mirrorRemove(to: string, subs: readonly string[], opts: OffsiteOptions = {}): Promise<void> {
+export function mirrorRemove(to: string, subs: readonly string[], opts: MirrorRemoveOptions = {}): Promise<void> {
   subs.forEach(checkSub);
   return offsiteRemoveDirs(to, subs, opts);
 }

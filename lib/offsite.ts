@@ -1168,28 +1168,42 @@ export async function offsiteGetFile(dest: string, path: string, into: string, o
 
 /**
  * Removes whole folders DEST/SUB (retention of folders of files). On S3 every object under
- * SUB/ goes, the files before their sidecars. In dry-run it only says what it would remove.
+ * SUB/ goes, the files before their sidecars. `marker` names the file that marks a folder
+ * complete (the one written last, e.g. its manifest): it goes first, alone, so that a removal cut
+ * short leaves a folder that reads as incomplete. In dry-run it only says what it would remove.
  * @example await offsiteRemoveDirs("s3://offsite/hcoop", ["2026.10.04", "2026.10.05"], { s3 });
  */
-export async function offsiteRemoveDirs(dest: string, subs: readonly string[], opts: OffsiteOptions = {}): Promise<void> {
+export async function offsiteRemoveDirs(dest: string, subs: readonly string[], opts: OffsiteOptions & { marker?: (sub: string) => string } = {}): Promise<void> {
   const ctx = opts.ctx ?? useContext();
   const d = parseOffsite(dest, opts);
   subs.forEach((s) => subName(`${s}/x`));
+  const marker = (s: string) => (opts.marker ? subName(`${s}/${opts.marker(s)}`)[1] : "");
   if (!subs.length) return;
   if (ctx.dryRun) {
     ctx.log.command(`remove ${subs.length} folder(s) from ${d.url}: ${subs.join(", ")}`, "dry-run");
     return;
   }
   try {
-    if (d.kind === "local") for (const s of subs) rmSync(join(d.dir, s), { recursive: true, force: true });
-    else if (d.kind === "ssh") await ssh(d.target, sh(`set -e; cd -- "$1"; shift; for s in "$@"; do rm -rf -- "$s"; done`, d.dir, ...subs), { ctx });
-    else {
+    if (d.kind === "local") {
+      for (const s of subs) {
+        if (marker(s)) rmSync(join(d.dir, s, marker(s)), { force: true });
+        rmSync(join(d.dir, s), { recursive: true, force: true });
+      }
+    } else if (d.kind === "ssh") {
+      await ssh(d.target, sh(`set -e; cd -- "$1"; shift; while [ $# -gt 1 ]; do [ -z "$2" ] || rm -f -- "$1/$2"; rm -rf -- "$1"; shift 2; done`, d.dir, ...subs.flatMap((s) => [s, marker(s)])), { ctx });
+    } else {
       const h = client(d, opts, ctx);
       try {
         for (const s of subs) {
           const keys: string[] = [];
           for await (const o of s3List(h, d.bucket, `${d.prefix}${s}/`, { ctx })) keys.push(o.key);
           keys.sort((a, b) => Number(a.endsWith(".sha256")) - Number(b.endsWith(".sha256")));
+          const first = marker(s) ? `${d.prefix}${s}/${marker(s)}` : "";
+          if (keys.includes(first)) {
+            // alone and before the rest: a removal cut short leaves a folder without its marker
+            await sdkCall(h, `delete ${d.url}${s}/${marker(s)}`, (c, m) => c.send(new m.DeleteObjectCommand({ Bucket: d.bucket, Key: first })));
+            keys.splice(keys.indexOf(first), 1);
+          }
           for (let i = 0; i < keys.length; i += 1000) {
             const out = await sdkCall(h, `delete in ${d.url}${s}/`, (c, m) => c.send(new m.DeleteObjectsCommand({ Bucket: d.bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } })));
             if (out.Errors?.length) throw new LifeboatError(`delete in ${d.url}${s}/: ${out.Errors.map((x) => `${x.Key}: ${x.Code}`).slice(0, 5).join("; ")}`);

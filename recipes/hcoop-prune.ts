@@ -42,11 +42,15 @@ await recipe({
     });
 
     const local = step("prune-local", `remove old day folders in ${root}`, async () => {
-      for (const d of plan.output.local.drop) await exec(["rm", "-rf", "--", hcoop.LAYOUT.dayDir(root, d)]);
+      // the manifest first: a removal cut short leaves a folder that reads as incomplete, not a day that seems whole
+      for (const d of plan.output.local.drop) {
+        await exec(["rm", "-f", "--", `${hcoop.LAYOUT.dayDir(root, d)}/${hcoop.LAYOUT.manifestName(d)}`]);
+        await exec(["rm", "-rf", "--", hcoop.LAYOUT.dayDir(root, d)]);
+      }
     }, { when: weeks > 0 && yes, confirm: `remove ${plan.hasOutput ? plan.output.local.drop.length : "the old"} day folder(s) in ${root}?` });
 
     const remote = step("prune-remote", `remove old day folders at ${s["offsite.to"].join(", ")}`, async () => {
-      for (const [to, p] of Object.entries(plan.output.remote)) await mirrorRemove(to, p.drop, offsiteOptions(s));
+      for (const [to, p] of Object.entries(plan.output.remote)) await mirrorRemove(to, p.drop, { ...offsiteOptions(s), marker: hcoop.LAYOUT.manifestName });
     }, { when: weeks > 0 && yes && s["offsite.to"].length > 0, confirm: `remove old day folders at ${s["offsite.to"].join(", ")}?` });
 
     return {

@@ -10,8 +10,8 @@ import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { mirrorGet, mirrorList, mirrorPut, type MirrorFile } from "../lib/mod.ts";
-import { planRetention, type DayManifest, type DumpEntry } from "../recipes/hcoop.ts";
+import { mirrorGet, mirrorList, mirrorPut, mirrorRemove, type MirrorFile } from "../lib/mod.ts";
+import { planRetention, remoteDays, type DayManifest, type DumpEntry } from "../recipes/hcoop.ts";
 import { runRecipe } from "../tasks/drills/hoss.ts";
 import { needLab } from "../tasks/drills/lab.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
@@ -95,6 +95,32 @@ for (const kind of ["ssh", "local"] as const) {
       assert.match((e as Error).message, /sha256.*damaged/);
     }
     assert.equal(readdirSync(into), []);
+  });
+}
+
+for (const kind of ["ssh", "local"] as const) {
+  test(`a day folder removed at ${kind === "ssh" ? "ssh://" : "a local path"} loses its manifest first: a removal that fails part-way leaves a folder that no longer reads as a day`, async () => {
+    testContext();
+    const root = tmp();
+    const remote = join(tmp(), "remote");
+    const to = kind === "ssh" ? sshUrl(remote) : remote;
+    const m = makeDay(root, "2026.11.08", [["user.a", "full", "2026.11.08"], ["user.b", "full", "2026.11.08"], ["user.c", "full", "2026.11.08"]]);
+    await mirrorPut(join(root, m.date), to, m.date, mirrorFiles(root, m), { ssh });
+    // every dump (and sidecar) undeletable: only the manifest and its sidecar can go
+    const stuck = readdirSync(join(remote, m.date)).filter((n) => !n.startsWith(`${m.date}-manifest.json`)).map((n) => join(remote, m.date, n));
+    assert.is(spawnSync("chattr", ["+i", ...stuck]).status, 0);
+    try {
+      await mirrorRemove(to, [m.date], { ssh, marker: (d) => `${d}-manifest.json` });
+      assert.unreachable("the removal of undeletable files succeeded");
+    } catch (e) {
+      assert.match((e as Error).message, /off-site remove in/);
+    } finally {
+      spawnSync("chattr", ["-i", ...stuck]);
+    }
+    assert.not.ok(existsSync(join(remote, m.date, `${m.date}-manifest.json`)), "the manifest went first");
+    assert.equal(await remoteDays(to, { ssh }), [], "the folder left behind is not a day");
+    await mirrorRemove(to, [m.date], { ssh, marker: (d) => `${d}-manifest.json` }); // run again: it goes
+    assert.not.ok(existsSync(join(remote, m.date)));
   });
 }
 
