@@ -14,7 +14,7 @@ import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { LifeboatError, VerifyError } from "./errors.ts";
 import { exec, ExecError } from "./exec.ts";
-import { captureToFile, partialFile } from "./files.ts";
+import { captureToFile, diskFull, partialFile } from "./files.ts";
 import { startCompressor } from "./compress.ts";
 import { useContext, type Context } from "./context.ts";
 import type { AgeOptions } from "./archive.ts";
@@ -282,7 +282,9 @@ export async function unsealTreeTo(path: string, dir: string, o: UnsealOptions):
         return ok;
       },
     });
-    const done = new Promise<void>((res, rej) => { unpack.on("close", () => res()); unpack.on("error", rej); });
+    let unpackError: NodeJS.ErrnoException | undefined;
+    const done = new Promise<void>((res, rej) => { unpack.on("close", () => res()); unpack.on("error", (e: Error) => rej((unpackError ??= e))); });
+    done.catch(() => {}); // awaited below; it may reject (ENOSPC) while the file is still being read
     const sink = new Writable({
       write(c: Buffer, _e, cb) { if (unpack.write(c)) cb(); else unpack.once("drain", () => cb()); },
       final(cb) { unpack.end(); done.then(() => cb(), cb); },
@@ -291,7 +293,13 @@ export async function unsealTreeTo(path: string, dir: string, o: UnsealOptions):
       await plainInto(path, sink, { ...o, ctx }, ctx, hashing(hash, (n) => (bytes += n)));
       await done;
     } catch (e) {
-      // A damaged file is named by its sha256 (the cause) rather than by what decrypting it said.
+      // A full disk is named as such (not as a damaged file); a damaged file by its sha256 (the
+      // cause) rather than by what decrypting it said.
+      if (unpackError?.code === "ENOSPC" || diskFull(stage.tmp)) {
+        throw new LifeboatError(`no space left on ${dirname(dir)} while unpacking ${path.split("/").pop()} (${(unpackError ?? (e as Error)).message.split("\n")[0]})`, {
+          hint: `free space on ${dirname(dir)}; nothing was left there`, cause: e,
+        });
+      }
       if (o.sha256 && !ctx.signal.aborted) checkRecorded(path, await fileSha256(path), o);
       throw e;
     }

@@ -7,7 +7,7 @@ import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { exec, pgDumpAll, s3Client, s3MakeBucket, s3RemoveBucket, s3Sync, sshGet, sshTar, sshUntar } from "../lib/mod.ts";
+import { exec, pgDumpAll, s3Client, s3MakeBucket, s3RemoveBucket, s3Sync, sealTreeToFile, sshGet, sshTar, sshUntar, unsealTreeTo } from "../lib/mod.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 import { seededBytes } from "../tasks/drills/fixtures.ts";
 import { needLab } from "../tasks/drills/lab.ts";
@@ -105,6 +105,15 @@ test("exec with stdout to a file on a full disk fails with 'no space left on FOL
   } catch (e) {
     assert.match((e as Error).message, `no space left on ${disk} (`);
   }
+});
+
+test("unsealTreeTo (the HCoop databases archive) onto a full disk fails with 'no space left' and leaves nothing, however often it is run", async () => {
+  testContext();
+  const src = tmp();
+  writeFileSync(join(src, "shop.dump"), seededBytes("unseal-full", 3 << 20));
+  const seal = { kind: "none" } as const;
+  const f = await sealTreeToFile(src, join(tmp(), "2026.11.29-databases.tar.gz"), { seal });
+  for (let i = 0; i < 3; i++) await failsCleanly(`unsealTreeTo #${i + 1}`, unsealTreeTo(f.path, join(disk, "2026.11.29-db"), { seal, sha256: f.sha256, bytes: f.bytes }));
 });
 
 test("pgDumpAll onto a full disk fails with 'no space left' and leaves no file", async () => {
