@@ -1,4 +1,4 @@
-// needs: docker sshd ceph slapd afs lshosts
+// needs: docker sshd ceph slapd afs lshosts pg
 // The fault matrix at a reduced size, for every recipe (tasks/drills/faults.ts; the full size is
 // `make fault-matrix`), on smaller fixtures: per recipe a normal run and one interrupt (a SIGINT or
 // SIGTERM in the middle of a seeded step, or a SIGKILL at a seeded moment: each system with two or

@@ -250,6 +250,7 @@ export function runRecipe(recipe: string, args: string[], env: Record<string, st
   let fired = false;
   let exited = false;
   let guard: NodeJS.Timeout | undefined;
+  let firing: Promise<void> = Promise.resolve();
   const fire = async () => {
     if (fired || exited) return;
     fired = true;
@@ -285,12 +286,12 @@ export function runRecipe(recipe: string, args: string[], env: Record<string, st
         const hit = typeof trigger.step === "number" ? Number(m[1]) === trigger.step : trigger.step.test(m[3]);
         if (hit) armed = true;
       }
-      if (armed && !fired) void fire();
+      if (armed && !fired) firing = fire();
     }
   };
   child.stdout.on("data", take);
   child.stderr.on("data", take);
-  if (armed) void fire();
+  if (armed) firing = fire();
   const limit = setTimeout(() => {
     run.hung = true;
     child.kill("SIGKILL");
@@ -304,7 +305,8 @@ export function runRecipe(recipe: string, args: string[], env: Record<string, st
       run.code = code;
       run.signal = signal;
       run.ms = Date.now() - t0;
-      resolve(run);
+      // an injection still trying (a remote's kill polling for its work) must not reach the next run
+      void firing.then(() => resolve(run), () => resolve(run));
     });
   });
 }
@@ -1353,9 +1355,29 @@ interface HcoopFx {
   /** The restored volume, and the tree of the volume it restores (restorevol of a fresh dump). */
   restored: string;
   tree: string;
+  /** hcoop-restore-db: a backups.dir holding the day with its databases archive, the lab's PostgreSQL, the source's digest. */
+  dbDays: string;
+  pg: Record<string, string>;
+  dbDigest: string;
 }
 
 const HCOOP_PREFIX = "lbf.";
+/** The database hcoop-restore-db loads: on the lab's source PostgreSQL, dumped by the setup; loaded into the target one. */
+const HCOOP_DB = "lbf shop";
+
+/** psql against the lab's host PostgreSQL (test/lab/pg.sh) on port; its output, trimmed. */
+function labPsql(pg: Record<string, string>, port: string, db: string, sql: string): string {
+  const r = spawnSync(`${pg.LAB_PG_BIN}/psql`, ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", pg.LAB_PG_HOST, "-p", port, "-U", pg.LAB_PG_USER, "-d", db, "-c", sql], {
+    encoding: "utf8",
+    env: { ...process.env, PGOPTIONS: "-c client_min_messages=warning", PGPASSWORD: readFileSync(pg.LAB_PG_PASSWORD_FILE, "utf8").split("\n")[0].trim() },
+  });
+  if (r.status !== 0) throw new Error(`psql -p ${port} -d ${db}: ${r.stderr.trim()}`);
+  return r.stdout.trim();
+}
+const quoteIdent = (n: string) => `"${n.replaceAll('"', '""')}"`;
+/** What the loaded database must equal: the rows of both tables, as one digest. */
+const dbDigestSql = "SELECT md5((SELECT string_agg(m::text, ',' ORDER BY id) FROM members m) || (SELECT string_agg(md5(data), ',' ORDER BY id) FROM blobs))";
+
 const HCOOP_DATE = "2026-11-22"; // a Sunday: every run makes full dumps (schedule.full-day sun)
 
 /** Kills (SIGKILL) a server process of the cell by its command line; bosserver starts it again. */
@@ -1383,7 +1405,7 @@ async function afsAnswers(volume: string): Promise<void> {
 
 const hcoopSystem: System<HcoopFx> = {
   name: "hcoop",
-  needs: ["afs"],
+  needs: ["afs", "pg"],
   async setup(dir, ctx, size) {
     const { cell, prefix } = labCell();
     rmSync(dir, { recursive: true, force: true });
@@ -1392,6 +1414,7 @@ const hcoopSystem: System<HcoopFx> = {
       dir, site: join(dir, "site.yaml"), backups: join(dir, "backups"), fetched: join(dir, "fetched"), remote: join(dir, "remote repo"), state: join(dir, "state"),
       key: randomBytes(32).toString("hex"), date: HCOOP_DATE.replaceAll("-", "."), volumes: [`${HCOOP_PREFIX}alice`, `${HCOOP_PREFIX}bob`],
       restored: "lbr.alice", tree: "", // outside volumes.prefixes: the backup never sees it
+      dbDays: join(dir, "db days"), pg: needLab("pg"), dbDigest: "",
     };
     writeFileSync(join(dir, "key"), fx.key, { mode: 0o600 });
     writeFileSync(fx.site, [
@@ -1403,6 +1426,8 @@ const hcoopSystem: System<HcoopFx> = {
       `clock: { today: ${HCOOP_DATE} }`,
       `state-dir: ${JSON.stringify(fx.state)}`,
       `encryption: { kind: ccrypt, key-file: ${JSON.stringify(join(dir, "key"))} }`,
+      // off here (hcoop-backup's cases dump the volumes only); the setup's databases day turns it on
+      `postgres: { enabled: false, databases: [${JSON.stringify(HCOOP_DB)}], host: ${fx.pg.LAB_PG_HOST}, port: ${fx.pg.LAB_PG_PORT}, user: ${fx.pg.LAB_PG_USER}, password-file: ${JSON.stringify(fx.pg.LAB_PG_PASSWORD_FILE)}, bin-dir: ${JSON.stringify(fx.pg.LAB_PG_BIN)} }`,
       "",
     ].join("\n"), { mode: 0o600 });
     for (const v of [...fx.volumes, fx.restored]) removeVolume(v);
@@ -1423,12 +1448,28 @@ const hcoopSystem: System<HcoopFx> = {
     mkdirSync(fx.remote, { recursive: true });
     sh(["cp", "-a", "--", join(fx.backups, fx.date), join(fx.remote, fx.date)]);
     clearArchives(fx.backups);
+    // hcoop-restore-db's day: the same volumes plus the databases archive of HCOOP_DB (200,000 rows
+    // and an index, 4 MiB of random bytea reduced; three times that full): the unpack and the load
+    // last long enough to be hit in the middle
+    for (const port of [fx.pg.LAB_PG_PORT, fx.pg.LAB_PG_TARGET_PORT]) labPsql(fx.pg, port, "postgres", `DROP DATABASE IF EXISTS ${quoteIdent(HCOOP_DB)}`);
+    labPsql(fx.pg, fx.pg.LAB_PG_PORT, "postgres", `CREATE DATABASE ${quoteIdent(HCOOP_DB)}`);
+    labPsql(fx.pg, fx.pg.LAB_PG_PORT, HCOOP_DB, [
+      "CREATE TABLE members (id int PRIMARY KEY, name text, note text)",
+      `INSERT INTO members SELECT i, 'member ' || i || ' ''q'' $(x)', md5(i::text) FROM generate_series(1, ${size === "full" ? 600000 : 200000}) i`,
+      "CREATE INDEX members_name ON members (name, note)", // pg_restore builds it again: the load lasts
+      "CREATE TABLE blobs (id int PRIMARY KEY, data bytea)",
+      `INSERT INTO blobs SELECT b, (SELECT decode(string_agg(md5(random()::text || b || g), ''), 'hex') FROM generate_series(1, 16384) g) FROM generate_series(1, ${size === "full" ? 48 : 16}) b`,
+    ].join("; "));
+    fx.dbDigest = labPsql(fx.pg, fx.pg.LAB_PG_PORT, HCOOP_DB, dbDigestSql);
+    const d = await runRecipe("hcoop-backup", ["--config", fx.site, "--yes", `--backups.dir=${fx.dbDays}`, `--state-dir=${join(dir, "db state")}`, "--postgres.enabled"], {});
+    if (d.code !== 0) throw new Error(`hcoop-backup (setup, with the databases) exited ${d.code}:\n${d.output.slice(-3000)}`);
     ctx.log.info(`  hcoop source: ${fx.volumes.join(", ")} on ${cell.server}; day ${fx.date} made in ${formatDuration(r.ms)}`);
     return fx;
   },
   async teardown(fx) {
     for (const v of [...fx.volumes, fx.restored]) removeVolume(v);
     zapOrphans(fx.restored);
+    for (const port of [fx.pg.LAB_PG_PORT, fx.pg.LAB_PG_TARGET_PORT]) labPsql(fx.pg, port, "postgres", `DROP DATABASE IF EXISTS ${quoteIdent(HCOOP_DB)}`);
     rmSync(fx.dir, { recursive: true, force: true });
   },
   env: () => ({}),
@@ -1541,7 +1582,61 @@ hcoopSystem.entries.push(
     // 2 MiB: the dump (4-12 MiB) cannot fit even when the local copy is done before the filler
     folders: [{ name: "backups folder (the day fetched into backups.dir)", step: /^fetch the chain/, mount: (fx) => ({ path: fx.fetched, mib: 2, args: [] }) }],
   },
+  {
+    recipe: "hcoop-restore-db",
+    kind: "restore",
+    resume: true,
+    async reset(fx) {
+      rmSync(join(fx.dbDays, "restored"), { recursive: true, force: true });
+      labPsql(fx.pg, fx.pg.LAB_PG_TARGET_PORT, "postgres", `DROP DATABASE IF EXISTS ${quoteIdent(HCOOP_DB)}`);
+    },
+    args: (fx) => [fx.date, HCOOP_DB, "--config", fx.site, "--yes", `--backups.dir=${fx.dbDays}`, `--postgres.port=${fx.pg.LAB_PG_TARGET_PORT}`],
+    async verify(fx) {
+      const got = labPsql(fx.pg, fx.pg.LAB_PG_TARGET_PORT, HCOOP_DB, dbDigestSql);
+      const out = got === fx.dbDigest ? [] : [`${HCOOP_DB} on the target: rows digest ${got}, the source's ${fx.dbDigest}`];
+      return [...out, ...hcoopDbFolderProblems(fx, true)];
+    },
+    // The unpacked folder appears whole or not at all. (A load cut short leaves a part-loaded
+    // database: pg_restore --create cannot run in one transaction; the retry drops and loads it again.)
+    leftovers: async (fx) => hcoopDbFolderProblems(fx, false),
+    remotes: [{
+      name: "PostgreSQL (the target's backends terminated)", step: /^load /, says: /PostgreSQL|pg_restore|terminat|connection|server closed/i,
+      kill: async (fx) => {
+        await sleep(MID_MS);
+        const sql = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND datname IS NOT NULL) t";
+        for (let i = 0; i < 60; i++) {
+          if (Number(labPsql(fx.pg, fx.pg.LAB_PG_TARGET_PORT, "postgres", sql)) > 0) return true;
+          await sleep(50);
+        }
+        return false;
+      },
+      revive: async () => {}, // the server stays up: only its sessions died
+    }],
+    // full from the start (the unpack writes a few ms after its heading: a filler started there could
+    // lose the race), and roomy once the filler is gone
+    folders: [{ name: "restored folder (backups.dir/restored)", step: null, mount: (fx) => ({ path: join(fx.dbDays, "restored"), mib: 64, args: [] }) }],
+  },
 );
+
+/** The day's restored/DATE-db folder: absent (mustExist false), or holding every file of the databases archive, each whole. */
+function hcoopDbFolderProblems(fx: HcoopFx, mustExist: boolean): string[] {
+  const parent = join(fx.dbDays, "restored");
+  const folder = join(parent, `${fx.date}-db`);
+  const out: string[] = [];
+  if (mustExist) {
+    const hidden = existsSync(parent) ? readdirSync(parent).filter((n) => n.startsWith(".partial-")) : [];
+    if (hidden.length) out.push(`hidden folders left beside ${folder} after a complete run: ${hidden.join(", ")}`);
+  }
+  if (!existsSync(folder)) return mustExist ? [...out, `no ${folder}`] : out;
+  const m = JSON.parse(readFileSync(join(fx.dbDays, fx.date, `${fx.date}-manifest.json`), "utf8")) as { databases?: { globals: string; dumps: Record<string, { file: string }> } };
+  const want = [m.databases?.globals, ...Object.values(m.databases?.dumps ?? {}).map((d) => d.file)].filter((x): x is string => !!x).sort();
+  const got = readdirSync(folder).sort();
+  if (got.join("\n") !== want.join("\n")) return [...out, `${folder} holds ${got.join(", ") || "nothing"}, want ${want.join(", ")} (torn)`];
+  for (const f of want.filter((n) => n.endsWith(".dump"))) {
+    if (spawnSync(`${fx.pg.LAB_PG_BIN}/pg_restore`, ["-l", join(folder, f)]).status !== 0) out.push(`${folder}/${f} is not a whole dump (pg_restore -l fails): torn`);
+  }
+  return out;
+}
 
 // ---------------------------------------------------------------------------------
 // LambdaStack: private lshosts hosts ls-41 (repository + haproxy) and ls-42 (postgresql), removed
