@@ -1,6 +1,6 @@
 // Benchmark: packArchive, unpackArchive and verifyArchive against GNU tar, pigz and zstd, on the same tree.
 //
-//   node --import=tsx bench/archive.ts [--size-mib 1024] [--runs 3] [--no-write]
+//   node bench/archive.ts [--size-mib 1024] [--runs 3] [--no-write]
 //
 // The tree (bench/data/tree-SIZE, made once) is half text-like data (a dump-like mix of words
 // and numbers, compresses about 3:1) and half incompressible bytes, in 4 MiB files plus 2000
@@ -196,9 +196,9 @@ const table = [
   "Checked after the runs: " + checks.join("; ") + ".",
 ].join("\n");
 console.log(table);
-const reproduce = `node --import=tsx bench/archive.ts --size-mib ${sizeMiB} --runs ${runs}`;
+const reproduce = `node bench/archive.ts --size-mib ${sizeMiB} --runs ${runs}`;
 if (args.write !== false) {
   const notes = existsSync(join(here, "archive.notes.md")) ? "\n" + readFileSync(join(here, "archive.notes.md"), "utf8") : "";
-  writeFileSync(join(here, "archive.md"), `# packArchive, unpackArchive, verifyArchive vs GNU tar, pigz and zstd\n\nReproduce: \`${reproduce}\`\n\n${table}\n\nPeak RSS of a shell pipeline is its largest single process (/usr/bin/time -v reports the biggest child). packArchive and unpackArchive include node with the tsx loader.\n${notes}`);
+  writeFileSync(join(here, "archive.md"), `# packArchive, unpackArchive, verifyArchive vs GNU tar, pigz and zstd\n\nReproduce: \`${reproduce}\` (\`bash bench/run.sh archive\` puts the project's node first on PATH)\n\n${table}\n\nPeak RSS of a shell pipeline is its largest single process (/usr/bin/time -v reports the biggest child). packArchive and unpackArchive include node (the project's Node 26, stripping the types itself).\n${notes}`);
 }
 rmSync(out, { recursive: true, force: true });
