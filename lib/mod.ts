@@ -56,6 +56,7 @@ export {
   installSchedule,
   removeSchedule,
   listSchedules,
+  typeScriptFlags,
   type ScheduleSpec,
   type ScheduleEntry,
   type InstallScheduleOptions,

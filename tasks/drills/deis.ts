@@ -40,6 +40,7 @@ import {
   s3List,
   s3MakeBucket,
   s3RemoveBucket,
+  typeScriptFlags,
   s3Sync,
   step,
   unpackArchive,
@@ -169,14 +170,15 @@ export interface RecipeRun {
 }
 
 /**
- * Runs a recipe as an operator does: `node --import=tsx recipes/NAME.ts ARGS…` from the repo root,
+ * Runs a recipe as an operator does: `node recipes/NAME.ts ARGS…` from the repo root (with
+ * `--import=tsx` on a Node that does not strip types itself),
  * with the drill's env; each output line goes to `echo` as it comes.
  */
 export function runRecipe(name: string, args: string[], work: DeisWork, echo: (line: string) => void = () => {}, signal: AbortSignal = useContext().signal): Promise<RecipeRun> {
   const t0 = Date.now();
   const env: Record<string, string> = { ...(process.env as Record<string, string>), ...work.env, NO_COLOR: "1", FORCE_COLOR: "0" };
   for (const k of Object.keys(env)) if (k.startsWith("LIFEBOAT_")) delete env[k];
-  const child = spawn(process.execPath, ["--import=tsx", join(ROOT, "recipes", `${name}.ts`), ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], signal });
+  const child = spawn(process.execPath, [...typeScriptFlags(process.execPath), join(ROOT, "recipes", `${name}.ts`), ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], signal });
   let output = "";
   let partial = "";
   const take = (d: Buffer) => {

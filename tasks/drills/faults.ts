@@ -46,6 +46,8 @@ import {
   s3Sync,
   verifyArchive,
   verifySealed,
+  typeScriptFlags,
+  UsageError,
   type Context,
   type S3Handle,
 } from "../../lib/mod.ts";
@@ -243,7 +245,7 @@ export function runRecipe(recipe: string, args: string[], env: Record<string, st
   const e: Record<string, string> = { ...(process.env as Record<string, string>), NO_COLOR: "1", FORCE_COLOR: "0", CI: "1", NODE_OPTIONS: "" };
   for (const k of Object.keys(e)) if (k.startsWith("LIFEBOAT_")) delete e[k];
   Object.assign(e, env);
-  const child = spawn(process.execPath, ["--import=tsx", `recipes/${recipe}.ts`, ...args], { cwd: ROOT, env: e, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...typeScriptFlags(process.execPath), `recipes/${recipe}.ts`, ...args], { cwd: ROOT, env: e, stdio: ["ignore", "pipe", "pipe"] });
   const run: Run = { code: null, signal: null, output: "", ms: 0, steps: [], stepAt: [], children: [], hung: false };
   let partial = "";
   let armed = trigger && trigger.step === undefined;
@@ -436,6 +438,8 @@ export interface MatrixSize {
   size: "full" | "reduced";
   kills: number;
   seed: number;
+  /** Only cases of these kinds (the baseline always runs); empty or missing: every kind. */
+  kinds?: Kind[];
 }
 
 /** What the baseline run told: its headings (index, count, title) and when each appeared (ms). */
@@ -491,7 +495,7 @@ export function casesFor<F>(e: Entry<F>, base: Baseline, m: MatrixSize, extras: 
   const some = <T>(xs: T[], kind: Kind) => (m.size === "full" ? xs : extras.includes(kind) && xs.length ? [pick(xs)] : []);
   for (const x of some(e.remotes, "remote")) out.push({ kind: "remote", remote: x.name, label: `${x.name} dies` });
   for (const x of some(e.folders, "enospc")) out.push({ kind: "enospc", folder: x.name, label: `no space left in ${x.name}` });
-  return out;
+  return m.kinds?.length ? out.filter((c) => m.kinds!.includes(c.kind)) : out;
 }
 
 function hash(s: string): number {
@@ -1862,12 +1866,13 @@ export const faultsDrillTask = drillTask({
   name: "drill:faults",
   needs: FAULT_NEEDS,
   description: "the fault matrix: every recipe interrupted (SIGINT, SIGTERM, SIGKILL), its remotes killed and its folders filled, then continued and verified",
-  usage: "tasks/run.ts drill:faults [--size full|reduced] [--kills N] [--seed N] [--recipes deis-backup,…] [--workdir DIR]",
+  usage: "tasks/run.ts drill:faults [--size full|reduced] [--kills N] [--seed N] [--recipes deis-backup,…] [--kinds signal,kill,remote,enospc] [--workdir DIR]",
   settings: {
     size: { describe: "full: every step boundary and middle, every remote and folder; reduced: a sample (as make test)", choices: ["full", "reduced"], default: "full" },
     kills: { type: "number", describe: "SIGKILLs per recipe (default: 20 full, 1 reduced)", default: 0 },
     seed: { type: "number", describe: "seed of the SIGKILL delays and the reduced sample (printed; give it again to replay)", default: 0 },
     recipes: { type: "list", describe: "only these recipes", default: [] },
+    kinds: { type: "list", describe: "only these kinds of case: signal, kill, remote, enospc (the baseline always runs)", default: [] },
     workdir: { describe: "where the fixtures go (default: a new temp dir, removed afterwards)" },
   },
   async run(ctx) {
@@ -1876,11 +1881,13 @@ export const faultsDrillTask = drillTask({
       ctx.log.info(`[dry-run] would run the ${s.size} fault matrix on ${SYSTEMS.flatMap((x) => x.entries.map((e) => e.recipe)).join(", ")}`);
       return;
     }
+    const bad = (s.kinds as string[]).filter((k) => !["signal", "kill", "remote", "enospc"].includes(k));
+    if (bad.length) throw new UsageError(`--kinds: ${bad.join(", ")} is not a kind of case`, "signal, kill, remote or enospc");
     const seed = s.seed || Math.floor(Math.random() * 1e9);
     const work = s.workdir || mkdtempSync(join(tmpdir(), "lifeboat-faults-"));
     try {
       const { results, ms } = await runMatrix(SYSTEMS, {
-        size: s.size as "full" | "reduced", kills: s.kills || (s.size === "full" ? 20 : 1), seed, recipes: s.recipes, work, ctx, log: (l) => ctx.log.info(l),
+        size: s.size as "full" | "reduced", kills: s.kills || (s.size === "full" ? 20 : 1), seed, recipes: s.recipes, kinds: s.kinds as Kind[], work, ctx, log: (l) => ctx.log.info(l),
       });
       ctx.log.info("");
       ctx.log.info(chalk.bold(`drill:faults summary (${s.size}, seed ${seed})`));

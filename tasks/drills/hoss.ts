@@ -26,7 +26,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
-import { compareTrees, formatBytes, formatDuration } from "../../lib/mod.ts";
+import { compareTrees, formatBytes, formatDuration, typeScriptFlags } from "../../lib/mod.ts";
 import { drillTask, needLab } from "./lab.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
@@ -75,12 +75,13 @@ export interface RecipeRun {
 }
 
 /**
- * Runs a recipe as an operator would: `node --import=tsx recipes/NAME.ts ARGS…` in the repository.
+ * Runs a recipe as an operator would: `node recipes/NAME.ts ARGS…` in the repository (with
+ * `--import=tsx` on a Node that does not strip types itself).
  * @example const r = await runRecipe("hoss-backup", ["--config", "site.yaml", "--yes"]);
  */
 export function runRecipe(name: string, args: string[], opts: { env?: Record<string, string>; echo?: boolean; runtime?: "node" | "deno"; signal?: AbortSignal } = {}): Promise<RecipeRun> {
   const t0 = Date.now();
-  const argv = opts.runtime === "deno" ? ["npx", "deno", "run", "-A", `recipes/${name}.ts`, ...args] : [process.execPath, "--import=tsx", `recipes/${name}.ts`, ...args];
+  const argv = opts.runtime === "deno" ? ["npx", "deno", "run", "-A", `recipes/${name}.ts`, ...args] : [process.execPath, ...typeScriptFlags(process.execPath), `recipes/${name}.ts`, ...args];
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0], argv.slice(1), {
       cwd: ROOT,
