@@ -42,6 +42,8 @@ export interface Plan {
   cleanup?: () => Promise<void> | void;
   /** Lines printed under the summary when the run succeeds (archive path, sizes …); steps' outputs are there. */
   report?: () => string[];
+  /** false when a failed run cannot be continued with --resume (the failure's hint then says to run it again); default true. */
+  resumable?: boolean;
 }
 
 /** A recipe: settings, a target for its lock and journal, and a plan. */
@@ -174,6 +176,7 @@ export function recipe<T extends SettingSpecs>(def: RecipeDefinition<T>): Promis
         target,
         resume: g.resume,
         finally: plan.cleanup,
+        resumable: plan.resumable,
       });
       ctx.log.info("");
       ctx.log.info(chalk.bold(`${def.name} ${ctx.dryRun ? "dry run " : ""}summary`));

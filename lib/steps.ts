@@ -268,6 +268,8 @@ export interface RunStepsOptions {
   resume?: boolean;
   /** Always runs after the steps, failed or not. */
   finally?: () => Promise<void> | void;
+  /** false: a failed run cannot be continued with --resume (its hint says to run it again); default true. */
+  resumable?: boolean;
 }
 
 /** The result of runSteps; it throws StepFailed (after cleanup) when a step fails. */
@@ -279,11 +281,11 @@ export interface RunResult {
 export class StepFailed extends LifeboatError {
   readonly outcomes: StepOutcome[];
   readonly step: string;
-  constructor(title: string, cause: unknown, outcomes: StepOutcome[], resumable: boolean) {
+  constructor(title: string, cause: unknown, outcomes: StepOutcome[], journaled: boolean, resumable = true) {
     const inner = cause instanceof LifeboatError ? cause : null;
     super(`step '${title}' failed: ${(cause as Error)?.message ?? String(cause)}`, {
       exitCode: inner?.exitCode,
-      hint: [inner?.hint, resumable ? "fix the cause, then re-run with --resume to continue at this step" : undefined].filter(Boolean).join("; ") || undefined,
+      hint: [inner?.hint, journaled ? (resumable ? "fix the cause, then re-run with --resume to continue at this step" : "fix the cause, then run it again (this run cannot be resumed)") : undefined].filter(Boolean).join("; ") || undefined,
       cause,
     });
     this.step = title;
@@ -465,7 +467,7 @@ export async function runSteps(ctx: Context, steps: Step[], opts: RunStepsOption
     journal.failed = s.id;
     journal.error = outcomes[i].error;
     save();
-    return new StepFailed(s.title, e, outcomes, !!journalPath);
+    return new StepFailed(s.title, e, outcomes, !!journalPath, opts.resumable !== false);
   }
 }
 

@@ -211,6 +211,7 @@ await recipe({
 
     return {
       steps: [host, prepare, prepareHost, zipBackup, fetchZip, streamBackup, checked, pack, clear, before, dirBackup, fetched, shipped, offsite, pruned, prunedOffsite],
+      resumable: isDir, // a ZIP or STREAM run's staging is removed after every run
       cleanup: async () => {
         await exec(["rm", "-rf", "--", staging]);
         if (shipped.hasOutput && remote) await exec(["rm", "-rf", "--", fetchDir]); // kept for --resume until shipped

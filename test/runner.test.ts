@@ -126,6 +126,14 @@ test("a failed step exits 1, keeps a journal, and --resume continues at the fail
   assert.match(second.out, /done in an earlier run/);
 });
 
+test("a recipe that cannot be resumed says to run it again, not --resume, when a step fails", () => {
+  const { dir, state } = setup();
+  const r = run([`--dir=${dir}`, `--state-dir=${state}`], { MINI_FAIL: "finish", MINI_NOT_RESUMABLE: "1" });
+  assert.is(r.code, 1, r.out);
+  assert.match(r.out, /fix the cause, then run it again \(this run cannot be resumed\)/);
+  assert.not.match(r.out, /re-run with --resume/);
+});
+
 test("--resume with nothing to resume exits 2", () => {
   const { dir, state } = setup();
   const r = run([`--dir=${dir}`, `--state-dir=${state}`, "--resume"]);
