@@ -594,6 +594,7 @@ export async function runCase<F>(sys: System<F>, e: Entry<F>, fx: F, c: FaultCas
     if (broken) {
       args = [...args, ...((await e.beforeRetry?.(fx, notes)) ?? [])];
       let rec = await runRecipe(e.recipe, [...args, ...(e.resume ? ["--resume"] : [])], env, undefined, BOUND_MS);
+      const firstRetry = rec.output; // the run that found the stale lock, when a fresh run follows it
       if (e.resume && rec.code === 2 && /nothing to resume/.test(rec.output)) {
         notes.push("nothing to resume (killed before its first step): a fresh run");
         rec = await runRecipe(e.recipe, args, env);
@@ -606,7 +607,7 @@ export async function runCase<F>(sys: System<F>, e: Entry<F>, fx: F, c: FaultCas
       for (const s of sys.secrets(fx)) if (s && rec.output.includes(s)) problems.push(`the recovery's output shows a secret (${s.slice(0, 3)}…)`);
       if (rec.code === 4) problems.push("the next run found the lock held (exit 4)");
       if (rec.code !== 0) problems.push(`the ${e.resume ? "resumed" : "next"} run exited ${rec.code}\n${rec.output.split("\n").filter(Boolean).slice(-12).map((l) => `      │ ${l}`).join("\n")}`);
-      if (c.kind === "kill" && lockLeft && !/taking over stale lock/.test(rec.output)) problems.push("the stale lock was not taken over with a warning");
+      if (c.kind === "kill" && lockLeft && !/taking over stale lock/.test(firstRetry + rec.output)) problems.push("the stale lock was not taken over with a warning");
       log(`      then ${e.resume ? "--resume" : "a fresh run"}: exit ${rec.code} after ${formatDuration(rec.ms)}`);
       retryOutput = rec.output;
       broken = rec.code !== 0;
