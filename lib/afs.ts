@@ -10,7 +10,7 @@
 // ending in .backup/.readonly, no whitespace or leading dash.
 import { PassThrough, Writable, type Readable } from "node:stream";
 import { LifeboatError, UsageError } from "./errors.ts";
-import { exec, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
+import { exec, ExecError, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
 import { sshCommand, type SshTarget } from "./ssh.ts";
 import { useContext, type Context } from "./context.ts";
 import { formatDuration } from "./log.ts";
@@ -106,12 +106,14 @@ export interface VosRunOptions {
   stdin?: StdinSpec;
   stdout?: StdoutSpec;
   readOnly?: boolean;
+  /** Stop vos when its stdout is silent this many ms (exec's idleMs). */
+  idleMs?: number;
   ctx?: Context;
 }
 
 /** Runs `vos ARGS…` for this cell. */
 export function vos(c: AfsCell, args: readonly string[], opts: VosRunOptions = {}): Promise<ExecResult> {
-  return exec(vosCommand(c, args), { stdin: opts.stdin, stdout: opts.stdout ?? "capture", readOnly: opts.readOnly, ctx: opts.ctx });
+  return exec(vosCommand(c, args), { stdin: opts.stdin, stdout: opts.stdout ?? "capture", readOnly: opts.readOnly, idleMs: opts.idleMs, ctx: opts.ctx });
 }
 
 const partOf = (c: AfsCell) => c.partition ?? "a";
@@ -265,6 +267,12 @@ export async function afsExamine(c: AfsCell, volume: string, o: { ctx?: Context 
 export interface AfsDumpOptions {
   /** Incremental since this Unix time (seconds): files changed after it. Omitted or 0: a full dump. */
   since?: number;
+  /**
+   * Fail when the dump stream is silent this many ms (0 or omitted: wait as long as vos does). A
+   * volserver that dies mid-dump leaves vos waiting on its call for minutes; an incremental of a
+   * big volume may legitimately be quiet while the server scans for changed files: be generous.
+   */
+  stallMs?: number;
   ctx?: Context;
 }
 
@@ -273,7 +281,16 @@ export interface AfsDumpOptions {
  * @example await afsDump(cell, "user.alice.backup", gzipStream, { since: fullCloneTime });
  */
 export async function afsDump(c: AfsCell, volume: string, out: Writable, o: AfsDumpOptions = {}): Promise<void> {
-  await vos(c, ["dump", "-id", volume, "-time", String(o.since ?? 0)], { stdout: out, ctx: o.ctx });
+  try {
+    await vos(c, ["dump", "-id", volume, "-time", String(o.since ?? 0)], { stdout: out, idleMs: o.stallMs || undefined, ctx: o.ctx });
+  } catch (e) {
+    if (e instanceof ExecError && o.stallMs && /no output for/.test(e.message)) {
+      throw new LifeboatError(`vos dump of ${volume}: the volserver on ${c.server} sent nothing for ${Math.round(o.stallMs / 1000)} s (it died or hangs); stopped`, {
+        hint: "check the fileserver (bos status); then run again (--resume continues with the volumes not done yet)", cause: e,
+      });
+    }
+    throw e;
+  }
 }
 
 /** Options for {@link afsRestore}. */
@@ -397,7 +414,7 @@ export async function afsRemove(c: AfsCell, volume: string, o: { ctx?: Context }
 export async function afsDumpToFile(c: AfsCell, volume: string, path: string, o: AfsDumpOptions & { seal: Seal }): Promise<SealResult> {
   const ctx = o.ctx ?? useContext();
   const label = vosCommand(c, ["dump", "-id", volume, "-time", String(o.since ?? 0)]).join(" ");
-  return sealToFile((sink) => afsDump(c, volume, sink, { since: o.since, ctx }), path, { seal: o.seal, label, ctx });
+  return sealToFile((sink) => afsDump(c, volume, sink, { since: o.since, stallMs: o.stallMs, ctx }), path, { seal: o.seal, label, ctx });
 }
 
 /**

@@ -59,6 +59,11 @@ export interface ExecOptions {
   okCodes?: number[];
   /** Stop the command (and every process it started) after this many ms: SIGTERM to its group, SIGKILL after a grace period. */
   timeoutMs?: number;
+  /**
+   * Stop it the same way when its stdout (piped: streamed or captured) has been silent this many
+   * ms: a stream from a server that died mid-way (its client may wait for minutes). Every chunk resets it.
+   */
+  idleMs?: number;
   /** Called with each stderr chunk (for progress parsing); stderr is kept in a bounded tail either way. */
   onStderr?: (chunk: Buffer) => void;
   /** Called with each stdout chunk's byte length when stdout is streamed (for progress). */
@@ -242,11 +247,20 @@ async function run(argv: readonly string[], opts: ExecOptions, display: string, 
     for (const fd of toClose) closeSync(fd);
   }
   const proc = track(child, group);
-  let stoppedBy: "timeout" | "abort" | null = null;
+  let stoppedBy: "timeout" | "idle" | "abort" | null = null;
   const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => {
     stoppedBy ??= "timeout";
     proc.stop();
   }, opts.timeoutMs);
+  let idle: NodeJS.Timeout | undefined;
+  const quiet = () => {
+    stoppedBy ??= "idle";
+    proc.stop();
+  };
+  if (opts.idleMs && stdio[1] === "pipe") {
+    idle = setTimeout(quiet, opts.idleMs);
+    child.stdout!.on("data", () => idle!.refresh());
+  }
   const onAbort = () => {
     stoppedBy ??= "abort";
     proc.stop();
@@ -256,6 +270,7 @@ async function run(argv: readonly string[], opts: ExecOptions, display: string, 
   // A command that died or failed leaves nothing of its group running (e.g. a child holding our pipes).
   child.once("exit", (c, s) => {
     clearTimeout(timer);
+    clearTimeout(idle);
     if (s !== null || c === null || !ok.includes(c)) proc.stop();
   });
 
@@ -301,6 +316,7 @@ async function run(argv: readonly string[], opts: ExecOptions, display: string, 
     child.once("close", (c, s) => resolve([c, s]));
   }).finally(() => {
     clearTimeout(timer);
+    clearTimeout(idle);
     ctx.signal.removeEventListener("abort", onAbort);
     running.delete(proc);
   });
@@ -312,6 +328,9 @@ async function run(argv: readonly string[], opts: ExecOptions, display: string, 
   }
   if (stoppedBy === "timeout") {
     throw new ExecError(ctx.secrets.redact(display), code, ctx.secrets.redact(tail), signal, undefined, `timed out after ${formatMs(opts.timeoutMs!)}; stopped`);
+  }
+  if (stoppedBy === "idle") {
+    throw new ExecError(ctx.secrets.redact(display), code, ctx.secrets.redact(tail), signal, undefined, `no output for ${formatMs(opts.idleMs!)} (the other end stopped sending); stopped`);
   }
   if (signal || code === null || !ok.includes(code)) {
     throw new ExecError(ctx.secrets.redact(display), code, ctx.secrets.redact(tail), signal);

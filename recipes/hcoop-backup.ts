@@ -165,7 +165,7 @@ await recipe({
       const plan = hcoop.planVolume(s["backups.dir"], now, s["schedule.full-day"], v.name);
       const file = hcoop.LAYOUT.dumpName(date, v.name, sealSuffix(seal));
       const since = plan.kind === "full" ? 0 : plan.since;
-      const r = await whileBusy(`${v.name}.backup`, [v.backupID], "vos dump", () => afsDumpToFile(cell, `${v.name}.backup`, `${dir}/${file}`, { seal, since }));
+      const r = await whileBusy(`${v.name}.backup`, [v.backupID], "vos dump", () => afsDumpToFile(cell, `${v.name}.backup`, `${dir}/${file}`, { seal, since, stallMs: s["afs.stall-timeout"] * 1000 }));
       const clone = await afsExamine(cell, `${v.name}.backup`); // after the dump: vos examine of a busy volume fails
       const entry: hcoop.DumpEntry = {
         volume: v.name, kind: plan.kind, chain: plan.kind === "full" ? date : plan.chain, since, cloneTime: clone?.creationDate ?? 0,

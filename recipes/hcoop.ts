@@ -27,6 +27,7 @@ export const settings = {
   "afs.cell": { describe: "vos -cell (default: ThisCell)" },
   "afs.auth": { describe: "localauth (root on a file server, the runbook's way), noauth (the lab) or tokens", choices: ["localauth", "noauth", "tokens"], default: "localauth" },
   "afs.prefix": { type: "list", describe: "argv before every vos command (e.g. the lab's nsenter …); empty: none" },
+  "afs.stall-timeout": { type: "number", describe: "seconds a vos dump may send nothing before it is stopped as failed (a volserver that died mid-dump leaves vos waiting for minutes); generous, because an incremental of a big volume is quiet while the server looks for changed files; 0: wait as long as vos does", default: 300, usedBy: BACKUP },
   "afs.busy-wait": { type: "number", describe: "seconds to wait for a volume that is busy ('VOLSER: volume is busy': the volserver still holds a transaction of an interrupted vos dump or restore), its vos backupsys/dump/restore retried with backoff; 0: fail at once", default: 900, usedBy: VOS },
   "volumes.prefixes": { type: "list", describe: "vos backupsys -prefix values, and the volumes dumped", default: ["user.", "db.", "mail."] },
   "volumes.exclude": { describe: "regular expression of volume names never dumped (RsyncNet's not-backed-up)", default: "not-backed-up" },

@@ -110,6 +110,21 @@ test("a timeout stops the command's whole process group: a shell's child does no
   assert.ok(await gone(m.alive), "no sleep left behind");
 });
 
+test("a stream gone silent (idleMs) stops the command's group and says so; a stream that keeps talking runs to its end", async () => {
+  testContext();
+  const m = marker(5);
+  const chunks: string[] = [];
+  const sink = new Writable({ write: (c, _e, cb) => (chunks.push(String(c)), cb()) });
+  const err = await rejectsWithin(exec(["sh", "-c", `echo first; sleep ${m.sleep}; echo never`], { stdout: sink, idleMs: 700 }));
+  assert.instance(err, ExecError);
+  assert.match(err.message, /no output for 700 ms \(the other end stopped sending\); stopped/);
+  assert.equal(chunks.join(""), "first\n");
+  assert.ok(await gone(m.alive), "no sleep left behind");
+  // 8 lines, 0.2 s apart: 1.6 s in all, never silent for 0.7 s
+  const r = await exec(["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do echo $i; sleep 0.2; done"], { idleMs: 700 });
+  assert.is(r.stdout.trim().split("\n").length, 8);
+});
+
 test("waitForHealthy honours its timeout for a shell probe whose child hangs", async () => {
   testContext();
   const m = marker(2);
