@@ -284,8 +284,8 @@ export async function afsDump(c: AfsCell, volume: string, out: Writable, o: AfsD
   try {
     await vos(c, ["dump", "-id", volume, "-time", String(o.since ?? 0)], { stdout: out, idleMs: o.stallMs || undefined, ctx: o.ctx });
   } catch (e) {
-    if (e instanceof ExecError && o.stallMs && /no output for/.test(e.message)) {
-      throw new LifeboatError(`vos dump of ${volume}: the volserver on ${c.server} sent nothing for ${Math.round(o.stallMs / 1000)} s (it died or hangs); stopped`, {
+    if (e instanceof ExecError && e.stoppedBy === "idle") {
+      throw new LifeboatError(`vos dump of ${volume}: the volserver on ${c.server} sent nothing for ${Math.round(o.stallMs! / 1000)} s (it died or hangs); stopped`, {
         hint: "check the fileserver (bos status); then run again (--resume continues with the volumes not done yet)", cause: e,
       });
     }

@@ -92,6 +92,8 @@ export interface ExecResult {
 export class ExecError extends LifeboatError {
   readonly code: number | null;
   readonly stderr: string;
+  /** Set when exec itself stopped the command: its timeoutMs ran out, or its stdout was silent for idleMs. */
+  stoppedBy?: "timeout" | "idle";
   constructor(display: string, code: number | null, stderr: string, signal?: string | null, cause?: unknown, reason?: string) {
     const why = reason ?? (signal ? `killed by ${signal}` : code === null ? "could not start" : `exit ${code}`);
     const tail = stderr.trim().split("\n").slice(-8).join("\n    ");
@@ -326,11 +328,11 @@ async function run(argv: readonly string[], opts: ExecOptions, display: string, 
     const e = streamError as NodeJS.ErrnoException;
     throw new LifeboatError(`${ctx.secrets.redact(display)}: ${e.code === "ENOSPC" ? "no space left on the device" : "a stream failed"} (${ctx.secrets.redact(e.message)})`, { cause: e });
   }
-  if (stoppedBy === "timeout") {
-    throw new ExecError(ctx.secrets.redact(display), code, ctx.secrets.redact(tail), signal, undefined, `timed out after ${formatMs(opts.timeoutMs!)}; stopped`);
-  }
-  if (stoppedBy === "idle") {
-    throw new ExecError(ctx.secrets.redact(display), code, ctx.secrets.redact(tail), signal, undefined, `no output for ${formatMs(opts.idleMs!)} (the other end stopped sending); stopped`);
+  if (stoppedBy === "timeout" || stoppedBy === "idle") {
+    const why = stoppedBy === "timeout" ? `timed out after ${formatMs(opts.timeoutMs!)}; stopped` : `no output for ${formatMs(opts.idleMs!)} (the other end stopped sending); stopped`;
+    const err = new ExecError(ctx.secrets.redact(display), code, ctx.secrets.redact(tail), signal, undefined, why);
+    err.stoppedBy = stoppedBy;
+    throw err;
   }
   if (signal || code === null || !ok.includes(code)) {
     throw new ExecError(ctx.secrets.redact(display), code, ctx.secrets.redact(tail), signal);

@@ -18,7 +18,7 @@ import { LifeboatError, UsageError, VerifyError } from "./errors.ts";
 import { useContext } from "./context.ts";
 import { captureToFile } from "./files.ts";
 import { formatBytes } from "./log.ts";
-import { offsiteFiles, offsiteFileSums, offsiteFree, offsiteGetFile, offsitePutFile, offsiteReadFile, offsiteRemoveDirs, parseOffsite, type OffsiteOptions } from "./offsite.ts";
+import { offsiteFiles, offsiteFileSums, offsiteFree, offsiteGetFile, offsitePutFile, offsiteReadFile, offsiteRemoveDirs, parseOffsite, type OffsiteOptions, type RemoveDirsOptions } from "./offsite.ts";
 
 /** One file of a mirrored folder, as recorded when it was written. */
 export interface MirrorFile {
@@ -138,11 +138,8 @@ export async function mirrorGet(to: string, sub: string, name: string, localPath
   return { path: localPath, bytes };
 }
 
-/** Options for {@link mirrorRemove}. */
-export interface MirrorRemoveOptions extends OffsiteOptions {
-  /** The file that marks a folder complete (the one put last: its manifest). It is removed first, alone, so a removal cut short leaves a folder that reads as incomplete. */
-  marker?: (sub: string) => string;
-}
+/** Options for {@link mirrorRemove}: `marker`, the file that marks a folder complete (its manifest), is removed first, alone. */
+export type MirrorRemoveOptions = RemoveDirsOptions;
 
 /**
  * Removes whole folders at a destination (retention), each folder's marker first. In dry-run it prints what it would remove.

@@ -1166,6 +1166,12 @@ export async function offsiteGetFile(dest: string, path: string, into: string, o
   return { sha256: hash.digest("hex"), bytes };
 }
 
+/** Options for {@link offsiteRemoveDirs}. */
+export interface RemoveDirsOptions extends OffsiteOptions {
+  /** The file that marks a folder complete (the one written last: its manifest). It is removed first, alone, so a removal cut short leaves a folder that reads as incomplete. */
+  marker?: (sub: string) => string;
+}
+
 /**
  * Removes whole folders DEST/SUB (retention of folders of files). On S3 every object under
  * SUB/ goes, the files before their sidecars. `marker` names the file that marks a folder
@@ -1173,7 +1179,7 @@ export async function offsiteGetFile(dest: string, path: string, into: string, o
  * short leaves a folder that reads as incomplete. In dry-run it only says what it would remove.
  * @example await offsiteRemoveDirs("s3://offsite/hcoop", ["2026.10.04", "2026.10.05"], { s3 });
  */
-export async function offsiteRemoveDirs(dest: string, subs: readonly string[], opts: OffsiteOptions & { marker?: (sub: string) => string } = {}): Promise<void> {
+export async function offsiteRemoveDirs(dest: string, subs: readonly string[], opts: RemoveDirsOptions = {}): Promise<void> {
   const ctx = opts.ctx ?? useContext();
   const d = parseOffsite(dest, opts);
   subs.forEach((s) => subName(`${s}/x`));

@@ -150,14 +150,15 @@ class FanOutImpl<I, T> extends StepImpl<Record<string, T>> {
     this.fopts = fopts;
     if (typeof items !== "function") this.checkKeys(items);
   }
-  private checkKeys(items: readonly I[]): void {
+  /** Throws when two items share a key; returns the items. */
+  private checkKeys(items: readonly I[]): readonly I[] {
     const keys = items.map(this.fopts.key);
     const dup = keys.find((k, i) => keys.indexOf(k) !== i);
     if (dup !== undefined) throw new LifeboatError(`fan-out step '${this.id}': two items have the key '${dup}'`);
+    return items;
   }
   override async run(api: StepApi, ctx: Context, journal: FanOutJournal): Promise<Record<string, T>> {
-    const items = typeof this.items === "function" ? this.items() : this.items;
-    if (typeof this.items === "function") this.checkKeys(items);
+    const items = typeof this.items === "function" ? this.checkKeys(this.items()) : this.items;
     const out: Record<string, T> = {};
     const todo: I[] = [];
     for (const item of items) {

@@ -174,8 +174,6 @@ await recipe({
       ctx.log.info(`${v.name}: ${plan.kind} ${formatBytes(r.bytes)}`);
       return { file, entry };
     });
-    /** The day's files: dump file name → its entry. */
-    const dayFiles = () => Object.fromEntries(Object.values(dumped.output).map((d) => [d.file, d.entry]));
 
     const databases = step("databases", `dump PostgreSQL ${pgName}: globals (pg_dumpall --globals-only), then pg_dump -Fc of each database`, async () => {
       const names = s["postgres.databases"].length ? s["postgres.databases"] : (await psqlQuery(pg, "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")).map((r) => String(r[0]));
@@ -204,7 +202,7 @@ await recipe({
     const manifest = step("manifest", `write the day's manifest ${dir}/${hcoop.LAYOUT.manifestName(date)}`, async () => {
       const m: hcoop.DayManifest = {
         format: "lifeboat-hcoop/1", date, startedAt, finishedAt: new Date().toISOString(), encryption: seal.kind === "ccrypt" ? "ccrypt" : "age",
-        files: dayFiles(), excluded: volumes.output.excluded,
+        files: Object.fromEntries(Object.values(dumped.output).map((d) => [d.file, d.entry])), excluded: volumes.output.excluded,
         databases: sealDb.hasOutput ? {
           ...sealDb.output,
           ...(databases.hasOutput ? { server: pgName, globals: hcoop.LAYOUT.globalsFile, dumps: databases.output } : { server: "", globals: "", dumps: {} }),
