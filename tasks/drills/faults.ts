@@ -51,7 +51,7 @@ import {
   type Context,
   type S3Handle,
 } from "../../lib/mod.ts";
-import { drillTask, LAB_DIR, needLab } from "./lab.ts";
+import { drillTask, LAB_DIR, labPsql, needLab } from "./lab.ts";
 import { bucketFiles, DEISCTL_STANDIN, labGateway, SEED_SQL as DEIS_SQL, seedStore } from "./deis.ts";
 import { dbState, differ, freePort, psql, searchState, SEED_SQL as HOSS_SQL, seedConfig, seedKeys, seedSearch } from "./hoss.ts";
 import { createOpenVolume, inCell, labCell, removeVolume, volumePath, volumeTree, writeFile } from "./afs-cell.ts";
@@ -393,16 +393,22 @@ async function killSshdServing(mark: string): Promise<boolean> {
   return false;
 }
 
-/** Terminates every client backend but our own in a container's PostgreSQL; polls up to 10 s. */
-async function terminateBackends(container: string): Promise<boolean> {
-  const sql = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND datname IS NOT NULL) t";
-  for (let i = 0; i < 200; i++) {
-    const r = trySh(["docker", "exec", "-u", "postgres", container, "psql", "-X", "-At", "-c", sql]);
-    if (r.status === 0 && Number(r.stdout.trim()) > 0) return true;
+/** Ends every client backend but the caller's own (what pg_terminate_backend does for an admin). */
+const TERMINATE_SQL = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND datname IS NOT NULL) t";
+
+/** Runs TERMINATE_SQL through `run` (which returns how many it ended) until it ends one; polls `tries` × 50 ms. */
+async function terminateBackends(run: (sql: string) => number, tries = 200): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    if (run(TERMINATE_SQL) > 0) return true;
     await sleep(50);
   }
   return false;
 }
+/** TERMINATE_SQL in a container's PostgreSQL (0 when psql fails). */
+const inContainer = (container: string) => (sql: string) => {
+  const r = trySh(["docker", "exec", "-u", "postgres", container, "psql", "-X", "-At", "-c", sql]);
+  return r.status === 0 ? Number(r.stdout.trim()) : 0;
+};
 
 function killPidFile(file: string): boolean {
   try {
@@ -900,7 +906,7 @@ const deisRemotes = {
   }),
   postgres: (step: RegExp): Remote<DeisFx> => ({
     name: "PostgreSQL server (backends terminated)", step, says: /terminat|server closed|connection|postgres|psql|pg_dump/i,
-    kill: (fx) => terminateBackends(fx.container), revive: async () => {},
+    kill: (fx) => terminateBackends(inContainer(fx.container)), revive: async () => {},
   }),
 };
 
@@ -1105,7 +1111,7 @@ const hossRemotes = {
   }),
   postgres: (step: RegExp): Remote<HossFx> => ({
     name: "PostgreSQL server (backends terminated)", step, says: /terminat|server closed|connection|postgres|pg_dump|pg_restore/i,
-    kill: (fx) => terminateBackends(fx.container), revive: async () => {},
+    kill: (fx) => terminateBackends(inContainer(fx.container)), revive: async () => {},
   }),
   server: (step: RegExp): Remote<HossFx> => ({
     name: "Hoss server (HTTP stand-in killed)", step, says: /server|127\.0\.0\.1|ECONNREFUSED|refused|did not tell/i,
@@ -1370,15 +1376,6 @@ const HCOOP_PREFIX = "lbf.";
 /** The database hcoop-restore-db loads: on the lab's source PostgreSQL, dumped by the setup; loaded into the target one. */
 const HCOOP_DB = "lbf shop";
 
-/** psql against the lab's host PostgreSQL (test/lab/pg.sh) on port; its output, trimmed. */
-function labPsql(pg: Record<string, string>, port: string, db: string, sql: string): string {
-  const r = spawnSync(`${pg.LAB_PG_BIN}/psql`, ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", pg.LAB_PG_HOST, "-p", port, "-U", pg.LAB_PG_USER, "-d", db, "-c", sql], {
-    encoding: "utf8",
-    env: { ...process.env, PGOPTIONS: "-c client_min_messages=warning", PGPASSWORD: readFileSync(pg.LAB_PG_PASSWORD_FILE, "utf8").split("\n")[0].trim() },
-  });
-  if (r.status !== 0) throw new Error(`psql -p ${port} -d ${db}: ${r.stderr.trim()}`);
-  return r.stdout.trim();
-}
 const quoteIdent = (n: string) => `"${n.replaceAll('"', '""')}"`;
 /** What the loaded database must equal: the rows of both tables, as one digest. */
 const dbDigestSql = "SELECT md5((SELECT string_agg(m::text, ',' ORDER BY id) FROM members m) || (SELECT string_agg(md5(data), ',' ORDER BY id) FROM blobs))";
@@ -1457,16 +1454,16 @@ const hcoopSystem: System<HcoopFx> = {
     // hcoop-restore-db's day: the same volumes plus the databases archive of HCOOP_DB (200,000 rows
     // and an index, 4 MiB of random bytea reduced; three times that full): the unpack and the load
     // last long enough to be hit in the middle
-    for (const port of [fx.pg.LAB_PG_PORT, fx.pg.LAB_PG_TARGET_PORT]) labPsql(fx.pg, port, "postgres", `DROP DATABASE IF EXISTS ${quoteIdent(HCOOP_DB)}`);
-    labPsql(fx.pg, fx.pg.LAB_PG_PORT, "postgres", `CREATE DATABASE ${quoteIdent(HCOOP_DB)}`);
-    labPsql(fx.pg, fx.pg.LAB_PG_PORT, HCOOP_DB, [
+    for (const port of [fx.pg.LAB_PG_PORT, fx.pg.LAB_PG_TARGET_PORT]) labPsql(port, "postgres", `DROP DATABASE IF EXISTS ${quoteIdent(HCOOP_DB)}`);
+    labPsql(fx.pg.LAB_PG_PORT, "postgres", `CREATE DATABASE ${quoteIdent(HCOOP_DB)}`);
+    labPsql(fx.pg.LAB_PG_PORT, HCOOP_DB, [
       "CREATE TABLE members (id int PRIMARY KEY, name text, note text)",
       `INSERT INTO members SELECT i, 'member ' || i || ' ''q'' $(x)', md5(i::text) FROM generate_series(1, ${size === "full" ? 600000 : 200000}) i`,
       "CREATE INDEX members_name ON members (name, note)", // pg_restore builds it again: the load lasts
       "CREATE TABLE blobs (id int PRIMARY KEY, data bytea)",
       `INSERT INTO blobs SELECT b, (SELECT decode(string_agg(md5(random()::text || b || g), ''), 'hex') FROM generate_series(1, 16384) g) FROM generate_series(1, ${size === "full" ? 48 : 16}) b`,
     ].join("; "));
-    fx.dbDigest = labPsql(fx.pg, fx.pg.LAB_PG_PORT, HCOOP_DB, dbDigestSql);
+    fx.dbDigest = labPsql(fx.pg.LAB_PG_PORT, HCOOP_DB, dbDigestSql);
     const d = await runRecipe("hcoop-backup", ["--config", fx.site, "--yes", `--backups.dir=${fx.dbDays}`, `--state-dir=${join(dir, "db state")}`, "--postgres.enabled"], {});
     if (d.code !== 0) throw new Error(`hcoop-backup (setup, with the databases) exited ${d.code}:\n${d.output.slice(-3000)}`);
     ctx.log.info(`  hcoop source: ${fx.volumes.join(", ")} on ${cell.server}; day ${fx.date} made in ${formatDuration(r.ms)}`);
@@ -1475,7 +1472,7 @@ const hcoopSystem: System<HcoopFx> = {
   async teardown(fx) {
     for (const v of [...fx.volumes, fx.restored]) removeVolume(v);
     zapOrphans(fx.restored);
-    for (const port of [fx.pg.LAB_PG_PORT, fx.pg.LAB_PG_TARGET_PORT]) labPsql(fx.pg, port, "postgres", `DROP DATABASE IF EXISTS ${quoteIdent(HCOOP_DB)}`);
+    for (const port of [fx.pg.LAB_PG_PORT, fx.pg.LAB_PG_TARGET_PORT]) labPsql(port, "postgres", `DROP DATABASE IF EXISTS ${quoteIdent(HCOOP_DB)}`);
     rmSync(fx.dir, { recursive: true, force: true });
   },
   env: () => ({}),
@@ -1595,11 +1592,11 @@ hcoopSystem.entries.push(
     resume: true,
     async reset(fx) {
       rmSync(join(fx.dbDays, "restored"), { recursive: true, force: true });
-      labPsql(fx.pg, fx.pg.LAB_PG_TARGET_PORT, "postgres", `DROP DATABASE IF EXISTS ${quoteIdent(HCOOP_DB)}`);
+      labPsql(fx.pg.LAB_PG_TARGET_PORT, "postgres", `DROP DATABASE IF EXISTS ${quoteIdent(HCOOP_DB)}`);
     },
     args: (fx) => [fx.date, HCOOP_DB, "--config", fx.site, "--yes", `--backups.dir=${fx.dbDays}`, `--postgres.port=${fx.pg.LAB_PG_TARGET_PORT}`],
     async verify(fx) {
-      const got = labPsql(fx.pg, fx.pg.LAB_PG_TARGET_PORT, HCOOP_DB, dbDigestSql);
+      const got = labPsql(fx.pg.LAB_PG_TARGET_PORT, HCOOP_DB, dbDigestSql);
       const out = got === fx.dbDigest ? [] : [`${HCOOP_DB} on the target: rows digest ${got}, the source's ${fx.dbDigest}`];
       return [...out, ...hcoopDbFolderProblems(fx, true)];
     },
@@ -1608,15 +1605,7 @@ hcoopSystem.entries.push(
     leftovers: async (fx) => hcoopDbFolderProblems(fx, false),
     remotes: [{
       name: "PostgreSQL (the target's backends terminated)", step: /^load /, says: /PostgreSQL|pg_restore|terminat|connection|server closed/i,
-      kill: async (fx) => {
-        await sleep(MID_MS);
-        const sql = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND datname IS NOT NULL) t";
-        for (let i = 0; i < 60; i++) {
-          if (Number(labPsql(fx.pg, fx.pg.LAB_PG_TARGET_PORT, "postgres", sql)) > 0) return true;
-          await sleep(50);
-        }
-        return false;
-      },
+      kill: async (fx) => (await sleep(MID_MS), terminateBackends((sql) => Number(labPsql(fx.pg.LAB_PG_TARGET_PORT, "postgres", sql)), 60)),
       revive: async () => {}, // the server stays up: only its sessions died
     }],
     // full from the start (the unpack writes a few ms after its heading: a filler started there could

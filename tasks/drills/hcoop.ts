@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { compareTrees, formatBytes } from "../../lib/mod.ts";
 import { createOpenVolume, inCell, labCell, removeVolume, volumePath, volumeTree, writeFile } from "./afs-cell.ts";
 import { runRecipe } from "./hoss.ts";
-import { drillTask, needLab } from "./lab.ts";
+import { drillTask, labPsql, needLab } from "./lab.ts";
 
 /** Options for {@link hcoopDrill}. */
 export interface HcoopDrillOptions {
@@ -71,8 +71,7 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
   writeFileSync(`${dir}/wrong-key`, "not the key", { mode: 0o600 });
   const site = `${dir}/site.yaml`;
   const pgLab = needLab("pg");
-  const psql = (port: string, db: string, sql: string) => execFileSync(`${pgLab.LAB_PG_BIN}/psql`, ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", pgLab.LAB_PG_HOST, "-p", port, "-U", pgLab.LAB_PG_USER, "-d", db, "-c", sql], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PGOPTIONS: "-c client_min_messages=warning", PGPASSWORD: execFileSync("head", ["-n1", pgLab.LAB_PG_PASSWORD_FILE]).toString().trim() } }).toString();
-  const dropDbs = (port: string) => DBS.forEach((d) => psql(port, "postgres", `DROP DATABASE IF EXISTS "${d.replaceAll('"', '""')}"`));
+  const dropDbs = (port: string) => DBS.forEach((d) => labPsql(port, "postgres", `DROP DATABASE IF EXISTS "${d.replaceAll('"', '""')}"`));
   writeFileSync(`${dir}/pg.password`, execFileSync("head", ["-n1", pgLab.LAB_PG_PASSWORD_FILE]), { mode: 0o600 });
   writeFileSync(site, [
     `backups: { dir: ${JSON.stringify(backups)} }`,
@@ -116,8 +115,8 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
     writeFile(EXCLUDED, "secret.txt", "never dumped\n");
     for (const port of [pgLab.LAB_PG_PORT, pgLab.LAB_PG_TARGET_PORT]) dropDbs(port);
     for (const d of DBS) {
-      psql(pgLab.LAB_PG_PORT, "postgres", `CREATE DATABASE "${d.replaceAll('"', '""')}"`);
-      psql(pgLab.LAB_PG_PORT, d, "CREATE TABLE members (id int PRIMARY KEY, name text, note text); INSERT INTO members SELECT i, 'member ' || i, md5(i::text) FROM generate_series(1, 500) i");
+      labPsql(pgLab.LAB_PG_PORT, "postgres", `CREATE DATABASE "${d.replaceAll('"', '""')}"`);
+      labPsql(pgLab.LAB_PG_PORT, d, "CREATE TABLE members (id int PRIMARY KEY, name text, note text); INSERT INTO members SELECT i, 'member ' || i, md5(i::text) FROM generate_series(1, 500) i");
     }
 
     // 3. three simulated days
@@ -182,12 +181,12 @@ export async function hcoopDrill(opts: HcoopDrillOptions = {}): Promise<HcoopDri
     result.refusals.missingFull = `exit ${r.code}: ${lastError(r.output)}`;
 
     // 7. the databases archive: unpack day 3's into restored/DATE-db, load one database into the lab's target cluster, compare rows
-    psql(pgLab.LAB_PG_PORT, DBS[1], "UPDATE members SET note = 'after day 3'"); // the source moves on; the restore must bring day 3 back
+    labPsql(pgLab.LAB_PG_PORT, DBS[1], "UPDATE members SET note = 'after day 3'"); // the source moves on; the restore must bring day 3 back
     await must("hcoop-restore-db", [result.days[2], DBS[1], "--yes", `--postgres.port=${pgLab.LAB_PG_TARGET_PORT}`]);
     result.db.unpacked = readdirSync(`${backups}/restored/${result.days[2]}-db`).sort();
     result.db.archiveBytes = Number(execFileSync("stat", ["-c", "%s", `${backups}/${result.days[2]}/${result.days[2]}-databases.tar.gz.aescrypt`]).toString());
-    psql(pgLab.LAB_PG_PORT, DBS[1], "UPDATE members SET note = md5(id::text)"); // back to the day-3 state, to compare with
-    const rows = (port: string) => psql(port, DBS[1], "SELECT id, name, note FROM members ORDER BY id").trim().split("\n");
+    labPsql(pgLab.LAB_PG_PORT, DBS[1], "UPDATE members SET note = md5(id::text)"); // back to the day-3 state, to compare with
+    const rows = (port: string) => labPsql(port, DBS[1], "SELECT id, name, note FROM members ORDER BY id").trim().split("\n");
     result.db.source = rows(pgLab.LAB_PG_PORT);
     result.db.loaded = rows(pgLab.LAB_PG_TARGET_PORT);
 

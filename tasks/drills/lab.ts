@@ -53,6 +53,21 @@ export function needLab(...pieces: string[]): Record<string, string> {
   return out;
 }
 
+/**
+ * psql against the lab's host PostgreSQL (test/lab/pg.sh) on one of its ports (LAB_PG_PORT, the
+ * source, or LAB_PG_TARGET_PORT); its unaligned output, trimmed. Throws with psql's stderr.
+ * @example labPsql(needLab("pg").LAB_PG_PORT, "shop", "SELECT count(*) FROM members")
+ */
+export function labPsql(port: string, db: string, sql: string): string {
+  const pg = needLab("pg");
+  const r = spawnSync(`${pg.LAB_PG_BIN}/psql`, ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", pg.LAB_PG_HOST, "-p", port, "-U", pg.LAB_PG_USER, "-d", db, "-c", sql], {
+    encoding: "utf8",
+    env: { ...process.env, PGOPTIONS: "-c client_min_messages=warning", PGPASSWORD: readFileSync(pg.LAB_PG_PASSWORD_FILE, "utf8").split("\n")[0].trim() },
+  });
+  if (r.status !== 0) throw new Error(`psql -p ${port} -d ${db}: ${(r.stderr ?? "").trim()}`);
+  return r.stdout.trim();
+}
+
 /** Options for {@link withLab}. */
 export interface WithLabOptions {
   /** Folder holding <piece>.sh with the verbs up, down and status (default test/lab/). */
