@@ -50,7 +50,7 @@ import {
   type S3Handle,
   type StepOutcome,
 } from "../../lib/internal.ts";
-import { drillTask, LAB_DIR, needLab } from "./lab.ts";
+import { collectLines, drillTask, LAB_DIR, needLab } from "./lab.ts";
 import { seededBytes } from "./fixtures.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -179,23 +179,10 @@ export function runRecipe(name: string, args: string[], work: DeisWork, echo: (l
   const env: Record<string, string> = { ...(process.env as Record<string, string>), ...work.env, NO_COLOR: "1", FORCE_COLOR: "0" };
   for (const k of Object.keys(env)) if (k.startsWith("LIFEBOAT_")) delete env[k];
   const child = spawn(process.execPath, [...typeScriptFlags(process.execPath), join(ROOT, "recipes", `${name}.ts`), ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], signal });
-  let output = "";
-  let partial = "";
-  const take = (d: Buffer) => {
-    output += d.toString("utf8");
-    partial += d.toString("utf8");
-    const lines = partial.split("\n");
-    partial = lines.pop()!;
-    for (const l of lines) echo(l);
-  };
-  child.stdout.on("data", take);
-  child.stderr.on("data", take);
+  const output = collectLines(child, echo);
   return new Promise((resolve, reject) => {
     child.on("error", reject);
-    child.on("close", (code) => {
-      if (partial) echo(partial);
-      resolve({ code: code ?? 1, output, ms: Date.now() - t0 });
-    });
+    child.on("close", (code) => resolve({ code: code ?? 1, output: output(), ms: Date.now() - t0 }));
   });
 }
 

@@ -51,7 +51,7 @@ import {
   type Context,
   type S3Handle,
 } from "../../lib/mod.ts";
-import { drillTask, LAB_DIR, labPsql, needLab } from "./lab.ts";
+import { collectLines, drillTask, LAB_DIR, labPsql, needLab } from "./lab.ts";
 import { bucketFiles, DEISCTL_STANDIN, labGateway, SEED_SQL as DEIS_SQL, seedStore } from "./deis.ts";
 import { dbState, differ, freePort, psql, searchState, SEED_SQL as HOSS_SQL, seedConfig, seedKeys, seedSearch } from "./hoss.ts";
 import { createOpenVolume, inCell, labCell, removeVolume, volumePath, volumeTree, writeFile } from "./afs-cell.ts";
@@ -247,7 +247,6 @@ export function runRecipe(recipe: string, args: string[], env: Record<string, st
   Object.assign(e, env);
   const child = spawn(process.execPath, [...typeScriptFlags(process.execPath), `recipes/${recipe}.ts`, ...args], { cwd: ROOT, env: e, stdio: ["ignore", "pipe", "pipe"] });
   const run: Run = { code: null, signal: null, output: "", ms: 0, steps: [], stepAt: [], children: [], hung: false };
-  let partial = "";
   let armed = trigger && trigger.step === undefined;
   let fired = false;
   let exited = false;
@@ -274,25 +273,18 @@ export function runRecipe(recipe: string, args: string[], env: Record<string, st
       child.kill("SIGKILL");
     }, boundMs);
   };
-  const take = (d: Buffer) => {
-    run.output += d.toString("utf8");
-    partial += d.toString("utf8");
-    const lines = partial.split("\n");
-    partial = lines.pop()!;
-    for (const l of lines) {
-      const m = /^▶ \[(\d+)\/(\d+)\] (.*)$/.exec(l);
-      if (!m) continue;
-      run.steps.push([Number(m[1]), Number(m[2]), m[3]]);
-      run.stepAt.push(Date.now() - t0);
-      if (trigger && !fired && trigger.step !== undefined) {
-        const hit = typeof trigger.step === "number" ? Number(m[1]) === trigger.step : trigger.step.test(m[3]);
-        if (hit) armed = true;
-      }
-      if (armed && !fired) firing = fire();
+  collectLines(child, (l) => {
+    run.output += `${l}\n`;
+    const m = /^▶ \[(\d+)\/(\d+)\] (.*)$/.exec(l);
+    if (!m) return;
+    run.steps.push([Number(m[1]), Number(m[2]), m[3]]);
+    run.stepAt.push(Date.now() - t0);
+    if (trigger && !fired && trigger.step !== undefined) {
+      const hit = typeof trigger.step === "number" ? Number(m[1]) === trigger.step : trigger.step.test(m[3]);
+      if (hit) armed = true;
     }
-  };
-  child.stdout.on("data", take);
-  child.stderr.on("data", take);
+    if (armed && !fired) firing = fire();
+  });
   if (armed) firing = fire();
   const limit = setTimeout(() => {
     run.hung = true;

@@ -27,7 +27,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { compareTrees, formatBytes, formatDuration, typeScriptFlags } from "../../lib/mod.ts";
-import { drillTask, needLab } from "./lab.ts";
+import { collectLines, drillTask, needLab } from "./lab.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
 const HOSS_SH = `${ROOT}/test/lab/hoss.sh`;
@@ -89,15 +89,9 @@ export function runRecipe(name: string, args: string[], opts: { env?: Record<str
       stdio: ["ignore", "pipe", "pipe"],
       signal: opts.signal,
     });
-    let output = "";
-    const take = (b: Buffer) => {
-      output += b.toString();
-      if (opts.echo) process.stderr.write(b);
-    };
-    child.stdout.on("data", take);
-    child.stderr.on("data", take);
+    const output = collectLines(child, opts.echo ? (l) => process.stderr.write(`${l}\n`) : undefined);
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? 1, output, ms: Date.now() - t0 }));
+    child.on("close", (code) => resolve({ code: code ?? 1, output: output(), ms: Date.now() - t0 }));
   });
 }
 

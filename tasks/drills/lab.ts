@@ -7,7 +7,7 @@
 //   started — when body returns, throws, or the run is interrupted. Pieces that were already up
 //   are left running. Every drill task goes through it (drillTask), so `make drill-X`,
 //   `make demo` and `npx zx tasks/run.ts drill:X` all work from a cold machine.
-import { spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
@@ -51,6 +51,31 @@ export function needLab(...pieces: string[]): Record<string, string> {
     Object.assign(out, parseEnv(readFileSync(f, "utf8")));
   }
   return out;
+}
+
+/**
+ * Collects a child's stdout and stderr as whole lines, calling onLine for each as it completes: a
+ * line of one stream is never cut by a chunk of the other (a long dry run fills the pipes in
+ * pieces), nor a character by a chunk boundary. Returns the output so far.
+ * @example const output = collectLines(child, (l) => console.error(l)); child.on("close", () => output());
+ */
+export function collectLines(child: ChildProcess, onLine: (line: string) => void = () => {}): () => string {
+  let output = "";
+  const line = (l: string) => {
+    output += `${l}\n`;
+    onLine(l);
+  };
+  for (const stream of [child.stdout!, child.stderr!]) {
+    let partial = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (d: string) => {
+      const lines = (partial + d).split("\n");
+      partial = lines.pop()!;
+      lines.forEach(line);
+    });
+    stream.on("end", () => partial && line(partial));
+  }
+  return () => output;
 }
 
 /**
