@@ -86,7 +86,14 @@ test("hcoop-restore SIGKILLed during vos restore: the owed cleanup removes the h
   tree = volumeTree("lbk.alice", tmp());
   const args = ["2026.11.22", "lbk.alice", RESTORED, "--config", site, "--yes"];
   const before = await afsVolumeIds(cell);
-  const run = await runRecipe("hcoop-restore", args, {}, { step: /^vos restore/, delayMs: 300, fire: (pid) => (process.kill(pid, "SIGKILL"), true) });
+  // killed once vos restore has made the volume on the server (300 ms after the heading was not always enough under load)
+  const volumeMade = async () => {
+    for (let i = 0; i < 150; i++) {
+      if ((await afsVolumeIds(cell)).some((id) => !before.includes(id))) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const run = await runRecipe("hcoop-restore", args, {}, { step: /^vos restore/, fire: async (pid) => (await volumeMade(), process.kill(pid, "SIGKILL"), true) });
   assert.is(run.signal, "SIGKILL", run.output);
   await new Promise((r) => setTimeout(r, 1500)); // the orphaned vos restore reads the end of its input
   assert.is(await afsExamine(cell, RESTORED), null, "vos restore makes the VLDB entry last");
