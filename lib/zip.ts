@@ -4,7 +4,9 @@
 // of central directory is there, every entry the central directory lists can be read, and
 // every entry's bytes match the CRC-32 and size the central directory records. yauzl reads the
 // structure (and refuses a missing or inconsistent central directory); zlib.crc32 checks the
-// bytes, streamed entry by entry (constant memory).
+// bytes, streamed entry by entry (constant memory). A complete zip can still be refused: an
+// unsafe name (absolute, "..", a backslash; yauzl's own name check is reported as such), an
+// entry in a folder (Xenon's are flat), or other files than the backup recorded (`expect`).
 import { existsSync, statSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import type { Entry, ZipFile } from "yauzl";
@@ -40,7 +42,8 @@ export interface ZipReport {
 
 /**
  * Checks a zip: central directory present and consistent, every entry readable, its size and
- * CRC-32 as recorded, names safe (no absolute path, no `..`; flat unless flat is false).
+ * CRC-32 as recorded, names safe (no absolute path, no `..`, no backslash; flat unless flat
+ * is false).
  * Throws a VerifyError (exit 3) naming the file and the first problem. In a dry run a zip that
  * does not exist yet is described, not read.
  * @example const z = await verifyZip("/var/backups/xenon.zip"); console.log(z.entries.length);
@@ -51,8 +54,17 @@ export async function verifyZip(path: string, opts: VerifyZipOptions = {}): Prom
     ctx.log.command(`verify zip ${path} (central directory, sizes, CRC-32)`, "dry-run");
     return { path, bytes: 0, entries: [] };
   }
-  const bad = (why: string) =>
-    new VerifyError(`zip ${path}: ${why}; it is not a complete zip`, [why], "take the backup again; nothing was restored from it");
+  const bad = (why: string) => {
+    why = why.replace(/\.+$/, "");
+    return new VerifyError(`zip ${path}: ${why}; it is not a complete zip`, [why], "take the backup again; nothing was restored from it");
+  };
+  const refuse = (why: string) => new VerifyError(`zip ${path}: ${why}; refused`, [why], "this zip was not written by Xenon's backup; do not restore from it");
+  const unsafe = (name: string) => refuse(`unsafe entry name ${JSON.stringify(name)} (absolute, "..", or a backslash)`);
+  /** yauzl refuses such names itself (its validateFileName), before lifeboat sees the entry. */
+  const yauzlError = (e: Error) => {
+    const m = /^(?:invalid relative path|absolute path|invalid characters in fileName): (.*)$/s.exec(e.message);
+    return m ? unsafe(m[1]) : bad(e.message);
+  };
   let bytes: number;
   try {
     bytes = statSync(path).size;
@@ -66,12 +78,12 @@ export async function verifyZip(path: string, opts: VerifyZipOptions = {}): Prom
   const entries: ZipEntryInfo[] = [];
   try {
     await new Promise<void>((ok, fail) => {
-      zip.on("error", (e: Error) => fail(bad(e.message)));
+      zip.on("error", (e: Error) => fail(yauzlError(e)));
       zip.on("end", () => ok());
       zip.on("entry", (entry: Entry) => {
         const name = entry.fileName;
-        if (name.startsWith("/") || name.split("/").includes("..")) return fail(bad(`unsafe entry name ${JSON.stringify(name)}`));
-        if (opts.flat !== false && name.includes("/")) return fail(bad(`entry ${JSON.stringify(name)} is in a folder; Xenon's backups are flat`));
+        if (name.startsWith("/") || name.split("/").includes("..") || name.includes("\\")) return fail(unsafe(name));
+        if (opts.flat !== false && name.includes("/")) return fail(refuse(`entry ${JSON.stringify(name)} is in a folder; Xenon's backups are flat`));
         zip.openReadStream(entry, (e, stream) => {
           if (e || !stream) return fail(bad(`${name}: ${e?.message ?? "unreadable"}`));
           let crc = 0;
