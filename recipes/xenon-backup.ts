@@ -21,6 +21,10 @@
 //                                                  → "back up (STREAM into lifeboat's receiver)": ranged PUTs in any
 //                                                    order, every byte once, refused overlaps, idle timeout
 //                                                  → "check the zip is complete", "pack the archive"
+//   ZIP, STREAM: (the wiki: "upload to your backup store location (e.g. upload to S3)")
+//                                                  → "copy the archive off-site" [offsite.to]: to each s3:// /
+//                                                    ssh:// / path, verified there; then offsite.keep-local and
+//                                                    the off-site keep-* retention
 //   DIRECTORY, the wiki's "Example Scenario":
 //     "Clear /backup if it is a daily full backup" → "clear the workspace (daily full)"       [directory.full]
 //     "List existing files from last backup, and keep the list"
@@ -48,8 +52,6 @@
 // run is refused: its staging folder is removed after every run, also a failed one. Run it again.
 //
 // Left to the operator, and why:
-//   - off-site copies of ZIP and STREAM archives: offsite:copy (docs/offsite.md); offsite.to here is
-//     for DIRECTORY runs.
 //   - auto-backup (isAutoBackupEnabled): a host setting; this recipe takes explicit backups.
 //
 // Settings: recipes/xenon.ts holds the table both recipes share (flags, env LIFEBOAT_*, the site
@@ -68,6 +70,7 @@ import {
   fanOut,
   formatBytes,
   listNames,
+  offsiteBackup,
   offsiteOptions,
   receiveRangedPuts,
   recipe,
@@ -156,6 +159,9 @@ await recipe({
         ...compressionOptions(s),
       }), { when: !isDir });
 
+    const offsiteArchive = step("offsite-archive", `copy the archive off-site (${s["offsite.to"].join(", ")})`, () =>
+      offsiteBackup(pack.output.path, offsiteOptions(s)), { when: !isDir && s["offsite.to"].length > 0 });
+
     const clear = step("clear", `clear the workspace ${where} (daily full)`, async () => {
       await onHost(["mkdir", "-p", "-m", "700", "--", workspace]);
       await onHost(["find", workspace, "-mindepth", "1", "-maxdepth", "1", "-delete"]);
@@ -210,7 +216,7 @@ await recipe({
     });
 
     return {
-      steps: [host, prepare, prepareHost, zipBackup, fetchZip, streamBackup, checked, pack, clear, before, dirBackup, fetched, shipped, offsite, pruned, prunedOffsite],
+      steps: [host, prepare, prepareHost, zipBackup, fetchZip, streamBackup, checked, pack, offsiteArchive, clear, before, dirBackup, fetched, shipped, offsite, pruned, prunedOffsite],
       resumable: isDir, // a ZIP or STREAM run's staging is removed after every run
       cleanup: async () => {
         await exec(["rm", "-rf", "--", staging]);
@@ -225,7 +231,8 @@ await recipe({
             ...(offsite.hasOutput ? Object.values(offsite.output).map((o) => `off-site     ${o.url} (${formatBytes(o.bytes)})`) : []),
             ...(pruned.hasOutput ? [`pruned       ${pruned.output.runs.length} runs, ${pruned.output.files} files`] : []),
             ...(prunedOffsite.hasOutput ? [`pruned       off-site: ${Object.values(prunedOffsite.output).flat().length} run archives of dropped chains`] : [])]
-          : [`archive      ${pack.output.path} (${formatBytes(pack.output.bytes)})`, ...(isStream ? [`stream       ${streamBackup.output.chunks} chunks`] : [])]),
+          : [`archive      ${pack.output.path} (${formatBytes(pack.output.bytes)})`, ...(isStream ? [`stream       ${streamBackup.output.chunks} chunks`] : []),
+            ...(offsiteArchive.hasOutput ? offsiteArchive.output.copies.map((c) => `off-site     ${c.url} (${c.skipped ? "already there, " : ""}verified: ${c.method})`) : [])]),
         `restore with --id=${host.output.id} on a new node to keep documentOwner (wiki: "Restore and HostID")`,
       ],
     };

@@ -3,6 +3,7 @@
 // describes it, then restart the host and compare document counts.
 //
 //   npx zx recipes/xenon-restore.ts ARCHIVE|RUN --config site.yaml [--deliver file|http] [--at "2026-11-21 10:00:00Z"] [--yes]
+//   npx zx recipes/xenon-restore.ts s3://offsite/xenon/xenon-backup-….tar.gz --config site.yaml   (or ssh://…)
 //   make restore-xenon ARGS="--config site.yaml /var/backups/xenon/xenon-backup-….tar.gz"
 //
 // RUN is a run id of directory.store (see its runs/ folder), or "latest"; with directory.from, of
@@ -13,6 +14,9 @@
 //                                                     host URL (a failed run's, not resumed, is cleared)
 //   (lifeboat)                                     → "fetch run RUN from the off-site store" [directory.from]:
 //                                                     the run archives of its chain up to it, each checked
+//   (lifeboat)                                     → "fetch the archive" when ARCHIVE is an s3:// or ssh:// URL
+//                                                     (offsite.* settings): into the staging folder, checked
+//                                                     against its .sha256
 //   (lifeboat)                                     → "read the backup": an archive is verified byte for byte
 //                                                     against its manifest; a run's manifest is read
 //   "Restore and HostID: … they still keep old hostId as their documentOwnerId … we recommend
@@ -65,6 +69,8 @@ import {
   chainRuns,
   exec,
   formatBytes,
+  isOffsiteUrl,
+  offsiteFetch,
   offsiteOptions,
   recipe,
   RefusedError,
@@ -125,10 +131,15 @@ await recipe({
       return chainFetch(from, what, `${staging}/store`, { ...offsiteOptions(s), label: xenon.STORE_LABEL, age: decrypt });
     }, { when: !isArchive && !!from });
 
+    const fetchedArchive = step("fetch-archive", `fetch the archive from ${what}`, () =>
+      offsiteFetch(what, `${staging}/archive`, offsiteOptions(s)), { when: isArchive && isOffsiteUrl(what) });
+    /** The archive here: as given, or fetched from off-site. */
+    const archive = () => (fetchedArchive.hasOutput ? fetchedArchive.output : what);
+
     const backup = step("read", `read the backup ${what}`, async () => {
       if (isArchive) {
         // sidecars and key only: the stage step's unpack checks every byte as it unpacks
-        const report = await verifyArchive<xenon.ArchiveMeta>(what, { decrypt, quick: true });
+        const report = await verifyArchive<xenon.ArchiveMeta>(archive(), { decrypt, quick: true });
         if (report.info?.recipe !== "xenon-backup") throw new UsageError(`${what} was not made by xenon-backup (manifest recipe: ${report.info?.recipe ?? "none"})`);
         return { run: null as string | null, store: "", meta: report.info.meta.xenon };
       }
@@ -161,7 +172,7 @@ await recipe({
     const staged = step("stage", `stage the backup in ${staging}`, async () => {
       await exec(["rm", "-rf", "--", `${staging}/unpacked`, `${staging}/run`]); // a resumed run's partial staging
       if (isArchive) {
-        await unpackArchive(what, `${staging}/unpacked`, { decrypt });
+        await unpackArchive(archive(), `${staging}/unpacked`, { decrypt });
         const zip = `${staging}/unpacked/${xenon.LAYOUT.zip}`;
         await verifyZip(zip, { expect: backup.output.meta.files }); // the files the backup recorded, nothing else
         return { path: zip, kind: "zip" as const };
@@ -210,11 +221,11 @@ await recipe({
     });
 
     return {
-      steps: [prepare, fetched, backup, ids, empty, staged, copied, restored, restart, healthy, compared],
+      steps: [prepare, fetched, fetchedArchive, backup, ids, empty, staged, copied, restored, restart, healthy, compared],
       cleanup: async () => {
         // a run that failed after fetching or staging keeps them for --resume (the steps after the
         // PATCH read only the journal; the copy and the PATCH read the staged backup)
-        if (!ctx.dryRun && (fetched.hasOutput || staged.hasOutput) && !compared.hasOutput) ctx.log.warn(`kept ${staging} for --resume; remove it if you will not resume`);
+        if (!ctx.dryRun && (fetched.hasOutput || fetchedArchive.hasOutput || staged.hasOutput) && !compared.hasOutput) ctx.log.warn(`kept ${staging} for --resume; remove it if you will not resume`);
         else await exec(["rm", "-rf", "--", staging]);
         if (remote) await ssh(remote, ["rm", "-rf", "--", hostDir]);
       },

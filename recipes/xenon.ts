@@ -7,11 +7,10 @@
 //   - `LAYOUT`: the names inside an archive.
 //
 // This file runs nothing: the recipes import it.
-import { AGE_SETTINGS, compressionSettings, OFFSITE_SETTINGS, type SettingSpecs, type SshTarget } from "../lib/mod.ts";
+import { AGE_SETTINGS, compressionSettings, OFFSITE_SETTINGS, offsiteSettings, type SettingSpecs, type SshTarget } from "../lib/mod.ts";
 
 const BACKUP = ["xenon-backup"] as const;
 const RESTORE = ["xenon-restore"] as const;
-const O = OFFSITE_SETTINGS;
 
 /** The settings of both Xenon recipes (see --help of each, and xenon.site.example.yaml). */
 export const settings = {
@@ -35,13 +34,8 @@ export const settings = {
   "directory.full": { type: "boolean", describe: "DIRECTORY: the daily full backup: clear the workspace first and start a new chain", default: false, usedBy: BACKUP },
   "directory.keep-runs": { type: "number", describe: "DIRECTORY: keep the newest this many runs in the store (0: keep all); files a kept run needs are never removed", default: 0, usedBy: BACKUP },
   "directory.from": { describe: "DIRECTORY: restore the run from this off-site copy of the store (s3://BUCKET/PREFIX, ssh://USER@HOST:PORT/DIR or a path) instead of directory.store", usedBy: RESTORE },
-  "offsite.to": { ...O["offsite.to"], describe: "DIRECTORY: copy each run off-site, as one archive of the files it shipped plus its manifest (s3://BUCKET/PREFIX, ssh://USER@HOST:PORT/DIR, or a path); directory.keep-runs applies there too, by whole chains", usedBy: BACKUP },
-  "offsite.s3.endpoint": O["offsite.s3.endpoint"],
-  "offsite.s3.region": O["offsite.s3.region"],
-  "offsite.s3.access-key": O["offsite.s3.access-key"],
-  "offsite.s3.secret-key": O["offsite.s3.secret-key"],
-  "offsite.ssh.identity-file": O["offsite.ssh.identity-file"],
-  "offsite.ssh.known-hosts": O["offsite.ssh.known-hosts"],
+  ...offsiteSettings(BACKUP),
+  "offsite.to": { ...OFFSITE_SETTINGS["offsite.to"], describe: "off-site destinations (s3://BUCKET/PREFIX, ssh://USER@HOST:PORT/DIR, or a path). ZIP and STREAM: each new archive is copied there and verified, then offsite.keep-local and the off-site keep-* retention apply. DIRECTORY: each run goes as one archive of the files it shipped plus its manifest; directory.keep-runs applies there too, by whole chains", usedBy: BACKUP },
   "stream.listen": { describe: "STREAM: address lifeboat's receiver listens on", default: "127.0.0.1", usedBy: BACKUP },
   "stream.port": { type: "number", describe: "STREAM: its port (0: any free one)", default: 0, usedBy: BACKUP },
   "stream.url": { describe: "STREAM: the receiver's URL as the Xenon host reaches it (empty: http://LISTEN:PORT/backup.zip)", usedBy: BACKUP },
