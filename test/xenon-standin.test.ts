@@ -12,7 +12,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { BACKUP_KIND, RESTORE_KIND, IN_MEMORY_INDEX, startXenonHost, nowMicros, type XenonHost } from "./standins/xenon.ts";
+import { AUTO_BACKUP_KIND, BACKUP_KIND, RESTORE_KIND, IN_MEMORY_INDEX, startXenonHost, nowMicros, type XenonHost } from "./standins/xenon.ts";
 import { cleanupTmp, tmp } from "./helpers.ts";
 
 const hosts: XenonHost[] = [];
@@ -23,8 +23,8 @@ test.after.each(async () => {
 });
 test.after(() => cleanupTmp());
 
-async function newHost(opts: { inMemory?: boolean; sandbox?: string; id?: string } = {}): Promise<XenonHost> {
-  const h = await startXenonHost({ sandbox: opts.sandbox ?? tmp("xenon-sandbox-"), inMemory: opts.inMemory, id: opts.id, maintenanceMs: 0 });
+async function newHost(opts: { inMemory?: boolean; sandbox?: string; id?: string; isAutoBackupEnabled?: boolean; autoBackupDirectory?: string } = {}): Promise<XenonHost> {
+  const h = await startXenonHost({ ...opts, sandbox: opts.sandbox ?? tmp("xenon-sandbox-"), maintenanceMs: 0 });
   hosts.push(h);
   return h;
 }
@@ -198,6 +198,79 @@ test("timeSnapshotRecovery: a restore with timeSnapshotBoundaryMicros gives back
     assert.is(Object.keys(q.results.documents).length, 1);
     assert.is((Object.values(q.results.documents)[0] as { documentVersion: number }).documentVersion, 5, "Point-in-time version from query");
   }
+});
+
+test("autoBackup: a DIRECTORY backup after the index commits; after AutoBackupConfiguration{enable:false} new documents stay out; restored on a new sandbox, the first 20 exist and the last 20 are 404", async () => {
+  const autoBackupPath = tmp("test-auto-backup-");
+  const hostId = "my-test-host";
+  const host = await newHost({ isAutoBackupEnabled: true, autoBackupDirectory: autoBackupPath, id: hostId });
+  const autoBackupStatKey = "autoBackupPerformedCountPerDay";
+  const stat = async (key: string) => (await ok(`${host.url}/core/management/stats`)).entries[key];
+  const autoBackupStat = await stat(autoBackupStatKey);
+  assert.is(autoBackupStat.latestValue, 0, "the stat exists from the start (initializeStats)");
+  const states: string[] = [];
+  for (let i = 0; i < 20; i++) states.push((await ok(`${host.url}/core/examples`, "POST", { name: `foo-${i}`, documentSelfLink: `foo-${i}` })).documentSelfLink);
+  // perform lucene commit and trigger the auto backup (upstream: an in-process POST of a MaintenanceRequest)
+  host.maintain();
+  await host.autoBackupIdle();
+  assert.ok(autoBackupStat.latestValue < (await stat(autoBackupStatKey)).latestValue, "AutoBackup needs to be performed.");
+  assert.is((await stat("autoBackupPerformedCountPerHour")).latestValue, 1);
+  assert.ok(readdirSync(autoBackupPath).some((f) => f.startsWith("segments_")), "a commit point in the auto-backup directory");
+
+  const off = await ok(`${host.url}/core/management`, "PATCH", { kind: AUTO_BACKUP_KIND, enable: false });
+  assert.is(off.enable, false);
+  assert.is((await ok(`${host.url}/core/management`)).isAutoBackupEnabled, false);
+  const statesAfterDisabled: string[] = [];
+  for (let i = 100; i < 120; i++) statesAfterDisabled.push((await ok(`${host.url}/core/examples`, "POST", { name: `foo-${i}`, documentSelfLink: `foo-${i}` })).documentSelfLink);
+  const files = readdirSync(autoBackupPath).sort();
+  host.maintain(); // a commit while disabled: no backup
+  await host.autoBackupIdle();
+  assert.is((await stat(autoBackupStatKey)).latestValue, 1);
+  assert.equal(readdirSync(autoBackupPath).sort(), files);
+
+  // a new host on a new sandbox, auto-backup off, the same id; restore from the auto-backup directory, restart
+  let newH = await newHost({ id: hostId, isAutoBackupEnabled: false });
+  await ok(`${newH.url}/core/management`, "PATCH", { kind: RESTORE_KIND, destination: `file:${autoBackupPath}/` });
+  newH = await restart(newH);
+  for (const link of states) await ok(`${newH.url}${link}`);
+  for (const link of statesAfterDisabled) assert.is((await call(`${newH.url}${link}`)).status, 404, `${link} should not find on restored host`);
+});
+
+test("auto-backup coalesces the commits that come while it runs into one re-run (autoBackupSkippedCount), and a failed one (autoBackupFailedCount) does not block the next", async () => {
+  const dir = tmp("auto-");
+  const host = await newHost({ isAutoBackupEnabled: true, autoBackupDirectory: dir });
+  const stats = async () => Object.fromEntries(Object.entries((await ok(`${host.url}/core/management/stats`)).entries as Record<string, { latestValue: number }>).map(([k, v]) => [k, v.latestValue]));
+  const raw = (name: string) => host.index.add({ name, documentSelfLink: `/core/examples/${name}`, documentVersion: 0, documentUpdateTimeMicros: nowMicros(), documentUpdateAction: "POST", documentKind: "com:vmware:xenon:services:common:ExampleService:ExampleServiceState" });
+  await populate(host, 5);
+  host.maintain(); // commit 1: the backup starts
+  raw("during-1");
+  host.maintain(); // commit 2 while it runs: skipped, queued
+  raw("during-2");
+  host.maintain(); // commit 3: skipped, folded into the same re-run
+  await host.autoBackupIdle();
+  const s = await stats();
+  assert.equal([s.autoBackupPerformedCountPerDay, s.autoBackupSkippedCountPerDay, s.autoBackupPerformedCountPerHour, s.autoBackupSkippedCountPerHour], [2, 2, 2, 2], JSON.stringify(s));
+  assert.is(s.autoBackupFailedCountPerDay, undefined, "no failure stat before a failure");
+  const fresh = await newHost();
+  await ok(`${fresh.url}/core/management`, "PATCH", { kind: RESTORE_KIND, destination: `file:${dir}/` });
+  assert.is((await ok(`${fresh.url}/core/examples`)).documentCount, 7, "the re-run covered commits 2 and 3");
+
+  // a regular file where the directory should be: each auto-backup fails, and the next one still runs
+  const file = join(tmp(), "not-a-dir");
+  writeFileSync(file, "");
+  const bad = await newHost({ isAutoBackupEnabled: true, autoBackupDirectory: file });
+  const badStats = async () => (await ok(`${bad.url}/core/management/stats`)).entries;
+  for (const round of [1, 2]) {
+    await populate(bad, 2);
+    bad.maintain();
+    await bad.autoBackupIdle();
+    const e = await badStats();
+    assert.equal([e.autoBackupFailedCountPerDay.latestValue, e.autoBackupFailedCountPerHour.latestValue, e.autoBackupPerformedCountPerDay.latestValue], [round, round, 0]);
+  }
+  // the host's own maintenance with nothing to commit notifies nothing
+  bad.maintain();
+  await bad.autoBackupIdle();
+  assert.is((await badStats()).autoBackupFailedCountPerDay.latestValue, 2);
 });
 
 test("handlePatch: empty body, missing kind, unknown kind are 400 with upstream's messages in a ServiceErrorResponse", async () => {

@@ -2,14 +2,16 @@
 // restore's restart command really restarts it): the drill (tasks/drills/xenon.ts: ZIP onto a
 // fresh host, point in time, STREAM + http restore, a DIRECTORY chain restored at runs 2 and 3,
 // refusals), then what the drill does not cover: --dry-run, --resume, a host that already holds
-// documents, a full staging disk, the in-memory index, auth by token and by basic login.
+// documents, a bad --at, a DIRECTORY run asked over http, counts that differ after a restore, a
+// full staging disk, the in-memory index, auth by token and by basic login, and Xenon's own
+// errors through lib/xenon.ts for the requests the recipes never send.
 // Run: bash test/run.sh test/xenon.test.ts
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { xenonBackup } from "../lib/mod.ts";
+import { backupArchive, unpackArchive, xenonBackup, xenonRestore } from "../lib/mod.ts";
 import { runRecipe } from "../tasks/drills/hoss.ts";
 import {
   diffDocuments, exampleDocuments, hostFlags, newestArchive, seedExamples, startXenonHost, stopXenonHosts,
@@ -137,6 +139,43 @@ test("a restore onto a host that already holds documents is refused (exit 5) bef
   assert.equal(diffDocuments(want, await exampleDocuments(src.url)), []);
 });
 
+test("restore refuses a bad --at and a DIRECTORY run with --deliver http (exit 2) before anything reaches the host", async () => {
+  const fresh = await startXenonHost("node-a");
+  const archive = newestArchive(work);
+  for (const at of ["yesterday", "2026-11-21 10:00:00"]) {
+    const r = await run("xenon-restore", [archive, ...hostFlags(fresh, true), `--at=${at}`]);
+    assert.is(r.code, 2, r.output);
+    assert.ok(r.output.includes(`--at ${JSON.stringify(at)} is not an instant with a zone`), r.output);
+    assert.match(r.output, /write it like "2026-11-21 10:00:00Z"/);
+  }
+  const d = await run("xenon-restore", ["latest", ...hostFlags(fresh, true), "--deliver=http"]);
+  assert.is(d.code, 2, d.output);
+  assert.match(d.output, /a DIRECTORY run cannot be restored over http: Xenon treats an http backup as a zip/);
+  assert.match(d.output, /use --deliver file/);
+  assert.not.ok(existsSync(join(fresh.dir, "sandbox", "patches.log")), "no management PATCH reached the host");
+  await fresh.stop();
+});
+
+test("restore: document counts that differ from the backup's after the restore fail with exit 3, naming the factory; with --at they are only reported", async () => {
+  // an archive whose manifest recorded one document more than its zip holds
+  const archive = newestArchive(work);
+  const unpacked = join(tmp(), "unpacked");
+  const report = await unpackArchive<{ xenon: { counts: Record<string, number> } }>(archive, unpacked);
+  const meta = report.manifest!.meta!;
+  const n = meta.xenon.counts["/core/examples"];
+  const odd = await backupArchive(unpacked, { folder: tmp(), name: "xenon-backup", recipe: "xenon-backup", meta: { ...meta, xenon: { ...meta.xenon, counts: { "/core/examples": n + 1 } } } });
+  const fresh = await startXenonHost("node-a");
+  const r = await run("xenon-restore", [odd.path, ...hostFlags(fresh, true)]);
+  assert.is(r.code, 3, r.output);
+  assert.match(r.output, new RegExp(`✖ compare document counts with the backup .*the restored host's document counts differ from the backup's: /core/examples: ${n} now, ${n + 1} in the backup`));
+  assert.equal(diffDocuments(want, await exampleDocuments(fresh.url)), [], "the restore itself went through");
+  const later = await startXenonHost("node-a");
+  const at = await run("xenon-restore", [odd.path, ...hostFlags(later, true), `--at=${new Date().toISOString()}`]);
+  assert.is(at.code, 0, at.output);
+  assert.match(at.output, new RegExp(`counts at --at \\S+ differ from the backup's \\(expected: they were counted at backup time\\): /core/examples: ${n} now, ${n + 1} in the backup`));
+  await Promise.all([fresh.stop(), later.stop()]);
+});
+
 test("a full staging disk: the STREAM receiver fails with 'no space left on' and nothing is left in staging", async () => {
   const disk = join(tmp(), "full");
   mkdirSync(disk);
@@ -202,9 +241,16 @@ test("auth: a token and a basic login from the environment work, a wrong token i
   await Promise.all([t.stop(), a.stop(), fresh.stop()]);
 });
 
-test("Xenon's own error for a ZIP into a directory is shown plainly", async () => {
-  const refused = await xenonBackup(src.url, { destination: `file:${work}/`, type: "ZIP" }).then(() => null, (e: Error) => e.message);
-  assert.is(refused, `Xenon at ${src.url} refused the backup (HTTP 500): destination ${work} must be a local file for zip backup.`);
+test("Xenon's own errors through lib/xenon.ts are shown plainly: a ZIP into a directory, a missing destination (backup and restore), a destination with no scheme", async () => {
+  // the recipes never send these (their destinations are built, never empty); the helpers they use show Xenon's message as it wrote it
+  const refused = (p: Promise<unknown>) => p.then(() => null, (e: Error) => e.message);
+  assert.is(await refused(xenonBackup(src.url, { destination: `file:${work}/`, type: "ZIP" })), `Xenon at ${src.url} refused the backup (HTTP 500): destination ${work} must be a local file for zip backup.`);
+  const none = undefined as unknown as string; // JSON leaves the field out, as a client that forgot it would
+  assert.is(await refused(xenonBackup(src.url, { destination: none, type: "ZIP" })), `Xenon at ${src.url} refused the backup (HTTP 500): backup destination must be specified.`);
+  assert.is(await refused(xenonRestore(src.url, { destination: none })), `Xenon at ${src.url} refused the restore (HTTP 500): destination is required.`);
+  assert.is(await refused(xenonBackup(src.url, { destination: "/tmp/x.zip", type: "ZIP" })), `Xenon at ${src.url} refused the backup (HTTP 400): Missing scheme`);
+  assert.equal(readFileSync(join(src.dir, "sandbox", "patches.log"), "utf8").split("\n").slice(-5, -1), ["BackupRequest", "BackupRequest", "RestoreRequest", "BackupRequest"], "each reached Xenon");
+  assert.equal(diffDocuments(want, await exampleDocuments(src.url)), [], "and none changed the host");
 });
 
 test.run();

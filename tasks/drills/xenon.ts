@@ -8,9 +8,11 @@
 //      Range server onto a fresh host;
 //   4. DIRECTORY: a chain of three runs (a full, then deletes, patches and new documents between
 //      runs), runs 2 and 3 restored onto fresh hosts;
-//   5. refusals: a corrupted archive and a truncated zip in a well-formed archive (exit 3, no PATCH
-//      sent), Xenon's own error for a STREAM to an ftp: URL shown plainly, a host that never comes
-//      back after the restart.
+//   5. refusals: a corrupted archive, a truncated zip and a zip with a wrong CRC-32 in well-formed
+//      archives (exit 3, no RestoreRequest reaches the host); a STREAM that loses its last chunk
+//      (the receiver refuses it, exit 3, no archive); Xenon's own errors shown plainly: a STREAM
+//      to an ftp: URL, a ZIP whose destination is a directory; a host that never comes back after
+//      the restart.
 // Every restore is compared document by document (name, counter, keyValues, version, owner).
 // Used by test/xenon.test.ts and the drill:xenon task (make drill-xenon). Needs no lab piece.
 import { spawn } from "node:child_process";
@@ -19,7 +21,7 @@ import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { backupArchive, formatBytes, shellJoin, unpackArchive } from "../../lib/mod.ts";
+import { backupArchive, formatBytes, shellJoin, stamp, unpackArchive } from "../../lib/mod.ts";
 import { freePort, runRecipe, type RecipeRun } from "./hoss.ts";
 import { drillTask } from "./lab.ts";
 
@@ -47,6 +49,8 @@ export interface XenonHostOptions {
   authToken?: string;
   /** USER:PASS for POST /core/authn/basic (`--basic`). */
   basic?: string;
+  /** A test fault of the stand-in (`--fault`): "stream-drop-last-chunk" loses a STREAM's last PUT and answers 200. */
+  fault?: "stream-drop-last-chunk";
 }
 
 const running = new Set<XenonHost>();
@@ -65,6 +69,7 @@ export async function startXenonHost(id: string, opts: XenonHostOptions = {}): P
   if (opts.inMemory) argv.push("--in-memory");
   if (opts.authToken) argv.push("--auth-token", opts.authToken);
   if (opts.basic) argv.push("--basic", opts.basic);
+  if (opts.fault) argv.push("--fault", opts.fault);
   const pid = shellJoin([`${dir}/pid`]);
   const start = `cd ${shellJoin([ROOT])} && (setsid ${shellJoin(argv)} >>${shellJoin([`${dir}/host.log`])} 2>&1 & echo $! >${pid})`;
   const stop = `kill -TERM $(cat ${pid}) 2>/dev/null; while kill -0 $(cat ${pid}) 2>/dev/null; do sleep 0.1; done`;
@@ -194,9 +199,11 @@ export interface XenonDrillResult {
   shipped: number[];
   runFiles: number[];
   /** "exit N: last error line" of each refusal. */
-  refusals: { corrupted: string; truncatedZip: string; upstream: string; neverBack: string };
-  /** The corrupted archive's and the truncated zip's restores sent no PATCH. */
+  refusals: { corrupted: string; truncatedZip: string; badCrc: string; truncatedStream: string; upstream: string; zipIntoDirectory: string; neverBack: string };
+  /** The restores of the corrupted archive, the truncated zip and the bad CRC sent no RestoreRequest (the host's patches.log). */
   corruptedNoPatch: boolean;
+  /** The truncated STREAM left no archive behind. */
+  truncatedStreamNoArchive: boolean;
   backupMs: number[];
   restoreMs: number[];
 }
@@ -211,8 +218,8 @@ export async function xenonDrill(opts: XenonDrillOptions = {}): Promise<XenonDri
   const site = xenonSite(dir);
   const result: XenonDrillResult = {
     dir, documents: 0, diffs: { zip: [], pointInTime: [], streamHttp: [], directoryRun2: [], directoryRun3: [] }, idAdvice: false,
-    zipBytes: 0, streamChunks: 0, httpRequests: 0, shipped: [], runFiles: [], refusals: { corrupted: "", truncatedZip: "", upstream: "", neverBack: "" },
-    corruptedNoPatch: false, backupMs: [], restoreMs: [],
+    zipBytes: 0, streamChunks: 0, httpRequests: 0, shipped: [], runFiles: [], refusals: { corrupted: "", truncatedZip: "", badCrc: "", truncatedStream: "", upstream: "", zipIntoDirectory: "", neverBack: "" },
+    corruptedNoPatch: false, truncatedStreamNoArchive: false, backupMs: [], restoreMs: [],
   };
   const recipeRun = async (name: string, args: string[]): Promise<RecipeRun> => {
     const r = await runRecipe(name, [...args, "--config", site, "--yes"], { echo: opts.echo, signal: opts.signal });
@@ -226,8 +233,8 @@ export async function xenonDrill(opts: XenonDrillOptions = {}): Promise<XenonDri
     return r;
   };
   const own = new Set<XenonHost>();
-  const startHost = async (id: string, hostDir: string) => {
-    const h = await startXenonHost(id, { dir: hostDir });
+  const startHost = async (id: string, hostDir: string, hostOpts: Omit<XenonHostOptions, "dir"> = {}) => {
+    const h = await startXenonHost(id, { ...hostOpts, dir: hostDir });
     own.add(h);
     return h;
   };
@@ -307,28 +314,83 @@ export async function xenonDrill(opts: XenonDrillOptions = {}): Promise<XenonDri
     mkdirSync(join(dir, "corrupt"));
     writeFileSync(bad, bytes);
     const b = await startHost("node-b", join(dir, "host-refusals"));
+    /** No RestoreRequest reached b (the stand-in logs every management PATCH) and it holds no documents. */
+    const untouched = async () => !patchesOf(b).includes("RestoreRequest") && Object.keys(await exampleDocuments(b.url)).length === 0;
     let r = await recipeRun("xenon-restore", [bad, ...hostFlags(b, true)]);
     result.refusals.corrupted = `exit ${r.code}: ${lastError(r.output)}`;
-    result.corruptedNoPatch = !/PATCH http/.test(r.output) && Object.keys(await exampleDocuments(b.url)).length === 0;
+    result.corruptedNoPatch = await untouched();
     r = await recipeRun("xenon-backup", [...hostFlags(a), "--backup.type=STREAM", "--stream.url=ftp://127.0.0.1/backup.zip"]);
     result.refusals.upstream = `exit ${r.code}: ${lastError(r.output)}`;
-    // a truncated zip inside a well-formed archive (as a cut-off STREAM would leave it): the zip check refuses it before the PATCH
+    // a truncated zip, then a zip with one wrong CRC-32, each inside a well-formed archive (sha256
+    // sidecars that match): the zip check refuses them before the PATCH
     const unpacked = join(dir, "unpacked");
     const report = await unpackArchive<Record<string, unknown>>(archive, unpacked);
-    truncateSync(join(unpacked, "xenon-backup.zip"), Math.floor(statSync(join(unpacked, "xenon-backup.zip")).size / 2));
+    const innerZip = join(unpacked, "xenon-backup.zip");
+    const original = readFileSync(innerZip);
+    truncateSync(innerZip, Math.floor(original.length / 2));
     const cut = await backupArchive(unpacked, { folder: join(dir, "truncated"), name: "xenon-backup", meta: report.manifest!.meta, recipe: "xenon-backup" });
     r = await recipeRun("xenon-restore", [cut.path, ...hostFlags(b, true)]);
     result.refusals.truncatedZip = `exit ${r.code}: ${lastError(r.output)}`;
-    result.corruptedNoPatch &&= !/Xenon restored its index/.test(r.output) && Object.keys(await exampleDocuments(b.url)).length === 0;
+    result.corruptedNoPatch &&= await untouched();
+    writeFileSync(innerZip, spoilZipCrc(original));
+    const crc = await backupArchive(unpacked, { folder: join(dir, "bad-crc"), name: "xenon-backup", meta: report.manifest!.meta, recipe: "xenon-backup" });
+    r = await recipeRun("xenon-restore", [crc.path, ...hostFlags(b, true)]);
+    result.refusals.badCrc = `exit ${r.code}: ${lastError(r.output)}`;
+    result.corruptedNoPatch &&= await untouched();
+    // a STREAM that loses its last chunk while Xenon answers 200: lifeboat's receiver refuses it, no archive
+    const f = await startHost("node-f", join(dir, "host-fault"), { fault: "stream-drop-last-chunk" });
+    await seedExamples(f.url, Array.from({ length: 150 }, (_, i) => `f-${i}`), { blobBytes: 8192 }); // about 1 MiB zipped: two chunks at least
+    const archivesBefore = archivesIn(dir);
+    r = await recipeRun("xenon-backup", [...hostFlags(f), "--backup.type=STREAM"]);
+    result.refusals.truncatedStream = `exit ${r.code}: ${lastError(r.output)}`;
+    result.truncatedStreamNoArchive = archivesIn(dir).join() === archivesBefore.join() && patchesOf(f).includes("BackupRequest");
+    // a ZIP whose destination is a directory (a leftover in staging): Xenon's own refusal, shown plainly
+    const staging = join(dir, "staging-dirs");
+    const now = Date.now();
+    for (let s = -5; s < 300; s++) mkdirSync(join(staging, `backup-${stamp(new Date(now + s * 1000))}`, "xenon-backup.zip"), { recursive: true });
+    r = await recipeRun("xenon-backup", [...hostFlags(a), `--staging=${staging}`]);
+    result.refusals.zipIntoDirectory = `exit ${r.code}: ${lastError(r.output)}`;
     writeFileSync(join(dir, "kill.sh"), readFileSync(join(b.dir, "stop.sh")));
     r = await recipeRun("xenon-restore", [archive, `--url=${b.url}`, `--restart=bash,${join(dir, "kill.sh")}`, "--restart-timeout=3"]);
     result.refusals.neverBack = `exit ${r.code}: ${lastError(r.output)}`;
-    log(`refusals: corrupted ${result.refusals.corrupted}; truncated zip ${result.refusals.truncatedZip}; Xenon's own error ${result.refusals.upstream}; never back ${result.refusals.neverBack}`);
+    log(`refusals: ${Object.entries(result.refusals).map(([k, v]) => `${k} ${v}`).join("; ")}`);
     return result;
   } finally {
     await Promise.all([...own].map((h) => h.stop()));
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The kinds of management PATCH a stand-in host took (its SANDBOX/patches.log), oldest first. */
+function patchesOf(h: XenonHost): string[] {
+  const log = join(h.dir, "sandbox", "patches.log");
+  return existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : [];
+}
+
+/** The xenon-backup archives in DIR/backups. */
+function archivesIn(dir: string): string[] {
+  return existsSync(`${dir}/backups`) ? readdirSync(`${dir}/backups`).filter((f) => f.startsWith("xenon-backup-")).sort() : [];
+}
+
+/**
+ * A copy of a zip whose first `.cfs` entry has a wrong CRC-32 in the central directory (its
+ * bytes unchanged): a well-formed zip that only the CRC check refuses.
+ */
+export function spoilZipCrc(zip: Buffer): Buffer {
+  const out = Buffer.from(zip);
+  const end = out.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  if (end < 0) throw new Error("no end of central directory record");
+  let at = out.readUInt32LE(end + 16);
+  for (let i = 0; i < out.readUInt16LE(end + 10); i++) {
+    const nameLen = out.readUInt16LE(at + 28);
+    const name = out.toString("utf8", at + 46, at + 46 + nameLen);
+    if (name.endsWith(".cfs")) {
+      out.writeUInt32LE((out.readUInt32LE(at + 16) ^ 0x00ff00ff) >>> 0, at + 16);
+      return out;
+    }
+    at += 46 + nameLen + out.readUInt16LE(at + 30) + out.readUInt16LE(at + 32);
+  }
+  throw new Error("no .cfs entry in the zip");
 }
 
 /** The last error lines of a recipe's output. */
@@ -342,6 +404,9 @@ export function xenonDrillProblems(r: XenonDrillResult): string[] {
   if (!r.idAdvice) out.push("the ZIP restore onto a node with another id did not print --id=node-a");
   if (!/^exit 3:/.test(r.refusals.corrupted) || !r.corruptedNoPatch) out.push(`corrupted archive: ${r.refusals.corrupted}${r.corruptedNoPatch ? "" : " (a PATCH was sent)"}`);
   if (!/^exit 3:.*not a complete zip/.test(r.refusals.truncatedZip)) out.push(`truncated zip: ${r.refusals.truncatedZip}`);
+  if (!/^exit 3:.*\.cfs: CRC-32 [0-9a-f]{8} where the central directory says [0-9a-f]{8}/.test(r.refusals.badCrc)) out.push(`zip with a wrong CRC-32: ${r.refusals.badCrc}`);
+  if (!/^exit 3:.*stream into .*: truncated: .* arrived when the sender said it was done; missing \d+-\d+/.test(r.refusals.truncatedStream) || !r.truncatedStreamNoArchive) out.push(`truncated STREAM: ${r.refusals.truncatedStream}${r.truncatedStreamNoArchive ? "" : " (an archive was made, or no BackupRequest was sent)"}`);
+  if (!/^exit 1:.*refused the backup \(HTTP 500\): destination \S+\/xenon-backup\.zip must be a local file for zip backup\./.test(r.refusals.zipIntoDirectory)) out.push(`Xenon's ZIP-into-a-directory error not shown plainly: ${r.refusals.zipIntoDirectory}`);
   if (!/^exit 1:.*refused the backup \(HTTP 500\): Provider "ftp" not installed/.test(r.refusals.upstream)) out.push(`Xenon's own error not shown plainly: ${r.refusals.upstream}`);
   if (!/^exit 1:.*gave up waiting for the Xenon host/.test(r.refusals.neverBack)) out.push(`host never back: ${r.refusals.neverBack}`);
   if (r.shipped.length !== 3) out.push(`the store holds ${r.shipped.length} DIRECTORY runs, want 3 (one run's manifest replaced another's?)`);

@@ -67,7 +67,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir, cpus, totalmem, freemem } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import yauzl from "yauzl";
 import yazl from "yazl";
 
@@ -224,9 +224,9 @@ class Index {
     return { name, docs };
   }
 
-  /** Flushes the buffer into a new segment, merges when there are many, writes segments_N+1, deletes unused files. */
-  commit(force = false): void {
-    if (!this.buffer.length && !force) return;
+  /** Flushes the buffer into a new segment, merges when there are many, writes segments_N+1, deletes unused files; false when there was nothing to commit. */
+  commit(force = false): boolean {
+    if (!this.buffer.length && !force) return false;
     if (this.buffer.length) this.segments.push(this.writeSegment(this.buffer));
     this.buffer = [];
     if (this.segments.length > 8) {
@@ -235,6 +235,7 @@ class Index {
       this.segments.push(this.writeSegment(merged.flatMap((s) => s.docs)));
     }
     this.writeCommit();
+    return true;
   }
 
   /** Replaces every segment by one holding docs (a forced merge), and commits. */
@@ -327,8 +328,17 @@ export interface XenonHostOptions {
   basic?: string;
   /** Commit every this many ms when there are uncommitted versions (default 1000; 0: never). */
   maintenanceMs?: number;
+  /** Host argument isAutoBackupEnabled: a DIRECTORY backup into autoBackupDirectory after each commit of the document index's maintenance. */
+  isAutoBackupEnabled?: boolean;
+  /** Host argument autoBackupDirectory (default SANDBOX/auto-backup). */
+  autoBackupDirectory?: string;
   /** Called when DELETE /core/management stops the host. */
   onStop?: () => void;
+  /**
+   * For tests, not upstream: "stream-drop-last-chunk" makes a STREAM backup skip its last PUT
+   * and still answer 200 (what a proxy that loses a chunk would leave the receiver with).
+   */
+  fault?: "stream-drop-last-chunk";
 }
 
 /** A running stand-in host. */
@@ -341,6 +351,13 @@ export interface XenonHost {
   close(): Promise<void>;
   /** Stops without a commit (a kill -9): uncommitted versions are lost. */
   crash(): Promise<void>;
+  /**
+   * One maintenance pass now (upstream's in-process POST of a MaintenanceRequest to the index):
+   * commits what is pending; a commit of the document index notifies the auto-backup.
+   */
+  maintain(): void;
+  /** Resolves once no auto-backup is running or queued (for tests). */
+  autoBackupIdle(): Promise<void>;
   /** The document index (for tests). */
   index: Index;
 }
@@ -366,7 +383,8 @@ export async function startXenonHost(opts: XenonHostOptions): Promise<XenonHost>
   /** Started document services: they keep their state until the host restarts. */
   const started = new Map<string, Doc>();
   const tokens = new Set<string>(opts.authToken ? [opts.authToken] : []);
-  let autoBackup = false;
+  let autoBackupEnabled = !!opts.isAutoBackupEnabled;
+  const autoBackupDir = opts.autoBackupDirectory ?? join(opts.sandbox, "auto-backup");
 
   const indexOf = (link: string) => {
     const ix = indexes.get(link);
@@ -450,7 +468,7 @@ export async function startXenonHost(opts: XenonHostOptions): Promise<XenonHost>
       const tmpZip = join(tmpDir, `lucene-${nowMicros()}.zip`);
       try {
         await zipTo(ix.dir, files, tmpZip);
-        await putFile(dest.uri, readFileSync(tmpZip));
+        await putFile(dest.uri, readFileSync(tmpZip), opts.fault === "stream-drop-last-chunk");
       } finally {
         rmSync(tmpDir, { recursive: true, force: true });
       }
@@ -506,6 +524,50 @@ export async function startXenonHost(opts: XenonHostOptions): Promise<XenonHost>
     return body;
   }
 
+  // ---- auto-backup (LuceneDocumentIndexBackupService.createAutoBackupConsumer) ----
+
+  /** ServiceHostManagementService's stats: the auto-backup counters, PerHour and PerDay (initializeStats creates performed and skipped at 0). */
+  const stats = new Map<string, { name: string; latestValue: number; accumulatedValue: number; version: number; lastUpdateMicrosUtc: number; kind: string }>();
+  const adjustStat = (name: string, delta: number) => {
+    const st = stats.get(name) ?? { name, latestValue: 0, accumulatedValue: 0, version: 0, lastUpdateMicrosUtc: nowMicros(), kind: "com:vmware:xenon:common:ServiceStats:ServiceStat" };
+    st.latestValue += delta;
+    st.accumulatedValue += delta;
+    st.version++;
+    st.lastUpdateMicrosUtc = nowMicros();
+    stats.set(name, st);
+  };
+  const incrementAutoBackupStat = (prefix: string) => {
+    adjustStat(`${prefix}PerHour`, 1);
+    adjustStat(`${prefix}PerDay`, 1);
+  };
+  for (const prefix of ["autoBackupPerformedCount", "autoBackupSkippedCount"]) for (const suffix of ["PerHour", "PerDay"]) adjustStat(`${prefix}${suffix}`, 0);
+  /** The running auto-backup (null when none), and whether a commit came while it ran. */
+  let autoBackupRunning: Promise<void> | null = null;
+  let receivedWhileBackupInProgress = false;
+  /** The consumer of the document index's commit notifications. */
+  function onCommit(): void {
+    if (!autoBackupEnabled) return;
+    if (autoBackupRunning) {
+      incrementAutoBackupStat("autoBackupSkippedCount");
+      receivedWhileBackupInProgress = true; // coalesced: one re-run covers every commit that came meanwhile
+      return;
+    }
+    // an in-process PATCH to the backup service: sent, so it runs after this notification returns
+    autoBackupRunning = Promise.resolve()
+      .then(() => backup({ kind: BACKUP_KIND, destination: pathToFileURL(autoBackupDir).href, backupType: "DIRECTORY" }))
+      .then(() => incrementAutoBackupStat("autoBackupPerformedCount"), (e: Error) => {
+        process.stderr.write(`Auto backup failed. ${e.message}\n`);
+        incrementAutoBackupStat("autoBackupFailedCount"); // and go on: later backups are not blocked (7aa9bdd9)
+      })
+      .then(() => {
+        autoBackupRunning = null;
+        if (receivedWhileBackupInProgress) {
+          receivedWhileBackupInProgress = false;
+          onCommit(); // processQueuedBackUps: re-trigger the notification
+        }
+      });
+  }
+
   // ---- http ----
 
   const server: Server = createServer((req, res) => {
@@ -550,6 +612,8 @@ export async function startXenonHost(opts: XenonHostOptions): Promise<XenonHost>
           storageSandboxFileReference: `file:${opts.sandbox}`,
           systemInfo: { availableProcessorCount: cpus().length, totalMemoryByteCount: totalmem(), freeMemoryByteCount: freemem(), maxMemoryByteCount: totalmem() },
           codeProperties: { "git.commit.id": "stand-in", "git.commit.time": "2018-12-10" },
+          isAutoBackupEnabled: autoBackupEnabled,
+          autoBackupDirectoryReference: pathToFileURL(autoBackupDir).href,
           documentSelfLink: "/core/management",
           documentKind: "com:vmware:xenon:common:ServiceHost:ServiceHostState",
         });
@@ -567,12 +631,16 @@ export async function startXenonHost(opts: XenonHostOptions): Promise<XenonHost>
         if (body.kind === BACKUP_KIND) return reply(res, 200, await backup(body));
         if (body.kind === RESTORE_KIND) return reply(res, 200, await restore(body));
         if (body.kind === AUTO_BACKUP_KIND) {
-          autoBackup = !!body.enable;
-          return reply(res, 200, { ...body, enable: autoBackup });
+          autoBackupEnabled = !!body.enable; // host.setAutoBackupEnabled: checked on each commit, so it toggles at runtime
+          return reply(res, 200, { ...body, enable: autoBackupEnabled });
         }
         throw illegalArgument("unknown request");
       }
       throw new Fail(405, `Action not supported: ${method}`);
+    }
+    if (path === "/core/management/stats") {
+      if (method !== "GET") throw new Fail(405, `Action not supported: ${method}`);
+      return reply(res, 200, { kind: "com:vmware:xenon:common:ServiceStats", documentSelfLink: path, entries: Object.fromEntries(stats) });
     }
     if (path === "/core/document-index-backup") throw new Fail(405, `Action not supported: ${method}`);
     if (path === DOCUMENT_INDEX || path === IN_MEMORY_INDEX) {
@@ -654,9 +722,10 @@ export async function startXenonHost(opts: XenonHostOptions): Promise<XenonHost>
     server.listen(opts.port ?? 0, "127.0.0.1", ok);
   });
   const port = (server.address() as AddressInfo).port;
-  const maintenance = (opts.maintenanceMs ?? 1000) > 0 ? setInterval(() => {
-    for (const ix of indexes.values()) ix.commit();
-  }, opts.maintenanceMs ?? 1000) : null;
+  const maintain = () => {
+    for (const [link, ix] of indexes) if (ix.commit() && link === DOCUMENT_INDEX) onCommit(); // publish(CommitInfo) when something was committed
+  };
+  const maintenance = (opts.maintenanceMs ?? 1000) > 0 ? setInterval(maintain, opts.maintenanceMs ?? 1000) : null;
   maintenance?.unref();
   let closed = false;
   const stop = async (commit: boolean) => {
@@ -669,8 +738,10 @@ export async function startXenonHost(opts: XenonHostOptions): Promise<XenonHost>
     rmSync(join(luceneDir, "write.lock"), { force: true });
   };
   const close = () => stop(true);
-  void autoBackup;
-  return { url: `http://127.0.0.1:${port}`, port, id, sandbox: opts.sandbox, close, crash: () => stop(false), index: disk };
+  const autoBackupIdle = async () => {
+    while (autoBackupRunning) await autoBackupRunning;
+  };
+  return { url: `http://127.0.0.1:${port}`, port, id, sandbox: opts.sandbox, close, crash: () => stop(false), index: disk, maintain, autoBackupIdle };
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
@@ -695,8 +766,8 @@ function readZipBuffer(data: Buffer): Promise<Map<string, Buffer>> {
   return readZip(file).finally(() => rmSync(dir, { recursive: true, force: true }));
 }
 
-/** FileUtils.putFile: 512 KiB PUTs, Content-Range end exclusive, batches of 10, no retries. */
-async function putFile(uri: string, data: Buffer): Promise<void> {
+/** FileUtils.putFile: 512 KiB PUTs, Content-Range end exclusive, batches of 10, no retries (dropLast: a test fault). */
+async function putFile(uri: string, data: Buffer, dropLast = false): Promise<void> {
   const total = data.length;
   let off = 0;
   do {
@@ -705,6 +776,7 @@ async function putFile(uri: string, data: Buffer): Promise<void> {
       const start = off;
       const end = Math.min(start + CHUNK, total);
       off = end;
+      if (dropLast && end === total) continue;
       batch.push(
         fetch(uri, {
           method: "PUT",
@@ -772,7 +844,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   };
   const sandbox = flag("sandbox");
   if (!sandbox) {
-    process.stderr.write("usage: xenon.ts --sandbox DIR [--port P] [--id HOSTID] [--in-memory] [--auth-token T] [--basic USER:PASS]\n");
+    process.stderr.write("usage: xenon.ts --sandbox DIR [--port P] [--id HOSTID] [--in-memory] [--auth-token T] [--basic USER:PASS] [--isAutoBackupEnabled] [--autoBackupDirectory DIR] [--fault stream-drop-last-chunk]\n");
     process.exit(2);
   }
   try {
@@ -783,6 +855,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       inMemory: args.includes("--in-memory"),
       authToken: flag("auth-token") ?? process.env.XENON_AUTH_TOKEN,
       basic: flag("basic") ?? process.env.XENON_BASIC,
+      fault: flag("fault") as XenonHostOptions["fault"],
+      isAutoBackupEnabled: args.includes("--isAutoBackupEnabled"),
+      autoBackupDirectory: flag("autoBackupDirectory"),
       onStop: () => process.exit(0),
     });
     process.stdout.write(`xenon stand-in listening on ${host.url} (id ${host.id})\n`);
