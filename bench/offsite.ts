@@ -2,9 +2,10 @@
 // `rsync` over the same ssh (lab sshd, 127.0.0.1:2222) and `rclone copy` to the same gateway (the
 // lab's Ceph RGW). Results and how to read them: bench/offsite.md.
 //
-//   node --import=tsx bench/offsite.ts [--size-mib 1024] [--rounds 3] [--keep]
+//   node bench/offsite.ts [--size-mib 1024] [--rounds 3] [--keep]      (Node >= 22.18; older: node --import=tsx)
 //
-// Every run is a whole process, as an operator runs it (lifeboat: node + tsx start-up included),
+// Every run is a whole process, as an operator runs it (lifeboat: node start-up included, with
+// native type stripping as under npx zx, or tsx where this Node lacks it),
 // into an empty destination, so every byte moves. lifeboat's copy includes its verify there
 // (sha256sum on the ssh host; the ETag check on S3) and the sidecars; rsync checks its own
 // whole-file checksum, rclone the parts' MD5s. Rounds alternate the order; medians are reported.
@@ -19,7 +20,7 @@ import { basename, join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import minimist from "minimist";
-import { createContext, s3Client, s3MakeBucket, s3RemoveBucket, setDefaultContext } from "../lib/internal.ts";
+import { createContext, s3Client, s3MakeBucket, s3RemoveBucket, setDefaultContext, typeScriptFlags } from "../lib/internal.ts";
 import { needLab } from "../tasks/drills/lab.ts";
 
 const args = minimist(process.argv.slice(2), { boolean: ["keep"], default: { "size-mib": 1024, rounds: 3 } });
@@ -78,7 +79,7 @@ function env(): NodeJS.ProcessEnv {
 const TOOLS: Record<string, { label: string; argv: () => string[]; reset: () => Promise<void> | void }> = {
   "lifeboat-ssh": {
     label: "`offsite:copy` → ssh://",
-    argv: () => [process.execPath, "--import=tsx", join(ROOT, "tasks/run.ts"), "offsite:copy", archive, `ssh://root@${lab.LAB_SSH_HOST}:${lab.LAB_SSH_PORT}${remote}/lifeboat`],
+    argv: () => [process.execPath, ...typeScriptFlags(process.execPath), join(ROOT, "tasks/run.ts"), "offsite:copy", archive, `ssh://root@${lab.LAB_SSH_HOST}:${lab.LAB_SSH_PORT}${remote}/lifeboat`],
     reset: () => rmSync(join(remote, "lifeboat"), { recursive: true, force: true }),
   },
   rsync: {
@@ -91,7 +92,7 @@ const TOOLS: Record<string, { label: string; argv: () => string[]; reset: () => 
   },
   "lifeboat-s3": {
     label: "`offsite:copy` → s3://",
-    argv: () => [process.execPath, "--import=tsx", join(ROOT, "tasks/run.ts"), "offsite:copy", archive, `s3://${bucket}/lifeboat`],
+    argv: () => [process.execPath, ...typeScriptFlags(process.execPath), join(ROOT, "tasks/run.ts"), "offsite:copy", archive, `s3://${bucket}/lifeboat`],
     reset: () => emptyBucket(),
   },
   rclone: {

@@ -14,7 +14,7 @@
 // context. A command whose stdin is the terminal stays in the terminal's group (it must be
 // able to read it), and a ctrl-C reaches it directly.
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, closeSync, constants as fsConstants, createWriteStream, openSync } from "node:fs";
+import { accessSync, closeSync, constants as fsConstants, createWriteStream, openSync, readFileSync } from "node:fs";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import process from "node:process";
@@ -68,6 +68,18 @@ export interface ExecOptions {
   onStderr?: (chunk: Buffer) => void;
   /** Called with each stdout chunk's byte length when stdout is streamed (for progress). */
   onStdoutBytes?: (n: number) => void;
+  /**
+   * With stdin: { file }: called about 4 times a second with how far the command has read
+   * (its stdin's offset, from /proc; Linux only). The bytes go from the file to the command
+   * without passing through this process.
+   */
+  onStdinRead?: (offset: number) => void;
+  /**
+   * Kill the command when this process dies, even by SIGKILL (Linux: started under
+   * `setpriv --pdeathsig KILL`; where setpriv is missing, not run under it). For a command
+   * that reads a file rather than lifeboat's pipe, and would otherwise go on alone.
+   */
+  killWithParent?: boolean;
   /** End a Writable stdout when the command ends (default true). */
   endStdout?: boolean;
   /** Text shown in place of the argv (e.g. a redirect "> dump.sql"); appended to the quoted argv. */
@@ -139,6 +151,20 @@ export function displayCommand(argv: readonly string[], opts: ExecOptions = {}, 
   return parts.join(" ");
 }
 
+/** Polls how far a child has read its stdin (a file): the `pos` of /proc/PID/fdinfo/0. */
+function watchStdin(child: ChildProcess, report: (offset: number) => void): NodeJS.Timeout {
+  const t = setInterval(() => {
+    try {
+      const pos = /^pos:\s+(\d+)/m.exec(readFileSync(`/proc/${child.pid}/fdinfo/0`, "utf8"));
+      if (pos) report(Number(pos[1]));
+    } catch {
+      // gone, or no /proc: no progress
+    }
+  }, 250);
+  t.unref();
+  return t;
+}
+
 /** How long a stopped command's process group has between SIGTERM and SIGKILL. */
 const GRACE_MS = 2000;
 
@@ -203,6 +229,7 @@ function track(child: ChildProcess, group: boolean): Running {
 export async function exec(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const ctx = opts.ctx ?? useContext();
   if (argv.length === 0) throw new LifeboatError("exec: empty argv");
+  if (opts.killWithParent && hasSetpriv()) argv = ["setpriv", "--pdeathsig", "KILL", "--", ...argv];
   // Mask with a shell-safe placeholder, quote, then show the mask: PGPASSWORD=*** rather than '***'.
   const display = displayCommand(argv, opts, (w) => ctx.secrets.redact(w, MASK_TOKEN)).replaceAll(MASK_TOKEN, "***");
   if (ctx.dryRun && !opts.readOnly) {
@@ -216,6 +243,22 @@ export async function exec(argv: readonly string[], opts: ExecOptions = {}): Pro
     return captureToFile(out.file, (tmp) => run(argv, { ...opts, stdout: { file: tmp, inPlace: true } }, display, ctx), { mode: out.mode, label });
   }
   return run(argv, opts, display, ctx);
+}
+
+let setpriv: boolean | undefined;
+/** True when util-linux's setpriv (with --pdeathsig) is on this machine. */
+function hasSetpriv(): boolean {
+  if (setpriv === undefined) {
+    setpriv = process.platform === "linux" && ["/usr/bin/setpriv", "/bin/setpriv"].some((f) => {
+      try {
+        accessSync(f, fsConstants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  }
+  return setpriv;
 }
 
 function isFile(out: StdoutSpec | undefined): out is StdoutFile {
@@ -249,6 +292,7 @@ async function run(argv: readonly string[], opts: ExecOptions, display: string, 
     for (const fd of toClose) closeSync(fd);
   }
   const proc = track(child, group);
+  const reading = opts.onStdinRead && typeof stdio[0] === "number" ? watchStdin(child, opts.onStdinRead) : undefined;
   let stoppedBy: "timeout" | "idle" | "abort" | null = null;
   const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => {
     stoppedBy ??= "timeout";
@@ -319,6 +363,7 @@ async function run(argv: readonly string[], opts: ExecOptions, display: string, 
   }).finally(() => {
     clearTimeout(timer);
     clearTimeout(idle);
+    clearInterval(reading);
     ctx.signal.removeEventListener("abort", onAbort);
     running.delete(proc);
   });

@@ -372,17 +372,37 @@ function writeAtomic(path: string, text: string): void {
 const SH_HASH = `h() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi; }`;
 
 /**
- * Receives the archive on stdin as .partial-NAME.PID (after removing this archive's leftovers), flushes
- * it to the disk, then hashes the file read back (openssl or sha256sum); prints sha256, then size:mtime.
- * Written first and hashed after, not `tee | hash`: on the lab machine the pipe through tee made a
- * 1 GiB copy twice as slow, and the read-back checks what the file holds, not what passed by.
+ * Receives a file on stdin as .partial-NAME.PID (after removing this file's leftovers) and flushes it
+ * to the disk. Args: DIR PARTIAL NAME. The file is hashed after, read back, not `tee | hash`: on the
+ * lab machine the pipe through tee made a 1 GiB copy twice as slow, and the read-back checks what
+ * the file holds, not what passed by.
  */
-const SH_PUT = `${SH_HASH}; set -e; umask 077; mkdir -p -- "$1"; cd -- "$1"
+const SH_RECEIVE = `mkdir -p -- "$1"; cd -- "$1"
 for f in ".partial-$3".*; do if [ -e "$f" ]; then rm -f -- "$f"; fi; done
 if ! cat > "$2"; then echo "writing $1/$2 failed" >&2; rm -f -- "$2"; exit 1; fi
-sync -- "$2" 2>/dev/null || sync
+sync -- "$2" 2>/dev/null || sync`;
+
+/** {@link SH_RECEIVE}, then prints the sha256 of the file read back (openssl or sha256sum), then size:mtime. */
+const SH_PUT = `${SH_HASH}; set -e; umask 077; ${SH_RECEIVE}
 h < "$2"
 stat -c %s:%Y -- "$2"`;
+
+/**
+ * {@link SH_PUT} for an archive, with the rest in the same ssh session (each session costs a login):
+ * when the file read back has the archive's sha256 and size, it is renamed into place, its sidecars
+ * are written (each through its own partial name), then NAME.verified; when not, the partial is
+ * removed. Prints sha256, size:mtime, then "renamed" once all is in place.
+ * Args: DIR PARTIAL NAME SHA256 BYTES METHOD, then SUFFIX TEXT pairs.
+ */
+const SH_PUT_ARCHIVE = `${SH_HASH}; set -e; umask 077; ${SH_RECEIVE}
+got=$(h < "$2"); got=\${got%% *}; st=$(stat -c %s:%Y -- "$2"); printf '%s\\n%s\\n' "$got" "$st"
+p=$2; n=$3; want=$4; bytes=$5; method=$6; shift 6
+if [ "$got" != "$want" ] || [ "\${st%%:*}" != "$bytes" ]; then rm -f -- "$p"; exit 0; fi
+mv -f -- "$p" "$n"
+while [ $# -ge 2 ]; do printf %s "$2" > ".partial-$n$1.$$"; mv -f -- ".partial-$n$1.$$" "$n$1"; shift 2; done
+printf '{"ok":true,"at":"%s","size":%s,"mtime":%s,"sha256":"%s","method":"%s"}\\n' "$(date -u +%Y-%m-%dT%H:%M:%S.000Z)" "\${st%%:*}" "\${st#*:}" "$got" "$method" > ".partial-$n.verified.$$"
+mv -f -- ".partial-$n.verified.$$" "$n.verified"
+echo renamed`;
 
 /** Renames the partial into place, then writes each sidecar (SUFFIX TEXT pairs) through its own partial name. */
 const SH_FINISH = `set -e; umask 077; cd -- "$1"; p=$2; n=$3; shift 3
@@ -422,32 +442,26 @@ async function copySsh(archive: string, d: Extract<OffsiteDest, { kind: "ssh" }>
     if (stamp?.ok && stamp.size === size && stamp.mtime === mtime && stamp.sha256 === r.sha256 && size === r.bytes) return { ...r, verified: true, skipped: true };
   }
   const progress = opts.progress === false || ctx.dryRun ? null : ctx.log.progress(`copy ${name} → ${d.url}`, { total: r.bytes });
+  const sidecars = sidecarText(archive).flatMap((s) => [s.suffix, s.text]);
   let put;
   try {
-    // Through a pipe, not the file itself: if this process dies, ssh sees the end of its input and goes too.
-    const src = ctx.dryRun ? { file: archive } : createReadStream(archive, { highWaterMark: 1 << 20 });
-    if (!ctx.dryRun) (src as NodeJS.ReadableStream).on("data", (c) => progress?.add((c as Buffer).length));
-    put = await ssh(d.target, sh(SH_PUT, d.dir, partial, name), { stdin: src as never, ctx });
+    // ssh reads the archive itself (no copy through this process) and dies with this process, even a SIGKILLed one
+    let sent = 0;
+    const onStdinRead = (n: number) => void (progress?.add(n - sent), (sent = n));
+    put = await ssh(d.target, sh(SH_PUT_ARCHIVE, d.dir, partial, name, r.sha256 || "SHA256", String(r.bytes), r.method, ...sidecars), { stdin: { file: archive }, onStdinRead, killWithParent: true, ctx });
   } catch (e) {
     progress?.fail();
     throw e;
   }
-  const sidecars = sidecarText(archive).flatMap((s) => [s.suffix, s.text]);
-  if (ctx.dryRun) {
-    await ssh(d.target, sh(SH_FINISH, d.dir, partial, name, ...sidecars, ".verified", "(after the sha256 matches)"), { ctx });
-    return r;
-  }
+  if (ctx.dryRun) return r;
   progress?.done(`sent ${name} to ${d.url}`);
   const lines = put.stdout.trim().split("\n");
   const got = (lines[0] ?? "").split(/\s+/)[0];
-  const [size, mtime] = (lines[1] ?? "").split(":").map(Number);
-  if (got !== r.sha256 || size !== r.bytes) {
-    await ssh(d.target, ["rm", "-f", "--", `${d.dir}/${partial}`], { ctx }).catch(() => {});
+  const size = Number((lines[1] ?? "").split(":")[0]);
+  if (got !== r.sha256 || size !== r.bytes || lines[2] !== "renamed") {
     throw new VerifyError(`the copy on ${d.target.host} has sha256 ${got || "?"} and ${size} bytes, the archive ${r.sha256} and ${r.bytes}; it was removed`,
       [`${d.url}/${name}: sha256 mismatch`], "check the remote disk and the link; run the copy again");
   }
-  const stamp: Stamp = { ok: true, at: new Date().toISOString(), size, mtime, sha256: got, method: r.method };
-  await ssh(d.target, sh(SH_FINISH, d.dir, partial, name, ...sidecars, ".verified", stampText(stamp)), { ctx });
   return { ...r, verified: true };
 }
 
@@ -989,7 +1003,7 @@ export async function offsitePutFile(local: string, dest: string, path: string, 
     if (d.kind === "ssh") {
       const dir = `${d.dir}/${sub}`;
       const partial = `.partial-${name}.${process.pid}`;
-      const put = await ssh(d.target, sh(SH_PUT, dir, partial, name), { stdin: createReadStream(local, { highWaterMark: 1 << 20 }) as never, ctx });
+      const put = await ssh(d.target, sh(SH_PUT, dir, partial, name), { stdin: { file: local }, killWithParent: true, ctx });
       const lines = put.stdout.trim().split("\n");
       const got = (lines[0] ?? "").split(/\s+/)[0];
       const size = Number((lines[1] ?? "").split(":")[0]);

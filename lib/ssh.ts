@@ -90,7 +90,7 @@ export function sshWhere(target: SshTarget): string {
  * Options for {@link ssh}: exec's stream, probe and exit-code options (applied to the remote
  * command through ssh), plus sudo.
  */
-export interface SshOptions extends Pick<ExecOptions, "stdin" | "stdout" | "readOnly" | "okCodes" | "timeoutMs" | "onStderr" | "onStdoutBytes" | "ctx"> {
+export interface SshOptions extends Pick<ExecOptions, "stdin" | "stdout" | "readOnly" | "okCodes" | "timeoutMs" | "onStderr" | "onStdoutBytes" | "onStdinRead" | "killWithParent" | "ctx"> {
   /** Run the remote argv under `sudo -n` (fails instead of prompting for a password). */
   sudo?: boolean;
 }
@@ -115,6 +115,8 @@ export async function ssh(target: SshTarget, argv: readonly string[], opts: SshO
       timeoutMs: opts.timeoutMs,
       onStderr: opts.onStderr,
       onStdoutBytes: opts.onStdoutBytes,
+      onStdinRead: opts.onStdinRead,
+      killWithParent: opts.killWithParent,
       ctx,
     });
   } catch (e) {

@@ -3,7 +3,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { exec, ExecError, InterruptedError, killRunning, shellJoin, waitForHealthy } from "../lib/internal.ts";
@@ -166,6 +166,24 @@ test("a command that fails leaves nothing of its group running", async () => {
   // The background sleep holds no pipe of ours (its output goes to /dev/null), so only the group kill can reach it.
   await rejectsWithin(exec(["sh", "-c", `sleep ${m.sleep} >/dev/null 2>&1 & sleep 0.2; exit 3`]));
   assert.ok(await gone(m.alive), "no sleep left behind");
+});
+
+test("a command reading a file (stdin: { file }) reports how far it has read, up to the whole file", async () => {
+  testContext();
+  const f = join(tmp(), "in put");
+  writeFileSync(f, Buffer.alloc(3 << 20, 7));
+  const seen: number[] = [];
+  // cat reads it all at once, then the shell waits: the reports (every 250 ms) catch the end offset
+  await exec(["sh", "-c", "cat > /dev/null; sleep 0.7"], { stdin: { file: f }, onStdinRead: (n) => seen.push(n) });
+  if (existsSync("/proc/self/fdinfo")) assert.is(Math.max(...seen), 3 << 20, `reports: ${seen.join(", ")}`);
+});
+
+test("killWithParent runs the command under setpriv --pdeathsig KILL where setpriv exists (so a SIGKILLed lifeboat takes it along)", async () => {
+  const { logs } = testContext({ argv: ["--dry-run"] });
+  await exec(["ssh", "host", "cat > f"], { stdin: { file: "/etc/hostname" }, killWithParent: true });
+  const line = logs().split("\n").find((l) => l.includes("[dry-run]")) ?? "";
+  if (existsSync("/usr/bin/setpriv")) assert.match(line, /\[dry-run\] setpriv --pdeathsig KILL -- ssh host 'cat > f' < \/etc\/hostname/, logs());
+  else assert.match(line, /\[dry-run\] ssh host/, logs());
 });
 
 test("stdout to a file appears complete, 0600, and only when the command succeeded", async () => {

@@ -235,6 +235,11 @@ test("a copy killed mid-transfer leaves nothing under the final name, and the ne
 
   await killMidCopy(archive, d.ssh, async () => partialSize(d.sshDir) > 16 << 20);
   assert.not.ok(existsSync(join(d.sshDir, name)), "no file under the final name on the ssh host");
+  // ssh reads the archive itself, not through lifeboat: it must die with the killed lifeboat, not finish alone
+  let left = "";
+  for (let i = 0; i < 50 && (left = spawnSync("pgrep", ["-a", "-f", `.partial-${name}`], { encoding: "utf8" }).stdout.trim()); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.is(left, "", "no ssh (nor its remote shell) still copying after the kill");
+  assert.ok(partialSize(d.sshDir) < statSync(archive).size, "the partial copy was cut short");
   await killMidCopy(archive, d.local, async () => partialSize(d.local) > 16 << 20);
   assert.not.ok(existsSync(join(d.local, name)), "no file under the final name in the local dir");
 
