@@ -59,7 +59,7 @@ await recipe({
   plan: (ctx) => {
     const s = ctx.settings;
     const env = ls.environment(ctx, s);
-    const components = ls.chosenComponents(s);
+    const components = ls.chosenComponents(ctx);
     const parts = components.flatMap((c) => FILES[c].backupParts(env));
     const repo = ls.repositoryHost(env);
     const staging = `${s["staging-dir"]}/backup`;

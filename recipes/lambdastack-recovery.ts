@@ -56,7 +56,7 @@ await recipe({
   plan: (ctx) => {
     const s = ctx.settings;
     const env = ls.environment(ctx, s);
-    const components = ls.chosenComponents(s);
+    const components = ls.chosenComponents(ctx);
     const parts = components.flatMap((c) => FILES[c].recoveryParts(env));
     const repo = ls.repositoryHost(env);
     const staging = `${s["staging-dir"]}/recovery`;
@@ -75,7 +75,7 @@ await recipe({
       const picked: Record<string, { name: string; source: string }> = {};
       const missing: string[] = [];
       for (const p of parts) {
-        const snap = ls.snapshotName(s, p.component);
+        const snap = ls.snapshotName(ctx, p.component);
         const name = ls.pickArchive(names, p.prefix, snap);
         if (name) picked[p.prefix] = listed.find((e) => e.name === name)!;
         else missing.push(`${p.prefix}_${snap === "latest" ? "*" : snap}`);

@@ -23,15 +23,18 @@ export type Component = (typeof COMPONENTS)[number];
 const componentKeys = Object.fromEntries(
   COMPONENTS.flatMap((c) => [
     [`specification.components.${c}.enabled`, { type: "boolean", describe: `LambdaStack document: back up / recover ${c} (when -c is not given)` }],
-    [`specification.components.${c}.snapshot_name`, { describe: `LambdaStack recovery document: ${c}'s snapshot, latest or YYYYMMDD-HHMMSS (default: --snapshot)`, usedBy: RECOVERY }],
+    [`specification.components.${c}.snapshot_name`, { describe: `LambdaStack recovery document: ${c}'s snapshot, latest or YYYYMMDD-HHMMSS (a --snapshot flag or env wins over it)`, usedBy: RECOVERY }],
   ]),
 ) as Record<`specification.components.${Component}.${"enabled" | "snapshot_name"}`, { type?: "boolean"; describe: string; usedBy?: readonly string[] }>;
+
+/** Why lifeboat leaves kubernetes out, said when a document enables it. */
+const KUBERNETES_LEFT_OUT = "lifeboat does not back up kubernetes: LambdaStack has no recovery for it (its own default document says recovery is done by hand, per the Kubernetes documentation), so take an etcd snapshot (etcdctl snapshot save) and /etc/kubernetes/pki with Kubernetes' own tools";
 
 /** The settings of both LambdaStack recipes (see --help of each, and lambdastack.site.example.yaml). */
 export const settings = {
   "build-dir": { describe: "-b: the build dir holding the cluster's Ansible inventory (or the inventory file itself)", required: true },
   "target-path": { describe: "-t: where archives land: this dir on the repository host (LambdaStack's /lsbackup/mounted), or here when there is none", default: "/lsbackup/mounted" },
-  components: { type: "list", describe: "-c: components to back up / recover (default: those enabled in the document; none enabled: all)", default: [] },
+  components: { type: "list", describe: "-c: components to back up / recover (default: those enabled in the document; a document enabling none is refused; no document: all)", default: [] },
   "repository.host": { describe: "inventory host that keeps the archives (default: the first host of group `repository`; `local`: this machine)" },
   concurrency: { type: "number", describe: "hosts × components worked on at once", default: 4 },
   "staging-dir": { describe: "scratch space on this machine (one dir per archive while it is built or unpacked)", default: "/var/tmp/lifeboat-lambdastack" },
@@ -67,6 +70,8 @@ export const settings = {
   provider: { describe: "LambdaStack document provider (ignored)" },
   version: { describe: "LambdaStack document version (ignored)" },
   ...componentKeys,
+  // in LambdaStack's default backup document (enabled: false); lifeboat says why it is left out when it is true
+  "specification.components.kubernetes.enabled": { type: "boolean", describe: "LambdaStack backup document: kubernetes is NOT backed up by lifeboat (LambdaStack recovers it by hand); true only warns" },
 } as const satisfies SettingSpecs;
 
 export type Settings = SettingValues<typeof settings>;
@@ -103,7 +108,7 @@ export interface Env {
 export interface Part {
   component: Component;
   prefix: string;
-  /** The host it is taken from / put back on (for postgresql: the first candidate; the primary is asked for). */
+  /** The host it is taken from / put back on (for postgresql: the group's first host; the primary is asked for, see locate). */
   host: InventoryHost;
 }
 
@@ -111,6 +116,12 @@ export interface Part {
 export interface BackupPart extends Part {
   /** Bytes it will need on the target (before compression). */
   estimate(): Promise<number>;
+  /**
+   * The host it will be taken from when that is asked, not assumed (postgresql: the primary),
+   * found by the free-space step (read-only) and journaled; the summary names it. collect asks
+   * again and records where it really ran.
+   */
+  locate?(): Promise<string>;
   /** Puts the part's files into stage (an empty local dir); returns facts for the manifest. */
   collect(stage: string, snapshot: string): Promise<{ host?: InventoryHost; facts?: Record<string, unknown> }>;
   /** Puts the host back as it was (e.g. starts a service collect stopped): the backup step's cleanup runs it after the step, also when it failed or was interrupted (a killed run owes it to the next one). Must be harmless when collect never ran. */
@@ -140,16 +151,41 @@ export function environment(ctx: Context, s: Settings): Env {
   return { s, inv, ssh, hosts: (g) => groupHosts(inv, g), ctx };
 }
 
-/** The components this run works on: -c, else those the document enables, else all. */
-export function chosenComponents(s: Settings): Component[] {
-  const asked = s.components.length ? s.components : COMPONENTS.filter((c) => (s as Record<string, unknown>)[`specification.components.${c}.enabled`] === true);
-  for (const c of asked) if (!(COMPONENTS as readonly string[]).includes(c)) throw new UsageError(`unknown component '${c}'`, `components are ${COMPONENTS.join(", ")} (kubernetes is not supported: LambdaStack recovers it by hand)`);
-  return (asked.length ? asked : [...COMPONENTS]) as Component[];
+/**
+ * The components this run works on: -c, else those the document enables, else (no document
+ * says anything about components) all. A document that names components but enables none is
+ * refused: LambdaStack would do nothing, lifeboat will not guess. A document enabling kubernetes
+ * gets a warning saying why it is left out.
+ */
+export function chosenComponents(ctx: Context<typeof settings>): Component[] {
+  const s = ctx.settings;
+  const key = (c: string) => `specification.components.${c}.enabled`;
+  const doc = s.config || "the site file";
+  if (s["specification.components.kubernetes.enabled"]) ctx.log.warn(`kubernetes is enabled in ${doc}, but ${KUBERNETES_LEFT_OUT}`);
+  if (s.components.length) {
+    for (const c of s.components) if (!(COMPONENTS as readonly string[]).includes(c)) throw new UsageError(`unknown component '${c}'`, `components are ${COMPONENTS.join(", ")} (${c === "kubernetes" ? KUBERNETES_LEFT_OUT : "kubernetes is not supported: LambdaStack recovers it by hand"})`);
+    return s.components as Component[];
+  }
+  const enabled = COMPONENTS.filter((c) => (s as Record<string, unknown>)[key(c)] === true);
+  if (enabled.length) return enabled;
+  const named = [...COMPONENTS, "kubernetes"].filter((c) => ctx.sources[key(c)] && ctx.sources[key(c)] !== "unset" && ctx.sources[key(c)] !== "default");
+  if (named.length) {
+    throw new UsageError(`${doc} enables no component lifeboat works on (${named.map((c) => `${c}.enabled: ${(s as Record<string, unknown>)[key(c)]}`).join(", ")})`,
+      `set specification.components.<name>.enabled: true for the ones to ${ctx.name.endsWith("recovery") ? "recover" : "back up"} (${COMPONENTS.join(", ")}), or pass -c ${COMPONENTS.join(",")}`);
+  }
+  return [...COMPONENTS];
 }
 
-/** The snapshot recovery looks for: the document's snapshot_name, else --snapshot. */
-export function snapshotName(s: Settings, c: Component): string {
-  const v = String((s as Record<string, unknown>)[`specification.components.${c}.snapshot_name`] || s.snapshot);
+/**
+ * The snapshot recovery looks for, flags, then env, then the site file: a --snapshot flag (or
+ * LIFEBOAT_SNAPSHOT) wins over the document's snapshot_name; else the document's snapshot_name
+ * for the component; else the site file's `snapshot`; else latest.
+ */
+export function snapshotName(ctx: Context<typeof settings>, c: Component): string {
+  const s = ctx.settings;
+  const fromRun = /^(--|env )/.test(ctx.sources.snapshot ?? "");
+  const doc = (s as Record<string, unknown>)[`specification.components.${c}.snapshot_name`];
+  const v = String(fromRun || !doc ? s.snapshot : doc);
   if (!/^(\d{8}-\d{6}|latest)$/.test(v)) throw new UsageError(`snapshot_name '${v}' for ${c}: must be latest or YYYYMMDD-HHMMSS`);
   return v;
 }
