@@ -9,7 +9,10 @@
 //                                            ansible-inventory JSON) and the parts of each component
 //   "consider a disclaimer … enough space" → "check free space on the target": du/pg sizes of every
 //                                            part against df of TARGET_PATH; refused up front, with
-//                                            the estimate (upstream never built it)
+//                                            the estimate (upstream never built it); a size that
+//                                            cannot be read is counted 0 with a warning; the
+//                                            PostgreSQL primary is asked here (read-only), so the
+//                                            summary names postgresql@<primary>
 //   backup role tasks, one file per        → "back up": ONE fan-out over every component × host (its
 //   component (1. Elasticsearch & Kibana,    parts in order), `concurrency` at once; each part is collected over
 //   2. Monitoring, 3. PostgreSQL,            ssh into a staging dir, packed as
@@ -68,18 +71,27 @@ await recipe({
     const space = step("space", `check free space on ${repo ? `${repo.name}:` : ""}${s["target-path"]}`, async () => {
       const sizes = await mapLimit(parts, s.concurrency, (p) => p.estimate());
       const needed = sizes.reduce((n, r) => n + (r.ok ? r.value : 0), 0);
+      // a part whose size cannot be read (its host is down …) is counted as 0, and said so: its own step fails later
+      sizes.forEach((r, i) => r.ok || ctx.log.warn(`estimate: ${parts[i].prefix} on ${parts[i].host.name}: ${((r as { error: unknown }).error as Error)?.message?.split("\n")[0]}; counted as 0 bytes`));
       const free = repo ? await sshFreeSpace(env.ssh(repo), s["target-path"]) : diskSpace(s["target-path"]).free;
       const want = Math.ceil(needed * 1.1);
-      ctx.log.info(`estimate: ${formatBytes(needed)} of data in ${parts.length} parts (+10%); free: ${formatBytes(free)}`);
+      ctx.log.info(`estimate: ${formatBytes(needed)} of data in ${parts.length} parts (+10%)${sizes.some((r) => !r.ok) ? `, ${sizes.filter((r) => !r.ok).length} of them unknown` : ""}; free: ${formatBytes(free)}`);
       if (free < want) throw new LifeboatError(`not enough space on ${repo?.name ?? "this machine"}:${s["target-path"]}: ${formatBytes(free)} free, the backup needs about ${formatBytes(want)} (estimated from the sources, before compression)`, { hint: "free space or mount a bigger volume on the target path; nothing was copied" });
       if (diskSpace(s["staging-dir"]).free < want) throw new LifeboatError(`not enough space in the staging dir ${s["staging-dir"]}: ${formatBytes(diskSpace(s["staging-dir"]).free)} free, about ${formatBytes(want)} needed`);
-      return { snapshot: ls.snapshotStamp(new Date()), needed, free };
+      // where the parts that ask (the PostgreSQL primary) will be taken from, for the summary's keys
+      const located: Record<string, string> = {};
+      for (const p of parts) {
+        if (p.locate) located[p.prefix] = await p.locate().catch((e) => (ctx.log.warn(`${p.prefix}: ${(e as Error).message.split("\n")[0]}`), p.host.name));
+      }
+      return { snapshot: ls.snapshotStamp(new Date()), needed, free, located };
     });
 
     // one fan-out item per component and host: its parts run in order (rabbitmq's definitions are
     // read before its node is stopped for the mnesia copy); independent items run in parallel
-    const groups = [...new Set(parts.map((p) => `${p.component}@${p.host.name}`))].map((key) => ({ key, parts: parts.filter((p) => `${p.component}@${p.host.name}` === key) }));
-    const backup = fanOut("backup", `back up ${components.join(", ")} (${parts.length} parts on ${groups.length} component hosts, ${s.concurrency} at once)`, groups, {
+    // (keyed by the host found by asking, e.g. postgresql@<the primary>, once the space step has asked)
+    const hostOf = (p: ls.BackupPart) => (space.hasOutput && space.output.located?.[p.prefix]) || p.host.name;
+    const groups = () => [...new Set(parts.map((p) => `${p.component}@${hostOf(p)}`))].map((key) => ({ key, parts: parts.filter((p) => `${p.component}@${hostOf(p)}` === key) }));
+    const backup = fanOut("backup", `back up ${components.join(", ")} (${parts.length} parts on ${groups().length} component hosts, ${s.concurrency} at once)`, groups, {
       key: (g) => g.key,
       concurrency: s.concurrency,
       cleanup: async () => { // e.g. rabbitmq_mnesia: the node is started again, whatever happened

@@ -18,15 +18,20 @@
 //                                            cleared (upstream checks each just before clearing its
 //                                            own dirs)
 //   "Do you really want to perform         → one confirmation step per component ("confirm: recover
-//   recovery?"                               monitoring on ls-1", naming the snapshot), all before any
-//                                            host is touched (--yes without a terminal)
+//   recovery?"                               monitoring on ls-1", naming the snapshot; postgresql: the
+//                                            primary the "locate" step found, and the standbys left
+//                                            alone), all before any host is touched (--yes without a
+//                                            terminal)
 //   per-component tasks                    → "recover": ONE fan-out, an item per component and host,
 //                                            `concurrency` at once across components; each item stops,
 //                                            clears, extracts, starts, as its component file says
 //                                            (recipes/lambdastack/<component>.ts), its parts in order.
 //                                            One item's failure does not stop the others; the summary
-//                                            names component@host; --resume redoes only the failed
-//                                            ones from the kept, verified archives
+//                                            names component@host (postgresql@<the primary>); --resume
+//                                            redoes only the failed ones from the kept, verified archives
+//   recovery.yml, --snapshot                 → snapshot per component: --snapshot (flag or env) wins,
+//                                            then snapshot_name, then latest; a document enabling no
+//                                            component is refused (exit 2)
 //
 // Left to the operator, and why:
 //   - PostgreSQL standbys (upstream: repmgr standby clone): re-clone them after the primary is back.
@@ -116,17 +121,23 @@ await recipe({
       return out;
     }, { when: parts.some((p) => p.locate) });
 
-    // every component is confirmed first, naming its hosts and the snapshot it gets (a "no" stops
-    // the run before any host is touched); then ONE fan-out recovers them all: an item per
-    // component and host (its parts in order), `concurrency` at once, across components
-    const groups = [...new Set(parts.map((p) => `${p.component}@${p.host.name}`))].map((key) => ({ key, parts: parts.filter((p) => `${p.component}@${p.host.name}` === key) }));
+    // every component is confirmed first, naming its hosts (for postgresql the primary the locate
+    // step found, not the group's first host) and the snapshot it gets (a "no" stops the run
+    // before any host is touched); then ONE fan-out recovers them all: an item per component and
+    // host (its parts in order), `concurrency` at once, across components
+    const hostOf = (p: ls.RecoveryPart) => (locate.hasOutput && locate.output[p.prefix]?.primary) || p.host.name;
+    const groupsNow = () => [...new Set(parts.map((p) => `${p.component}@${hostOf(p)}`))].map((key) => ({ key, parts: parts.filter((p) => `${p.component}@${hostOf(p)}` === key) }));
     const confirm = components.filter((c) => parts.some((p) => p.component === c)).map((c) => {
       const mine = parts.filter((p) => p.component === c);
-      const hosts = [...new Set(mine.map((p) => p.host.name))].join(", ");
-      return step(`confirm:${c}`, `confirm: recover ${c} on ${hosts}`, () =>
-        ctx.confirm(`recover ${c} on ${hosts}: its data and config there are REPLACED by snapshot ${[...new Set(mine.map((p) => verify.output[p.prefix].meta.snapshot))].join(", ")}`));
+      const planned = [...new Set(mine.map((p) => p.locate ? `the primary of ${env.hosts(p.component).map((h) => h.name).join(", ")}` : p.host.name))].join(", ");
+      return step(`confirm:${c}`, `confirm: recover ${c} on ${planned}`, () => {
+        const hosts = [...new Set(mine.map(hostOf))].join(", ");
+        const others = c === "postgresql" ? env.hosts("postgresql").map((h) => h.name).filter((n) => !mine.some((p) => hostOf(p) === n)) : [];
+        const standbys = others.length ? ` (the other postgresql hosts, ${others.join(", ")}, are left as they are: re-clone the standbys from it afterwards)` : "";
+        return ctx.confirm(`recover ${c} on ${hosts}${standbys}: its data and config there are REPLACED by snapshot ${[...new Set(mine.map((p) => verify.output[p.prefix].meta.snapshot))].join(", ")}`);
+      });
     });
-    const recover = fanOut("recover", `recover ${components.join(", ")} (${groups.length} component hosts, ${s.concurrency} at once)`, groups, { key: (g) => g.key, concurrency: s.concurrency }, async (g) => {
+    const recover = fanOut("recover", `recover ${components.join(", ")} (${groupsNow().length} component hosts, ${s.concurrency} at once)`, groupsNow, { key: (g) => g.key, concurrency: s.concurrency }, async (g) => {
       const done: Record<string, unknown> = {};
       for (const p of g.parts) {
         const v = verify.output[p.prefix];

@@ -17,7 +17,7 @@ import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { s3Client, s3MakeBucket, s3RemoveBucket, offsiteFetch } from "../lib/mod.ts";
 import { runRecipe } from "../tasks/drills/hoss.ts";
 import { needLab } from "../tasks/drills/lab.ts";
-import { capture, destroy, differences, hostOf, LAYOUT_A, lastError, listTarget, onHost, provision, rmHosts, seed, seedWindow, TARGET, upHosts, waitHost, writeInventory, writeSite } from "../tasks/drills/lambdastack.ts";
+import { capture, destroy, differences, hostOf, LAYOUT_A as DRILL_LAYOUT, lastError, listTarget, onHost, provision, rmHosts, seed, seedWindow, TARGET, upHosts, waitHost, withoutStandby, writeInventory, writeSite } from "../tasks/drills/lambdastack.ts";
 import { testContext } from "./helpers.ts";
 
 const lab = needLab("ceph", "lshosts");
@@ -32,6 +32,10 @@ const COMPONENTS = "load_balancer,monitoring,postgresql";
 /** The compared things of those three components (capture's keys). */
 const MINE = /^(prometheus|alertmanager|postgresql|files: (haproxy|prometheus|grafana))/;
 const w = seedWindow();
+// the drill's hosts without its PostgreSQL standby: with ls-2 (the primary) down, a standby that
+// answers makes the recovery refuse up front (which host to recover onto is not clear), where this
+// test wants the one item to fail in the fan-out
+const LAYOUT_A = withoutStandby(DRILL_LAYOUT);
 
 test.before(async () => void (await s3MakeBucket(s3, bucket)));
 test.after(async () => {

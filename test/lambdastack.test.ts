@@ -88,6 +88,22 @@ test("rabbitmq.messages: a failing mnesia copy fails the part and the stopped no
   assert.ok(m.rabbitActive, "rabbitmq-server runs again");
 });
 
+test("postgresql: a streaming standby listed first is asked and passed over: the dump comes from the primary, recovery loads onto the primary, confirms and summarises it by name, and leaves the standby running", () => {
+  const sb = r.standby!;
+  assert.is(sb.before.inRecovery, "t", "ls-1 is a standby");
+  assert.ok(sb.before.streaming, "the standby streams from the primary");
+  assert.is.not(sb.host, sb.primary);
+  assert.is(sb.manifestHost, sb.primary, "the archive says it came from the primary");
+  assert.is(sb.manifestPrimary, sb.primary);
+  assert.match(sb.backupOutput, new RegExp(`postgresql@${sb.primary}: done`));
+  assert.not.match(sb.backupOutput, new RegExp(`postgresql@${sb.host}`));
+  assert.match(sb.recoveryDryRunOutput, new RegExp(`would ask: recover postgresql on ${sb.primary} \\(the other postgresql hosts, ${sb.host}, are left as they are`));
+  assert.match(sb.recoveryOutput, new RegExp(`postgresql@${sb.primary}: done`));
+  assert.not.match(sb.recoveryOutput, new RegExp(`postgresql@${sb.host}`));
+  assert.is(sb.after!.inRecovery, "t", "the standby is still a standby");
+  assert.is(sb.after!.pid, sb.before.pid, "the standby's server was not restarted (nothing ran on it)");
+});
+
 test("postgresql.restore-configs: a plain recovery keeps the current postgresql.conf, one with the flag puts the backed-up one back", () => {
   assert.ok(r.configs.keptByDefault, "the line added after the backup survived a plain recovery");
   assert.ok(r.configs.restoredWithFlag, "the line is gone after --postgresql.restore-configs");

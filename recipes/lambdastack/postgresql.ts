@@ -1,14 +1,16 @@
 // postgresql: pg_dumpall on the primary, plus the configs (LambdaStack roles/{backup,recovery}/tasks/postgresql.yml).
 //   backup    every postgresql host is asked `SELECT pg_is_in_recovery()`; the one answering f is
 //             the primary (never assumed to be the first, Epiphany #2565): pg_dumpall into
-//             data/database_dump.sql, and its config dir's *.conf into configs/ → postgresql_<ts>
+//             data/database_dump.sql, and its config dir's *.conf into configs/ → postgresql_<ts>.
+//             The free-space step asks first (locate), so the summary says postgresql@<primary>.
 //   recovery  on the primary of the CURRENT inventory (asked again, once, before any host is
 //             touched, and journaled so --resume after the stop goes on there; when no server
 //             answers at all, the group's first host): stop; delete the data dir; initdb; start;
 //             psql -f the dump.
-//             The backed-up configs go back only with postgresql.restore-configs (upstream never
-//             restores them; users asked, Epiphany #2565). Standbys are left to the operator
-//             (upstream re-clones them with repmgr; see docs/lambdastack.md).
+//             The confirmation and the summary name that host. The backed-up configs go back only
+//             with postgresql.restore-configs (upstream never restores them; users asked, Epiphany
+//             #2565). Standbys: nothing runs on them; the operator re-clones them (upstream does
+//             with repmgr; see docs/lambdastack.md). Drilled with a streaming standby listed first.
 import { LifeboatError, pgDumpAll, psqlFile, psqlQuery, ssh, sshFetch, sshList, sshPush, type InventoryHost, type PgSsh } from "../../lib/mod.ts";
 import type { BackupPart, Env, RecoveryPart } from "../lambdastack.ts";
 
@@ -69,6 +71,7 @@ export function backupParts(env: Env): BackupPart[] {
   const p = paths(env);
   return [{
     component: "postgresql", prefix: "postgresql", host: hosts[0],
+    locate: async () => (await primary(env)).name,
     estimate: async () => Number((await psqlQuery(pgOn(env, await primary(env)), "SELECT sum(pg_database_size(oid)) FROM pg_database"))[0][0]),
     collect: async (stage) => {
       const host = await primary(env);
