@@ -372,29 +372,37 @@ function writeAtomic(path: string, text: string): void {
 const SH_HASH = `h() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi; }`;
 
 /**
- * Receives a file on stdin as .partial-NAME.PID (after removing this file's leftovers) and flushes it
- * to the disk. Args: DIR PARTIAL NAME. The file is hashed after, read back, not `tee | hash`: on the
- * lab machine the pipe through tee made a 1 GiB copy twice as slow, and the read-back checks what
- * the file holds, not what passed by.
+ * In DIR (the current directory), receives a file on stdin as .partial-NAME.PID (after removing this
+ * file's leftovers) and flushes it to the disk. Args: DIR PARTIAL NAME. The file is hashed after,
+ * read back, not `tee | hash`: on the lab machine the pipe through tee made a 1 GiB copy twice as
+ * slow, and the read-back checks what the file holds, not what passed by.
  */
-const SH_RECEIVE = `mkdir -p -- "$1"; cd -- "$1"
-for f in ".partial-$3".*; do if [ -e "$f" ]; then rm -f -- "$f"; fi; done
+const SH_RECEIVE = `for f in ".partial-$3".*; do if [ -e "$f" ]; then rm -f -- "$f"; fi; done
 if ! cat > "$2"; then echo "writing $1/$2 failed" >&2; rm -f -- "$2"; exit 1; fi
 sync -- "$2" 2>/dev/null || sync`;
 
 /** {@link SH_RECEIVE}, then prints the sha256 of the file read back (openssl or sha256sum), then size:mtime. */
-const SH_PUT = `${SH_HASH}; set -e; umask 077; ${SH_RECEIVE}
+const SH_PUT = `${SH_HASH}; set -e; umask 077; mkdir -p -- "$1"; cd -- "$1"
+${SH_RECEIVE}
 h < "$2"
 stat -c %s:%Y -- "$2"`;
 
 /**
- * {@link SH_PUT} for an archive, with the rest in the same ssh session (each session costs a login):
- * when the file read back has the archive's sha256 and size, it is renamed into place, its sidecars
- * are written (each through its own partial name), then NAME.verified; when not, the partial is
+ * {@link SH_PUT} for an archive, all in one ssh session (each session costs a login). First, when
+ * NAME is there with this sha256 and size, and its NAME.verified says so for the file as it is now
+ * (size and mtime), it prints "present" and reads nothing. Otherwise it receives the archive; when
+ * the file read back has the archive's sha256 and size, it is renamed into place, its sidecars are
+ * written (each through its own partial name), then NAME.verified; when not, the partial is
  * removed. Prints sha256, size:mtime, then "renamed" once all is in place.
  * Args: DIR PARTIAL NAME SHA256 BYTES METHOD, then SUFFIX TEXT pairs.
  */
-const SH_PUT_ARCHIVE = `${SH_HASH}; set -e; umask 077; ${SH_RECEIVE}
+const SH_PUT_ARCHIVE = `${SH_HASH}; set -e; umask 077; mkdir -p -- "$1"; cd -- "$1"
+if [ -f "$3" ] && [ -f "$3.verified" ]; then
+  st=$(stat -c %s:%Y -- "$3"); v=$(cat -- "$3.verified")
+  case $v in *'"ok":true'*) case $v in *'"sha256":"'"$4"'"'*) case $v in *'"size":'"\${st%%:*}"[,}]*) case $v in *'"mtime":'"\${st#*:}"[,}]*)
+    if [ "\${st%%:*}" = "$5" ]; then echo present; exit 0; fi;; esac;; esac;; esac;; esac
+fi
+${SH_RECEIVE}
 got=$(h < "$2"); got=\${got%% *}; st=$(stat -c %s:%Y -- "$2"); printf '%s\\n%s\\n' "$got" "$st"
 p=$2; n=$3; want=$4; bytes=$5; method=$6; shift 6
 if [ "$got" != "$want" ] || [ "\${st%%:*}" != "$bytes" ]; then rm -f -- "$p"; exit 0; fi
@@ -409,8 +417,6 @@ const SH_FINISH = `set -e; umask 077; cd -- "$1"; p=$2; n=$3; shift 3
 if [ -n "$p" ]; then mv -f -- "$p" "$n"; fi
 while [ $# -ge 2 ]; do printf %s "$2" > ".partial-$n$1.$$"; mv -f -- ".partial-$n$1.$$" "$n$1"; shift 2; done`;
 
-/** For one NAME: size:mtime, then NAME.verified (empty when the archive is not there). */
-const SH_PROBE = `cd -- "$1" 2>/dev/null || exit 0; if [ -f "$2" ]; then stat -c %s:%Y -- "$2"; cat -- "$2.verified" 2>/dev/null || true; fi`;
 
 /** Every archive in DIR: NAME, size:mtime, info.json, verified, each ended by NUL. */
 const SH_LIST = `[ -d "$1" ] || exit 0; cd -- "$1"
@@ -435,12 +441,6 @@ async function copySsh(archive: string, d: Extract<OffsiteDest, { kind: "ssh" }>
   const name = basename(archive);
   const partial = `.partial-${name}.${process.pid}`;
   r.method = `sha256 on ${d.target.host}`;
-  if (!ctx.dryRun) {
-    const probe = (await ssh(d.target, sh(SH_PROBE, d.dir, name), { readOnly: true, ctx })).stdout.split("\n");
-    const [size, mtime] = (probe[0] ?? "").split(":").map(Number);
-    const stamp = parseJson<Stamp>(probe.slice(1).join("\n"));
-    if (stamp?.ok && stamp.size === size && stamp.mtime === mtime && stamp.sha256 === r.sha256 && size === r.bytes) return { ...r, verified: true, skipped: true };
-  }
   const progress = opts.progress === false || ctx.dryRun ? null : ctx.log.progress(`copy ${name} → ${d.url}`, { total: r.bytes });
   const sidecars = sidecarText(archive).flatMap((s) => [s.suffix, s.text]);
   let put;
@@ -454,8 +454,12 @@ async function copySsh(archive: string, d: Extract<OffsiteDest, { kind: "ssh" }>
     throw e;
   }
   if (ctx.dryRun) return r;
-  progress?.done(`sent ${name} to ${d.url}`);
   const lines = put.stdout.trim().split("\n");
+  if (lines[0] === "present") {
+    progress?.done(`${name} is already at ${d.url}, verified`);
+    return { ...r, verified: true, skipped: true };
+  }
+  progress?.done(`sent ${name} to ${d.url}`);
   const got = (lines[0] ?? "").split(/\s+/)[0];
   const size = Number((lines[1] ?? "").split(":")[0]);
   if (got !== r.sha256 || size !== r.bytes || lines[2] !== "renamed") {
