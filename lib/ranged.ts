@@ -103,6 +103,7 @@ export async function receiveRangedPuts<T>(file: string, opts: ReceiveOptions, s
       if (!m) return refuse(400, `no usable Content-Range (got ${JSON.stringify(req.headers["content-range"] ?? null)}; want "bytes START-END/TOTAL")`);
       const [start, end, t] = [Number(m[1]), Number(m[2]), Number(m[3])];
       if (total !== null && t !== total) return refuse(400, `bytes ${start}-${end}/${t}: total ${t} differs from the ${total} of earlier chunks`);
+      if (start === end && end === t) return void res.writeHead(200).end(); // Xenon's putChunks fills its last batch of 10 with empty PUTs at the end
       if (start >= end || end > t) return refuse(416, `bytes ${start}-${end}/${t} is out of range (END is exclusive and at most TOTAL)`);
       if (end - start > maxChunk) return refuse(413, `bytes ${start}-${end}/${t}: ${formatBytes(end - start)} is larger than ${formatBytes(maxChunk)}`);
       const clash = got.find(([a, b]) => start < b && a < end);

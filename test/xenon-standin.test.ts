@@ -8,18 +8,19 @@
 // Run: bash test/run.sh test/xenon-standin.test.ts
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { AUTO_BACKUP_KIND, BACKUP_KIND, RESTORE_KIND, IN_MEMORY_INDEX, startXenonHost, nowMicros, type XenonHost } from "./standins/xenon.ts";
+import { AUTO_BACKUP_KIND, BACKUP_KIND, RESTORE_KIND, IN_MEMORY_INDEX, putFile, startXenonHost, nowMicros, type XenonHost } from "./standins/xenon.ts";
 import { cleanupTmp, tmp } from "./helpers.ts";
 
 const hosts: XenonHost[] = [];
 const servers: Server[] = [];
 test.after.each(async () => {
   for (const h of hosts.splice(0)) await h.close();
-  for (const s of servers.splice(0)) await new Promise((ok) => s.close(ok));
+  for (const s of servers.splice(0)) await new Promise((ok) => (s.close(ok), s.closeAllConnections()));
 });
 test.after(() => cleanupTmp());
 
@@ -175,11 +176,11 @@ test("testBackupAndRestoreWithLocalDirectoryIncremental: deleted docs 404, patch
 });
 
 test("timeSnapshotRecovery: a restore with timeSnapshotBoundaryMicros gives back documentVersion 5, deleted document included", async () => {
-  let host = await newHost({ inMemory: true });
+  let host = await newHost();
   const file = join(tmp(), "pit.zip");
   writeFileSync(file, "");
-  const links = ["/core/examples/foo", "/core/examples/bar"];
-  for (const l of links) await ok(`${host.url}/core/examples`, "POST", { name: "init", documentSelfLink: l });
+  const links = ["/core/examples/foo", "/test/indexed-metadata-examples/bar"]; // ExampleService and IndexedMetadataExampleService
+  for (const l of links) await ok(`${host.url}${l.slice(0, l.lastIndexOf("/"))}`, "POST", { name: "init", documentSelfLink: l });
   let snapshotTime = 0;
   for (let i = 1; i < 10; i++) {
     for (const l of links) await ok(`${host.url}${l}`, "PATCH", { name: `updated-v${i}` });
@@ -433,6 +434,190 @@ test("a damaged zip fails the restore (500) and leaves the index as it was", asy
   assert.is(r.status, 500);
   assert.match(r.body.message, /ZipException/);
   assert.is((await ok(`${host.url}/core/examples`)).documentCount, 4);
+});
+
+// ---- FileUtils.getFile / putFile, the document index, DELETE /core/management ----
+
+const CHUNK = 512 * 1024;
+
+/** Writes n documents straight into the index (no HTTP), each with ~blob random base64 bytes; resolves to a host's zip of them. */
+async function bigZip(n: number, blob: number): Promise<{ zip: string; links: string[] }> {
+  const host = await newHost();
+  const links: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const link = `/core/examples/big-${i}`;
+    links.push(link);
+    host.index.add({ name: `big-${i}`, documentSelfLink: link, documentVersion: 0, documentUpdateTimeMicros: nowMicros(), documentUpdateAction: "POST", keyValues: { blob: Buffer.from(crypto.getRandomValues(new Uint8Array(blob))).toString("base64") } });
+  }
+  const zip = join(tmp(), "big.zip");
+  await ok(`${host.url}/core/management`, "PATCH", { kind: BACKUP_KIND, destination: `file:${zip}` });
+  return { zip, links };
+}
+
+/** A server for one file that records every request's Range header; `ranged` false: a plain static server (200, the whole file, no Content-Range). */
+async function fileServer(file: string, mode: "ranged" | "plain" | "empty"): Promise<{ url: string; ranges: string[] }> {
+  const ranges: string[] = [];
+  const srv = createServer((req, res) => {
+    ranges.push(String(req.headers.range ?? ""));
+    const data = mode === "empty" ? Buffer.alloc(0) : readFileSync(file);
+    const m = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers.range ?? ""));
+    if (mode !== "ranged" || !m) return void res.writeHead(200, { "content-length": data.length }).end(data);
+    const start = Number(m[1]);
+    const end = Math.min(Number(m[2]), data.length);
+    res.writeHead(206, { "content-range": `bytes ${start}-${end}/${data.length}`, "content-length": end - start }).end(data.subarray(start, end));
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  servers.push(srv);
+  return { url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/backup.zip`, ranges };
+}
+
+test("http restore: the first GET asks Range: bytes=0-524288, then each next range once (end exclusive, the last clamped to the size)", async () => {
+  const { zip, links } = await bigZip(200, 9000);
+  const size = statSync(zip).size;
+  assert.ok(size > 2 * CHUNK, `${size} bytes: three ranges at least`);
+  const srv = await fileServer(zip, "ranged");
+  const host = await newHost();
+  await ok(`${host.url}/core/management`, "PATCH", { kind: RESTORE_KIND, destination: srv.url });
+  assert.is(srv.ranges[0], "bytes=0-524288");
+  const want: string[] = [];
+  for (let at = CHUNK; at < size; at += CHUNK) want.push(`bytes=${at}-${Math.min(at + CHUNK, size)}`);
+  assert.equal(srv.ranges.slice(1).sort(), want.sort());
+  assert.is((await ok(`${host.url}/core/examples`)).documentCount, links.length);
+});
+
+test("http restore: a plain 200 without Content-Range is taken as the whole file (one GET); an empty body fails with 'no data' and leaves the index as it was", async () => {
+  const { zip, links } = await bigZip(200, 9000);
+  const plain = await fileServer(zip, "plain");
+  const host = await newHost();
+  await ok(`${host.url}/core/management`, "PATCH", { kind: RESTORE_KIND, destination: plain.url });
+  assert.equal(plain.ranges, ["bytes=0-524288"], "one request, which asked for the first range");
+  assert.is((await ok(`${host.url}/core/examples`)).documentCount, links.length);
+  const empty = await fileServer(zip, "empty");
+  const other = await newHost();
+  await populate(other, 2);
+  const r = await manage(other, { kind: RESTORE_KIND, destination: empty.url });
+  assert.equal([r.status, r.body.message], [500, "no data"]);
+  assert.is((await ok(`${other.url}/core/examples`)).documentCount, 2);
+});
+
+/** A PUT held open by the server: its Content-Range start, and how to answer it. */
+interface Held {
+  start: number;
+  answer: () => void;
+}
+
+/**
+ * A PUT target that answers nothing until `release` (called on each arrival) answers some of the
+ * held PUTs. A sender that waits for answers `release` never gives would hang the test: after 20 s
+ * without a new PUT every held one is answered and `stalled()` says so (a guard, not a measurement).
+ */
+async function holdingPutServer(release: (held: Held[]) => void, status = (_range: string) => 200): Promise<{ url: string; arrived: string[]; maxHeld: () => number; stalled: () => boolean }> {
+  const arrived: string[] = [];
+  const held: Held[] = [];
+  let maxHeld = 0;
+  let stalled = false;
+  let guard: NodeJS.Timeout | undefined;
+  const srv = createServer(async (req, res) => {
+    for await (const _ of req) { /* drain */ }
+    const range = String(req.headers["content-range"]);
+    arrived.push(range);
+    held.push({ start: Number(/^bytes (\d+)-/.exec(range)?.[1]), answer: () => void res.writeHead(status(range)).end() });
+    maxHeld = Math.max(maxHeld, held.length);
+    release(held);
+    clearTimeout(guard);
+    guard = setTimeout(() => held.length && ((stalled = true), answer(held)), 20_000).unref();
+  });
+  srv.on("close", () => clearTimeout(guard));
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  servers.push(srv);
+  return { url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/local-files/backup`, arrived, maxHeld: () => maxHeld, stalled: () => stalled };
+}
+
+/** Answers (and forgets) the held PUTs that `which` picks (default all). */
+function answer(held: Held[], which: (h: Held) => boolean = () => true): void {
+  for (const h of held.filter(which)) {
+    h.answer();
+    held.splice(held.indexOf(h), 1);
+  }
+}
+
+test("STREAM (FileUtils.putChunks): 10 PUTs go out together, the rest of a batch past the end are empty PUTs 'bytes T-T/T', and the 10th's completion starts the next batch", async () => {
+  // two chunks: one batch of 10 PUTs, held until all 10 are there
+  const small = randomBytes(CHUNK + 1000);
+  const a = await holdingPutServer((held) => held.length === 10 && answer(held));
+  await putFile(a.url, small);
+  assert.not.ok(a.stalled(), "the sender did not send 10 PUTs before waiting");
+  assert.is(a.maxHeld(), 10, "ten PUTs in flight at once");
+  const T = small.length;
+  assert.equal(a.arrived.slice().sort(), [`bytes 0-${CHUNK}/${T}`, `bytes ${CHUNK}-${T}/${T}`, ...Array(8).fill(`bytes ${T}-${T}/${T}`)].sort());
+
+  // twelve chunks: the first batch is held; answering only its 10th (bytes 9C-10C) brings the next batch while nine are still open
+  const big = Buffer.alloc(11 * CHUNK + 100, 7);
+  const B = big.length;
+  let phase = 0;
+  const b = await holdingPutServer((held) => {
+    if (phase === 0 && held.length === 10) {
+      phase = 1;
+      answer(held, (h) => h.start === 9 * CHUNK);
+    } else if (phase === 1 && held.length === 19) {
+      phase = 2;
+      answer(held);
+    } else if (phase === 2) answer(held);
+  });
+  await putFile(b.url, big);
+  assert.not.ok(b.stalled(), "answering the 10th PUT did not bring the next batch");
+  assert.is(b.maxHeld(), 19, "9 of the first batch still open plus the 10 of the second");
+  const real = b.arrived.filter((r) => !r.startsWith(`bytes ${B}-${B}`));
+  assert.is(real.length, 12, "each of the 12 ranges once");
+  assert.equal(new Set(real).size, 12);
+  assert.is(b.arrived.length - real.length, 8, "the second batch: 2 ranges and 8 empty PUTs");
+  assert.ok(b.arrived.slice(0, 10).every((r) => Number(/^bytes (\d+)-/.exec(r)![1]) < 10 * CHUNK), "the first ten PUTs are the first batch");
+});
+
+test("STREAM: no retries: one PUT answered 500 fails the upload, and that range was sent once", async () => {
+  const data = Buffer.alloc(3 * CHUNK, 1);
+  const bad = `bytes ${CHUNK}-${2 * CHUNK}/${data.length}`;
+  const s = await holdingPutServer((held) => held.length === 10 && answer(held), (r) => (r === bad ? 500 : 200));
+  const err = await putFile(s.url, data).then(() => null, (e: Error) => e.message);
+  assert.not.ok(s.stalled());
+  assert.match(String(err), new RegExp(`PUT ${s.url} \\(${bad.replace("/", "\\/")}\\): 500`));
+  assert.is(s.arrived.filter((r) => r === bad).length, 1);
+  assert.is(s.arrived.length, 10, "one batch, nothing sent again");
+});
+
+test("GET /core/document-index?documentSelfLink=…: the latest version, documentVersion=N, a deleted one only with includeDeleted, a prefix with *", async () => {
+  const host = await newHost();
+  await ok(`${host.url}/core/examples`, "POST", { name: "v0", documentSelfLink: "foo" });
+  await ok(`${host.url}/core/examples/foo`, "PATCH", { name: "v1" });
+  await ok(`${host.url}/core/examples/foo`, "PATCH", { name: "v2" });
+  await ok(`${host.url}/core/examples`, "POST", { name: "other", documentSelfLink: "fab" });
+  const ix = (q: string) => call(`${host.url}/core/document-index?documentSelfLink=${encodeURIComponent("/core/examples/foo")}${q}`);
+  const latest = await ix("");
+  assert.equal([latest.status, latest.body.documentVersion, latest.body.name], [200, 2, "v2"]);
+  assert.equal([(await ix("&documentVersion=1")).body.name, (await ix("&documentVersion=0")).body.documentVersion], ["v1", 0]);
+  await ok(`${host.url}/core/examples/foo`, "DELETE");
+  const gone = await ix("");
+  assert.equal([gone.status, gone.body], [200, null], "a deleted document: an empty answer");
+  const tomb = await ix("&includeDeleted");
+  assert.equal([tomb.body.documentVersion, tomb.body.documentUpdateAction], [3, "DELETE"]);
+  assert.is((await ix("&documentVersion=1")).body.name, "v1", "older versions stay in the index");
+  const prefix = await ok(`${host.url}/core/document-index?documentSelfLink=${encodeURIComponent("/core/examples/f*")}`);
+  assert.equal(prefix.documentLinks, ["/core/examples/fab"]);
+  const withDeleted = await ok(`${host.url}/core/document-index?documentSelfLink=${encodeURIComponent("/core/examples/f*")}&includeDeleted`);
+  assert.equal(withDeleted.documentLinks, ["/core/examples/fab", "/core/examples/foo"]);
+});
+
+test("DELETE /core/management answers 202 and then the host stops", async () => {
+  let stopped!: () => void;
+  const gone = new Promise<void>((r) => (stopped = r));
+  const host = await startXenonHost({ sandbox: tmp("xenon-sandbox-"), maintenanceMs: 0, onStop: () => stopped() });
+  await ok(`${host.url}/core/examples`, "POST", { name: "kept", documentSelfLink: "kept" });
+  const r = await call(`${host.url}/core/management`, "DELETE");
+  assert.is(r.status, 202);
+  await gone;
+  assert.is(await fetch(`${host.url}/core/management`).then(() => "up", () => "down"), "down");
+  const again = await newHost({ sandbox: host.sandbox });
+  assert.is((await ok(`${again.url}/core/examples/kept`)).name, "kept", "a clean stop: it committed first");
 });
 
 test.run();

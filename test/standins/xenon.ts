@@ -21,26 +21,40 @@
 //     point naming a missing or damaged file fails the host at start, like Lucene.
 //   - Backups copy only the commit's files (commit 00ef8228): ZIP is a flat zip of them
 //     (overwriting an existing file), DIRECTORY copies the new ones and deletes the unused
-//     ones, never overwriting, STREAM writes a temp zip and PUTs it in 512 KiB chunks with
-//     `Content-Range: bytes start-end/total`, end EXCLUSIVE, up to 10 in flight (the 10th's
-//     completion starts the next batch), no retries, application/octet-stream (FileUtils.putFile).
-//   - Restores: http(s) by ranged GETs (first `Range: bytes=0-524288`; a 200 without
-//     Content-Range is the whole file; then up to 10 parallel ranges; "no data" on an empty
-//     body; FileUtils.getFile); a local zip is extracted into the index dir without clearing it;
-//     a local directory moves the existing index aside (lucene.<micros>) and copies in. Then the
-//     index is reopened at its newest commit, and timeSnapshotBoundaryMicros drops every
-//     version updated after the boundary (deletes included), which brings back the version
-//     at or before it (performTimeSnapshotRecovery).
+//     ones, never overwriting, STREAM writes a temp zip and PUTs it as FileUtils.putChunks
+//     does: batches of 10 PUTs of 512 KiB with `Content-Range: bytes start-end/total`, end
+//     EXCLUSIVE, a batch past the end filled with EMPTY PUTs `bytes total-total/total`, the 10th
+//     PUT's completion starting the next batch (so up to 19 in flight), retry count 0,
+//     application/octet-stream.
+//   - Restores: http(s) by FileUtils.getFile (first `Range: bytes=0-524288`; a 200 without
+//     Content-Range is the whole file; then up to 10 ranges at a time, the 10th's completion
+//     asking for the next set; "no data" on an empty body); a local zip is extracted into the
+//     index dir without clearing it; a local directory moves the existing index aside
+//     (lucene.<micros>) and copies in. Then the index is reopened at its newest commit, and
+//     timeSnapshotBoundaryMicros drops every version updated after the boundary (deletes
+//     included), which brings back the version at or before it (performTimeSnapshotRecovery).
 //   - The index keeps EVERY version of every document (version history); a DELETE is a
 //     version too. Documents started in memory keep serving their state until the host
 //     restarts, which is why the wiki says a host MUST be restarted after a restore; factory
 //     queries and /core/document-index read the index and see restored data at once.
-//   - /core/examples (ExampleServiceState with the ServiceDocument fields; POST "initial state
-//     is required" / "name is required" 400; PATCH merges name, tags, keyValues, counter; PUT
-//     replaces), `?$expand`, /core/document-index?documentSelfLink=… (400 "documentSelfLink query
-//     parameter is required"), direct query tasks on documentSelfLink, GET /core/management
+//   - Auto-backup (host arguments --isAutoBackupEnabled, --autoBackupDirectory DIR, default
+//     <sandbox>/auto-backup; createAutoBackupConsumer): each maintenance commit of the document
+//     index that committed something runs a DIRECTORY backup into that directory; commits that
+//     come while one runs are counted as skipped and coalesced into ONE re-run; a failure is
+//     counted and does not block later ones (7aa9bdd9). GET /core/management/stats has
+//     autoBackupPerformedCount / autoBackupSkippedCount (from the start, at 0) and
+//     autoBackupFailedCount (from the first failure), each with PerHour and PerDay suffixes.
+//     AutoBackupConfiguration {enable} toggles it at runtime; GET /core/management shows
+//     isAutoBackupEnabled and autoBackupDirectoryReference.
+//   - /core/examples and upstream's test factory /test/indexed-metadata-examples
+//     (IndexedMetadataExampleService, same state) on the document index: ExampleServiceState
+//     with the ServiceDocument fields listed below; POST "initial state is required" / "name is
+//     required" 400; PATCH merges name, tags, keyValues, counter; PUT replaces), `?$expand`,
+//     /core/document-index?documentSelfLink=… (latest version, &documentVersion=N,
+//     &includeDeleted, a trailing * for a prefix; 400 "documentSelfLink query parameter is
+//     required"), direct query tasks on documentSelfLink, GET /core/management
 //     (ServiceHostState: id, httpPort, systemInfo, codeProperties), DELETE /core/management (202,
-//     then the host stops), a remote PATCH to /core/document-index-backup (405).
+//     then a clean stop), a remote PATCH to /core/document-index-backup (405).
 //   - The in-memory index (indexServiceLink /core/in-memory-document-index) behind the factory
 //     /test/in-memory-examples (upstream's InMemoryExampleService), with --in-memory: same
 //     files, held in memory, gone when the process stops.
@@ -50,16 +64,36 @@
 //     `Authorization: Bearer T`, else 403; with --basic USER:PASS, POST /core/authn/basic with
 //     basic auth answers a token in x-xenon-auth-token.
 //   - for tests (not upstream): every management PATCH appends its request kind's last part
-//     (BackupRequest, RestoreRequest …) as a line to <sandbox>/patches.log, which outlives restarts.
+//     (BackupRequest, RestoreRequest …) as a line to <sandbox>/patches.log, which outlives
+//     restarts; --fault stream-drop-last-chunk makes a STREAM skip the PUT of its last bytes and
+//     still answer 200 (what a lossy proxy would leave a receiver with).
 //
-// What it leaves out: Lucene's real file formats (the files are JSON, not Lucene codecs), every
-// other service, replication and node groups, OData beyond what is listed, auto-backup itself
-// (the AutoBackupConfiguration kind is accepted), stats, per-port sandbox subfolders (the index
-// is <sandbox>/lucene), upstream's http-restore quirk of restoring from a partial download
-// after a failed one (here a failed download fails the restore and leaves the index as it was).
+// What it leaves out (not modelled; a test that needs one of these cannot rely on the stand-in):
+//   - Lucene's real file formats: the files are JSON, not Lucene codecs, so no index upgrade.
+//   - ServiceDocument fields it never writes: documentDescription, documentSourceLink,
+//     documentTransactionId, documentSignature (the wiki's sample has one); documentEpoch is
+//     always 0 and documentAuthPrincipalLink always /core/authz/system-user. ExampleServiceState's
+//     sortedCounter, id, required and isFromMigration are stored as given, never checked.
+//   - Metadata indexing (INDEX_METADATA): /test/indexed-metadata-examples is indexed like any
+//     other factory. performTimeSnapshotRecovery's tombstone reset (marking the newest version
+//     at or before the boundary "active" again) has no counterpart: here the current version is
+//     always derived from the version history, so dropping the later versions is all it takes.
+//   - Version retention: ExampleService's VERSION_RETENTION_LIMIT (100) and index grooming;
+//     every version is kept forever.
+//   - Stats other than the auto-backup counters, and those are plain counters (no hourly/daily
+//     time-series bins).
+//   - Every other service, replication and node groups, synchronization, authorization beyond
+//     one token, OData ($filter and friends), query tasks beyond one documentSelfLink/field
+//     clause, the other management request kinds (operation tracing, request logging,
+//     SynchronizeWithPeersRequest: "unknown request" here), the ignored `bearer` field.
+//   - Per-port sandbox subfolders (the index is <sandbox>/lucene).
+//   - Upstream's http-restore quirks: restoring from a partial download after a failed one
+//     (here a failed download fails the restore and leaves the index as it was), and waiting
+//     forever for bytes a server never sends (here: "download … ended at N of T bytes").
 //
 //   node --import=tsx test/standins/xenon.ts --port 8000 --sandbox DIR [--id HOSTID] [--in-memory]
-//        [--auth-token T] [--basic USER:PASS]        prints "xenon stand-in listening on URL"
+//        [--auth-token T] [--basic USER:PASS] [--isAutoBackupEnabled] [--autoBackupDirectory DIR]
+//        [--fault stream-drop-last-chunk]                  prints "xenon stand-in listening on URL"
 import { randomUUID, createHash } from "node:crypto";
 import { appendFileSync, closeSync, createWriteStream, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -378,7 +412,7 @@ export async function startXenonHost(opts: XenonHostOptions): Promise<XenonHost>
   writeFileSync(join(luceneDir, "write.lock"), "");
   indexes.set(DOCUMENT_INDEX, disk);
   if (opts.inMemory) indexes.set(IN_MEMORY_INDEX, new Index(memoryDir()));
-  const factories = new Map<string, string>([["/core/examples", DOCUMENT_INDEX]]);
+  const factories = new Map<string, string>([["/core/examples", DOCUMENT_INDEX], ["/test/indexed-metadata-examples", DOCUMENT_INDEX]]);
   if (opts.inMemory) factories.set("/test/in-memory-examples", IN_MEMORY_INDEX);
   /** Started document services: they keep their state until the host restarts. */
   const started = new Map<string, Doc>();
@@ -766,37 +800,68 @@ function readZipBuffer(data: Buffer): Promise<Map<string, Buffer>> {
   return readZip(file).finally(() => rmSync(dir, { recursive: true, force: true }));
 }
 
-/** FileUtils.putFile: 512 KiB PUTs, Content-Range end exclusive, batches of 10, no retries (dropLast: a test fault). */
-async function putFile(uri: string, data: Buffer, dropLast = false): Promise<void> {
+/**
+ * FileUtils.putFile / putChunks: a batch of 10 PUTs of up to 512 KiB, `Content-Range: bytes
+ * start-end/total` with end EXCLUSIVE, application/octet-stream, retry count 0 (the first failure
+ * fails the upload). Each batch is 10 PUTs even past the end of the file: the rest are EMPTY
+ * PUTs `bytes total-total/total`. The 10th PUT's completion starts the next batch, so up to 19
+ * can be in flight. Done when every PUT sent has completed and the file's end was reached.
+ * dropLast (a test fault, not upstream) skips the PUT of the last bytes and counts it as done.
+ */
+export function putFile(uri: string, data: Buffer, dropLast = false): Promise<void> {
   const total = data.length;
-  let off = 0;
-  do {
-    const batch: Promise<void>[] = [];
-    for (let i = 0; i < IN_FLIGHT && (off < total || (total === 0 && i === 0)); i++) {
-      const start = off;
-      const end = Math.min(start + CHUNK, total);
-      off = end;
-      if (dropLast && end === total) continue;
-      batch.push(
-        fetch(uri, {
-          method: "PUT",
-          headers: { "content-type": "application/octet-stream", "content-range": `bytes ${start}-${end}/${total}` },
-          body: data.subarray(start, end) as unknown as BodyInit,
-        }).then(async (r) => {
-          const text = await r.text();
-          if (r.status >= 400) throw new Fail(r.status >= 500 ? r.status : 500, `PUT ${uri} (bytes ${start}-${end}/${total}): ${r.status} ${text}`.trim());
-        }, (e: Error & { cause?: Error }) => {
-          throw new Fail(500, `PUT ${uri}: ${e.cause?.message ?? e.message}`);
-        }),
-      );
-      if (total === 0) break;
-    }
-    await Promise.all(batch);
-  } while (off < total);
+  return new Promise((ok, fail) => {
+    let count = 0;
+    let fileIsDone = false;
+    let settled = false;
+    const send = (start: number, end: number): Promise<void> => {
+      if (dropLast && start < end && end === total) return Promise.resolve();
+      return fetch(uri, {
+        method: "PUT",
+        headers: { "content-type": "application/octet-stream", "content-range": `bytes ${start}-${end}/${total}` },
+        body: data.subarray(start, end) as unknown as BodyInit,
+      }).then(async (r) => {
+        const text = await r.text();
+        if (r.status >= 400) throw new Fail(r.status >= 500 ? r.status : 500, `PUT ${uri} (bytes ${start}-${end}/${total}): ${r.status} ${text}`.trim());
+      }, (e: Error & { cause?: Error }) => {
+        throw new Fail(500, `PUT ${uri}: ${e.cause?.message ?? e.message}`);
+      });
+    };
+    const putChunks = (off: number) => {
+      let start = off;
+      let end = Math.min(off + CHUNK, total);
+      for (let i = 0; i < IN_FLIGHT; i++) {
+        count++;
+        fileIsDone = end >= total;
+        const startNextChunk = i === IN_FLIGHT - 1;
+        const next = end;
+        send(start, end).then(() => {
+          if (settled) return;
+          if (--count === 0 && fileIsDone) {
+            settled = true;
+            return ok();
+          }
+          if (startNextChunk) putChunks(next);
+        }, (e: Error) => {
+          if (!settled) (settled = true), fail(e);
+        });
+        start = end; // range.nextChunk(): the next range starts at this one's end, clamped to the file
+        end = Math.min(end + CHUNK, total);
+      }
+    };
+    putChunks(0);
+  });
 }
 
-/** FileUtils.getFile: `Range: bytes=0-524288`, then up to 10 ranges at a time until total. */
-async function getFile(uri: string): Promise<Buffer> {
+/**
+ * FileUtils.getFile / getChunks: a first GET with `Range: bytes=0-524288`; a response without
+ * Content-Range is the whole file (a plain 200 works); else up to 10 GETs for the next ranges
+ * (end exclusive, clamped to the total), the 10th's completion asking for the next set, each
+ * body written at its Content-Range start, done when the bytes written reach the total. An empty
+ * body fails with "no data". Where upstream would wait forever for bytes a server never sent,
+ * this fails with "download … ended at N of T bytes".
+ */
+export function getFile(uri: string): Promise<Buffer> {
   const get = async (start: number, end: number) => {
     let r: Response;
     try {
@@ -811,27 +876,50 @@ async function getFile(uri: string): Promise<Buffer> {
     const m = cr ? /^bytes (\d+)-(\d+)\/(\d+)$/.exec(cr) : null;
     return { body, range: m ? { start: Number(m[1]), end: Number(m[2]), total: Number(m[3]) } : null };
   };
-  const first = await get(0, CHUNK);
-  if (!first.range) return first.body;
-  const out = Buffer.alloc(first.range.total);
-  first.body.copy(out, first.range.start);
-  let written = first.body.length;
-  let next = first.range.end;
-  while (written < first.range.total) {
-    const batch: Promise<void>[] = [];
-    for (let i = 0; i < IN_FLIGHT && next < first.range.total; i++) {
-      const start = next;
-      const end = Math.min(start + CHUNK, first.range.total);
-      next = end;
-      batch.push(get(start, end).then((g) => {
-        g.body.copy(out, g.range ? g.range.start : start);
-        written += g.body.length;
-      }));
-    }
-    if (!batch.length) throw illegalState(`download of ${uri} ended at ${written} of ${first.range.total} bytes`);
-    await Promise.all(batch);
-  }
-  return out;
+  return new Promise((ok, fail) => {
+    let settled = false;
+    const done = (e: Error | null, b?: Buffer) => {
+      if (settled) return;
+      settled = true;
+      if (e) fail(e);
+      else ok(b!);
+    };
+    let out = Buffer.alloc(0);
+    let total = 0;
+    let written = 0;
+    let pending = 0;
+    const writeBody = (body: Buffer, at: number) => {
+      body.copy(out, at);
+      written += body.length;
+      if (written >= total) done(null, out);
+    };
+    const getChunks = (from: number) => {
+      let end = from;
+      for (let i = 0; i < IN_FLIGHT && end < total; i++) {
+        const start = end;
+        end = Math.min(start + CHUNK, total);
+        const getNextSet = i === IN_FLIGHT - 1 && end < total;
+        const next = end;
+        pending++;
+        get(start, next).then((g) => {
+          pending--;
+          if (settled) return;
+          writeBody(g.body, g.range ? g.range.start : start);
+          if (getNextSet) getChunks(next);
+          else if (!pending && written < total) done(illegalState(`download of ${uri} ended at ${written} of ${total} bytes`));
+        }, (e: Error) => done(e));
+      }
+    };
+    get(0, CHUNK).then((first) => {
+      if (!first.range) return done(null, first.body);
+      total = first.range.total;
+      out = Buffer.alloc(total);
+      writeBody(first.body, first.range.start);
+      if (settled) return;
+      getChunks(first.range.end);
+      if (!pending) done(illegalState(`download of ${uri} ended at ${written} of ${total} bytes`));
+    }, (e: Error) => done(e));
+  });
 }
 
 // ---- command line: a host in its own process (the drill restarts it) ---------------------------
