@@ -1,10 +1,14 @@
 // The Xenon stand-in (test/standins/xenon.ts) against ports of upstream's own tests:
 // TestServiceHostManagementService (testBackupAndRestoreFromRemoteHost, …WithLocalFile,
-// …WithLocalDirectoryIncremental, timeSnapshotRecovery) and TestLuceneDocumentIndexBackupService
-// (backupRequestParameters, the directory/zip round trips and their in-memory variants,
-// incrementalBackupWithInMemoryIndex), with the same assertions, plus the status codes and
-// messages of ServiceHostManagementService.handlePatch. This is the proof that the stand-in is
-// faithful enough for the recipes' tests. No lab needed.
+// …WithLocalDirectoryIncremental, timeSnapshotRecovery, autoBackup) and
+// TestLuceneDocumentIndexBackupService (backupRequestParameters, the directory/zip round trips and
+// their in-memory variants, incrementalBackupWithInMemoryIndex), with the same assertions, plus
+// the status codes and messages of ServiceHostManagementService.handlePatch; then what the
+// recipes rely on beyond them: FileUtils.getFile's ranges and plain 200, putChunks' batches (10
+// together, empty PUTs past the end, the 10th's answer starting the next, no retries),
+// auto-backup's coalescing and failure counts, /core/document-index lookups, DELETE
+// /core/management. This is the proof that the stand-in is faithful enough for the recipes'
+// tests. No lab needed.
 // Run: bash test/run.sh test/xenon-standin.test.ts
 import { test } from "uvu";
 import * as assert from "uvu/assert";
