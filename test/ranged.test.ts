@@ -52,6 +52,20 @@ test("a truncated stream (the sender says done with a chunk missing) is refused 
   assert.equal(leftovers(dir), []);
 });
 
+test("Xenon's empty fill-up PUTs at the end (bytes T-T/T, its last batch of 10) are answered 200 and add nothing", async () => {
+  const dir = tmp();
+  const data = randomBytes(3 * 1000);
+  const statuses: number[] = [];
+  const got = await receiveRangedPuts(join(dir, "b.zip"), {}, async (url) => {
+    // upstream putChunks: 3 real chunks, then 7 empty ones, all in one batch
+    statuses.push(...await Promise.all([...[0, 1, 2].map((i) => put(url, data, i * 1000, (i + 1) * 1000, 3000)), ...Array.from({ length: 7 }, () => put(url, data, 3000, 3000, 3000))]));
+  });
+  assert.equal(statuses, Array(10).fill(200));
+  assert.is(got.bytes, 3000);
+  assert.is(got.chunks, 3);
+  assert.ok(Buffer.compare(readFileSync(join(dir, "b.zip")), data) === 0);
+});
+
 test("an overlapping chunk is refused (409) and fails the receive", async () => {
   const dir = tmp();
   const data = randomBytes(3000);
