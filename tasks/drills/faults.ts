@@ -39,6 +39,7 @@ import {
   exec,
   formatDuration,
   listBackups,
+  offsiteList,
   pgDumpAll,
   s3List,
   s3MakeBucket,
@@ -1278,6 +1279,9 @@ const xenonSystem: System<XenonFx> = {
   entries: [],
 };
 
+/** xenon-backup's off-site destination in the matrix: a path, as a mount would be. */
+const xenonOffsite = (fx: XenonFx) => join(fx.dir, "offsite");
+
 const xenonRemote = (which: "src" | "dst", step: RegExp): Remote<XenonFx> => ({
   name: `Xenon host (HTTP stand-in killed)`, step, says: /Xenon|127\.0\.0\.1|ECONNREFUSED|refused|fetch failed/i,
   kill: async (fx) => killPidFile(join(fx[which].dir, "pid")), revive: (fx) => xenonUp(fx[which]),
@@ -1291,16 +1295,24 @@ xenonSystem.entries.push(
     async reset(fx) {
       await xenonUp(fx.src);
       clearArchives(fx.backups);
+      const off = xenonOffsite(fx); // its contents: it may be a case's tmpfs
+      for (const f of existsSync(off) ? readdirSync(off) : []) rmSync(join(off, f), { recursive: true, force: true });
     },
-    args: (fx) => ["--config", fx.site, "--yes", ...hostFlags(fx.src)],
+    // and off-site to a path (a mount): kills, signals and a full disk land in the copy too
+    args: (fx) => ["--config", fx.site, "--yes", ...hostFlags(fx.src), `--offsite.to=${xenonOffsite(fx)}`],
     async verify(fx) {
       const problems: string[] = [];
       const meta = await newestVerifies<{ xenon: { counts: Record<string, number>; files: unknown[] } }>(fx.backups, fx.passphrase, problems);
       if (meta && meta.xenon.counts["/core/examples"] !== fx.counts) problems.push(`the archive counted ${meta.xenon.counts["/core/examples"]} documents, the source holds ${fx.counts}`);
       if (meta && !meta.xenon.files.length) problems.push("the archive records no index files");
+      const newest = listBackups(fx.backups)[0]?.name;
+      const copy = (await offsiteList(xenonOffsite(fx))).find((c) => c.name === newest);
+      if (newest && copy?.verified !== "passed") problems.push(`the off-site folder holds no verified copy of ${newest} (${copy ? `verified: ${copy.verified}` : "none"})`);
+      await newestVerifies(xenonOffsite(fx), fx.passphrase, problems);
       return problems;
     },
-    leftovers: (fx, before) => newArchivesVerify(fx.backups, before, fx.passphrase),
+    // nothing that looks complete, here or off-site, fails to verify (the off-site folder is emptied by reset)
+    leftovers: async (fx, before) => [...await newArchivesVerify(fx.backups, before, fx.passphrase), ...await newArchivesVerify(xenonOffsite(fx), new Set(), fx.passphrase)],
     remotes: [xenonRemote("src", /^prepare the staging folder/)], // one request in "back up (PATCH …)": it dies just before
     folders: [
       // full from the start (Xenon writes the zip a few ms after the step heading: a filler started
@@ -1308,6 +1320,8 @@ xenonSystem.entries.push(
       // the zip (about 2 MiB reduced, 7 MiB full), as after an operator frees the disk
       { name: "staging (the zip Xenon writes)", step: null, mount: (fx) => ({ path: fx.staging, mib: 32, args: [] }) },
       { name: "backups folder (backups.dir)", step: /^pack the archive/, mount: (fx) => ({ path: fx.backups, mib: 64, args: [] }) },
+      // full from the start too: a filler started at the step heading loses the race with a 2 MiB copy
+      { name: "off-site folder (offsite.to, a mount)", step: null, mount: (fx) => ({ path: xenonOffsite(fx), mib: 64, args: [] }) },
     ],
     // issue 14: the staging tmpfs was smaller than the zip, so the next run failed on it too
     regressions: [{ kind: "enospc", folder: "staging (the zip Xenon writes)", label: "no space left in staging (the zip Xenon writes)" }],
