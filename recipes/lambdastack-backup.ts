@@ -94,8 +94,10 @@ await recipe({
     const backup = fanOut("backup", `back up ${components.join(", ")} (${parts.length} parts on ${groups().length} component hosts, ${s.concurrency} at once)`, groups, {
       key: (g) => g.key,
       concurrency: s.concurrency,
-      cleanup: async () => { // e.g. rabbitmq_mnesia: the node is started again, whatever happened
-        for (const p of parts) await p.cleanup?.();
+      // e.g. rabbitmq: a node stopped for the mnesia copy is started again, whatever happened; every
+      // component's cleanups, not only this run's -c: a killed run's cleanup is owed to the next run
+      cleanup: async () => {
+        for (const p of ls.COMPONENTS.flatMap((c) => (components.includes(c) ? parts.filter((x) => x.component === c) : FILES[c].backupParts(env)))) await p.cleanup?.();
       },
     }, async (g) => {
       const done: { prefix: string; archive: string; host: string; offsite: string[] }[] = [];
