@@ -5,6 +5,7 @@
 //     document that says latest, and the document's snapshot_name alone;
 //   - an archive whose haproxy config `haproxy -c` refuses stops the load_balancer recovery
 //     before haproxy is stopped: the host's own config is put back, haproxy runs on untouched;
+//   - a target on the repository host smaller than the estimate is refused up front (df over ssh);
 //   - Prometheus' TSDB snapshot is removed from the host after a backup, and after a backup
 //     whose fetch of the snapshot fails (a `tar` on the host that fails for snapshot dirs).
 // Run: bash test/run.sh test/lambdastack-snapshots.test.ts
@@ -109,6 +110,20 @@ test("an archive whose config haproxy -c refuses stops the load_balancer recover
   assert.is(pid(), pidBefore, "haproxy was not stopped or restarted");
   assert.is(spawnSync("docker", ["exec", HOST, "systemctl", "is-active", "haproxy"]).status, 0);
   assert.is(onHost(HOST, "ls -d /etc/*.lifeboat-before-recovery /etc/ssl/*.lifeboat-before-recovery 2>/dev/null || true").trim(), "", "no set-aside dir is left");
+});
+
+test("a target on the repository host too small for the estimate is refused up front (df over ssh), naming both numbers; nothing is written there", async () => {
+  const small = "/dev/shm/lifeboat-small"; // the container's /dev/shm: a 64 MiB tmpfs
+  onHost(HOST, "truncate -s 200M /etc/haproxy/sparse.bin"); // du -b counts 200 MiB, no disk used
+  try {
+    const r = await runRecipe("lambdastack-backup", ["-b", build, "-t", small, "-f", siteB, "-c", "load_balancer"]);
+    assert.is(r.code, 1, r.output.slice(-2000));
+    assert.match(r.output, /estimate: 200\.0 MiB of data in 1 parts \(\+10%\); free: \d/);
+    assert.match(r.output, new RegExp(`not enough space on ${HOST}:${small}: \\S+ \\S+ free, the backup needs about 220\\.0 MiB`));
+    assert.is(onHost(HOST, `ls -A ${small} 2>/dev/null || true`).trim(), "", "nothing in the target");
+  } finally {
+    onHost(HOST, "rm -f /etc/haproxy/sparse.bin");
+  }
 });
 
 test("Prometheus' TSDB snapshot is removed from the host after a backup, and after a backup whose fetch of the snapshot fails", async () => {

@@ -3,7 +3,8 @@
 // task (make drill-lambdastack).
 //
 //   1. provision the hosts of inventory A as LambdaStack's `apply` would (services enabled and
-//      started per group) and seed real data: Prometheus series backfilled with
+//      started per group; ls-1 a streaming PostgreSQL standby of ls-2, listed first in the
+//      postgresql group, so the recipes must ask for the primary) and seed real data: Prometheus series backfilled with
 //      `promtool tsdb create-blocks-from openmetrics`, an Alertmanager silence, Grafana's data dir,
 //      HAProxy's config and a certificate, PostgreSQL databases, roles and rows, RabbitMQ vhosts,
 //      users, permissions, queues, an exchange, a binding, a policy and persistent messages, search
