@@ -108,12 +108,14 @@ export interface VosRunOptions {
   readOnly?: boolean;
   /** Stop vos when its stdout is silent this many ms (exec's idleMs). */
   idleMs?: number;
+  /** Stop it by closing its stdout first, then signals after this many ms (exec's stopByClosingStdout). */
+  stopByClosingStdout?: number;
   ctx?: Context;
 }
 
 /** Runs `vos ARGS…` for this cell. */
 export function vos(c: AfsCell, args: readonly string[], opts: VosRunOptions = {}): Promise<ExecResult> {
-  return exec(vosCommand(c, args), { stdin: opts.stdin, stdout: opts.stdout ?? "capture", readOnly: opts.readOnly, idleMs: opts.idleMs, ctx: opts.ctx });
+  return exec(vosCommand(c, args), { stdin: opts.stdin, stdout: opts.stdout ?? "capture", readOnly: opts.readOnly, idleMs: opts.idleMs, stopByClosingStdout: opts.stopByClosingStdout, ctx: opts.ctx });
 }
 
 const partOf = (c: AfsCell) => c.partition ?? "a";
@@ -282,7 +284,9 @@ export interface AfsDumpOptions {
  */
 export async function afsDump(c: AfsCell, volume: string, out: Writable, o: AfsDumpOptions = {}): Promise<void> {
   try {
-    await vos(c, ["dump", "-id", volume, "-time", String(o.since ?? 0)], { stdout: out, idleMs: o.stallMs || undefined, ctx: o.ctx });
+    // stopped (interrupt, a full disk downstream, a stall) by closing its stdout: vos then ends its volserver
+    // transaction itself; killed by a signal it left the volume busy for minutes (its call lingers)
+    await vos(c, ["dump", "-id", volume, "-time", String(o.since ?? 0)], { stdout: out, idleMs: o.stallMs || undefined, stopByClosingStdout: 5000, ctx: o.ctx });
   } catch (e) {
     if (e instanceof ExecError && e.stoppedBy === "idle") {
       throw new LifeboatError(`vos dump of ${volume}: the volserver on ${c.server} sent nothing for ${Math.round(o.stallMs! / 1000)} s (it died or hangs); stopped`, {

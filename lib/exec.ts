@@ -80,6 +80,13 @@ export interface ExecOptions {
    * that reads a file rather than lifeboat's pipe, and would otherwise go on alone.
    */
   killWithParent?: boolean;
+  /**
+   * Stop it (a timeout, an idle stream, an interrupt, or its stdout consumer failing) by closing its
+   * piped stdout first, and give it this many ms to exit on its own before the signals: its next
+   * write fails (EPIPE), so a client can end its server-side work cleanly. `vos dump` then ends its
+   * volserver transaction; killed by a signal, it leaves the volume busy for minutes.
+   */
+  stopByClosingStdout?: number;
   /** End a Writable stdout when the command ends (default true). */
   endStdout?: boolean;
   /** Text shown in place of the argv (e.g. a redirect "> dump.sql"); appended to the quoted argv. */
@@ -175,6 +182,8 @@ interface Running {
   signal(sig: NodeJS.Signals): void;
   /** SIGTERM (or sig) to the group now, SIGKILL after the grace period. */
   stop(sig?: NodeJS.Signals): void;
+  /** stop() closed the child's stdout first (stopByClosingStdout). */
+  closedStdout: boolean;
 }
 
 const running = new Set<Running>();
@@ -190,10 +199,11 @@ export function killRunning(signal: NodeJS.Signals = "SIGTERM"): void {
   for (const r of running) r.stop(signal);
 }
 
-function track(child: ChildProcess, group: boolean): Running {
+function track(child: ChildProcess, group: boolean, closeFirstMs = 0): Running {
   let stopped = false;
   const r: Running = {
     child,
+    closedStdout: false,
     signal(sig) {
       if (child.pid === undefined) return;
       try {
@@ -201,6 +211,15 @@ function track(child: ChildProcess, group: boolean): Running {
       } catch { /* already gone */ }
     },
     stop(sig = "SIGTERM") {
+      if (closeFirstMs > 0 && sig !== "SIGKILL" && !stopped) {
+        // its stdout closed first: it sees EPIPE and may end cleanly; the signals follow if it has not
+        if (!r.closedStdout) {
+          r.closedStdout = true;
+          child.stdout?.destroy();
+          setTimeout(() => (closeFirstMs = 0, r.stop(sig)), closeFirstMs).unref?.();
+        }
+        return;
+      }
       r.signal(sig);
       if (stopped || sig === "SIGKILL") return;
       stopped = true;
@@ -291,7 +310,7 @@ async function run(argv: readonly string[], opts: ExecOptions, display: string, 
   } finally {
     for (const fd of toClose) closeSync(fd);
   }
-  const proc = track(child, group);
+  const proc = track(child, group, stdio[1] === "pipe" ? opts.stopByClosingStdout : 0);
   const reading = opts.onStdinRead && typeof stdio[0] === "number" ? watchStdin(child, opts.onStdinRead) : undefined;
   let stoppedBy: "timeout" | "idle" | "abort" | null = null;
   const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => {
@@ -353,7 +372,9 @@ async function run(argv: readonly string[], opts: ExecOptions, display: string, 
           mode: (stdout as { mode?: number }).mode ?? 0o600,
         });
       if (opts.onStdoutBytes) child.stdout!.on("data", (d: Buffer) => opts.onStdoutBytes!(d.length));
-      watch(pipeline(child.stdout!, dest, { end: opts.endStdout ?? true }));
+      watch(pipeline(child.stdout!, dest, { end: opts.endStdout ?? true }).catch((e: NodeJS.ErrnoException) => {
+        if (!(proc.closedStdout && e.code === "ERR_STREAM_PREMATURE_CLOSE")) throw e; // stopByClosingStdout closed it
+      }));
     }
   }
 

@@ -8,14 +8,18 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { Writable } from "node:stream";
 import {
   afsBackupSys,
+  afsDump,
   afsDumpToFile,
   afsExamine,
   afsListVolumes,
   afsRemove,
   afsRename,
   afsRestoreFile,
+  afsTransactions,
+  InterruptedError,
   checkVolumeName,
   compareTrees,
   restoredName,
@@ -29,7 +33,7 @@ import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
 const { logs } = testContext();
 const { cell } = labCell();
-const VOLS = ["user.tafs", "db.tafs", "mail.tafs", "user.tafs.nobackup", "user.tafs.restored", "user.tafs.r2"];
+const VOLS = ["user.tafs", "db.tafs", "mail.tafs", "user.tafs.nobackup", "user.tafs.restored", "user.tafs.r2", "user.tafs.busy"];
 test.before(() => VOLS.forEach(removeVolume));
 test.after(() => {
   VOLS.forEach(removeVolume);
@@ -139,6 +143,32 @@ test("a databases archive sealed with ccrypt unpacks whole; damaged in the middl
   writeFileSync(f.path, raw);
   await rejects(unsealTreeTo(f.path, `${dir}/restored/bad`, { seal, sha256: f.sha256, bytes: f.bytes }), /sha256 mismatch/);
   assert.equal(readdirSync(`${dir}/restored`), ["ok"]);
+});
+
+test("a vos dump stopped mid-way (an interrupt, a consumer failing on a full disk) ends its volserver transaction: the volume is not left busy", async () => {
+  const vol = "user.tafs.busy";
+  createOpenVolume(vol);
+  for (let i = 0; i < 12; i++) writeFile(vol, `f${i}`, randomBytes(1 << 20));
+  const id = (await afsExamine(cell, vol))!.id;
+  const leftOver = async () => {
+    let left = await afsTransactions(cell, { volumes: [id] });
+    for (let i = 0; i < 20 && left.length; i++) left = (await sleep(100), await afsTransactions(cell, { volumes: [id] }));
+    return left.map((t) => `transaction ${t.id} ${t.procedure}${t.inCall ? " (in a call)" : ""}`);
+  };
+  // an interrupt while vos is mid-dump (a slow consumer keeps it there)
+  const { ctx } = testContext();
+  const slow = new Writable({ write: (_c, _e, done) => void setTimeout(done, 20) });
+  const dumping = afsDump(cell, vol, slow, { ctx });
+  await sleep(700);
+  ctx.abort(new InterruptedError("SIGINT"));
+  await dumping.then(() => assert.unreachable("the dump should have been stopped"), () => {});
+  testContext(); // a context not aborted, for what follows
+  assert.equal(await leftOver(), [], "after an interrupt");
+  // the consumer fails (as a full disk downstream does)
+  let n = 0;
+  const full = new Writable({ write: (c: Buffer, _e, done) => ((n += c.length) > 1 << 20 ? done(Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" })) : done()) });
+  await afsDump(cell, vol, full).then(() => assert.unreachable("the dump should have failed"), () => {});
+  assert.equal(await leftOver(), [], "after the consumer failed");
 });
 
 test("rename and remove", async () => {

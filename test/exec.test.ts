@@ -186,6 +186,19 @@ test("killWithParent runs the command under setpriv --pdeathsig KILL where setpr
   else assert.match(line, /\[dry-run\] ssh host/, logs());
 });
 
+test("stopByClosingStdout: a stopped command first sees its stdout closed and can end on its own (a clean exit, no signal); without it, signals", async () => {
+  testContext();
+  for (const gentle of [true, false]) {
+    const said = join(tmp(), "said");
+    // writes until a write fails; a SIGTERM would kill it before it could say so
+    const script = `trap '' PIPE; while :; do echo x || { echo "write failed" > "$1"; exit 7; }; sleep 0.05; done`;
+    const err = await exec(["sh", "-c", script, "sh", said], { stdout: new Writable({ write: (_c, _e, done) => void done() }), timeoutMs: 300, stopByClosingStdout: gentle ? 3000 : undefined })
+      .then(() => null, (e: ExecError) => e);
+    assert.instance(err, ExecError);
+    assert.is(existsSync(said) && readFileSync(said, "utf8").trim(), gentle ? "write failed" : false, gentle ? "it saw EPIPE and ended itself" : "SIGTERM ended it");
+  }
+});
+
 test("stdout to a file appears complete, 0600, and only when the command succeeded", async () => {
   testContext();
   const dir = tmp();
