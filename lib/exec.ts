@@ -265,19 +265,9 @@ export async function exec(argv: readonly string[], opts: ExecOptions = {}): Pro
 }
 
 let setpriv: boolean | undefined;
-/** True when util-linux's setpriv (with --pdeathsig) is on this machine. */
+/** True when util-linux's setpriv (with --pdeathsig) is on PATH, looked up once. */
 function hasSetpriv(): boolean {
-  if (setpriv === undefined) {
-    setpriv = process.platform === "linux" && ["/usr/bin/setpriv", "/bin/setpriv"].some((f) => {
-      try {
-        accessSync(f, fsConstants.X_OK);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-  }
-  return setpriv;
+  return (setpriv ??= process.platform === "linux" && which("setpriv"));
 }
 
 function isFile(out: StdoutSpec | undefined): out is StdoutFile {

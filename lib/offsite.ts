@@ -371,6 +371,9 @@ function writeAtomic(path: string, text: string): void {
 /** sha256 of stdin, computed on the remote host: OpenSSL's (SHA extensions: ~5× coreutils' on the lab machine) when there, else sha256sum. */
 const SH_HASH = `h() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi; }`;
 
+/** `sidecars SUFFIX TEXT …`: writes each NAME+SUFFIX (NAME is $n) through its own partial name. */
+const SH_SIDECARS = `sidecars() { while [ $# -ge 2 ]; do printf %s "$2" > ".partial-$n$1.$$"; mv -f -- ".partial-$n$1.$$" "$n$1"; shift 2; done; }`;
+
 /**
  * In DIR (the current directory), receives a file on stdin as .partial-NAME.PID (after removing this
  * file's leftovers) and flushes it to the disk. Args: DIR PARTIAL NAME. The file is hashed after,
@@ -407,16 +410,15 @@ got=$(h < "$2"); got=\${got%% *}; st=$(stat -c %s:%Y -- "$2"); printf '%s\\n%s\\
 p=$2; n=$3; want=$4; bytes=$5; method=$6; shift 6
 if [ "$got" != "$want" ] || [ "\${st%%:*}" != "$bytes" ]; then rm -f -- "$p"; exit 0; fi
 mv -f -- "$p" "$n"
-while [ $# -ge 2 ]; do printf %s "$2" > ".partial-$n$1.$$"; mv -f -- ".partial-$n$1.$$" "$n$1"; shift 2; done
-printf '{"ok":true,"at":"%s","size":%s,"mtime":%s,"sha256":"%s","method":"%s"}\\n' "$(date -u +%Y-%m-%dT%H:%M:%S.000Z)" "\${st%%:*}" "\${st#*:}" "$got" "$method" > ".partial-$n.verified.$$"
-mv -f -- ".partial-$n.verified.$$" "$n.verified"
+stamp=$(printf '{"ok":true,"at":"%s","size":%s,"mtime":%s,"sha256":"%s","method":"%s"}' "$(date -u +%Y-%m-%dT%H:%M:%S.000Z)" "\${st%%:*}" "\${st#*:}" "$got" "$method")
+${SH_SIDECARS}; sidecars "$@" .verified "$stamp
+"
 echo renamed`;
 
 /** Renames the partial into place, then writes each sidecar (SUFFIX TEXT pairs) through its own partial name. */
-const SH_FINISH = `set -e; umask 077; cd -- "$1"; p=$2; n=$3; shift 3
+const SH_FINISH = `${SH_SIDECARS}; set -e; umask 077; cd -- "$1"; p=$2; n=$3; shift 3
 if [ -n "$p" ]; then mv -f -- "$p" "$n"; fi
-while [ $# -ge 2 ]; do printf %s "$2" > ".partial-$n$1.$$"; mv -f -- ".partial-$n$1.$$" "$n$1"; shift 2; done`;
-
+sidecars "$@"`;
 
 /** Every archive in DIR: NAME, size:mtime, info.json, verified, each ended by NUL. */
 const SH_LIST = `[ -d "$1" ] || exit 0; cd -- "$1"
