@@ -90,7 +90,7 @@ await recipe({
     // read before its node is stopped for the mnesia copy); independent items run in parallel
     // (keyed by the host found by asking, e.g. postgresql@<the primary>, once the space step has asked)
     const hostOf = (p: ls.BackupPart) => (space.hasOutput && space.output.located?.[p.prefix]) || p.host.name;
-    const groups = () => [...new Set(parts.map((p) => `${p.component}@${hostOf(p)}`))].map((key) => ({ key, parts: parts.filter((p) => `${p.component}@${hostOf(p)}` === key) }));
+    const groups = () => ls.componentHosts(parts, hostOf);
     const backup = fanOut("backup", `back up ${components.join(", ")} (${parts.length} parts on ${groups().length} component hosts, ${s.concurrency} at once)`, groups, {
       key: (g) => g.key,
       concurrency: s.concurrency,

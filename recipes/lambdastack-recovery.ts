@@ -126,16 +126,16 @@ await recipe({
     // before any host is touched); then ONE fan-out recovers them all: an item per component and
     // host (its parts in order), `concurrency` at once, across components
     const hostOf = (p: ls.RecoveryPart) => (locate.hasOutput && locate.output[p.prefix]?.primary) || p.host.name;
-    const groupsNow = () => [...new Set(parts.map((p) => `${p.component}@${hostOf(p)}`))].map((key) => ({ key, parts: parts.filter((p) => `${p.component}@${hostOf(p)}` === key) }));
+    const groupsNow = () => ls.componentHosts(parts, hostOf);
     const confirm = components.filter((c) => parts.some((p) => p.component === c)).map((c) => {
       const mine = parts.filter((p) => p.component === c);
       const planned = [...new Set(mine.map((p) => p.locate ? `the primary of ${env.hosts(p.component).map((h) => h.name).join(", ")}` : p.host.name))].join(", ");
       return step(`confirm:${c}`, `confirm: recover ${c} on ${planned}`, () => {
         const hosts = [...new Set(mine.map(hostOf))].join(", ");
-        const others = c === "postgresql" ? env.hosts("postgresql").map((h) => h.name).filter((n) => !mine.some((p) => hostOf(p) === n)) : [];
-        const standbys = others.length ? ` (the other postgresql hosts, ${others.join(", ")}, are left as they are: re-clone the standbys from it afterwards)` : "";
         const snapshot = [...new Set(mine.map((p) => verify.output[p.prefix].meta.snapshot))].join(", ");
-        if (c !== "postgresql") return ctx.confirm(`recover ${c} on ${hosts}${standbys}: its data and config there are REPLACED by snapshot ${snapshot}`);
+        if (c !== "postgresql") return ctx.confirm(`recover ${c} on ${hosts}: its data and config there are REPLACED by snapshot ${snapshot}`);
+        const others = env.hosts("postgresql").map((h) => h.name).filter((n) => !mine.some((p) => hostOf(p) === n));
+        const standbys = others.length ? ` (the other postgresql hosts, ${others.join(", ")}, are left as they are: re-clone the standbys from it afterwards)` : "";
         // the offer upstream never makes (Epiphany #2565): the configs go back only when asked
         const configs = s["postgresql.restore-configs"] ? "and its *.conf are REPLACED by the backed-up ones" : "(its *.conf stay as they are now; --postgresql.restore-configs puts the backed-up ones back too)";
         return ctx.confirm(`recover ${c} on ${hosts}${standbys}: its databases are REPLACED by snapshot ${snapshot} ${configs}`);

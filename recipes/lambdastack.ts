@@ -200,6 +200,15 @@ export function archiveName(prefix: string, snapshot: string, encrypted = false)
   return `${prefix}_${snapshot}.tar.gz${encrypted ? ".age" : ""}`;
 }
 
+/**
+ * The fan-out items of a backup or a recovery: one per component and host (`component@host`, the
+ * host as `hostOf` says, e.g. the PostgreSQL primary found by asking), its parts in order.
+ */
+export function componentHosts<P extends Part>(parts: readonly P[], hostOf: (p: P) => string): { key: string; parts: P[] }[] {
+  const keyOf = (p: P) => `${p.component}@${hostOf(p)}`;
+  return [...new Set(parts.map(keyOf))].map((key) => ({ key, parts: parts.filter((p) => keyOf(p) === key) }));
+}
+
 /** The host keeping the archives: repository.host, else the first of group `repository`; null: this machine. */
 export function repositoryHost(env: Env): InventoryHost | null {
   const name = env.s["repository.host"];

@@ -69,10 +69,13 @@ export function backupParts(env: Env): BackupPart[] {
   const hosts = env.hosts("postgresql");
   if (!hosts.length) return [];
   const p = paths(env);
+  // the free-space step's estimate and locate ask once between them; collect asks again, when it runs
+  let asked: Promise<InventoryHost> | undefined;
+  const primaryOnce = () => (asked ??= primary(env));
   return [{
     component: "postgresql", prefix: "postgresql", host: hosts[0],
-    locate: async () => (await primary(env)).name,
-    estimate: async () => Number((await psqlQuery(pgOn(env, await primary(env)), "SELECT sum(pg_database_size(oid)) FROM pg_database"))[0][0]),
+    locate: async () => (await primaryOnce()).name,
+    estimate: async () => Number((await psqlQuery(pgOn(env, await primaryOnce()), "SELECT sum(pg_database_size(oid)) FROM pg_database"))[0][0]),
     collect: async (stage) => {
       const host = await primary(env);
       const dump = await pgDumpAll(pgOn(env, host), `${stage}/data/database_dump.sql`);
