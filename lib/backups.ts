@@ -95,7 +95,11 @@ export interface BackupArchiveOptions<M> {
   folder: string;
   /** The archive's name before its stamp, e.g. "deis-backup". */
   name: string;
-  /** When the backup started: stamps the file name and the manifest (default: now). */
+  /**
+   * When the backup started: stamps the file name and the manifest (default: now). When the folder
+   * already holds an archive of NAME stamped with that second (two quick runs), the next free
+   * second is taken: a backup never replaces another.
+   */
   startedAt?: Date;
   /** The recipe's own record for the manifest; its type is what the restore reads back. */
   meta: M;
@@ -134,7 +138,9 @@ export interface BackupResult<M> {
  */
 export async function backupArchive<M = Record<string, unknown>>(sourceDir: string, o: BackupArchiveOptions<M>): Promise<BackupResult<M>> {
   const ctx = o.ctx ?? useContext();
-  const startedAt = o.startedAt ?? new Date();
+  let startedAt = o.startedAt ?? new Date();
+  const held = existsSync(o.folder) ? readdirSync(o.folder) : [];
+  while (held.some((f) => f.startsWith(`${o.name}-${stamp(startedAt)}.tar.`))) startedAt = new Date(startedAt.getTime() + 1000);
   const encrypt = { passphrase: o.age?.passphrase || undefined, recipients: o.age?.recipients?.length ? [...o.age.recipients] : undefined };
   const encrypted = !!(encrypt.passphrase || encrypt.recipients);
   const path = join(o.folder, archiveName(`${o.name}-${stamp(startedAt)}`, o.compression, encrypted));

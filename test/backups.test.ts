@@ -121,6 +121,18 @@ test("backupArchive names, packs and verifies the archive, and records the verif
   assert.is(back?.meta.app.buckets, 2);
 });
 
+test("two backups stamped with the same second get two names: the second never replaces the first", async () => {
+  testContext({ name: "app-backup" });
+  const dir = join(tmp(), "backups");
+  const startedAt = new Date("2026-11-21T10:15:00.123Z");
+  const first = await backupArchive(source(), { folder: dir, name: "app-backup", startedAt, meta: {} });
+  const second = await backupArchive(source(), { folder: dir, name: "app-backup", startedAt, meta: {} });
+  assert.is(first.path, join(dir, "app-backup-2026-11-21T101500Z.tar.gz"));
+  assert.is(second.path, join(dir, "app-backup-2026-11-21T101501Z.tar.gz"));
+  assert.is(second.manifest.startedAt, "2026-11-21T10:15:01.123Z");
+  assert.equal(listBackups(dir).map((b) => [b.name, b.verified]), [["app-backup-2026-11-21T101501Z.tar.gz", "passed"], ["app-backup-2026-11-21T101500Z.tar.gz", "passed"]]);
+});
+
 test("backupArchive encrypts with a passphrase (.tar.gz.age, verified) and for recipients only (not verified, with a warning)", async () => {
   const { logs } = testContext();
   const dir = join(tmp(), "backups");
