@@ -83,6 +83,7 @@ export async function receiveRangedPuts<T>(file: string, opts: ReceiveOptions, s
     let chunks = 0;
     let failure: Error | null = null;
     let lastChunk = 0;
+    let told = false; // the failure is a refusal the sender was answered with
     let failNow: (e: Error) => void = () => {};
     const failed = new Promise<never>((_, no) => (failNow = no));
     failed.catch(() => {});
@@ -94,6 +95,7 @@ export async function receiveRangedPuts<T>(file: string, opts: ReceiveOptions, s
     async function take(req: IncomingMessage, res: ServerResponse): Promise<void> {
       const refuse = (status: number, why: string) => {
         res.writeHead(status, { "content-type": "text/plain" }).end(`${why}\n`);
+        told ||= !failure;
         fail(new LifeboatError(`stream into ${file}: refused a chunk: ${why}`, { hint: "the sender sent a bad or repeated chunk; nothing was kept; run the backup again" }));
       };
       if (new URL(req.url ?? "/", "http://x").pathname !== urlPath) return void res.writeHead(404).end();
@@ -158,7 +160,13 @@ export async function receiveRangedPuts<T>(file: string, opts: ReceiveOptions, s
         fail(e);
         return null;
       });
-      const sent = await Promise.race([sending, failed]);
+      const sent = await Promise.race([sending, failed]).catch(async (e) => {
+        // A refused sender was told why: let it take in its answer and give up (Xenon fails its
+        // PATCH on a non-2xx) before the connections close, so it reports the refusal rather
+        // than a reset; a stalled or interrupted one is not waited for.
+        if (told) await settledWithin(sending, SENDER_GRACE_MS);
+        throw e;
+      });
       if (failure) throw failure;
       if (!sent) throw new LifeboatError("the sender failed");
       if (total === null || received !== total) {
@@ -178,6 +186,15 @@ export async function receiveRangedPuts<T>(file: string, opts: ReceiveOptions, s
       await fh.close();
     }
   }, { mode: opts.mode ?? 0o600, label: `the stream into ${file}` });
+}
+
+/** How long a refused sender is given to take in its answer before the receiver closes. */
+const SENDER_GRACE_MS = 5000;
+
+/** Resolves when p settles or after ms, whichever comes first. */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([p.then(() => {}, () => {}), new Promise<void>((ok) => (timer = setTimeout(ok, ms)))]).finally(() => clearTimeout(timer));
 }
 
 function missing(got: Range[], total: number): Range[] {
