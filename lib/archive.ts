@@ -1,12 +1,17 @@
 // Archives: a directory packed into NAME.tar.gz or NAME.tar.zst (optionally age-encrypted) with
 // a manifest.json inside that lists every entry with its size, mode and sha256.
 //
-// Pack reads each file once: node-tar frames it and the same bytes are hashed on the way (the
-// entry's content, not its header or padding), then handed to the compressor — pigz or zstd
-// as a child process, or in-process parallel gzip when pigz is missing (lib/compress.ts) — and
-// the compressed bytes are hashed as they are written. The manifest is appended as the last
-// entry. The archive is written to a hidden `.partial-…` file and renamed into place only when
-// complete, so a killed run never leaves a complete-looking archive.
+// Pack has two ways, which write the same archives and the same manifest records:
+// - GNU tar piped into pigz or zstd, which writes the file (the usual way: unencrypted, with a
+//   compressor program installed). No archive byte passes through this process: it hashes each
+//   file's content in a read of its own just ahead of tar (from the page cache), and the
+//   compressed file as it grows, then checks that nothing in the tree changed meanwhile (ctime,
+//   mtime, size, mode, owner), because its manifest describes the walk and tar read the files.
+// - node-tar in this process, each file read once and hashed on the way (the entry's content,
+//   not its header or padding), then handed to the compressor — in-process parallel gzip when
+//   pigz is missing (lib/compress.ts), or pigz/zstd as a child — and through age when encrypted.
+// The manifest is the last entry. The archive is written to a hidden `.partial-…` file and
+// renamed into place only when complete, so a killed run never leaves a complete-looking archive.
 //
 // Verify reads the whole archive once, checks every entry against the manifest and checks every
 // path for safety; `quick` checks only the sidecars and that the key opens it. Unpack does the
@@ -38,6 +43,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   readSync,
   renameSync,
   rmdirSync,
@@ -47,7 +53,8 @@ import {
   unlinkSync,
   writeFileSync,
 } from "node:fs";
-import { basename, dirname, join, resolve, win32 } from "node:path";
+import { basename, dirname, isAbsolute, join, relative, resolve, win32 } from "node:path";
+import { open } from "node:fs/promises";
 import { hostname } from "node:os";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -56,12 +63,12 @@ import process from "node:process";
 import type { Header, ReadEntry, WriteEntry } from "tar";
 import type { Stats } from "node:fs";
 import { LifeboatError, RefusedError, VerifyError } from "./errors.ts";
-import { compressionOf, startCompressor, startDecompressor, TAR_SUFFIX, type Compression } from "./compress.ts";
-import { isStalePartial, partialFile } from "./files.ts";
+import { compressionOf, compressorCommand, startCompressor, startDecompressor, TAR_SUFFIX, type Compression } from "./compress.ts";
+import { isStalePartial, partialFile, partialPath, type PartialFile } from "./files.ts";
 import { throwIfAborted, useContext, type Context } from "./context.ts";
 import { pidAlive } from "./lock.ts";
-import { ExecError, shellQuote } from "./exec.ts";
-import { formatBytes } from "./log.ts";
+import { exec, ExecError, shellQuote, which } from "./exec.ts";
+import { formatBytes, type Progress } from "./log.ts";
 import { expandHome, type SettingSpecs, type SettingValues } from "./settings.ts";
 
 export type { Compression } from "./compress.ts";
@@ -274,6 +281,10 @@ interface WalkEntry {
   rel: string;
   type: ManifestEntry["type"];
   size: number;
+  /** Its lstat when walked: the manifest's record on the GNU tar path, and the "changed while packed" check. */
+  st: Stats;
+  /** A hardlink's first path (the entry that carries the content). */
+  target?: string;
 }
 
 /** Lists a tree in sorted order; sockets, fifos and devices are skipped with a warning. */
@@ -281,23 +292,23 @@ function walk(root: string, ctx: Context): { entries: WalkEntry[]; bytes: number
   const entries: WalkEntry[] = [];
   const skipped: string[] = [];
   let bytes = 0;
-  const inodes = new Set<string>();
+  const inodes = new Map<string, string>();
   const visit = (dir: string, prefix: string) => {
     const names = readdirSync(dir).sort();
     for (const name of names) {
       const rel = prefix ? `${prefix}/${name}` : name;
       const st = lstatSync(join(dir, name));
       if (st.isDirectory()) {
-        entries.push({ rel, type: "dir", size: 0 });
+        entries.push({ rel, type: "dir", size: 0, st });
         visit(join(dir, name), rel);
       } else if (st.isFile()) {
         const ino = `${st.dev}:${st.ino}`;
-        const hard = st.nlink > 1 && inodes.has(ino);
-        if (st.nlink > 1) inodes.add(ino);
-        entries.push({ rel, type: hard ? "hardlink" : "file", size: hard ? 0 : st.size });
-        if (!hard) bytes += st.size;
+        const first = st.nlink > 1 ? inodes.get(ino) : undefined;
+        if (st.nlink > 1 && !first) inodes.set(ino, rel);
+        entries.push(first ? { rel, type: "hardlink", size: 0, st, target: first } : { rel, type: "file", size: st.size, st });
+        if (!first) bytes += st.size;
       } else if (st.isSymbolicLink()) {
-        entries.push({ rel, type: "symlink", size: 0 });
+        entries.push({ rel, type: "symlink", size: 0, st, target: readlinkSync(join(dir, name)) });
       } else {
         skipped.push(rel);
         ctx.log.warn(`not archived (socket, fifo or device): ${rel}`);
@@ -450,8 +461,25 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
   }
   ensureBackupFolder(outDir, ctx);
   cleanLeftovers(outDir, ctx);
-  const { Header, Pack, ReadEntry } = await import("tar");
   const partial = partialFile(archivePath);
+  // The fast path: GNU tar piped into pigz or zstd, which writes the file; this process only hashes.
+  // Not for age (its stream passes through here), in-process gzip, or a folder inside the tree
+  // (the partial files would change the tree while it is read).
+  const child = encrypt ? null : compressorCommand({ compression, level: options.level, workers: options.workers });
+  const gnu = child && !isInside(resolve(outDir), resolve(sourceDir)) ? await gnuTarVersion(ctx) : null;
+  if (child && gnu) {
+    const progress = options.progress === false ? null : ctx.log.progress(`pack ${basename(archivePath)}`, { total: tree.bytes });
+    try {
+      const tools = { compressor: child.tool, tar: gnu, ...options.tools };
+      const r = await packWithGnuTar(sourceDir, tree.entries, archivePath, partial, child.argv, progress, (entries) => manifestOf(ctx, { ...options, tools }, started, new Date(), entries), ctx);
+      return finishPack(archivePath, partial, r.manifest, r.sha256, r.tarBytes, false, compression, progress);
+    } catch (e) {
+      progress?.fail(`pack ${basename(archivePath)} failed`);
+      partial.discard();
+      throw packFailure(e as Error, sourceDir, archivePath, ctx);
+    }
+  }
+  const { Header, Pack, ReadEntry } = await import("tar");
 
   // Each entry's record, in walk order; files are hashed as node-tar reads them (see onWriteEntry).
   const slots: ManifestEntry[] = new Array(tree.entries.length);
@@ -542,13 +570,7 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
     await done;
     throwIfAborted(ctx);
     if (packError) throw packError;
-    const sha = fileHash.digest("hex");
-    const base = basename(archivePath);
-    writeSidecar(`${archivePath}.sha256`, `${sha}  ${base}\n`);
-    writeSidecar(`${archivePath}.info.json`, JSON.stringify(infoOf(manifest, sha, fed, !!encrypt, compression), null, 2) + "\n");
-    partial.commit();
-    progress?.done(`packed ${base}: ${manifest.entries.length} entries, ${formatBytes(manifest.totals.bytes)} → ${formatBytes(statSync(archivePath).size)}`);
-    return manifest;
+    return finishPack(archivePath, partial, manifest, fileHash.digest("hex"), fed, !!encrypt, compression, progress);
   } catch (e) {
     progress?.fail(`pack ${basename(archivePath)} failed`);
     fail(e as Error);
@@ -556,16 +578,274 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
     const toolError = await done.then(() => null, (x: Error) => (x instanceof ExecError ? x : null));
     partial.discard();
     // The compressor's own verdict (its exit status and stderr, e.g. "No space left") says more than the broken pipe here.
-    const err = toolError ?? packError ?? (e as Error);
-    if ((err as NodeJS.ErrnoException).code === "ENOSPC" || /no space left/i.test(err.message)) {
-      throw new LifeboatError(`no space left on the device of ${outDir} while writing ${basename(archivePath)}`, {
-        hint: "free space or choose another backups folder; nothing was left behind",
-        cause: err,
-      });
-    }
-    throw err instanceof LifeboatError || ctx.signal.aborted ? err : new LifeboatError(`packing ${sourceDir} into ${archivePath} failed: ${err.message}`, { cause: err });
+    throw packFailure(toolError ?? packError ?? (e as Error), sourceDir, archivePath, ctx);
   } finally {
     ctx.signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** Writes the sidecars of a packed archive and renames it into place. */
+function finishPack<M>(archivePath: string, partial: PartialFile, manifest: Manifest<M>, sha: string, tarBytes: number, encrypted: boolean, compression: Compression, progress: Progress | null): Manifest<M> {
+  const base = basename(archivePath);
+  writeSidecar(`${archivePath}.sha256`, `${sha}  ${base}\n`);
+  writeSidecar(`${archivePath}.info.json`, JSON.stringify(infoOf(manifest, sha, tarBytes, encrypted, compression), null, 2) + "\n");
+  partial.commit();
+  progress?.done(`packed ${base}: ${manifest.entries.length} entries, ${formatBytes(manifest.totals.bytes)} → ${formatBytes(statSync(archivePath).size)}`);
+  return manifest;
+}
+
+/** The error a failed pack throws: a full disk named as such, an interrupt as its reason, anything else as "packing … failed". */
+function packFailure(err: Error, sourceDir: string, archivePath: string, ctx: Context): Error {
+  if ((err as NodeJS.ErrnoException).code === "ENOSPC" || /no space left/i.test(err.message)) {
+    return new LifeboatError(`no space left on the device of ${dirname(archivePath)} while writing ${basename(archivePath)}`, {
+      hint: "free space or choose another backups folder; nothing was left behind",
+      cause: err,
+    });
+  }
+  return err instanceof LifeboatError || ctx.signal.aborted ? err : new LifeboatError(`packing ${sourceDir} into ${archivePath} failed: ${err.message}`, { cause: err });
+}
+
+/** True when path is dir or inside it (both resolved). */
+function isInside(path: string, dir: string): boolean {
+  const r = relative(dir, path);
+  return r === "" || (!r.startsWith("..") && !isAbsolute(r));
+}
+
+let gnuTarSeen: Promise<string | null> | undefined;
+
+/** "GNU tar 1.34" when `tar` on PATH is GNU tar (asked once per process), else null. */
+function gnuTarVersion(ctx: Context): Promise<string | null> {
+  gnuTarSeen ??= which("tar")
+    ? exec(["tar", "--version"], { readOnly: true, ctx, env: { LC_ALL: "C" } }).then(
+      (r) => /^tar \(GNU tar\) (\S+)/.exec(r.stdout)?.[1] ?? null,
+      () => null,
+    ).then((v) => (v ? `GNU tar ${v}` : null))
+    : Promise.resolve(null);
+  return gnuTarSeen;
+}
+
+/** Bytes GNU tar has written per checkpoint dot (--checkpoint=100 records of 20 × 512 bytes). */
+const CHECKPOINT_BYTES = 100 * 20 * 512;
+/** How far the content hashing may run ahead of tar: near enough that tar reads the pages it just read. */
+const HASH_AHEAD = 256 << 20;
+
+/**
+ * `tar` reads the names on stdin (NUL-separated, verbatim: newlines, leading dashes and
+ * backslashes are names) from the tree, then the manifest from its own folder; its stream goes
+ * straight into the compressor, which writes the partial file. Both run under
+ * `setpriv --pdeathsig KILL` where it exists, so they die with this shell, which dies with lifeboat.
+ * The compressor's failure is named before tar's (a full disk makes tar's write fail too).
+ */
+const PACK_SCRIPT = `set -u
+umask 077
+out=$1 n=$2
+shift 2
+tar_args=("\${@:1:n}")
+shift "$n"
+pd=()
+if command -v setpriv >/dev/null 2>&1; then pd=(setpriv --pdeathsig KILL); fi
+"\${pd[@]}" tar "\${tar_args[@]}" | "\${pd[@]}" "$@" > "$out"
+st=("\${PIPESTATUS[@]}")
+if [ "\${st[1]}" != 0 ]; then echo "lifeboat: $1 exited \${st[1]}" >&2; exit 65; fi
+if [ "\${st[0]}" != 0 ]; then echo "lifeboat: tar exited \${st[0]}" >&2; exit 64; fi
+`;
+
+/**
+ * The fast pack: GNU tar | pigz (or zstd) > the partial file, while this process hashes each
+ * file's content for the manifest (a read of its own, kept at most HASH_AHEAD ahead of tar, so
+ * tar reads from the page cache) and the archive's bytes as the compressor writes them. The
+ * manifest goes in last: tar's name list stays open until it is written. Every entry is checked
+ * again afterwards: one that changed since the walk (ctime, mtime or size) fails the pack, as the
+ * manifest would not describe what tar read.
+ */
+async function packWithGnuTar<M>(
+  sourceDir: string,
+  entries: WalkEntry[],
+  archivePath: string,
+  partial: PartialFile,
+  compressor: string[],
+  progress: Progress | null,
+  manifestFor: (entries: ManifestEntry[]) => Manifest<M>,
+  ctx: Context,
+): Promise<{ manifest: Manifest<M>; sha256: string; tarBytes: number }> {
+  const mdir = partialPath(`${archivePath}.manifest`); // a killed run's is a stale partial: cleanLeftovers removes it
+  mkdirSync(mdir, { mode: 0o700 });
+  writeFileSync(partial.tmp, "", { mode: 0o600 }); // there for the hash to follow; the shell truncates it
+  let manifestWritten: () => void = () => {};
+  const manifestReady = new Promise<void>((r) => (manifestWritten = r));
+  async function* names() {
+    for (let i = 0; i < entries.length; i += 1000) yield Buffer.from(entries.slice(i, i + 1000).map((e) => `${e.rel}\0`).join(""));
+    await manifestReady; // tar archives the manifest when this list ends
+  }
+  const tarArgs = [
+    "--create", "--file=-", "--format=gnu", "--no-recursion", "--totals", "--checkpoint=100", "--checkpoint-action=dot",
+    `--directory=${resolve(sourceDir)}`, "--null", "--verbatim-files-from", "--no-unquote", "--files-from=-",
+    `--directory=${resolve(mdir)}`, MANIFEST_NAME,
+  ];
+  let tarOut = 0;
+  let wake: () => void = () => {};
+  let stderrTail = "";
+  // The pipeline stops (its process group killed) when the run is interrupted or the hashing fails.
+  const stop = new AbortController();
+  const onAbort = () => {
+    stop.abort(ctx.signal.reason);
+    wake();
+  };
+  ctx.signal.addEventListener("abort", onAbort, { once: true });
+  const done = exec(["bash", "-c", PACK_SCRIPT, "lifeboat-pack", partial.tmp, String(tarArgs.length), ...tarArgs, ...compressor], {
+    stdin: Readable.from(names()),
+    stdout: "ignore",
+    env: { LC_ALL: "C" },
+    readOnly: true,
+    killWithParent: true,
+    note: `  (GNU tar | ${compressor[0]} > ${partial.tmp})`,
+    onStderr: (chunk) => {
+      let dots = 0;
+      for (const b of chunk) if (b === 0x2e) dots++;
+      if (dots) {
+        tarOut += dots * CHECKPOINT_BYTES;
+        progress?.add(dots * CHECKPOINT_BYTES);
+        wake();
+      }
+      stderrTail = (stderrTail + chunk.toString("utf8")).slice(-16384);
+    },
+    ctx: { ...ctx, signal: stop.signal },
+  });
+  const finished = done.then(() => {}, (e: Error) => {
+    stop.abort(e);
+    wake();
+  });
+  const manifestP = (async () => {
+    const hashes = await hashContents(sourceDir, entries, stop.signal, () => tarOut, (w) => (wake = w));
+    const manifest = manifestFor(entries.map((e): ManifestEntry => recordOfStat(e, hashes.get(e.rel))));
+    writeFileSync(join(mdir, MANIFEST_NAME), JSON.stringify(manifest, null, 2) + "\n", { mode: 0o600 });
+    return manifest;
+  })().finally(() => manifestWritten());
+  const shaP = hashGrowingFile(partial.tmp, finished, stop.signal);
+  try {
+    const [manifest, sha256] = await Promise.all([manifestP, shaP, done]);
+    throwIfAborted(ctx);
+    const changed = entries.filter((e) => changedSince(join(sourceDir, e.rel), e.st)).map((e) => e.rel);
+    if (changed.length) {
+      throw new LifeboatError(`${changed.length} entr${changed.length === 1 ? "y" : "ies"} of ${sourceDir} changed while being packed: ${changed.slice(0, 5).map((p) => JSON.stringify(p)).join(", ")}${changed.length > 5 ? " …" : ""}`, {
+        hint: "the archive would not match its manifest; stop what writes there (or pack a copy or snapshot) and run again",
+      });
+    }
+    const total = /Total bytes written: (\d+)/.exec(stderrTail);
+    return { manifest, sha256, tarBytes: total ? Number(total[1]) : tarOut };
+  } catch (e) {
+    const toolFailed = stop.signal.reason instanceof ExecError ? stop.signal.reason : null; // set by `finished` before this runs
+    stop.abort(e);
+    wake();
+    await Promise.allSettled([finished, manifestP, shaP]);
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    // The tool's own verdict (e.g. "No space left", "Cannot open: Permission denied") says more than an aborted read here.
+    throw toolFailed ? tarFailure(toolFailed, stderrTail) : e;
+  } finally {
+    ctx.signal.removeEventListener("abort", onAbort);
+    rmSync(mdir, { recursive: true, force: true });
+  }
+}
+
+/** tar's or the compressor's failure, in its own words (without the checkpoint dots and the totals). */
+function tarFailure(e: ExecError, stderr: string): Error {
+  const lines = stderr.split("\n").map((l) => l.replace(/^\.+/, "").trim()).filter((l) => l && !/^Total bytes written/.test(l));
+  return new LifeboatError(lines.slice(-6).join("; ") || e.message, { cause: e });
+}
+
+/** True when an entry's lstat differs from the walk's in ctime, mtime, size, mode or owner (or it is gone). */
+function changedSince(path: string, was: Stats): boolean {
+  let now: Stats;
+  try {
+    now = lstatSync(path);
+  } catch {
+    return true;
+  }
+  return now.ctimeMs !== was.ctimeMs || now.mtimeMs !== was.mtimeMs || now.size !== was.size || now.mode !== was.mode || now.uid !== was.uid || now.gid !== was.gid;
+}
+
+/** The manifest record of a walked entry, as a tar header records it (see recordOf). */
+function recordOfStat(e: WalkEntry, sha256: string | undefined): ManifestEntry {
+  return {
+    path: e.rel,
+    type: e.type,
+    size: e.type === "file" ? e.size : 0,
+    mode: e.st.mode & 0o7777,
+    uid: e.st.uid,
+    gid: e.st.gid,
+    mtime: new Date(Math.floor(e.st.mtimeMs / 1000) * 1000).toISOString(),
+    ...(e.type === "symlink" || e.type === "hardlink" ? { target: e.target } : {}),
+    ...(sha256 ? { sha256 } : {}),
+  };
+}
+
+/**
+ * sha256 of every file's content, read with one reused buffer, at most HASH_AHEAD bytes ahead
+ * of tarOut() (waiting for onWake between; if tar shows no progress for 5 s, no longer). A file
+ * whose size is not what the walk saw fails.
+ */
+async function hashContents(root: string, entries: WalkEntry[], signal: AbortSignal, tarOut: () => number, onWake: (w: () => void) => void): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const buf = Buffer.allocUnsafe(1 << 20);
+  let hashed = 0;
+  let throttle = true; // off if tar's progress stops showing (it would otherwise wait forever)
+  for (const e of entries) {
+    if (e.type !== "file") continue;
+    const fh = await open(join(root, e.rel), "r");
+    try {
+      const h = createHash("sha256");
+      let size = 0;
+      for (;;) {
+        if (signal.aborted) throw signal.reason;
+        while (throttle && hashed - tarOut() > HASH_AHEAD && !signal.aborted) {
+          const before = tarOut();
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          await new Promise<void>((r) => {
+            onWake(r);
+            timer = setTimeout(r, 5000);
+          });
+          clearTimeout(timer);
+          if (tarOut() === before) throttle = false;
+        }
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+        if (!bytesRead) break;
+        h.update(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
+        size += bytesRead;
+        hashed += bytesRead;
+      }
+      if (size !== e.size) throw new LifeboatError(`${join(root, e.rel)} changed while being packed (${e.size} bytes when listed, ${size} when read)`, { hint: "stop what writes there (or pack a copy or snapshot) and run again" });
+      out.set(e.rel, h.digest("hex"));
+    } finally {
+      await fh.close();
+    }
+  }
+  return out;
+}
+
+/**
+ * sha256 of a file another process is writing, read as it grows (one reused buffer), until
+ * `finished` has settled and the end is reached.
+ */
+async function hashGrowingFile(path: string, finished: Promise<void>, signal: AbortSignal): Promise<string> {
+  let over = false;
+  void finished.then(() => (over = true));
+  const fh = await open(path, "r");
+  try {
+    const h = createHash("sha256");
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      if (signal.aborted) throw signal.reason;
+      const wasOver = over;
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead) {
+        h.update(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
+        continue;
+      }
+      if (wasOver) return h.digest("hex");
+      await Promise.race([finished, new Promise((r) => setTimeout(r, 20))]);
+    }
+  } finally {
+    await fh.close();
   }
 }
 

@@ -132,6 +132,22 @@ function childStage(argv: string[], tool: string, ctx: Context, toFile?: string)
 const threads = (workers?: number) => Math.max(1, Math.min(workers ?? availableParallelism(), 4));
 
 /**
+ * The compressor program that {@link startCompressor} would run for o (reading stdin, writing
+ * stdout), or null when it would compress in-process (gzip without pigz, or one thread).
+ * Throws when zstd is asked for and the zstd program is missing.
+ * @example compressorCommand({ compression: "zstd" }) // { argv: ["zstd", "-3", "-T2", "-q", "-c"], tool: "zstd" }
+ */
+export function compressorCommand(o: Pick<CompressorOptions, "compression" | "level" | "workers"> = {}): { argv: string[]; tool: string } | null {
+  const n = threads(o.workers);
+  if (o.compression === "zstd") {
+    if (!which("zstd")) throw new LifeboatError("zstd compression needs the zstd program, and it is not on PATH", { hint: "apt-get install zstd, or pack with gzip" });
+    return { argv: ["zstd", `-${o.level ?? 3}`, `-T${n}`, "-q", "-c"], tool: "zstd" };
+  }
+  if (n > 1 && which("pigz")) return { argv: ["pigz", `-${o.level ?? 6}`, "-p", String(n), "-c"], tool: "pigz" };
+  return null;
+}
+
+/**
  * Starts a compressor: pigz (or in-process parallel gzip when pigz is not installed) or zstd.
  * @example
  * const c = startCompressor({ compression: "zstd" });
@@ -139,13 +155,10 @@ const threads = (workers?: number) => Math.max(1, Math.min(workers ?? availableP
  */
 export function startCompressor(o: CompressorOptions = {}): Compressor {
   const ctx = o.ctx ?? useContext();
+  const child = compressorCommand(o);
+  if (child) return childStage(child.argv, child.tool, ctx, o.toFile);
   const n = threads(o.workers);
-  if (o.compression === "zstd") {
-    if (!which("zstd")) throw new LifeboatError("zstd compression needs the zstd program, and it is not on PATH", { hint: "apt-get install zstd, or pack with gzip" });
-    return childStage(["zstd", `-${o.level ?? 3}`, `-T${n}`, "-q", "-c"], "zstd", ctx, o.toFile);
-  }
   const level = o.level ?? 6;
-  if (n > 1 && which("pigz")) return childStage(["pigz", `-${level}`, "-p", String(n), "-c"], "pigz", ctx, o.toFile);
   const gz = createParallelGzip({ level, workers: n });
   const tool = n > 1 ? "node zlib (parallel)" : "node zlib";
   if (!o.toFile) return { input: gz, output: gz, done: Promise.resolve(), tool };

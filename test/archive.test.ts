@@ -269,8 +269,9 @@ test("a pack killed with SIGKILL leaves nothing that looks complete, and the nex
   const backups = join(root, "backups");
   const archive = join(backups, "big.tar.gz");
   // The packing process itself is killed (not a wrapper like npx), under Node and Deno alike.
-  const args = ["--import=tsx", new URL("./fixtures/pack-child.ts", import.meta.url).pathname, src, archive];
+  // workers 1: node-tar and in-process gzip (GNU tar | pigz: the next test).
   for (const delayMs of [0, 150, 400, 900]) {
+    const args = ["--import=tsx", new URL("./fixtures/pack-child.ts", import.meta.url).pathname, src, archive, "1"];
     await new Promise<void>((resolve) => {
       const p = spawn("node", args, { stdio: ["ignore", "pipe", "ignore"] });
       p.stdout!.once("data", () => setTimeout(() => p.kill("SIGKILL"), delayMs));
@@ -281,6 +282,32 @@ test("a pack killed with SIGKILL leaves nothing that looks complete, and the nex
   }
   await packArchive(src, archive, { workers: 2 });
   assert.equal(readdirSync(backups).filter((n) => n.startsWith(".partial-")), [], "leftovers were cleaned");
+  await verifyArchive(archive);
+});
+
+test("a pack through GNU tar | pigz killed with SIGKILL takes tar, pigz and its shell along, and the next run succeeds", async () => {
+  testContext();
+  const root = tmp();
+  const src = join(root, "src");
+  mkdirSync(src);
+  writeFileSync(join(src, "a.txt"), "a\n");
+  writeFileSync(join(src, "sparse.img"), "");
+  truncateSync(join(src, "sparse.img"), 2 * 1024 ** 3); // 2 GiB of holes: seconds of work for tar | pigz, no disk
+  const backups = join(root, "backups");
+  const archive = join(backups, "big.tar.gz");
+  const p = spawn("node", ["--import=tsx", new URL("./fixtures/pack-child.ts", import.meta.url).pathname, src, archive, "2"], { stdio: ["ignore", "ignore", "inherit"] });
+  const exited = new Promise((r) => p.once("exit", r));
+  // Killed once tar is running (its command line names the tree).
+  for (let i = 0; i < 600 && !(await packersLeft(src, 0)).some((l) => / tar /.test(l)); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok((await packersLeft(src, 0)).some((l) => / tar /.test(l)), "tar started");
+  p.kill("SIGKILL");
+  await exited;
+  assert.equal(await packersLeft(src), [], "no tar, compressor or shell goes on");
+  assert.equal(listBackups(backups).map((b) => b.name), []);
+  assert.not.ok(existsSync(archive));
+  rmSync(join(src, "sparse.img"));
+  await packArchive(src, archive);
+  assert.equal(readdirSync(backups).filter((n) => n.startsWith(".partial-")), [], "leftovers (the partial file and the manifest's folder) were cleaned");
   await verifyArchive(archive);
 });
 
@@ -456,6 +483,26 @@ async function withoutPigz<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Processes (pid and command) whose command line names dir, after giving the killed ones a moment to go. */
+async function packersLeft(dir: string, tries = 15): Promise<string[]> {
+  let left: string[] = [];
+  for (let i = 0; i <= tries; i++) { // 1.5 s by default: a SIGKILLed process is gone in milliseconds; an orphan tar | pigz would go on for seconds
+    left = [];
+    for (const pid of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+      let cmd = "";
+      try {
+        cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
+      } catch {
+        continue;
+      }
+      if (cmd.includes(dir) && Number(pid) !== process.pid) left.push(`${pid} ${cmd.slice(0, 120)}`);
+    }
+    if (!left.length || i === tries) return left;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return left;
+}
+
 /** Names under a folder, "" when it does not exist. */
 const namesIn = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : []);
 
@@ -495,9 +542,57 @@ test("manifest checksums are the content's, whatever the compressor", async () =
   const sums = (m: typeof gz) => m.entries.map((e) => `${e.path} ${e.type} ${e.size} ${e.sha256 ?? ""}`);
   assert.equal(sums(zst), sums(gz));
   assert.equal(sums(inproc), sums(gz));
+  // GNU tar packs (gz, zst) and node-tar packs (in-process gzip) record every entry alike: mode, owner, mtime, link targets.
+  assert.is(gz.tools.tar, spawnSync("tar", ["--version"], { encoding: "utf8" }).stdout.replace(/^tar \(GNU tar\) (\S+)[^]*$/, "GNU tar $1"));
+  assert.match(inproc.tools.tar, /^node-tar/);
+  assert.equal(inproc.entries, gz.entries);
+  assert.equal(zst.entries, gz.entries);
   const conf = gz.entries.find((e) => e.path === "etc/app.conf")!;
   const want = spawnSync("sha256sum", [join(src, "etc", "app.conf")], { encoding: "utf8" }).stdout.split(" ")[0];
   assert.is(conf.sha256, want, "the recorded sha256 is sha256sum's of the file");
+});
+
+test("names over 100 bytes and deep paths (GNU tar's long-name entries) round-trip through pack, verify and unpack", async () => {
+  testContext();
+  const root = tmp();
+  const src = join(root, "src");
+  const deep = join(src, ...Array.from({ length: 12 }, (_, i) => `level-${i}-${"d".repeat(20)}`));
+  mkdirSync(deep, { recursive: true });
+  writeFileSync(join(deep, `${"long name ".repeat(20)}.txt`), "deep\n");
+  writeFileSync(join(src, `${"ü".repeat(120)}.bin`), seededBytes("long", 70000));
+  symlinkSync(`../${"t".repeat(150)}`, join(src, "long-target"));
+  const archive = join(root, "backups", "long.tar.gz");
+  const m = await packArchive(src, archive);
+  assert.match(m.tools.tar, /^GNU tar/);
+  await verifyArchive(archive);
+  const out = join(root, "out");
+  await unpackArchive(archive, out);
+  assert.equal(await compareTrees(src, out), []);
+});
+
+test("an entry changed while it is packed fails the pack, naming it, and leaves no archive", async () => {
+  testContext();
+  const root = tmp();
+  const src = join(root, "src");
+  mkdirSync(src);
+  writeFileSync(join(src, "a-small.conf"), "v1\n");
+  writeFileSync(join(src, "z-big.bin"), seededBytes("big", 48 << 20)); // packing it takes a while
+  const backups = join(root, "backups");
+  let touched = false;
+  const poll = setInterval(() => {
+    // Once the pack has started writing (after its walk), the small file is changed.
+    if (!touched && namesIn(backups).some((n) => n.startsWith(".partial-"))) {
+      chmodSync(join(src, "a-small.conf"), 0o640);
+      touched = true;
+    }
+  }, 2);
+  try {
+    await rejects(packArchive(src, join(backups, "c.tar.gz")), Error, /1 entry of .* changed while being packed: "a-small.conf"/);
+  } finally {
+    clearInterval(poll);
+  }
+  assert.ok(touched);
+  assert.equal(namesIn(backups), [], "no archive, partial file or sidecar is left");
 });
 
 test("zstd archives: GNU tar --zstd reads them; verify, unpack and listing tell them by name and magic", async () => {
