@@ -54,7 +54,6 @@ import {
   writeFileSync,
 } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve, win32 } from "node:path";
-import { open } from "node:fs/promises";
 import { hostname } from "node:os";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -791,11 +790,14 @@ async function hashContents(root: string, entries: WalkEntry[], signal: AbortSig
   let throttle = true; // off if tar's progress stops showing (it would otherwise wait forever)
   for (const e of entries) {
     if (e.type !== "file") continue;
-    const fh = await open(join(root, e.rel), "r");
+    // Synchronous reads (a MiB from the page cache at a time), yielding between them: a third
+    // less CPU than reads through the thread pool, and this CPU comes out of the compressor's.
+    const fd = openSync(join(root, e.rel), "r");
     try {
       const h = createHash("sha256");
       let size = 0;
       for (;;) {
+        await yieldNow();
         if (signal.aborted) throw signal.reason;
         while (throttle && hashed - tarOut() > HASH_AHEAD && !signal.aborted) {
           const before = tarOut();
@@ -807,20 +809,23 @@ async function hashContents(root: string, entries: WalkEntry[], signal: AbortSig
           clearTimeout(timer);
           if (tarOut() === before) throttle = false;
         }
-        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-        if (!bytesRead) break;
-        h.update(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
-        size += bytesRead;
-        hashed += bytesRead;
+        const n = readSync(fd, buf, 0, buf.length, null);
+        if (!n) break;
+        h.update(n === buf.length ? buf : buf.subarray(0, n));
+        size += n;
+        hashed += n;
       }
       if (size !== e.size) throw new LifeboatError(`${join(root, e.rel)} changed while being packed (${e.size} bytes when listed, ${size} when read)`, { hint: "stop what writes there (or pack a copy or snapshot) and run again" });
       out.set(e.rel, h.digest("hex"));
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
   return out;
 }
+
+/** Lets the event loop run (I/O callbacks included) before going on. */
+const yieldNow = () => new Promise<void>((r) => setImmediate(r));
 
 /**
  * sha256 of a file another process is writing, read as it grows (one reused buffer), until
@@ -829,23 +834,24 @@ async function hashContents(root: string, entries: WalkEntry[], signal: AbortSig
 async function hashGrowingFile(path: string, finished: Promise<void>, signal: AbortSignal): Promise<string> {
   let over = false;
   void finished.then(() => (over = true));
-  const fh = await open(path, "r");
+  const fd = openSync(path, "r");
   try {
     const h = createHash("sha256");
     const buf = Buffer.allocUnsafe(1 << 20);
     for (;;) {
       if (signal.aborted) throw signal.reason;
       const wasOver = over;
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead) {
-        h.update(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
+      const n = readSync(fd, buf, 0, buf.length, null); // from the page cache the compressor just wrote (see hashContents)
+      if (n) {
+        h.update(n === buf.length ? buf : buf.subarray(0, n));
+        await yieldNow();
         continue;
       }
       if (wasOver) return h.digest("hex");
       await Promise.race([finished, new Promise((r) => setTimeout(r, 20))]);
     }
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
