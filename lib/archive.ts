@@ -280,11 +280,14 @@ interface WalkEntry {
   rel: string;
   type: ManifestEntry["type"];
   size: number;
-  /** Its lstat when walked: the manifest's record on the GNU tar path, and the "changed while packed" check. */
-  st: Stats;
+  /** What lstat said when walked: the manifest's record on the GNU tar path, and the "changed while packed" check (numbers only: a tree may hold millions). */
+  st: WalkStat;
   /** A hardlink's first path (the entry that carries the content). */
   target?: string;
 }
+
+type WalkStat = Pick<Stats, "mode" | "uid" | "gid" | "size" | "mtimeMs" | "ctimeMs">;
+const walkStat = (st: Stats): WalkStat => ({ mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs });
 
 /** Lists a tree in sorted order; sockets, fifos and devices are skipped with a warning. */
 function walk(root: string, ctx: Context): { entries: WalkEntry[]; bytes: number; skipped: string[] } {
@@ -296,17 +299,18 @@ function walk(root: string, ctx: Context): { entries: WalkEntry[]; bytes: number
     const names = readdirSync(dir).sort();
     for (const name of names) {
       const rel = prefix ? `${prefix}/${name}` : name;
-      const st = lstatSync(join(dir, name));
-      if (st.isDirectory()) {
+      const lst = lstatSync(join(dir, name));
+      const st = walkStat(lst);
+      if (lst.isDirectory()) {
         entries.push({ rel, type: "dir", size: 0, st });
         visit(join(dir, name), rel);
-      } else if (st.isFile()) {
-        const ino = `${st.dev}:${st.ino}`;
-        const first = st.nlink > 1 ? inodes.get(ino) : undefined;
-        if (st.nlink > 1 && !first) inodes.set(ino, rel);
+      } else if (lst.isFile()) {
+        const ino = `${lst.dev}:${lst.ino}`;
+        const first = lst.nlink > 1 ? inodes.get(ino) : undefined;
+        if (lst.nlink > 1 && !first) inodes.set(ino, rel);
         entries.push(first ? { rel, type: "hardlink", size: 0, st, target: first } : { rel, type: "file", size: st.size, st });
         if (!first) bytes += st.size;
-      } else if (st.isSymbolicLink()) {
+      } else if (lst.isSymbolicLink()) {
         entries.push({ rel, type: "symlink", size: 0, st, target: readlinkSync(join(dir, name)) });
       } else {
         skipped.push(rel);
@@ -753,7 +757,7 @@ function tarFailure(e: ExecError, stderr: string): Error {
 }
 
 /** True when an entry's lstat differs from the walk's in ctime, mtime, size, mode or owner (or it is gone). */
-function changedSince(path: string, was: Stats): boolean {
+function changedSince(path: string, was: WalkStat): boolean {
   let now: Stats;
   try {
     now = lstatSync(path);
