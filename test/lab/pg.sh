@@ -58,8 +58,18 @@ start_cluster() {
   local name=$1 port=$2
   running "$name" && return 0
   port_busy "$port" && lab_die "127.0.0.1:$port is taken by something else"
-  as_pg "$BIN/pg_ctl" -D "$P/$name" -l "$P/log/$name.log" -w -t 60 start >/dev/null \
-    || { tail -20 "$P/log/$name.log" >&2; lab_die "cluster $name did not start"; }
+  # The lab's ports lie in the kernel's ephemeral range (32768-60999): a client connection can hold
+  # the port as its source port for a moment, and the bind fails though nothing listens. Try again.
+  local try
+  for try in 1 2 3 4 5; do
+    local lines; lines=$(wc -l < "$P/log/$name.log" 2>/dev/null || echo 0)
+    as_pg "$BIN/pg_ctl" -D "$P/$name" -l "$P/log/$name.log" -w -t 60 start >/dev/null && return 0
+    tail -n +"$((lines + 1))" "$P/log/$name.log" | grep -q "Address already in use" && ! port_busy "$port" && [ "$try" -lt 5 ] || break
+    echo "lab: pg: 127.0.0.1:$port was briefly in use (a client's source port?); starting $name again" >&2
+    sleep 2
+  done
+  tail -20 "$P/log/$name.log" >&2
+  lab_die "cluster $name did not start"
 }
 
 stop_cluster() {
