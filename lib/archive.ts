@@ -68,6 +68,7 @@ import { throwIfAborted, useContext, type Context } from "./context.ts";
 import { pidAlive } from "./lock.ts";
 import { exec, ExecError, shellQuote, which } from "./exec.ts";
 import { formatBytes, type Progress } from "./log.ts";
+import { settledWithin } from "./retry.ts";
 import { expandHome, type SettingSpecs, type SettingValues } from "./settings.ts";
 
 export type { Compression } from "./compress.ts";
@@ -470,8 +471,8 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
   // (the partial files would change the tree while it is read).
   const child = encrypt ? null : compressorCommand({ compression, level: options.level, workers: options.workers });
   const gnu = child && !isInside(resolve(outDir), resolve(sourceDir)) ? await gnuTarVersion(ctx) : null;
+  const progress = options.progress === false ? null : ctx.log.progress(`pack ${basename(archivePath)}`, { total: tree.bytes });
   if (child && gnu) {
-    const progress = options.progress === false ? null : ctx.log.progress(`pack ${basename(archivePath)}`, { total: tree.bytes });
     try {
       const tools = { compressor: child.tool, tar: gnu, ...options.tools };
       const r = await packWithGnuTar(sourceDir, tree.entries, archivePath, partial, child.argv, progress, (entries) => manifestOf(ctx, { ...options, tools }, started, new Date(), entries), ctx);
@@ -521,7 +522,6 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
   // Small reads and few entries in flight keep memory flat (node-tar reads 16 MiB at a time by default).
   // preservePaths: the paths are our walk's relative names, and `Z:` or `c:\x` must stay as they are.
   const pack = new Pack({ cwd: sourceDir, noDirRecurse: true, strict: true, portable: false, preservePaths: true, maxReadSize: 1 << 20, jobs: 2, onWriteEntry });
-  const progress = options.progress === false ? null : ctx.log.progress(`pack ${basename(archivePath)}`, { total: tree.bytes });
   const fileHash = createHash("sha256");
   let fed = 0;
   const counting = new Transform({
@@ -805,12 +805,7 @@ async function hashContents(root: string, entries: WalkEntry[], signal: AbortSig
         if (signal.aborted) throw signal.reason;
         while (throttle && hashed - tarOut() > HASH_AHEAD && !signal.aborted) {
           const before = tarOut();
-          let timer: ReturnType<typeof setTimeout> | undefined;
-          await new Promise<void>((r) => {
-            onWake(r);
-            timer = setTimeout(r, 5000);
-          });
-          clearTimeout(timer);
+          await settledWithin(new Promise<void>((r) => onWake(r)), 5000);
           if (tarOut() === before) throttle = false;
         }
         const n = readSync(fd, buf, 0, buf.length, null);
@@ -852,7 +847,7 @@ async function hashGrowingFile(path: string, finished: Promise<void>, signal: Ab
         continue;
       }
       if (wasOver) return h.digest("hex");
-      await Promise.race([finished, new Promise((r) => setTimeout(r, 20))]);
+      await settledWithin(finished, 20);
     }
   } finally {
     closeSync(fd);

@@ -19,6 +19,7 @@ import { LifeboatError, VerifyError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
 import { captureToFile } from "./files.ts";
 import { formatBytes } from "./log.ts";
+import { settledWithin } from "./retry.ts";
 
 /** Options for {@link receiveRangedPuts}. */
 export interface ReceiveOptions {
@@ -190,12 +191,6 @@ export async function receiveRangedPuts<T>(file: string, opts: ReceiveOptions, s
 
 /** How long a refused sender is given to take in its answer before the receiver closes. */
 const SENDER_GRACE_MS = 5000;
-
-/** Resolves when p settles or after ms, whichever comes first. */
-function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([p.then(() => {}, () => {}), new Promise<void>((ok) => (timer = setTimeout(ok, ms)))]).finally(() => clearTimeout(timer));
-}
 
 function missing(got: Range[], total: number): Range[] {
   const out: Range[] = [];

@@ -47,6 +47,15 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /**
+ * Resolves when p settles (either way) or after ms, whichever comes first; the timer does not outlive it.
+ * @example await settledWithin(sender, 5000); // give it up to 5 s to finish
+ */
+export function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([p.then(() => {}, () => {}), new Promise<void>((ok) => (timer = setTimeout(ok, ms)))]).finally(() => clearTimeout(timer));
+}
+
+/**
  * Calls fn (with the attempt number, from 1) until it resolves, the failure is not retryable,
  * the attempts or maxElapsedMs run out (the last failure is thrown), or the signal aborts
  * (its reason is thrown, also during a pause).
