@@ -247,7 +247,48 @@ export async function sealTreeToFile(dir: string, path: string, opts: SealOption
 }
 
 /**
- * Unpacks a sealed tar (from {@link sealTreeToFile}) into dir, which must be new or empty:
+ * Why dir is not what unpacking the sealed tar at path gives (null when it is: the same names,
+ * each file's bytes equal, mode 0600). Reads the archive once, checked against sha256/bytes, and
+ * each file in dir once; writes nothing.
+ */
+async function unpackedAlready(path: string, dir: string, o: UnsealOptions, ctx: Context): Promise<string | null> {
+  if (o.bytes !== undefined) checkRecorded(path, { sha256: "", bytes: statSync(path).size }, { bytes: o.bytes });
+  const { Parser } = await import("tar");
+  const inArchive = new Map<string, { sha256: string; bytes: number }>();
+  const parser = new Parser({ strict: true });
+  parser.on("entry", (e: import("tar").ReadEntry) => {
+    const name = e.path.replace(/^\.\//, "");
+    if (e.type !== "File" || name.includes("/")) return void e.resume();
+    const h = createHash("sha256");
+    let n = 0;
+    e.on("data", (d: Buffer) => (h.update(d), (n += d.length)));
+    e.on("end", () => inArchive.set(name, { sha256: h.digest("hex"), bytes: n }));
+  });
+  const hash = createHash("sha256");
+  let bytes = 0;
+  try {
+    await plainInto(path, parser as unknown as Writable, { ...o, ctx }, ctx, hashing(hash, (k) => (bytes += k)));
+  } catch (e) {
+    if (o.sha256 && !ctx.signal.aborted) checkRecorded(path, await fileSha256(path), o);
+    throw e;
+  }
+  checkRecorded(path, { sha256: hash.digest("hex"), bytes }, o);
+  const here = readdirSync(dir).sort();
+  const extra = here.filter((n) => !inArchive.has(n));
+  if (extra.length) return `${extra.slice(0, 3).join(", ")}${extra.length > 3 ? ", …" : ""} not from ${path.split("/").pop()}`;
+  const missing = [...inArchive.keys()].filter((n) => !here.includes(n));
+  if (missing.length) return `without ${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ", …" : ""}`;
+  for (const n of here) {
+    const st = statSync(join(dir, n));
+    const want = inArchive.get(n)!;
+    if (!st.isFile() || st.size !== want.bytes || (st.mode & 0o777) !== 0o600 || (await fileSha256(join(dir, n))).sha256 !== want.sha256) return `${n} differs from the archive's`;
+  }
+  return null;
+}
+
+/**
+ * Unpacks a sealed tar (from {@link sealTreeToFile}) into dir, which must be new or empty, or
+ * already hold exactly the archive's files (a run killed after its last move: nothing is written):
  * decrypt → gunzip → untar, regular files only (no links, devices, absolute paths or `..`),
  * mode 0600. The file is read once: with `sha256`/`bytes` it is checked as it is unpacked, into
  * a hidden `.partial-NAME.PID` folder beside dir that is moved into place only when the file was
@@ -261,7 +302,16 @@ export async function unsealTreeTo(path: string, dir: string, o: UnsealOptions):
     ctx.log.command(`${o.seal.kind === "ccrypt" ? `ccrypt -cdk ${o.seal.keyFile} < ${path}` : o.seal.kind === "age" ? `age -d < ${path}` : `cat ${path}`} | gunzip | tar -C ${dir} -x`, "dry-run");
     return [];
   }
-  if (existsSync(dir) && readdirSync(dir).length) throw new LifeboatError(`${dir} is not empty`, { hint: "move it away or remove it; nothing was unpacked", exitCode: 5 });
+  if (existsSync(dir) && readdirSync(dir).length) {
+    // A run killed after it moved the folder into place (before its step was recorded) finds its
+    // own work here: accepted when the folder holds exactly the archive's files, byte for byte.
+    const differs = await unpackedAlready(path, dir, o, ctx);
+    if (differs === null) {
+      ctx.log.info(`${dir} already holds every file of ${path.split("/").pop()}, byte for byte: nothing to unpack`);
+      return readdirSync(dir).sort();
+    }
+    throw new LifeboatError(`${dir} is not empty (${differs})`, { hint: "move it away or remove it; nothing was unpacked", exitCode: 5 });
+  }
   // A size that is already wrong is said before anything is decrypted.
   if (o.bytes !== undefined) checkRecorded(path, { sha256: "", bytes: statSync(path).size }, { bytes: o.bytes });
   mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });

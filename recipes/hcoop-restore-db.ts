@@ -8,7 +8,8 @@
 //   cd /vicepa/hcoop-backups/restored; mkdir YYYY.MM.DD-db; cd YYYY.MM.DD-db
 //                          → "find": the day's DATE-databases.tar.gz.ENC and its sha256 (manifest)
 //   cat ../YYYY.MM.DD-databases.tar.gz.aescrypt | ccrypt -cdk /etc/backup-encryption-key | gunzip | tar -xvzf -
-//                          → "unpack" into backups.dir/restored/DATE-db (refused when not empty),
+//                          → "unpack" into backups.dir/restored/DATE-db (refused when not empty, unless
+//                            it holds exactly the archive's files: a run killed after its move),
 //                            verified as it is read (lifeboat: sha256 and size against the manifest,
 //                            a whole decrypt and gunzip) into a hidden folder that becomes DATE-db
 //                            only when all of it held, so a damaged file or a killed run leaves nothing there:

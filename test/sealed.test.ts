@@ -7,7 +7,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sealTreeToFile, unsealTreeTo, type Seal } from "../lib/mod.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
@@ -85,8 +85,26 @@ test("a killed run's hidden folder is removed by the next unpack, and a target t
   await unsealTreeTo(r.path, restored, { seal: AGE, sha256: r.sha256, bytes: r.bytes });
   assert.equal(beside(restored), ["2026.11.29-db"]);
   const before = readdirSync(restored).sort();
-  await rejects(unsealTreeTo(r.path, restored, { seal: AGE, sha256: r.sha256 }), /is not empty/);
-  assert.equal(readdirSync(restored).sort(), before);
+  writeFileSync(join(restored, "precious.sql"), "the operator's own");
+  await rejects(unsealTreeTo(r.path, restored, { seal: AGE, sha256: r.sha256 }), /is not empty \(precious\.sql not from/);
+  assert.equal(readdirSync(restored).sort(), [...before, "precious.sql"].sort());
+  assert.is(readFileSync(join(restored, "precious.sql"), "utf8"), "the operator's own");
+});
+
+test("a folder already holding the archive's files byte for byte (a run killed after its move) is accepted; one changed byte or a missing file is refused untouched", async () => {
+  const { r, restored } = await sealed(AGE);
+  const first = await unsealTreeTo(r.path, restored, { seal: AGE, sha256: r.sha256, bytes: r.bytes });
+  const again = await unsealTreeTo(r.path, restored, { seal: AGE, sha256: r.sha256, bytes: r.bytes });
+  assert.equal(again.sort(), first.sort());
+  const victim = first.sort()[0];
+  const body = readFileSync(join(restored, victim));
+  body[body.length - 1] ^= 1;
+  writeFileSync(join(restored, victim), body);
+  await rejects(unsealTreeTo(r.path, restored, { seal: AGE, sha256: r.sha256 }), new RegExp(`is not empty \\(${victim.replace(/[.]/g, "\\.")} differs`));
+  assert.equal(readFileSync(join(restored, victim)), body);
+  rmSync(join(restored, victim));
+  await rejects(unsealTreeTo(r.path, restored, { seal: AGE, sha256: r.sha256 }), new RegExp(`is not empty \\(without ${victim.replace(/[.]/g, "\\.")}`));
+  assert.not.ok(existsSync(join(restored, victim)));
 });
 
 test.run();
