@@ -13,7 +13,7 @@
 // For each round and each tool (the tools' order rotates every round), on a fresh bucket: the
 // upload, a no-op re-sync (the same command again), then a download into an empty dir. After
 // the upload the bucket's keys and sizes must equal the files'; after the download every file
-// must equal its source byte for byte. Every command runs under /usr/bin/time -v (wall time, CPU,
+// must equal its source byte for byte. Every command runs after a `sync`, under /usr/bin/time -v (wall time, CPU,
 // peak RSS) as its own process, startup included, with this process's runtime (its execArgv
 // and NODE_OPTIONS); keys come from env or a config file, never argv. The tables (medians) go
 // to stdout and bench/s3.md.
@@ -225,6 +225,10 @@ const LABEL: Record<string, string> = {
 
 interface Sample { wall: number; rssMiB: number; cpu: number }
 function timed(name: string, cmd: string[]): Sample {
+  // Every contender starts with nothing dirty: the previous one's writes (and the gateway's) are
+  // flushed first, not during its run (file creation waited on ext4's journal: a download's
+  // system time went from 0.5 to 1.9 s depending on what ran before it).
+  spawnSync("sync");
   const r = spawnSync("/usr/bin/time", ["-v", ...cmd], { encoding: "utf8", env: toolEnv(), maxBuffer: 1 << 26 });
   writeFileSync(join(logs, `${name}.log`), `$ ${cmd.join(" ")}\n${r.stdout}\n${r.stderr}`);
   if (r.status !== 0) throw new Error(`${name} failed (exit ${r.status}): ${r.stderr.slice(-1500)}`);

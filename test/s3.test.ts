@@ -38,6 +38,7 @@ import {
   type S3Handle,
   type S3Object,
 } from "../lib/s3.ts";
+import { releaseBuffer } from "../lib/s3/etag.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 import { LAB_DIR, needLab } from "../tasks/drills/lab.ts";
 
@@ -224,6 +225,26 @@ const HOSTILE = [
   "%2F-percent",
   "tab\tand\u0001control",
 ];
+
+test("releaseBuffer frees a download piece that owns its memory, and leaves pool slices, views and small buffers whole", () => {
+  const whole = Buffer.allocUnsafeSlow(64 << 10).fill(7);
+  releaseBuffer(whole);
+  if (process.versions.deno) assert.is(whole.length, 64 << 10); // not on Deno (its node:http differs)
+  else assert.is(whole.length, 0, "the 64 KiB piece was not freed");
+  const pooled = Buffer.allocUnsafe(100).fill(1); // a slice of Buffer's shared pool
+  const neighbour = Buffer.allocUnsafe(100).fill(2);
+  releaseBuffer(pooled);
+  assert.is(pooled.length, 100);
+  assert.ok(neighbour.every((b) => b === 2));
+  const big = Buffer.alloc(128 << 10, 3);
+  const view = big.subarray(0, 64 << 10); // shares big's memory: not its own
+  releaseBuffer(view);
+  assert.is(big.length, 128 << 10);
+  assert.ok(big.every((b) => b === 3));
+  const small = Buffer.allocUnsafeSlow(4096).fill(4);
+  releaseBuffer(small);
+  assert.is(small.length, 4096);
+});
 
 test("s3Client ignores stray AWS_* variables and config files", async () => {
   const dir = tmp();

@@ -2,6 +2,7 @@
 // or opaque), the part sizes that may have made a multipart one, a Hasher that computes them
 // all in one pass, and the file reader and writer that hash as the bytes go by.
 import { Buffer } from "node:buffer";
+import process from "node:process";
 import { createHash, type Hash } from "node:crypto";
 import { closeSync, futimesSync, open, openSync, readSync, writeSync } from "node:fs";
 import { Readable, type Writable } from "node:stream";
@@ -206,12 +207,35 @@ export async function saveBody(
       for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
       hash.update(chunk);
       onBytes(chunk.length);
+      releaseBuffer(chunk); // written and hashed: nothing holds it
     }
     if (mtime) futimesSync(fd, mtime, mtime);
   } finally {
     closeSync(fd);
   }
   return hash.digests();
+}
+
+/**
+ * Whether {@link releaseBuffer} may free buffers: on Node (22 and later: ArrayBuffer.transfer),
+ * whose HTTP parser copies each body piece out of the socket's read (so a socket read and a body
+ * chunk each own their memory). Not on Deno, whose node:http is built differently.
+ */
+const CAN_RELEASE = !(process.versions as Record<string, string | undefined>).deno &&
+  typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === "function";
+
+/**
+ * Frees a buffer's memory now rather than when the collector gets to it, by detaching its
+ * ArrayBuffer (`transfer(0)`): for the 64 KiB pieces a download reads, which V8 counts as external
+ * memory and frees late (a 2 GiB download's RSS peaked 60-80 MiB higher, and its CPU was a quarter
+ * more). Only a buffer of 16 KiB or more that is the whole of its ArrayBuffer (never a slice of
+ * Buffer's pool, which serves only sizes under half the pool), and only when the caller holds the
+ * last use of it: it reads as empty after.
+ * @example for await (const c of body) { writeSync(fd, c); releaseBuffer(c); }
+ */
+export function releaseBuffer(b: Buffer): void {
+  const ab = b.buffer as ArrayBuffer & { transfer?: (n: number) => ArrayBuffer; detached?: boolean };
+  if (CAN_RELEASE && b.length >= 16384 && b.byteOffset === 0 && b.length === ab.byteLength && !ab.detached) ab.transfer!(0);
 }
 
 /** Reads size bytes of a local file and computes the digests asked for. */

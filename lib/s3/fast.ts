@@ -8,7 +8,7 @@ import type { Readable } from "node:stream";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SignatureV4 } from "@smithy/signature-v4";
 import type { S3Handle } from "./client.ts";
-import { FileSource } from "./etag.ts";
+import { FileSource, releaseBuffer } from "./etag.ts";
 
 /**
  * The per-object path: GET, PUT and HEAD of objects, part uploads, listings. It is the SDK's
@@ -162,6 +162,7 @@ function send(
       reject(e);
     };
     req.once("socket", (sock) => {
+      releaseReads(sock);
       if (sock.connecting) {
         connectTimer = setTimeout(() => fail(timeoutError(`connection not made in ${w.connectTimeoutMs} ms`)), w.connectTimeoutMs);
         sock.once("connect", () => clearTimeout(connectTimer));
@@ -182,6 +183,20 @@ function send(
       body.pipe(req);
     } else req.end();
   });
+}
+
+const RELEASING = new WeakSet<object>();
+
+/**
+ * Frees each read of a socket once node:http has parsed it (the parser copies the body pieces out
+ * of it, so nothing else holds it): a download's socket reads are otherwise garbage that V8 frees
+ * late. After the current 'data' dispatch (a microtask), so whatever order the listeners run in
+ * (node:http adds its own again for each request on a kept-alive socket). Once per socket.
+ */
+function releaseReads(sock: { on(e: "data", f: (d: Buffer) => void): unknown }): void {
+  if (RELEASING.has(sock)) return;
+  RELEASING.add(sock);
+  sock.on("data", (d: Buffer) => queueMicrotask(() => releaseBuffer(d)));
 }
 
 /** The body as text, at most max bytes (an error document). */
