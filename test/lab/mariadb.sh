@@ -40,16 +40,27 @@ prepare() {
 start() {
   pid_alive "$PIDF" && return 0
   port_busy "$PORT" && lab_die "127.0.0.1:$PORT is taken by something else"
-  # --no-defaults: nothing from /etc/mysql; every path under $P.
-  setsid mariadbd --no-defaults --user=mysql --datadir="$P/data" --socket="$SOCK" --pid-file="$PIDF" \
-    --port="$PORT" --bind-address=127.0.0.1 --skip-name-resolve --log-error="$P/log/mariadbd.err" \
-    --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
-    --innodb-buffer-pool-size=64M --innodb-log-file-size=16M --innodb-flush-log-at-trx-commit=2 \
-    --skip-log-bin --performance-schema=OFF </dev/null >>"$P/log/mariadbd.out" 2>&1 &
-  local i
-  for ((i = 0; i < 600; i++)); do
-    [ -S "$SOCK" ] && mariadb-admin --no-defaults --socket="$SOCK" -uroot ping >/dev/null 2>&1 && return 0
-    sleep 0.1
+  # The port lies in the kernel's ephemeral range: a client connection can hold it as its source
+  # port for a moment, and the bind fails though nothing listens. mariadbd then exits: try again.
+  local try i pid lines
+  for try in 1 2 3 4 5; do
+    lines=$(wc -l < "$P/log/mariadbd.err" 2>/dev/null || echo 0)
+    # --no-defaults: nothing from /etc/mysql; every path under $P.
+    setsid mariadbd --no-defaults --user=mysql --datadir="$P/data" --socket="$SOCK" --pid-file="$PIDF" \
+      --port="$PORT" --bind-address=127.0.0.1 --skip-name-resolve --log-error="$P/log/mariadbd.err" \
+      --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
+      --innodb-buffer-pool-size=64M --innodb-log-file-size=16M --innodb-flush-log-at-trx-commit=2 \
+      --skip-log-bin --performance-schema=OFF </dev/null >>"$P/log/mariadbd.out" 2>&1 &
+    pid=$!
+    for ((i = 0; i < 600; i++)); do
+      [ -S "$SOCK" ] && mariadb-admin --no-defaults --socket="$SOCK" -uroot ping >/dev/null 2>&1 && return 0
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && break # running but not answering: no second one beside it
+    tail -n +"$((lines + 1))" "$P/log/mariadbd.err" 2>/dev/null | grep -q "Address already in use" && ! port_busy "$PORT" && [ "$try" -lt 5 ] || break
+    echo "lab: mariadb: 127.0.0.1:$PORT was briefly in use (a client's source port?); starting mariadbd again" >&2
+    sleep 2
   done
   tail -20 "$P/log/mariadbd.err" >&2
   lab_die "mariadbd did not start"
