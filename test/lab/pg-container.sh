@@ -51,7 +51,20 @@ run() {
   docker rm -f -v "$name" >/dev/null 2>&1 || true
   local args=(-d --name "$name" --label lifeboat-lab=1 --stop-signal SIGINT -e POSTGRES_PASSWORD="$(cat "$PWFILE")")
   [ -n "$port" ] && args+=(-p "127.0.0.1:$port:5432")
-  docker run "${args[@]}" "${extra[@]}" "$IMAGE" >/dev/null
+  # A host port in the kernel's ephemeral range can be held for a moment as a client's source port:
+  # the proxy's bind then fails though nothing listens. Try again (up to 5 times).
+  local try err
+  for try in 1 2 3 4 5; do
+    err=$(docker run "${args[@]}" "${extra[@]}" "$IMAGE" 2>&1 >/dev/null) && break
+    if [ -n "$port" ] && [ "$try" -lt 5 ] && grep -q "address already in use" <<<"$err" && ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "lab: pg-ctr: 127.0.0.1:$port was briefly in use (a client's source port?); starting $name again" >&2
+      docker rm -f -v "$name" >/dev/null 2>&1 || true
+      sleep 2
+      continue
+    fi
+    echo "$err" >&2
+    lab_die "docker run $name failed"
+  done
   wait_ready "$name"
   ready pg-ctr "$name${port:+ on 127.0.0.1:$port}" "$t0"
 }
