@@ -7,7 +7,7 @@
 // Everything streams: memory stays constant whatever the size. gzip is pigz when installed
 // (lib/compress.ts); node-tar and age-encryption are loaded at first use.
 import { createHash } from "node:crypto";
-import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, createReadStream, createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { PassThrough, Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -279,7 +279,7 @@ async function unpackedAlready(path: string, dir: string, o: UnsealOptions, ctx:
   const missing = [...inArchive.keys()].filter((n) => !here.includes(n));
   if (missing.length) return `without ${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ", …" : ""}`;
   for (const n of here) {
-    const st = statSync(join(dir, n));
+    const st = lstatSync(join(dir, n)); // a link is not what the unpack writes
     const want = inArchive.get(n)!;
     if (!st.isFile() || st.size !== want.bytes || (st.mode & 0o777) !== 0o600 || (await fileSha256(join(dir, n))).sha256 !== want.sha256) return `${n} differs from the archive's`;
   }

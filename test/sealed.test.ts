@@ -7,7 +7,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sealTreeToFile, unsealTreeTo, type Seal } from "../lib/mod.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
@@ -105,6 +105,12 @@ test("a folder already holding the archive's files byte for byte (a run killed a
   rmSync(join(restored, victim));
   await rejects(unsealTreeTo(r.path, restored, { seal: AGE, sha256: r.sha256 }), new RegExp(`is not empty \\(without ${victim.replace(/[.]/g, "\\.")}`));
   assert.not.ok(existsSync(join(restored, victim)));
+  // the right bytes, but through a link (not what the unpack writes): refused too
+  const elsewhere = join(restored, "..", "elsewhere");
+  body[body.length - 1] ^= 1;
+  writeFileSync(elsewhere, body, { mode: 0o600 });
+  symlinkSync(elsewhere, join(restored, victim));
+  await rejects(unsealTreeTo(r.path, restored, { seal: AGE, sha256: r.sha256 }), new RegExp(`is not empty \\(${victim.replace(/[.]/g, "\\.")} differs`));
 });
 
 test.run();
