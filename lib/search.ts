@@ -60,6 +60,13 @@ export interface SearchSnapshotOptions extends SearchOptions {
   partial?: boolean;
   /** Free-form metadata stored with the snapshot. */
   metadata?: Record<string, unknown>;
+  /**
+   * When a snapshot of that name is there already: "refuse" (default: the node's "already
+   * exists" is the error), or "use" it, for a name that is the run's own and a run that may be
+   * resumed (a killed run took it before it could record so): used when it ended SUCCESS, waited
+   * for while in progress, deleted and taken again when it ended otherwise.
+   */
+  existing?: "refuse" | "use";
 }
 
 /** A snapshot as GET _snapshot/REPO/NAME describes it. */
@@ -206,16 +213,46 @@ export async function searchSnapshot(url: string, repo: string, name: string, op
       cause: e,
     });
   };
-  let info: SearchSnapshotInfo;
-  if (interval <= 0) {
-    const r = await call<{ snapshot: RawSnapshot }>(url, `${path}?wait_for_completion=true`, opts, {
-      method: "PUT", body, retries: 0, timeoutMs, dryRunResult: { snapshot: null },
-    }).catch(refused);
-    if (!r.snapshot) return placeholder;
-    info = fromRaw(r.snapshot);
-  } else {
-    const started = await call(url, path, opts, { method: "PUT", body, retries: 0, dryRunResult: null }).catch(refused);
-    if (ctx.dryRun && started === null) return placeholder;
+  // A snapshot of that name left by a killed run (opts.existing "use"): "done" when it ended
+  // SUCCESS, "wait" while it runs; one that ended otherwise is deleted and taken again.
+  const leftOver = async (e: unknown): Promise<"done" | "wait" | "again"> => {
+    if (opts.existing !== "use" || !/already exists/.test(osError(e).reason)) return refused(e);
+    const there = await searchGetSnapshot(url, repo, name, opts);
+    if (there.state === "SUCCESS") {
+      ctx.log.info(`snapshot ${name} is in ${repo} already (an interrupted run took it): used`);
+      return "done";
+    }
+    if (there.state === "IN_PROGRESS" || there.state === "STARTED" || there.state === "INIT") {
+      ctx.log.info(`snapshot ${name} is in ${repo} already and still ${there.state} (an interrupted run started it): waiting for it`);
+      return "wait";
+    }
+    ctx.log.warn(`snapshot ${name} is in ${repo} already, ${there.state} (an interrupted run took it): deleting it and taking it again`);
+    await call(url, path, opts, { method: "DELETE", retries: 0 });
+    return "again";
+  };
+  /** PUT, with a left-over snapshot of the name dealt with once: the node's answer, or what leftOver found. */
+  const put = async (query: string, req: HttpJsonOptions): Promise<unknown> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call(url, `${path}${query}`, opts, { method: "PUT", body, retries: 0, ...req });
+      } catch (e) {
+        const found = attempt === 0 ? await leftOver(e) : refused(e);
+        if (found !== "again") return found;
+      }
+    }
+  };
+  let info: SearchSnapshotInfo | undefined;
+  const answer = interval <= 0
+    ? await put("?wait_for_completion=true", { timeoutMs, dryRunResult: { snapshot: null } })
+    : await put("", { dryRunResult: null });
+  if (answer === "done") info = await searchGetSnapshot(url, repo, name, opts);
+  else if (answer !== "wait" && interval <= 0) {
+    const raw = (answer as { snapshot: RawSnapshot | null }).snapshot;
+    if (!raw) return placeholder; // dry run
+    info = fromRaw(raw);
+  } else if (ctx.dryRun && answer === null) return placeholder;
+  if (!info) {
+    const every = interval > 0 ? interval : 10_000;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       throwIfAborted(ctx);
@@ -227,7 +264,7 @@ export async function searchSnapshot(url: string, repo: string, name: string, op
         });
       }
       ctx.log.debug(`snapshot ${name}: ${info.state}, ${info.shards.successful}/${info.shards.total} shards`);
-      await sleep(Math.min(interval, Math.max(0, deadline - Date.now())), undefined, { signal: ctx.signal }).catch(() => throwIfAborted(ctx));
+      await sleep(Math.min(every, Math.max(0, deadline - Date.now())), undefined, { signal: ctx.signal }).catch(() => throwIfAborted(ctx));
     }
   }
   searchCheckSnapshot(info, repo);

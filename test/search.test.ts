@@ -185,6 +185,31 @@ test("a snapshot of a red index is refused with a clear error; with partial it e
   assert.match(restore.message, "did not store stuck");
 });
 
+test("a snapshot name already taken is refused by default; existing 'use' takes a SUCCESS one as it is, and deletes and retakes a PARTIAL one (a resumed run's own name)", async () => {
+  const { url, repo, location } = await server();
+  await seed(url, "fine", 2);
+  await searchRegisterRepository(url, repo, { location });
+  const first = await searchSnapshot(url, repo, "run-1", { includeGlobalState: false, pollIntervalMs: 20 });
+  const refused = await failure(() => searchSnapshot(url, repo, "run-1", { includeGlobalState: false, pollIntervalMs: 20 }));
+  assert.match(refused.message, "same name already exists");
+  for (const pollIntervalMs of [20, 0]) {
+    const again = await searchSnapshot(url, repo, "run-1", { includeGlobalState: false, pollIntervalMs, existing: "use" });
+    assert.is(again.state, "SUCCESS");
+    assert.is(again.uuid, first.uuid, "the snapshot already there, not a new one");
+  }
+  assert.equal((await searchListSnapshots(url, repo)).map((s) => s.name), ["run-1"]);
+
+  await httpJson(`${url}/stuck`, { method: "PUT", body: { settings: { number_of_replicas: 0, "index.routing.allocation.require._name": "another-node" } } });
+  const partial = await failure(() => searchSnapshot(url, repo, "run-2", { includeGlobalState: false, partial: true, pollIntervalMs: 20 }));
+  assert.match(partial.message, "ended PARTIAL");
+  const partialUuid = (await searchListSnapshots(url, repo)).find((s) => s.name === "run-2")!.uuid;
+  await httpJson(`${url}/stuck`, { method: "DELETE" }); // the cause is fixed; the run is resumed
+  const retaken = await searchSnapshot(url, repo, "run-2", { includeGlobalState: false, partial: true, pollIntervalMs: 20, existing: "use" });
+  assert.is(retaken.state, "SUCCESS");
+  assert.is.not(retaken.uuid, partialUuid, "the PARTIAL one was deleted and the snapshot taken again");
+  assert.equal((await searchListSnapshots(url, repo)).map((s) => `${s.name} ${s.state}`), ["run-1 SUCCESS", "run-2 SUCCESS"]);
+});
+
 test("a FAILED snapshot (as Elasticsearch before 7.6 records a refused one) names its reason", () => {
   let thrown: unknown;
   try {

@@ -34,7 +34,8 @@ export function backupParts(env: Env): BackupPart[] {
             const o = { auth: auth(env) };
             await waitForHealthy(searchHealthProbe(url, o), { timeoutMs: 60_000 });
             await searchRegisterRepository(url, repo, { ...o, location: loc });
-            const info = await searchSnapshot(url, repo, snapshot, { ...o, includeGlobalState: true, pollIntervalMs: 500 });
+            // the name is this run's (its snapshot stamp): a resumed run uses what the killed one took
+            const info = await searchSnapshot(url, repo, snapshot, { ...o, includeGlobalState: true, pollIntervalMs: 500, existing: "use" });
             const pruned = await searchDeleteSnapshots(url, repo, { ...o, keepLast: 1 });
             return { name: info.name, indices: info.indices, deleted: pruned.deleted };
           });
