@@ -1,8 +1,8 @@
 // lambdastack-backup SIGKILLed just after its logging part took the search snapshot (before the
 // part was recorded): --resume takes the part again under the same snapshot name, and must use
 // the snapshot the killed run left, not be refused ("a snapshot with the same name already
-// exists"). One private host (ls-53, logging and kibana), so it never collides with the other
-// test/lambdastack*.test.ts (ls-1..ls-6, ls-52) or the fault matrix (ls-41, ls-42).
+// exists"). One private host (ls-55, logging and kibana), so it never collides with the other
+// test/lambdastack*.test.ts (ls-1..ls-6, ls-51..ls-54) or the fault matrix (ls-41, ls-42).
 // Run: bash test/run.sh test/lambdastack-snapshot-resume.test.ts
 // needs: docker lshosts
 import { test } from "uvu";
@@ -19,7 +19,7 @@ import { testContext } from "./helpers.ts";
 
 needLab("docker", "lshosts");
 testContext();
-const HOST = "ls-53";
+const HOST = "ls-55";
 const LAYOUT: Layout = { [HOST]: ["logging", "kibana"] };
 const work = mkdtempSync(join(tmpdir(), "lifeboat-ls-snapshot-"));
 const target = join(work, "target");
