@@ -174,6 +174,7 @@ class FanOutImpl<I, T> extends StepImpl<Record<string, T>> {
       const t0 = Date.now();
       try {
         const value = await this.each(item, api);
+        killAtRecord(`${this.id}@${k}`);
         out[k] = value;
         journal.items[k] = { status: "done", output: this.fopts.secret ? undefined : value };
         ctx.log.ok(`${k}: done ${chalk.dim(formatDuration(Date.now() - t0))}`);
@@ -299,6 +300,16 @@ function writeJournal(path: string, j: Journal): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, JSON.stringify(j, null, 2), { mode: 0o600 });
   renameSync(tmp, path);
+}
+
+/**
+ * A fault point for the drills and tests (docs/faults.md): with LIFEBOAT_FAULT_KILL_AT_RECORD set
+ * to a step id (or STEP@ITEM for a fan-out item), the process SIGKILLs itself once that step's
+ * work is done and before the journal records it. That is the moment a resumed run meets its own
+ * finished work, which every step must take as done (a kill lands there only by chance otherwise).
+ */
+function killAtRecord(id: string): void {
+  if (process.env.LIFEBOAT_FAULT_KILL_AT_RECORD === id) process.kill(process.pid, "SIGKILL");
 }
 
 /** Reads a journal, if any (journals of an older format read as none). */
@@ -429,6 +440,7 @@ export async function runSteps(ctx: Context, steps: Step[], opts: RunStepsOption
         failure = fail(i, ctx.signal.aborted ? ctx.signal.reason : e, Date.now() - t0);
         break;
       }
+      killAtRecord(s.id);
       outcomes[i] = { id: s.id, name: s.title, status: "done", ms: Date.now() - t0, items: itemsOf(s) };
       journal.done.push(s.id);
       if (!s.opts.secret && s.hasOutput && s.output !== undefined) journal.outputs[s.id] = s.output;

@@ -194,8 +194,7 @@ await recipe({
     }, { when: s["mariadb.enabled"] });
 
     const sealDb = step("seal-databases", `seal the database dumps as ${dir}/${dbFile} (tar | gzip | encrypt)`, async () => {
-      const r = await sealTreeToFile(stage, `${dir}/${dbFile}`, { seal });
-      await exec(["rm", "-rf", "--", stage]);
+      const r = await sealTreeToFile(stage, `${dir}/${dbFile}`, { seal }); // the stage goes with the manifest: a resumed run seals it again
       return { file: dbFile, bytes: r.bytes, sha256: r.sha256, plainBytes: r.plainBytes };
     }, { when: anyDb });
 
@@ -210,6 +209,7 @@ await recipe({
         } : undefined,
       };
       await writeJsonFile(`${dir}/${hcoop.LAYOUT.manifestName(date)}`, m);
+      if (sealDb.hasOutput) await exec(["rm", "-rf", "--", stage]); // the dumps are in the sealed file
       return m;
     });
 

@@ -128,11 +128,20 @@ await recipe({
     }, { when: s["restore.mount-command"].length > 0, confirm: `mount ${target} (${fill(s["restore.mount-command"]).join(" ")})?` });
 
     const replace = step("replace", `replace the live volume ${volume || target} (vos remove; vos rename)`, async () => {
-      if (await afsExamine(cell, volume)) await afsRemove(cell, volume); // gone already when it was destroyed
+      const live = await afsExamine(cell, volume);
+      if (live && !ctx.dryRun && !(await afsExamine(cell, target))) {
+        // only this step takes the restored copy away: a run killed after its rename left the volume replaced
+        ctx.log.info(`${volume} is the restored copy already (an interrupted run renamed ${target}): nothing to replace`);
+        return;
+      }
+      if (live) await afsRemove(cell, volume); // gone already when it was destroyed
       await afsRename(cell, target, volume);
     }, { when: s["restore.replace"] && !legacy, confirm: `DELETE the live volume ${volume} on ${cell.server} and put ${target} in its place?` });
 
-    const remove = step("remove-restored", `remove the restored copy ${target} (vos remove -id)`, () => afsRemove(cell, target), {
+    const remove = step("remove-restored", `remove the restored copy ${target} (vos remove -id)`, async () => {
+      if (ctx.dryRun || (await afsExamine(cell, target))) await afsRemove(cell, target);
+      else ctx.log.info(`${target} is gone already (an interrupted run removed it)`);
+    }, {
       when: s["restore.remove-restored"] && !s["restore.replace"], confirm: `remove the volume ${target}?`,
     });
 

@@ -111,6 +111,30 @@ test("hcoop-restore SIGKILLed during vos restore: the owed cleanup removes the h
   assert.not.ok(existsSync(`${dir}/state/hcoop-restore/${cell.server}-${RESTORED}.ids`), "the ids file is gone once restored");
 });
 
+test("hcoop-restore killed once its replace or remove-restored was done but not yet recorded: --resume takes that as done, and the restored volume stays", async () => {
+  if (!tree) {
+    assert.is((await runRecipe("hcoop-backup", ["--config", site, "--yes"], {})).code, 0);
+    tree = volumeTree("lbk.alice", tmp());
+  }
+  const replace = ["2026.11.22", "lbk.alice", RESTORED, "--config", site, "--yes", "--restore.replace"];
+  const killed = await runRecipe("hcoop-restore", replace, { LIFEBOAT_FAULT_KILL_AT_RECORD: "replace" });
+  assert.is(killed.signal, "SIGKILL", killed.output.slice(-3000));
+  assert.ok(await afsExamine(cell, "lbk.alice"), "the rename was done");
+  assert.is(await afsExamine(cell, RESTORED), null);
+  const resumed = await runRecipe("hcoop-restore", [...replace, "--resume"], {});
+  assert.is(resumed.code, 0, resumed.output.slice(-3000));
+  assert.match(resumed.output, /lbk\.alice is the restored copy already \(an interrupted run renamed lbk\.alice\.restored\): nothing to replace/);
+  assert.equal(await compareTrees(tree, volumeTree("lbk.alice", tmp()), { owners: false }), [], "the live volume is the restored copy");
+
+  const remove = ["2026.11.22", "lbk.alice", RESTORED, "--config", site, "--yes", "--restore.remove-restored"];
+  const killed2 = await runRecipe("hcoop-restore", remove, { LIFEBOAT_FAULT_KILL_AT_RECORD: "remove-restored" });
+  assert.is(killed2.signal, "SIGKILL", killed2.output.slice(-3000));
+  assert.is(await afsExamine(cell, RESTORED), null, "the copy was removed");
+  const resumed2 = await runRecipe("hcoop-restore", [...remove, "--resume"], {});
+  assert.is(resumed2.code, 0, resumed2.output.slice(-3000));
+  assert.match(resumed2.output, /lbk\.alice\.restored is gone already/);
+});
+
 test("hcoop-backup skips, naming it, a volume vos listvol shows but the VLDB does not know, and dumps the others", async () => {
   removeVolume(RESTORED);
   createOpenVolume(ORPHAN);

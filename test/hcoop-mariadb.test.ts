@@ -65,6 +65,21 @@ CREATE PROCEDURE ${q("count it")}() SELECT COUNT(*) FROM ${q("-dash table")};`, 
   assert.not.ok(Object.keys(m.databases.mariadb.dumps).some((n: string) => ["mysql", "sys", "information_schema", "performance_schema"].includes(n)));
 });
 
+test("hcoop-backup killed once the databases were sealed but before that was recorded: --resume seals them again and completes the day; the stage goes with the manifest", async () => {
+  const day = join(dir, "b", "2026.11.26");
+  const stage = join(dir, "b", ".databases-2026.11.26");
+  const args = ["--clock.today=2026-11-26", "--config", site];
+  const killed = await runRecipe("hcoop-backup", args, { env: { LIFEBOAT_FAULT_KILL_AT_RECORD: "seal-databases" } });
+  assert.is.not(killed.code, 0, killed.output);
+  assert.ok(readdirSync(day).some((n) => n.startsWith("2026.11.26-databases")), `no sealed databases file in ${day}`);
+  assert.ok(existsSync(stage), "the dumps stay staged until the manifest is written");
+  const r = await runRecipe("hcoop-backup", [...args, "--resume"]);
+  assert.is(r.code, 0, r.output.slice(-3000));
+  const m = JSON.parse(readFileSync(join(day, "2026.11.26-manifest.json"), "utf8"));
+  assert.ok(m.databases.mariadb.dumps[DB], JSON.stringify(m.databases));
+  assert.not.ok(existsSync(stage), `${stage} left after the manifest`);
+});
+
 test("--dry-run prints each mariadb-dump with --defaults-file, never the password", async () => {
   const r = await runRecipe("hcoop-backup", ["--dry-run", "--clock.today=2026-11-25", "--config", site]);
   assert.is(r.code, 0, r.output);
