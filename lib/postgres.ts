@@ -12,7 +12,7 @@
 // PGPASSWORD in the tool's environment (locally, and through the docker client's
 // environment with `docker exec -e PGPASSWORD`), or over ssh as the first line of stdin,
 // read by a tiny remote `sh -c 'IFS= read -r PGPASSWORD …'` wrapper.
-import { createReadStream, existsSync, readFileSync, statSync, createWriteStream } from "node:fs";
+import { createReadStream, existsSync, readFileSync, statSync, createWriteStream, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { basename, posix, resolve } from "node:path";
 import { PassThrough, Readable, Transform, Writable, type TransformCallback } from "node:stream";
@@ -718,10 +718,12 @@ export function pgReady(where: PgWhere, opts: WaitOptions = {}): Promise<WaitRes
 /** Options for {@link pgLoadDumpAll}. */
 export interface PgLoadDumpAllOptions extends PsqlFileOptions {
   /**
-   * A marker file written when the load starts and removed when it ends (e.g. in the restore's
-   * staging dir). A retry that finds it knows a load was cut off (run killed, server died) and
-   * first drops what that load made: every database but postgres and the templates, every role
-   * but the connecting one. Default: none (a retry onto a half-loaded server then fails).
+   * A marker file (e.g. in the restore's staging dir) that says "started" while the load runs and
+   * "done" once it ended. A retry that finds it started knows a load was cut off (run killed,
+   * server died) and first drops what that load made: every database but postgres and the
+   * templates, every role but the connecting one. One that finds it done loads nothing: the load
+   * finished and the run was killed before it could record so. Default: none (a retry onto a
+   * half-loaded or loaded server then fails).
    */
   marker?: string;
 }
@@ -743,12 +745,18 @@ SELECT format('DROP ROLE IF EXISTS %I', rolname) FROM pg_roles WHERE rolname !~ 
 export async function pgLoadDumpAll(where: PgWhere, file: string, opts: PgLoadDumpAllOptions = {}): Promise<LoadResult> {
   const ctx = opts.ctx ?? useContext();
   const { marker, ...load } = opts;
-  if (marker && existsSync(marker)) {
+  const said = marker && !ctx.dryRun && existsSync(marker) ? readFileSync(marker, "utf8").trim() || "started" : ""; // empty: an older lifeboat's "started"
+  if (said === "done") {
+    ctx.log.info(`${file.split("/").pop()} was loaded into ${describeWhere(where)} by an interrupted run (${marker} says done): not loaded again`);
+    return { bytes: statSync(file).size, ms: 0, dryRun: false };
+  }
+  if (said) {
     ctx.log.warn(`an earlier load into ${describeWhere(where)} was cut off: dropping what it loaded first`);
     await psqlFile(where, Readable.from([DROP_PARTIAL_LOAD]), { progress: false, ctx });
   }
-  if (marker) await exec(["touch", "--", marker], { ctx });
+  const mark = (state: string) => (ctx.dryRun ? ctx.log.command(`echo ${state} > ${marker}`, "dry-run") : writeFileSync(marker!, `${state}\n`, { mode: 0o600 }));
+  if (marker) mark("started");
   const r = await psqlFile(where, file, { ...load, ctx });
-  if (marker) await exec(["rm", "-f", "--", marker], { ctx });
+  if (marker) mark("done");
   return r;
 }

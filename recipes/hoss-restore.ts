@@ -40,8 +40,9 @@
 //                                                     as hossadm compares them
 //   "Database tables"                               → "restore database NAME": pg_restore --clean --if-exists into
 //                                                     the running database container, one step per database
-//   "Internal LDAP server data (if enabled)"        → "stop the LDAP server", "clear the LDAP database",
-//                                                     "load the LDAP data (slapadd)", "start the LDAP server"
+//   "Internal LDAP server data (if enabled)"        → "stop the LDAP server", "clear the LDAP database, then
+//                                                     load the LDAP data (slapadd)" (one step: a resumed run
+//                                                     clears before it loads again), "start the LDAP server"
 //   "Search index" ; ".opensearch: … Index snapshots are placed here during backup/restore"
 //                                                   → "put the snapshot into BACKUP_ROOT/.opensearch and register
 //                                                     the repository", "replace the search indices from the
@@ -211,14 +212,14 @@ await recipe({
         await exec(s["ldap.stop"]);
       }, { when: s["ldap.enabled"] }),
 
-      step("ldap-clear", "clear the LDAP database", () => exec(s["ldap.clear"]), {
-        when: s["ldap.enabled"] && s["ldap.clear"].length > 0,
-        confirm: "delete the LDAP database the fresh server created?",
-      }),
-
-      step("ldap-load", "load the LDAP data (slapadd)", () => exec(s["ldap.slapadd"], { stdin: { file: `${staging()}/${verified.output.ldap!.file}` } }), {
+      // One step: a run killed after slapadd (or halfway through it) clears what it loaded when
+      // resumed, instead of loading the same entries on top of them ("already exists").
+      step("ldap-load", `${s["ldap.clear"].length ? "clear the LDAP database, then " : ""}load the LDAP data (slapadd)`, async () => {
+        if (s["ldap.clear"].length) await exec(s["ldap.clear"]);
+        await exec(s["ldap.slapadd"], { stdin: { file: `${staging()}/${verified.output.ldap!.file}` } });
+      }, {
         when: s["ldap.enabled"],
-        confirm: replace("the LDAP data"),
+        confirm: replace(`the LDAP data${s["ldap.clear"].length ? " (the database the fresh server created is deleted first)" : ""}`),
       }),
 
       step("ldap-start", "start the LDAP server", () => exec(s["ldap.start"]), { when: s["ldap.enabled"] }),

@@ -3,7 +3,7 @@
 // needs: docker
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { existsSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { dockerRm, exec, pgLoadDumpAll, pgReady, psqlFile, psqlQuery } from "../lib/mod.ts";
 import { cleanupTmp, tmp } from "./helpers.ts";
@@ -36,7 +36,7 @@ test("pgReady gives up after its timeout, naming the server", async () => {
   }
 });
 
-test("pgLoadDumpAll with a marker loads again over a load that was cut off; without one the retry fails", async () => {
+test("pgLoadDumpAll with a marker loads again over a load that was cut off, and not again over one that finished; without one the retry fails", async () => {
   const dir = tmp();
   const dump = join(dir, "dump_all.sql");
   writeFileSync(dump, "CREATE ROLE app;\nCREATE DATABASE shop OWNER app;\n\\connect shop\nCREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\n");
@@ -49,10 +49,14 @@ test("pgLoadDumpAll with a marker loads again over a load that was cut off; with
     assert.match((e as Error).message, /already exists/);
   }
   const marker = join(dir, ".load-started");
-  writeFileSync(marker, "");
+  writeFileSync(marker, ""); // an empty marker (as an older lifeboat touched it): started
   await pgLoadDumpAll(where, dump, { marker });
-  assert.not.ok(existsSync(marker), "the marker is removed after a whole load");
+  assert.is(readFileSync(marker, "utf8"), "done\n", "the marker says done after a whole load");
   assert.equal(await psqlQuery(where, "SELECT count(*) FROM t", { database: "shop" }), [["1"]], "loaded once, not twice");
+  // killed after the load, before the restore recorded it: the retry loads nothing (no "already exists")
+  const again = await pgLoadDumpAll(where, dump, { marker });
+  assert.is(again.ms, 0);
+  assert.equal(await psqlQuery(where, "SELECT count(*) FROM t", { database: "shop" }), [["1"]], "still loaded once");
   cleanupTmp();
 });
 

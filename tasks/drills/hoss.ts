@@ -13,7 +13,9 @@
 //   - the OpenSearch stand-in with documents in two indices, path.repo = BACKUP_ROOT/.opensearch;
 //   - the server stand-in (test/standins/hoss-server.ts), which the restore's start command starts.
 // The recipes run as an operator runs them: child processes with --config site.yaml --yes.
-// The restore first fails at "restart core" (a failing command) and is then --resume'd.
+// The restore is first SIGKILLed once its LDAP data is loaded, before the journal records it (the
+// fault point LIFEBOAT_FAULT_KILL_AT_RECORD), then --resume'd failing at "restart core" (a failing
+// command), then --resume'd again.
 //
 // Compared after the restore: config files and keys byte for byte with modes (keys must be
 // 0600), database rows of every table and the sequences, slapcat output (byte for byte: slapadd
@@ -306,19 +308,23 @@ export async function hossDrill(opts: HossDrillOptions = {}): Promise<HossDrillR
     if (slapcat(lab.LAB_SLAPD_CONF).trim() !== "") throw new Error("the LDAP wipe left entries");
     log("wiped: database container, search data, working dir (kept: backup/backups, data/nas), keys, LDAP");
 
-    // ---- restore onto the clean state: fail once at "restart core", then --resume ------------
+    // ---- restore onto the clean state: killed once the LDAP data is loaded (before the journal
+    // records it), then --resume failing at "restart core", then --resume -------------------------
     const restoreArgs = [archive, "--config", `${dir}/site.yaml`, "--yes"];
     let resumed = false;
     let restore: RecipeRun;
     if (opts.resume ?? true) {
-      const failing = await runRecipe("hoss-restore", [...restoreArgs, "--server.restart-core=false"], { env, echo: opts.echo, signal: opts.signal });
+      const killed = await runRecipe("hoss-restore", restoreArgs, { env: { ...env, LIFEBOAT_FAULT_KILL_AT_RECORD: "ldap-load" }, echo: opts.echo, signal: opts.signal });
+      if (killed.code === 0 || !/load the LDAP data \(slapadd\)/.test(killed.output) || /✖ error/.test(killed.output)) throw new Error(`the restore should be killed once its LDAP load is done, got exit ${killed.code}:\n${killed.output}`);
+      log(`restore killed (SIGKILL) after loading the LDAP data, before recording it, as arranged (${(killed.ms / 1000).toFixed(1)} s); resuming`);
+      const failing = await runRecipe("hoss-restore", [...restoreArgs, "--server.restart-core=false", "--resume"], { env, echo: opts.echo, signal: opts.signal });
       if (failing.code !== 1 || !/step 'restart core[^']*' failed/.test(failing.output)) throw new Error(`the restore with a failing restart should stop at 'restart core' (exit 1), got exit ${failing.code}:\n${failing.output}`);
       log(`restore stopped at 'restart core' as arranged (exit 1, ${(failing.ms / 1000).toFixed(1)} s); resuming`);
       restore = await runRecipe("hoss-restore", [...restoreArgs, "--resume"], { env, echo: opts.echo, signal: opts.signal });
       if (restore.code !== 0) throw new Error(`hoss-restore --resume exited ${restore.code}:\n${restore.output}`);
       if (!/resuming hoss-restore: \d+ of \d+ steps already done, continuing at 'restart core/.test(restore.output)) throw new Error(`the resumed restore did not continue at 'restart core':\n${restore.output}`);
       resumed = true;
-      restore.ms += failing.ms;
+      restore.ms += killed.ms + failing.ms;
     } else {
       restore = await runRecipe("hoss-restore", restoreArgs, { env, echo: opts.echo, signal: opts.signal });
       if (restore.code !== 0) throw new Error(`hoss-restore exited ${restore.code}:\n${restore.output}`);
