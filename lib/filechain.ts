@@ -67,6 +67,12 @@ export interface ChainShipOptions<M> {
    * which must be at least those {@link chainWanted} names; each must have its listed size.
    */
   listing?: { name: string; size: number }[];
+  /**
+   * The run is a resumed one: its manifest may be in the store already (the run was killed after
+   * writing it, before it could record so), and is then returned as it is. Otherwise an existing
+   * manifest of that name is refused (default false).
+   */
+  resumed?: boolean;
   ctx?: Context;
 }
 
@@ -132,6 +138,10 @@ export async function chainShip<M>(workspace: string, store: string, opts: Chain
     return { run: opts.run, chain, full: opts.full, at: new Date().toISOString(), files: [], added, removed, shippedBytes: 0, meta: opts.meta };
   }
   if (existsSync(join(store, "runs", `${opts.run}.json`))) {
+    if (opts.resumed) {
+      ctx.log.info(`run ${opts.run} is in ${store} already (the interrupted run shipped it): kept as it is`);
+      return JSON.parse(readFileSync(join(store, "runs", `${opts.run}.json`), "utf8")) as ChainRun<M>;
+    }
     throw new LifeboatError(`the store ${store} already holds a run ${opts.run}: a run's manifest is never replaced`, { hint: "name each run with chainRunName(store)" });
   }
   const bad = after.filter((n) => !safeName(n));
@@ -158,8 +168,10 @@ export async function chainShip<M>(workspace: string, store: string, opts: Chain
       if ((await sha256(stored)) !== sum) {
         throw new VerifyError(`${name} in ${workspace} differs from the ${name} already in chain ${chain}: index files must be immutable`, [], "start a new chain with a full run (--full)");
       }
-    } else {
-      await captureToFile(stored, async (tmp) => copyFileSync(src, tmp), { label: `${name} into ${folder}` });
+    } else await captureToFile(stored, async (tmp) => copyFileSync(src, tmp), { label: `${name} into ${folder}` });
+    // Shipped by this run: not in the chain's newest run, also when it is in the store already (a
+    // run killed while shipping copied it): its off-site archive must hold it (chainPush).
+    if (!known.has(name)) {
       shippedBytes += size;
       shipped.push(name);
     }

@@ -121,7 +121,8 @@ await recipe({
       const info = await xenonHostInfo(url, api);
       const counts = await xenonCounts(url, s.factories, api);
       ctx.log.ok(`host ${info?.id}: ${Object.entries(counts).map(([f, n]) => `${f} ${n}`).join(", ")}`);
-      return { id: info?.id ?? "DRY-RUN", counts, takenAt: new Date().toISOString() };
+      // a DIRECTORY run's name is journalled here: a resumed run ships and pushes under the same one
+      return { id: info?.id ?? "DRY-RUN", counts, takenAt: new Date().toISOString(), ...(isDir ? { run: chainRunName(store) } : {}) };
     });
 
     const prepare = step("prepare", "prepare the staging folder", () => exec(["mkdir", "-p", "-m", "700", "--", staging]), { when: !isDir });
@@ -188,7 +189,7 @@ await recipe({
     }, { when: isDir && !!remote });
 
     const shipped = step("ship", `ship the new files to the store ${store}`, async () => {
-      const r = await chainShip(remote ? fetchDir : workspace, store, { run, full: s["directory.full"], before: before.output, listing: remote ? fetched.output.listing : undefined, meta: meta([]) });
+      const r = await chainShip(remote ? fetchDir : workspace, store, { run: host.output.run ?? run, full: s["directory.full"], before: before.output, listing: remote ? fetched.output.listing : undefined, meta: meta([]), resumed: s.resume });
       ctx.log.ok(`run ${r.run} (chain ${r.chain}): ${r.added.length} new, ${r.removed.length} dropped, ${formatBytes(r.shippedBytes)} shipped; it needs ${r.files.length} files`);
       return { run: r.run, chain: r.chain, added: r.added.length, removed: r.removed.length, files: r.files.length, shippedBytes: r.shippedBytes };
     }, { when: isDir });

@@ -54,14 +54,15 @@
 // journal: after a failed restart, wait or count check it goes on WITHOUT a second PATCH (those
 // steps read the journal only); after a failed copy it copies the kept staged backup. A run that
 // failed at the PATCH itself is not resumed (".patch-sent" in staging): the index may hold part of
-// the backup and a second PATCH would add to it; start a fresh host and run it again.
+// the backup and a second PATCH would add to it; start a fresh host and run it again. One killed
+// after the PATCH completed (the mark then says "done") goes on without sending it again.
 //
 // Left to the operator, and why:
 //   - starting the new node with --id=OLD: a host argument lifeboat cannot set; the recipe prints it.
 //
 // Settings: recipes/xenon.ts holds the table both recipes share (flags, env LIFEBOAT_*, the site
 // file; see --help and recipes/xenon.site.example.yaml).
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import {
   ageOptions,
   chainAssemble,
@@ -187,6 +188,8 @@ await recipe({
 
     const restored = step("restore", `restore (PATCH RestoreRequest, ${s.deliver}${at !== undefined ? `, timeSnapshotBoundaryMicros ${at}` : ""})`, async () => {
       if (existsSync(patchSent)) {
+        // "done": the PATCH completed and the run was killed before it could record so
+        if (readFileSync(patchSent, "utf8").trim() === "done") return void ctx.log.info(`the interrupted run's PATCH to ${url} completed (${patchSent} says done): not sent again`);
         throw new UsageError(`the failed run sent its PATCH to ${url} and it did not complete: the index may hold part of the backup, and a second PATCH would add to it`, "start a fresh host and run the restore again without --resume");
       }
       await exec(["touch", "--", patchSent]);
@@ -197,6 +200,7 @@ await recipe({
       } else {
         await req(`file:${onHost(staged.output.path)}${staged.output.kind === "dir" ? "/" : ""}`);
       }
+      if (!ctx.dryRun) writeFileSync(patchSent, "done\n");
     }, { confirm: `replace the document index of the Xenon host at ${url} with the backup's?` });
 
     const restart = step("restart", `restart the host (${shellJoin(s.restart)})`, () => exec(s.restart), {

@@ -70,6 +70,24 @@ test("two runs within one second get two names (chainRunName), and chainShip nev
   assert.equal(chainRuns(store).map((r) => r.full), [true, false], "both manifests as shipped");
 });
 
+test("a resumed run finds its own work: its manifest is returned as it is, and files a killed ship already copied still count as this run's shipped", async () => {
+  const store = join(tmp(), "store");
+  const one = fetched({ "_0.cfs": "zero", "segments_1": "s1" });
+  await chainShip(one.dir, store, { run: "2026-11-30T030000Z", full: true, before: [] });
+  const two = fetched({ "_0.cfs": "zero", "_1.cfs": "one", "segments_2": "s2" });
+  const before = ["_0.cfs", "segments_1"];
+  // killed while shipping: _1.cfs copied into the chain, no manifest written
+  writeFileSync(join(store, "files", "2026-11-30T030000Z", "_1.cfs"), "one");
+  const r = await chainShip(two.dir, store, { run: "2026-11-30T030100Z", full: false, before, resumed: true });
+  assert.equal(r.shipped!.sort(), ["_1.cfs", "segments_2"], "what the chain's newest run did not hold, copied now or before");
+  assert.is(r.shippedBytes, 5);
+  // killed after the manifest was written: the resumed ship returns that manifest, and writes nothing
+  const again = await chainShip(two.dir, store, { run: "2026-11-30T030100Z", full: false, before, resumed: true });
+  assert.equal(again, JSON.parse(readFileSync(join(store, "runs", "2026-11-30T030100Z.json"), "utf8")));
+  assert.equal(again.shipped!.sort(), ["_1.cfs", "segments_2"]);
+  assert.equal(chainRuns(store).map((x) => x.run), ["2026-11-30T030000Z", "2026-11-30T030100Z"]);
+});
+
 test("chainPrune keeps every file a kept run lists across two chains, removes the rest, and each kept run still reassembles byte for byte", async () => {
   const store = join(tmp(), "store");
   const ws = join(tmp(), "workspace");
