@@ -111,6 +111,12 @@ export interface BackupArchiveOptions<M> {
   compression?: Compression;
   /** Compression level (gzip 1–9, default 6; zstd 1–19, default 3). */
   level?: number;
+  /**
+   * The run is a resumed one: an archive of NAME stamped with startedAt that passed its
+   * verification is this run's own (killed after packing it, before it could record so). It is
+   * verified again and returned, not packed a second time under the next second (default false).
+   */
+  resumed?: boolean;
   ctx?: Context;
 }
 
@@ -140,6 +146,15 @@ export async function backupArchive<M = Record<string, unknown>>(sourceDir: stri
   const ctx = o.ctx ?? useContext();
   let startedAt = o.startedAt ?? new Date();
   const held = existsSync(o.folder) ? readdirSync(o.folder) : [];
+  if (o.resumed && !ctx.dryRun) {
+    const own = listBackups(o.folder).find((b) => b.name.startsWith(`${o.name}-${stamp(startedAt)}.tar.`) && b.verified === "passed");
+    if (own) {
+      ctx.log.info(`${own.name} is in ${o.folder} already, verified (the interrupted run packed it): verifying it again, not packing anew`);
+      const decrypt = { passphrase: o.age?.passphrase || undefined };
+      const report = await verifyArchive<M>(own.path, { decrypt, record: true, ctx });
+      if (report.manifest) return { path: own.path, manifest: report.manifest, verified: true, bytes: statSync(own.path).size };
+    }
+  }
   while (held.some((f) => f.startsWith(`${o.name}-${stamp(startedAt)}.tar.`))) startedAt = new Date(startedAt.getTime() + 1000);
   const encrypt = { passphrase: o.age?.passphrase || undefined, recipients: o.age?.recipients?.length ? [...o.age.recipients] : undefined };
   const encrypted = !!(encrypt.passphrase || encrypt.recipients);

@@ -126,6 +126,7 @@ await recipe({
 
     const pack = step("pack", "pack and verify the archive", () =>
       backupArchive<deis.ArchiveMeta>(staging, {
+        resumed: s.resume, // the archive a killed run packed and verified is used, not packed again
         folder: s["backups.dir"],
         name: "deis-backup",
         startedAt: new Date(space.output.startedAt),

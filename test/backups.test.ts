@@ -133,6 +133,22 @@ test("two backups stamped with the same second get two names: the second never r
   assert.equal(listBackups(dir).map((b) => [b.name, b.verified]), [["app-backup-2026-11-21T101501Z.tar.gz", "passed"], ["app-backup-2026-11-21T101500Z.tar.gz", "passed"]]);
 });
 
+test("a resumed backup finds the archive its killed run packed and verified: it is verified again and returned, not packed a second time", async () => {
+  testContext({ name: "app-backup" });
+  const dir = join(tmp(), "backups");
+  const startedAt = new Date("2026-11-21T10:15:00.123Z");
+  const first = await backupArchive(source(), { folder: dir, name: "app-backup", startedAt, meta: { n: 1 } });
+  const again = await backupArchive(source(), { folder: dir, name: "app-backup", startedAt, meta: { n: 1 }, resumed: true });
+  assert.is(again.path, first.path);
+  assert.equal(again.manifest, first.manifest);
+  assert.is(again.verified, true);
+  assert.equal(listBackups(dir).map((b) => b.name), ["app-backup-2026-11-21T101500Z.tar.gz"], "one archive, not two");
+  // one that never passed its verification is not taken for the run's own: a new one is packed
+  writeFileSync(`${first.path}.verified`, JSON.stringify({ ok: false, at: new Date().toISOString(), size: 0, mtimeMs: 0 }));
+  const anew = await backupArchive(source(), { folder: dir, name: "app-backup", startedAt, meta: { n: 1 }, resumed: true });
+  assert.is(anew.path, join(dir, "app-backup-2026-11-21T101501Z.tar.gz"));
+});
+
 test("backupArchive encrypts with a passphrase (.tar.gz.age, verified) and for recipients only (not verified, with a warning)", async () => {
   const { logs } = testContext();
   const dir = join(tmp(), "backups");
