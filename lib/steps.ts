@@ -130,6 +130,8 @@ export interface FanOutItem {
 export interface FanOutJournal {
   items: Record<string, FanOutItem>;
   save(): void;
+  /** The step's number (1-based), for the fault point. */
+  index?: number;
 }
 
 class FanOutImpl<I, T> extends StepImpl<Record<string, T>> {
@@ -174,7 +176,7 @@ class FanOutImpl<I, T> extends StepImpl<Record<string, T>> {
       const t0 = Date.now();
       try {
         const value = await this.each(item, api);
-        killAtRecord(`${this.id}@${k}`);
+        killAtRecord(`${this.id}@${k}`, `${this.id}@*`, `#${journal.index}@*`);
         out[k] = value;
         journal.items[k] = { status: "done", output: this.fopts.secret ? undefined : value };
         ctx.log.ok(`${k}: done ${chalk.dim(formatDuration(Date.now() - t0))}`);
@@ -304,12 +306,14 @@ function writeJournal(path: string, j: Journal): void {
 
 /**
  * A fault point for the drills and tests (docs/faults.md): with LIFEBOAT_FAULT_KILL_AT_RECORD set
- * to a step id (or STEP@ITEM for a fan-out item), the process SIGKILLs itself once that step's
+ * to a step id or its number (`#3`), or for a fan-out item to STEP@ITEM or STEP@* (`#3@*`: the
+ * first item to finish), the process SIGKILLs itself once that step's
  * work is done and before the journal records it. That is the moment a resumed run meets its own
  * finished work, which every step must take as done (a kill lands there only by chance otherwise).
  */
-function killAtRecord(id: string): void {
-  if (process.env.LIFEBOAT_FAULT_KILL_AT_RECORD === id) process.kill(process.pid, "SIGKILL");
+function killAtRecord(...names: string[]): void {
+  const at = process.env.LIFEBOAT_FAULT_KILL_AT_RECORD;
+  if (at && names.includes(at)) process.kill(process.pid, "SIGKILL");
 }
 
 /** Reads a journal, if any (journals of an older format read as none). */
@@ -423,6 +427,7 @@ export async function runSteps(ctx: Context, steps: Step[], opts: RunStepsOption
       const items: FanOutJournal = {
         items: (journal.items[s.id] ??= {}),
         save,
+        index: i + 1,
       };
       try {
         if (s.opts.confirm) await ctx.confirm(s.opts.confirm);
@@ -440,7 +445,7 @@ export async function runSteps(ctx: Context, steps: Step[], opts: RunStepsOption
         failure = fail(i, ctx.signal.aborted ? ctx.signal.reason : e, Date.now() - t0);
         break;
       }
-      killAtRecord(s.id);
+      killAtRecord(s.id, `#${i + 1}`);
       outcomes[i] = { id: s.id, name: s.title, status: "done", ms: Date.now() - t0, items: itemsOf(s) };
       journal.done.push(s.id);
       if (!s.opts.secret && s.hasOutput && s.output !== undefined) journal.outputs[s.id] = s.output;

@@ -143,7 +143,7 @@ export interface System<F> {
   entries: Entry<F>[];
 }
 
-export type Kind = "baseline" | "signal" | "kill" | "remote" | "enospc";
+export type Kind = "baseline" | "signal" | "kill" | "remote" | "enospc" | "record";
 
 /** One case of the matrix. */
 export interface FaultCase {
@@ -491,6 +491,12 @@ export function casesFor<F>(e: Entry<F>, base: Baseline, m: MatrixSize, extras: 
     const delayMs = Math.round(baselineMs * (0.05 + 0.95 * r()));
     out.push({ kind: "kill", signal: "SIGKILL", delayMs, label: `SIGKILL after ${(delayMs / 1000).toFixed(2)}s (seed ${m.seed}, #${k + 1})` });
   }
+  // Killed once a step's work is done, before the journal records it (the fault point
+  // LIFEBOAT_FAULT_KILL_AT_RECORD): the resumed run meets the step's own finished work. Only when
+  // asked for (--kinds record), or with every kind in the full size.
+  if (m.kinds?.includes("record")) {
+    for (const [i, , title] of base.steps) out.push({ kind: "record", step: i, label: `killed at the record of step ${i}/${steps} (${title.length > 50 ? `${title.slice(0, 49)}…` : title})` });
+  }
   const some = <T>(xs: T[], kind: Kind) => (m.size === "full" ? xs : extras.includes(kind) && xs.length ? [pick(xs)] : []);
   for (const x of some(e.remotes, "remote")) out.push({ kind: "remote", remote: x.name, label: `${x.name} dies` });
   for (const x of some(e.folders, "enospc")) out.push({ kind: "enospc", folder: x.name, label: `no space left in ${x.name}` });
@@ -543,7 +549,8 @@ export async function runCase<F>(sys: System<F>, e: Entry<F>, fx: F, c: FaultCas
       trigger = { step: folder.step ?? undefined, fire: () => ((filler = fillDisk(m.fill ?? m.path)), true) }; // no step: fired as the run starts
     }
     const before = sys.finals(fx);
-    const run = await runRecipe(e.recipe, args, env, trigger, c.kind === "remote" ? 120_000 : BOUND_MS);
+    const runEnv = c.kind === "record" ? { ...env, LIFEBOAT_FAULT_KILL_AT_RECORD: `#${c.step}` } : env;
+    const run = await runRecipe(e.recipe, args, runEnv, trigger, c.kind === "remote" ? 120_000 : BOUND_MS);
     const where = run.firedIn ? ` (landed in '${run.firedIn}' at ${(run.firedAt! / 1000).toFixed(2)}s)` : "";
     log(`    ${c.label}: exit ${run.code ?? run.signal}${where} after ${formatDuration(run.ms)}`);
     const tail = () => run.output.split("\n").filter(Boolean).slice(-12).map((l) => `      │ ${l}`).join("\n");
@@ -555,6 +562,9 @@ export async function runCase<F>(sys: System<F>, e: Entry<F>, fx: F, c: FaultCas
     let broken = run.code !== 0;
     if (c.kind === "baseline") {
       if (run.code !== 0) problems.push(`a normal run exited ${run.code}\n${tail()}`);
+    } else if (c.kind === "record") {
+      if (run.signal !== "SIGKILL") notes.push(`the step's record was not reached (exit ${run.code}): the fault did not land`);
+      if (run.signal !== "SIGKILL" && run.code !== 0) problems.push(`exit ${run.code} before the step's record\n${tail()}`);
     } else if (run.firedAt === undefined) {
       notes.push("the fault did not land (the run finished first)");
       if (run.code !== 0) problems.push(`exit ${run.code ?? run.signal} with no fault injected\n${tail()}`);
@@ -685,7 +695,7 @@ function report(r: CaseResult, log: (l: string) => void): void {
 
 /** The summary table: per recipe and kind, cases run and held. */
 export function summaryTable(results: CaseResult[], ms: number): string[] {
-  const kinds: Kind[] = ["baseline", "signal", "kill", "remote", "enospc"];
+  const kinds: Kind[] = ["baseline", "signal", "kill", "remote", "enospc", ...(results.some((r) => r.c.kind === "record") ? ["record" as const] : [])];
   const recipes = [...new Set(results.map((r) => r.recipe))];
   const w = Math.max(8, ...recipes.map((r) => r.length));
   const cell = (rs: CaseResult[]) => {
@@ -1870,7 +1880,7 @@ export const faultsDrillTask = drillTask({
     kills: { type: "number", describe: "SIGKILLs per recipe (default: 20 full, 1 reduced)", default: 0 },
     seed: { type: "number", describe: "seed of the SIGKILL delays and the reduced sample (printed; give it again to replay)", default: 0 },
     recipes: { type: "list", describe: "only these recipes", default: [] },
-    kinds: { type: "list", describe: "only these kinds of case: signal, kill, remote, enospc (the baseline always runs)", default: [] },
+    kinds: { type: "list", describe: "only these kinds of case: signal, kill, remote, enospc, record (killed after a step's work, before its journal record: only when named) (the baseline always runs)", default: [] },
     workdir: { describe: "where the fixtures go (default: a new temp dir, removed afterwards)" },
   },
   async run(ctx) {
@@ -1879,8 +1889,8 @@ export const faultsDrillTask = drillTask({
       ctx.log.info(`[dry-run] would run the ${s.size} fault matrix on ${SYSTEMS.flatMap((x) => x.entries.map((e) => e.recipe)).join(", ")}`);
       return;
     }
-    const bad = (s.kinds as string[]).filter((k) => !["signal", "kill", "remote", "enospc"].includes(k));
-    if (bad.length) throw new UsageError(`--kinds: ${bad.join(", ")} is not a kind of case`, "signal, kill, remote or enospc");
+    const bad = (s.kinds as string[]).filter((k) => !["signal", "kill", "remote", "enospc", "record"].includes(k));
+    if (bad.length) throw new UsageError(`--kinds: ${bad.join(", ")} is not a kind of case`, "signal, kill, remote, enospc or record");
     const seed = s.seed || Math.floor(Math.random() * 1e9);
     const work = s.workdir || mkdtempSync(join(tmpdir(), "lifeboat-faults-"));
     try {
