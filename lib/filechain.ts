@@ -312,23 +312,22 @@ export async function chainPush(store: string, run: string, dest: string, opts: 
   if (!existsSync(manifest)) throw new UsageError(`no run ${run} in ${store}`);
   const r = JSON.parse(readFileSync(manifest, "utf8")) as ChainRun;
   const names = r.shipped ?? (r.full ? r.files.map((f) => f.name) : r.added);
-  const outbox = join(store, ".outbox");
-  const staging = join(outbox, run);
-  rmSync(staging, { recursive: true, force: true });
+  // One folder per run and destination (pushes to two destinations run side by side), emptied
+  // first: a killed push's archive there would make this one take the next second's name, which
+  // names no run off-site.
+  const box = join(store, ".outbox", `${run}-${createHash("sha256").update(dest).digest("hex").slice(0, 12)}`);
+  const staging = join(box, "stage");
+  rmSync(box, { recursive: true, force: true });
   mkdirSync(join(staging, "files", r.chain), { recursive: true, mode: 0o700 });
   mkdirSync(join(staging, "runs"), { mode: 0o700 });
   try {
     for (const n of names) copyFileSync(join(store, "files", r.chain, n), join(staging, "files", r.chain, n));
     copyFileSync(manifest, join(staging, "runs", `${run}.json`));
-    const packed = await backupArchive<ChainRun>(staging, { folder: outbox, name: `${label}-${r.chain}`, startedAt: runDate(run), meta: { ...r, meta: undefined }, age: opts.age, ctx });
-    try {
-      const copied = await offsiteCopy(packed.path, dest, opts);
-      return { url: copied.url, bytes: packed.bytes, files: names.length };
-    } finally {
-      removeArchive(packed.path);
-    }
+    const packed = await backupArchive<ChainRun>(staging, { folder: box, name: `${label}-${r.chain}`, startedAt: runDate(run), meta: { ...r, meta: undefined }, age: opts.age, ctx });
+    const copied = await offsiteCopy(packed.path, dest, opts);
+    return { url: copied.url, bytes: packed.bytes, files: names.length };
   } finally {
-    rmSync(staging, { recursive: true, force: true });
+    rmSync(box, { recursive: true, force: true });
   }
 }
 

@@ -55,6 +55,16 @@ async function chain(store: string): Promise<{ runs: string[]; snapshots: Record
 
 const assembled = (dir: string) => Object.fromEntries(listNames(dir).map((n) => [n, readFileSync(join(dir, n))]));
 
+test("one run pushed to two destinations side by side arrives at both under the run's name (each push packs in a folder of its own)", async () => {
+  const store = join(tmp(), "store");
+  const { runs } = await chain(store);
+  const dests = [join(tmp(), "offsite a"), join(tmp(), "offsite b")];
+  for (const d of dests) await chainPush(store, runs[0], d, opts);
+  await Promise.all(dests.map((d) => chainPush(store, runs[1], d, opts)));
+  for (const d of dests) assert.equal((await chainOffsiteRuns(d, opts)).map((l) => l.run), runs.slice(0, 2), d);
+  assert.equal(readdirSync(join(store, ".outbox")), [], "no local archive left behind");
+});
+
 for (const kind of ["s3", "ssh", "local"] as const) {
   test(`${kind}: each run goes as one archive; runs 2 and 3 come back byte for byte from the off-site copies alone`, async () => {
     const store = join(tmp(), "store");
