@@ -492,10 +492,13 @@ export function casesFor<F>(e: Entry<F>, base: Baseline, m: MatrixSize, extras: 
     out.push({ kind: "kill", signal: "SIGKILL", delayMs, label: `SIGKILL after ${(delayMs / 1000).toFixed(2)}s (seed ${m.seed}, #${k + 1})` });
   }
   // Killed once a step's work is done, before the journal records it (the fault point
-  // LIFEBOAT_FAULT_KILL_AT_RECORD): the resumed run meets the step's own finished work. Only when
-  // asked for (--kinds record), or with every kind in the full size.
-  if (m.kinds?.includes("record")) {
-    for (const [i, , title] of base.steps) out.push({ kind: "record", step: i, label: `killed at the record of step ${i}/${steps} (${title.length > 50 ? `${title.slice(0, 49)}…` : title})` });
+  // LIFEBOAT_FAULT_KILL_AT_RECORD): the resumed run meets the step's own finished work. Full size:
+  // every step that ran, when asked for (--kinds record); reduced: one seeded step per recipe.
+  const record = (i: number, title: string) => out.push({ kind: "record", step: i, label: `killed at the record of step ${i}/${steps} (${title.length > 50 ? `${title.slice(0, 49)}…` : title})` });
+  if (m.size === "full" && m.kinds?.includes("record")) for (const [i, , title] of base.steps) record(i, title);
+  else if (m.size !== "full" && base.steps.length) {
+    const [i, , title] = pick(base.steps);
+    record(i, title);
   }
   const some = <T>(xs: T[], kind: Kind) => (m.size === "full" ? xs : extras.includes(kind) && xs.length ? [pick(xs)] : []);
   for (const x of some(e.remotes, "remote")) out.push({ kind: "remote", remote: x.name, label: `${x.name} dies` });
