@@ -11,7 +11,7 @@
 // Everything streams: no file passes through memory. Each honours --dry-run: writes print the
 // exact commands and run none; sshList and sshFreeSpace are read-only probes that run anyway.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createReadStream, createWriteStream, mkdirSync, rmSync, statSync } from "node:fs";
+import { createReadStream, createWriteStream, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { dirname } from "node:path";
 import process from "node:process";
@@ -76,14 +76,19 @@ export interface SshCopyOptions {
 
 /**
  * Copies a local file to a host: written under `.partial-NAME` beside the destination (its dir
- * created 0700), fsynced, then renamed, so the destination is whole or absent.
+ * created 0700), checked to have the local file's size, fsynced, then renamed, so the destination
+ * is whole or absent. (The size check matters: when this process dies mid-copy, ssh sees its
+ * input end and the remote `cat` ends as if the file were whole.)
  * @example await sshPut(repo, "/tmp/stage/haproxy_etc_20260101-120000.tar.gz", "/lsbackup/mounted/haproxy_etc_20260101-120000.tar.gz");
  */
 export async function sshPut(target: SshTarget, localFile: string, remotePath: string, opts: SshCopyOptions = {}): Promise<void> {
   const ctx = opts.ctx ?? useContext();
   const mode = (opts.mode ?? 0o600).toString(8);
-  const script = 'set -e; d=$(dirname -- "$1"); mkdir -p -m 700 -- "$d"; p="$d/.partial-$(basename -- "$1")"; umask 077; cat > "$p"; chmod "$2" -- "$p"; sync -- "$p" 2>/dev/null || true; mv -f -- "$p" "$1"';
-  await ssh(target, ["sh", "-c", script, "sh", remotePath, mode], { stdin: ctx.dryRun ? { file: localFile } : createReadStream(localFile), ctx });
+  const size = ctx.dryRun && !existsSync(localFile) ? 0 : statSync(localFile).size;
+  const script = 'set -e; d=$(dirname -- "$1"); mkdir -p -m 700 -- "$d"; p="$d/.partial-$(basename -- "$1")"; umask 077; cat > "$p"; ' +
+    'n=$(wc -c < "$p"); if [ "$n" -ne "$3" ]; then rm -f -- "$p"; echo "lifeboat: $1: $n of $3 bytes arrived; nothing kept" >&2; exit 1; fi; ' +
+    'chmod "$2" -- "$p"; sync -- "$p" 2>/dev/null || true; mv -f -- "$p" "$1"';
+  await ssh(target, ["sh", "-c", script, "sh", remotePath, mode, String(size)], { stdin: ctx.dryRun ? { file: localFile } : createReadStream(localFile), ctx });
 }
 
 /**

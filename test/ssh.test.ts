@@ -395,4 +395,24 @@ test("dry-run prints the ssh commands and runs nothing", async () => {
   assert.match(text, `-- 'touch ${marker}'`);
 });
 
+test("sshPut killed mid-copy leaves nothing under the final name: the remote side checks the size before its rename", async () => {
+  const dir = tmp();
+  const file = join(dir, "big.bin");
+  for (let i = 0; i < 16; i++) appendFileSync(file, seededBytes(`put${i}`, 16 << 20)); // 256 MiB
+  const dest = join(dir, "remote", "copy.bin");
+  const t = target();
+  const p = spawn("node", ["--import=tsx", new URL("./fixtures/put-child.ts", import.meta.url).pathname, file, dest, t.host, String(t.port), t.user!, t.identityFile!, t.knownHostsFile!], { stdio: ["ignore", "pipe", "inherit"] });
+  const partial = join(dir, "remote", ".partial-copy.bin");
+  const exited = new Promise<void>((r) => p.once("exit", () => r()));
+  await new Promise<void>((r) => p.stdout!.once("data", () => r()));
+  for (let i = 0; i < 500 && !(existsSync(partial) && statSync(partial).size > 1 << 20); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(existsSync(partial), "the copy had begun");
+  p.kill("SIGKILL");
+  await exited;
+  // ssh (orphaned) sees its input end and the remote cat finishes: give them time
+  for (let i = 0; i < 100 && existsSync(partial); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.not.ok(existsSync(dest), `a ${existsSync(dest) ? statSync(dest).size : 0}-byte copy under the final name after the kill`);
+  assert.not.ok(existsSync(partial), "the partial copy is removed");
+});
+
 test.run();
