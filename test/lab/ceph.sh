@@ -260,7 +260,7 @@ wait_rgw() {
   fail client.rgw.a "radosgw did not answer GET $ENDPOINT/ within ${T_RGW}s (last HTTP code: $(http_code))"
 }
 
-start_mon() { start_daemon mon.a ceph-mon -c "$CONF" -i a && wait_mon; }
+start_mon() { reserve_ports "$MON_V2" "$MON_V1"; start_daemon mon.a ceph-mon -c "$CONF" -i a && wait_mon; }
 start_osd() { start_daemon osd.0 ceph-osd -c "$CONF" -i 0 && wait_osd; }
 start_rgw() { start_daemon client.rgw.a radosgw -c "$CONF" -n client.rgw.a && wait_rgw; }
 

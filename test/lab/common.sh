@@ -60,6 +60,20 @@ stop_pidfile() {
 }
 
 # wait_tcp HOST PORT SECONDS: wait until something accepts connections.
+# Takes PORTs (or ranges A-B) out of the kernel's ephemeral range (net.ipv4.ip_local_reserved_ports),
+# so that no client connection on this machine is given one as its source port: the lab's ports
+# lie in the range (32768-60999), and a long-lived connection holding one (seen in CI: 55434, for
+# more than 10 s) keeps the piece from starting. Listening on a reserved port is not affected.
+reserve_ports() {
+  local f=/proc/sys/net/ipv4/ip_local_reserved_ports cur p
+  [ -w "$f" ] || return 0
+  cur=$(cat "$f")
+  for p in "$@"; do
+    case ",$cur," in *",$p,"*) ;; *) cur=${cur:+$cur,}$p ;; esac
+  done
+  echo "$cur" > "$f" 2>/dev/null || lab_log "could not reserve ports $* (ip_local_reserved_ports)"
+}
+
 wait_tcp() {
   local host=$1 port=$2 secs=${3:-30} i
   for ((i = 0; i < secs * 10; i++)); do

@@ -39,6 +39,7 @@ prepare() {
 
 start() {
   pid_alive "$PIDF" && return 0
+  reserve_ports "$PORT"
   port_busy "$PORT" && lab_die "127.0.0.1:$PORT is taken by something else"
   # The port lies in the kernel's ephemeral range: a client connection can hold it as its source
   # port for a moment, and the bind fails though nothing listens. mariadbd then exits: try again.

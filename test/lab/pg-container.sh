@@ -50,7 +50,7 @@ run() {
   [ -s "$PWFILE" ] || lab_die "no $PWFILE: run test/lab/docker.sh up"
   docker rm -f -v "$name" >/dev/null 2>&1 || true
   local args=(-d --name "$name" --label lifeboat-lab=1 --stop-signal SIGINT -e POSTGRES_PASSWORD="$(cat "$PWFILE")")
-  [ -n "$port" ] && args+=(-p "127.0.0.1:$port:5432")
+  [ -n "$port" ] && args+=(-p "127.0.0.1:$port:5432") && reserve_ports "$port"
   # A host port in the kernel's ephemeral range can be held for a moment as a client's source port:
   # the proxy's bind then fails though nothing listens. Try again (up to 5 times).
   local try err

@@ -153,6 +153,7 @@ prepare() {
 
 up() {
   local t0; t0=$(date +%s%N)
+  reserve_ports "$SRC_PORT" "$TGT_PORT"
   prepare
   # The source is seeded once; a cluster without the marker is a half-made one: redo it.
   if [ ! -f "$P/source.seeded" ]; then
