@@ -146,17 +146,16 @@ export async function backupArchive<M = Record<string, unknown>>(sourceDir: stri
   const ctx = o.ctx ?? useContext();
   let startedAt = o.startedAt ?? new Date();
   const held = existsSync(o.folder) ? readdirSync(o.folder) : [];
+  const encrypt = { passphrase: o.age?.passphrase || undefined, recipients: o.age?.recipients?.length ? [...o.age.recipients] : undefined };
   if (o.resumed && !ctx.dryRun) {
     const own = listBackups(o.folder).find((b) => b.name.startsWith(`${o.name}-${stamp(startedAt)}.tar.`) && b.verified === "passed");
     if (own) {
       ctx.log.info(`${own.name} is in ${o.folder} already, verified (the interrupted run packed it): verifying it again, not packing anew`);
-      const decrypt = { passphrase: o.age?.passphrase || undefined };
-      const report = await verifyArchive<M>(own.path, { decrypt, record: true, ctx });
+      const report = await verifyArchive<M>(own.path, { decrypt: encrypt, record: true, ctx });
       if (report.manifest) return { path: own.path, manifest: report.manifest, verified: true, bytes: statSync(own.path).size };
     }
   }
   while (held.some((f) => f.startsWith(`${o.name}-${stamp(startedAt)}.tar.`))) startedAt = new Date(startedAt.getTime() + 1000);
-  const encrypt = { passphrase: o.age?.passphrase || undefined, recipients: o.age?.recipients?.length ? [...o.age.recipients] : undefined };
   const encrypted = !!(encrypt.passphrase || encrypt.recipients);
   const path = join(o.folder, archiveName(`${o.name}-${stamp(startedAt)}`, o.compression, encrypted));
   const manifest = await packArchive<M>(sourceDir, path, { meta: o.meta, recipe: o.recipe, startedAt, encrypt, compression: o.compression, level: o.level, ctx });

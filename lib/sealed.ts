@@ -246,6 +246,9 @@ export async function sealTreeToFile(dir: string, path: string, opts: SealOption
   return sealToFile((sink) => pipeline(tarCreate({ cwd: dir, portable: true }, names.map((n) => `./${n}`)) as unknown as Readable, sink), path, { ...opts, label });
 }
 
+/** The entries a sealed tree holds and unsealTreeTo writes: regular files at its top level. */
+const isPlainTopFile = (path: string, type: string | undefined) => type === "File" && !path.replace(/^\.\//, "").includes("/");
+
 /**
  * Why dir is not what unpacking the sealed tar at path gives (null when it is: the same names,
  * each file's bytes equal, mode 0600). Reads the archive once, checked against sha256/bytes, and
@@ -258,7 +261,7 @@ async function unpackedAlready(path: string, dir: string, o: UnsealOptions, ctx:
   const parser = new Parser({ strict: true });
   parser.on("entry", (e: import("tar").ReadEntry) => {
     const name = e.path.replace(/^\.\//, "");
-    if (e.type !== "File" || name.includes("/")) return void e.resume();
+    if (!isPlainTopFile(e.path, e.type)) return void e.resume();
     const h = createHash("sha256");
     let n = 0;
     e.on("data", (d: Buffer) => (h.update(d), (n += d.length)));
@@ -327,7 +330,7 @@ export async function unsealTreeTo(path: string, dir: string, o: UnsealOptions):
     const unpack = tarExtract({
       cwd: stage.tmp, strict: true, preservePaths: false,
       filter: (p, entry) => {
-        const ok = (entry as { type?: string }).type === "File" && !p.replace(/^\.\//, "").includes("/");
+        const ok = isPlainTopFile(p, (entry as { type?: string }).type);
         (ok ? names : refused).push(p);
         return ok;
       },
