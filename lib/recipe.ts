@@ -122,14 +122,13 @@ export async function main<T extends SettingSpecs>(
     if (ctx.settings.verbose && (e as Error)?.stack) ctx.log.debug((e as Error).stack!);
     ctx.log.info(chalk.red(`${def.name} failed after ${formatDuration(Date.now() - t0)} (exit ${exitCodeOf(err)})`));
     result = { code: exitCodeOf(err), error: err, outcomes: e instanceof StepFailed ? e.outcomes : undefined };
-  } finally {
-    if (bind) {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-    }
   }
   // The failure hook (notify.command; lib/notify.ts): bounded, and never changes the exit code.
   if (result.code !== ExitCode.Ok) await notifyFailure(ctx as Context, result, new Date(t0));
+  // The signal handlers (bound only when this process exits here) stay bound up to process.exit:
+  // a signal in that window, with no handler, would kill the process by its default action and
+  // hide the run's own exit code (the fault matrix caught a SIGINT that came as a finished run was
+  // exiting: "exit SIGINT, want 130"). A first signal during the failure hook cuts the hook short.
   return finish(def, result);
 }
 

@@ -99,6 +99,15 @@ fi
 stop_started
 
 echo
+# A digest of each failure last, so the few lines a CI page shows name the test and what it saw.
+for f in "${failures[@]}"; do
+  log="$log_dir/$(echo "$f" | tr '/ ' '__').log"
+  [ -f "$log" ] || continue
+  echo "✖ $f:"
+  digest=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -A7 '^ *FAIL ' | grep -v '^\s*$\|Expected values\|Actual:\|^--$' | sed 's/·/ /g' | tr -s ' ' | head -6)
+  [ -n "$digest" ] || digest=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -v '^\s*$' | tail -4)  # crashed outside a test
+  printf '%s\n' "$digest" | cut -c1-200 | sed 's/^ */   /'
+done
 if [ ${#failures[@]} -gt 0 ]; then echo "failed: ${failures[*]}"; echo "logs: $log_dir"; else rm -rf "$log_dir"; fi
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -280,6 +280,19 @@ for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
   });
 }
 
+test("a signal that comes while a finished run is exiting does not hide the run's exit code", async () => {
+  const { dir, state } = setup();
+  const p = spawn("node", ["--import=tsx", MINI, `--dir=${dir}`, `--state-dir=${state}`], {
+    env: { ...process.env, LIFEBOAT_TOKEN: TOKEN, CI: "1", MINI_SLOW_EXIT: "1" },
+    stdio: "pipe",
+  });
+  const text = await waitFor(p, "exiting");
+  p.kill("SIGINT");
+  const [exit, signal] = await new Promise<[number | null, string | null]>((r) => p.once("exit", (c, s) => r([c, s])));
+  assert.equal([exit, signal], [0, null], text);
+  assert.equal(ran(dir), ["prepare", "use the token", "finish", "cleanup"]);
+});
+
 /** Resolves with the child's stderr so far once it contains text. */
 function waitFor(p: ReturnType<typeof spawn>, text: string): Promise<string> {
   let out = "";
