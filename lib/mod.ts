@@ -10,7 +10,7 @@ export { useContext, type Context } from "./context.ts";
 export { exec, probe, which, shellQuote, shellJoin, ExecError, type ExecOptions, type ExecResult, type StdinSpec, type StdoutSpec, type StdoutFile } from "./exec.ts";
 
 export { step, fanOut, FanOutFailed, type Step, type StepApi, type StepOptions, type FanOutOptions, type StepOutcome } from "./steps.ts";
-export { main, recipe, type MainDefinition, type MainResult, type RecipeDefinition, type Plan } from "./recipe.ts";
+export { main, recipe, type MainDefinition, type MainResult, type RecipeDefinition, type Plan, type PriorRun } from "./recipe.ts";
 export { captureToFile, clearStaging, partialFile, type CaptureOptions, type PartialFile } from "./files.ts";
 
 export {

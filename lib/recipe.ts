@@ -11,7 +11,7 @@ import { noteTarget, notifyFailure } from "./notify.ts";
 import { acquireLock } from "./lock.ts";
 import { formatDuration, type LogSink } from "./log.ts";
 import { GLOBAL_SETTINGS, helpText, type SettingSpecs, type SettingValues } from "./settings.ts";
-import { printOutcomes, runSteps, StepFailed, type Step, type StepOutcome } from "./steps.ts";
+import { printOutcomes, readJournal, runSteps, StepFailed, type Step, type StepOutcome } from "./steps.ts";
 
 /** What every entry point declares. */
 export interface MainDefinition<T extends SettingSpecs> {
@@ -50,8 +50,22 @@ export interface Plan {
 export interface RecipeDefinition<T extends SettingSpecs> extends MainDefinition<T> {
   /** What this run acts on; one lock and one journal per recipe and target. */
   target: (ctx: Context<T>) => string;
-  /** Builds the run's steps once, after settings are parsed; values shared by steps live in this closure. */
-  plan: (ctx: Context<T>) => Plan;
+  /**
+   * Builds the run's steps once, after settings are parsed; values shared by steps live in this
+   * closure. `prior` holds what the run being resumed recorded (see {@link PriorRun}).
+   */
+  plan: (ctx: Context<T>, prior: PriorRun) => Plan;
+}
+
+/**
+ * What the run being continued (--resume) recorded, for the values a plan must keep from it: a
+ * name or date taken from the clock when that run started, which a resumed run (after midnight,
+ * say) must not take anew. Empty for a new run.
+ * @example const date = prior.output<{ date: string }>("backupsys")?.date ?? dayName(new Date());
+ */
+export interface PriorRun {
+  /** The output of a step that run finished, if any (undefined for a new run). */
+  output<O>(id: string): O | undefined;
 }
 
 /** The outcome of main() or recipe() when exit is false. */
@@ -169,9 +183,12 @@ export function recipe<T extends SettingSpecs>(def: RecipeDefinition<T>): Promis
     const t0 = Date.now();
     try {
       if (ctx.dryRun) ctx.log.info(chalk.magenta(`${def.name}: dry run — commands that change state are printed, not run`));
-      const plan = def.plan(ctx);
+      const journal = join(stateDir, "journal", `${key}.json`);
+      const was = g.resume ? readJournal(journal) : null;
+      const prior: PriorRun = { output: <O>(id: string) => (was?.done.includes(id) ? (was.outputs[id] as O) : undefined) };
+      const plan = def.plan(ctx, prior);
       const { outcomes } = await runSteps(ctx as Context, plan.steps, {
-        journal: join(stateDir, "journal", `${key}.json`),
+        journal,
         target,
         resume: g.resume,
         finally: plan.cleanup,

@@ -71,12 +71,17 @@ await recipe({
   usage: "npx zx recipes/hcoop-backup.ts --config hcoop.site.yaml [--dry-run] [--resume]",
   settings: hcoop.settings,
   target: (ctx) => ctx.settings["backups.dir"],
-  plan: (ctx) => {
+  plan: (ctx, prior) => {
     const s = ctx.settings;
     const cell = hcoop.cellOf(s);
     const seal = hcoop.sealOf(s);
-    const now = hcoop.today(s["clock.today"]);
+    // The day is the one the run started on: a run resumed after midnight finishes that day's
+    // folder (its dumps are there, named by it), rather than writing a manifest for a new day
+    // that would list files it does not hold. The first step records it.
+    const started = prior.output<{ day?: string }>("backupsys")?.day;
+    const now = hcoop.today(started ?? s["clock.today"]);
     const date = hcoop.dayName(now);
+    if (started && started !== hcoop.dayName(hcoop.today(s["clock.today"]))) ctx.log.info(`continuing the backup of ${started}, the day the interrupted run started`);
     const dir = hcoop.LAYOUT.dayDir(s["backups.dir"], date);
     const exclude = new RegExp(s["volumes.exclude"] || "$^");
     const startedAt = new Date().toISOString();
@@ -132,7 +137,7 @@ await recipe({
       const failed = failures(again);
       if (failed.length) throw failed[0];
       if (r.failed > r.failedVolumes.length) throw new LifeboatError(`vos backupsys: ${r.failed} volume(s) failed to back up, ${r.failedVolumes.length} named`);
-      return { backedUp: r.backedUp + r.failedVolumes.length, failed: 0 };
+      return { backedUp: r.backedUp + r.failedVolumes.length, failed: 0, day: date };
     });
 
     const volumes = step("volumes", `list the volumes on ${cell.server} (vos listvol -format)`, async () => {

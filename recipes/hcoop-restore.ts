@@ -33,7 +33,7 @@
 // Names: NAME + restore.suffix must fit in 22 characters (OpenAFS); when it does not, the run
 // stops before anything and names a suffix that fits (or give NEWNAME).
 import { offsiteOptions, afsExamine, afsRemove, afsRename, afsRestoreFile, exec, formatBytes, recipe, restoredName, checkVolumeName, step, UsageError, verifySealed, type Seal } from "../lib/mod.ts";
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { afsEndTransaction, afsListVldb, afsListVolumes, afsTransactions, afsVolumeIds, afsWaitWhileBusy, afsZap } from "../lib/mod.ts";
 import * as hcoop from "./hcoop.ts";
@@ -57,7 +57,7 @@ await recipe({
     const date = legacy ? "legacy" : first.replaceAll("-", ".");
     const sealFor = (kind: "age" | "ccrypt"): Seal => hcoop.sealOf({ ...s, "encryption.kind": kind }, true);
 
-    const fetch = step("fetch", `fetch the chain of ${volume} as of ${date} from ${s["offsite.to"][0]} where it is not here (sha256 checked)`, () =>
+    const fetch = step("fetch", `fetch the chain of ${volume} as of ${date} from ${s["offsite.to"][0] ?? "off-site"} where it is not here (sha256 checked)`, () =>
       hcoop.fetchChain(s["offsite.to"][0], s["backups.dir"], date, volume, offsiteOptions(s)), { when: !legacy && s["offsite.to"].length > 0 });
 
     const chain = step("chain", legacy ? `take the legacy dump ${first}` : `resolve the chain of ${volume} as of ${date}`, () => {
@@ -106,7 +106,9 @@ await recipe({
       if (!ctx.dryRun) rmSync(marks, { force: true });
     };
 
+    const mounted = `${s["state-dir"]}/hcoop-restore/${cell.server}-${target}.mounted`; // see the mount step
     const restore = step("restore", `vos restore ${target} (-overwrite full, then incremental)`, async () => {
+      if (!ctx.dryRun) rmSync(mounted, { force: true }); // a new restore is mounted anew
       for (const [i, l] of chain.output.entries()) {
         // a target busy with a leftover transaction (an interrupted vos dump or restore) is waited for, up to afs.busy-wait
         const existing = await afsExamine(cell, target);
@@ -122,8 +124,15 @@ await recipe({
     });
 
     const fill = (argv: readonly string[]) => argv.map((a) => a.replaceAll("{name}", target));
+    // A mount command is seldom idempotent (fs mkm fails with "File exists"): once it succeeded, a
+    // marker says so, and a resumed run (killed before the step was recorded, or failing in the
+    // release) runs only the release. The restore step removes the marker.
     const mount = step("mount", `mount the restored volume (${s["restore.mount-command"].join(" ")})`, async () => {
-      await exec(fill(s["restore.mount-command"]), { stdout: "inherit" });
+      if (existsSync(mounted)) ctx.log.info(`${target} was mounted by the interrupted run (${mounted}): not mounting it again`);
+      else {
+        await exec(fill(s["restore.mount-command"]), { stdout: "inherit" });
+        if (!ctx.dryRun) (mkdirSync(dirname(mounted), { recursive: true }), writeFileSync(mounted, `${fill(s["restore.mount-command"]).join(" ")}\n`, { mode: 0o600 }));
+      }
       if (s["restore.release-command"].length) await exec(fill(s["restore.release-command"]), { stdout: "inherit" });
     }, { when: s["restore.mount-command"].length > 0, confirm: `mount ${target} (${fill(s["restore.mount-command"]).join(" ")})?` });
 

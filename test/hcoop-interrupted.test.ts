@@ -10,7 +10,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { afsEndTransaction, afsExamine, afsListVldb, afsTransactions, afsVolumeIds, parseTransactions } from "../lib/afs.ts";
 import { compareTrees, verifySealed } from "../lib/mod.ts";
 import { runRecipe } from "../tasks/drills/faults.ts";
@@ -133,6 +133,48 @@ test("hcoop-restore killed once its replace or remove-restored was done but not 
   const resumed2 = await runRecipe("hcoop-restore", [...remove, "--resume"], {});
   assert.is(resumed2.code, 0, resumed2.output.slice(-3000));
   assert.match(resumed2.output, /lbk\.alice\.restored is gone already/);
+});
+
+test("hcoop-restore killed once its mount command had run: --resume does not mount again (fs mkm would say 'File exists'), it releases and completes", async () => {
+  if (!tree) {
+    assert.is((await runRecipe("hcoop-backup", ["--config", site, "--yes"], {})).code, 0);
+    tree = volumeTree("lbk.alice", tmp());
+  }
+  removeVolume(RESTORED);
+  // mkdir stands in for `fs mkm` (it fails the same way on a mount point that is there)
+  const args = ["2026.11.22", "lbk.alice", RESTORED, "--config", site, "--yes", `--restore.mount-command=mkdir,${dir}/mnt-{name}`, `--restore.release-command=touch,${dir}/released-{name}`];
+  const killed = await runRecipe("hcoop-restore", args, { LIFEBOAT_FAULT_KILL_AT_RECORD: "mount" });
+  assert.is(killed.signal, "SIGKILL", killed.output.slice(-3000));
+  assert.ok(existsSync(`${dir}/mnt-${RESTORED}`), "the mount command ran");
+  rmSync(`${dir}/released-${RESTORED}`, { force: true });
+  const resumed = await runRecipe("hcoop-restore", [...args, "--resume"], {});
+  assert.is(resumed.code, 0, resumed.output.slice(-3000));
+  assert.match(resumed.output, /lbk\.alice\.restored was mounted by the interrupted run/);
+  assert.ok(existsSync(`${dir}/released-${RESTORED}`), "the release ran");
+  assert.equal(await compareTrees(tree, volumeTree(RESTORED, tmp()), { owners: false }), []);
+  // a new restore of the same target mounts anew (here: fails on the mount point the first one made)
+  removeVolume(RESTORED);
+  const fresh = await runRecipe("hcoop-restore", args, {});
+  assert.is(fresh.code, 1, fresh.output.slice(-3000));
+  assert.match(fresh.output, /File exists/);
+  rmSync(`${dir}/mnt-${RESTORED}`, { recursive: true, force: true });
+  removeVolume(RESTORED);
+});
+
+test("hcoop-backup resumed on the next day finishes the day it started: its manifest lists the dumps in that day's folder, and no folder is made for the new day", async () => {
+  const backups = `${dir}/midnight-backups`;
+  const args = ["--config", site, "--yes", `--backups.dir=${backups}`, "--clock.today=2026-11-24"];
+  const killed = await runRecipe("hcoop-backup", args, { LIFEBOAT_FAULT_KILL_AT_RECORD: "dump" });
+  assert.is(killed.signal, "SIGKILL", killed.output.slice(-3000));
+  const resumed = await runRecipe("hcoop-backup", [...args.slice(0, -1), "--clock.today=2026-11-25", "--resume"], {});
+  assert.is(resumed.code, 0, resumed.output.slice(-3000));
+  assert.equal(readdirSync(backups).filter((n) => /^\d{4}\./.test(n)), ["2026.11.24"]);
+  assert.match(resumed.output, /continuing the backup of 2026\.11\.24, the day the interrupted run started/);
+  const day = `${backups}/2026.11.24`;
+  const m = JSON.parse(readFileSync(`${day}/2026.11.24-manifest.json`, "utf8")) as { date: string; files: Record<string, { volume: string; sha256: string; bytes: number }> };
+  assert.is(m.date, "2026.11.24");
+  assert.equal(Object.values(m.files).map((e) => e.volume).sort(), VOLS);
+  for (const [f, e] of Object.entries(m.files)) await verifySealed(`${day}/${f}`, { seal: { kind: "ccrypt", keyFile: `${dir}/key` }, sha256: e.sha256, bytes: e.bytes });
 });
 
 test("hcoop-backup skips, naming it, a volume vos listvol shows but the VLDB does not know, and dumps the others", async () => {

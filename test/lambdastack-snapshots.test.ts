@@ -7,7 +7,8 @@
 //     before haproxy is stopped: the host's own config is put back, haproxy runs on untouched;
 //   - a target on the repository host smaller than the estimate is refused up front (df over ssh);
 //   - Prometheus' TSDB snapshot is removed from the host after a backup, and after a backup
-//     whose fetch of the snapshot fails (a `tar` on the host that fails for snapshot dirs).
+//     whose fetch of the snapshot fails (a `tar` on the host that fails for snapshot dirs); one
+//     a SIGKILLed backup left there is removed by the next backup.
 // Run: bash test/run.sh test/lambdastack-snapshots.test.ts
 // needs: docker lshosts
 import { test } from "uvu";
@@ -16,7 +17,9 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { runRecipe } from "../tasks/drills/hoss.ts";
+import { runRecipe as runKilled } from "../tasks/drills/faults.ts";
 import { listTarget, onHost, provision, rmHosts, TARGET, upHosts, writeInventory, writeSite, type Layout } from "../tasks/drills/lambdastack.ts";
 import { needLab } from "../tasks/drills/lab.ts";
 import { testContext } from "./helpers.ts";
@@ -149,6 +152,35 @@ chmod 755 /usr/local/bin/tar`);
   } finally {
     onHost(HOST, "rm -f /usr/local/bin/tar /tmp/lifeboat-tar-refused");
   }
+});
+
+test("a backup SIGKILLed while fetching Prometheus' snapshot leaves it on the host; the next backup removes it first, then its own", async () => {
+  const left = () => onHost(HOST, "ls -A /var/lib/prometheus/snapshots").trim();
+  // a tar on the host that hangs for snapshot dirs (and says so), so the kill lands mid-fetch
+  onHost(HOST, `cat > /usr/local/bin/tar <<'SH'
+#!/bin/sh
+case "$*" in */var/lib/prometheus/snapshots/*) echo "$2" > /tmp/lifeboat-tar-hung; exec sleep 61 ;; esac
+exec /usr/bin/tar "$@"
+SH
+chmod 755 /usr/local/bin/tar`);
+  let killed;
+  try {
+    killed = await runKilled("lambdastack-backup", ["-b", build, "-t", TARGET, "-f", siteB, "-c", "monitoring"], {}, {
+      fire: async (pid) => {
+        for (let i = 0; i < 600; i++, await sleep(100)) if (onHost(HOST, "cat /tmp/lifeboat-tar-hung 2>/dev/null || true").trim()) return (process.kill(pid, "SIGKILL"), true);
+        return false;
+      },
+    });
+  } finally {
+    onHost(HOST, "rm -f /usr/local/bin/tar /tmp/lifeboat-tar-hung; pkill -f 'sleep 6[1]' || true");
+  }
+  assert.is(killed.signal, "SIGKILL", killed.output.slice(-2000));
+  const snap = left();
+  assert.match(snap, /^\S+$/, "the killed backup left its snapshot on the host");
+  const again = await backup("monitoring");
+  assert.is(again.code, 0, again.output.slice(-2000));
+  assert.ok(again.output.includes(`removing the Prometheus snapshot /var/lib/prometheus/snapshots/${snap}, left by a backup that was interrupted`), again.output.slice(-3000));
+  assert.is(left(), "", "neither snapshot is left");
 });
 
 test.run();

@@ -12,6 +12,8 @@
 //                         silences already there with the same matchers and end are not doubled.
 //   grafana_data          grafana[0]: the data dir (grafana.db, dashboards, plugins). Recovery: stop
 //                         grafana-server, clear, extract, start.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { httpJson, readJsonFile, ssh, sshClear, sshFetch, sshPush, sshUsage, writeJsonFile, type InventoryHost } from "../../lib/mod.ts";
 import { viaTunnel, type BackupPart, type Env, type RecoveryPart } from "../lambdastack.ts";
 
@@ -35,13 +37,26 @@ export function backupParts(env: Env): BackupPart[] {
         ...part("prometheus_snapshot", host),
         estimate: () => sshUsage(h, [data]),
         collect: async (stage) => {
+          // The snapshot's name is noted in the state dir until it is removed from the host: a
+          // backup killed while fetching one leaves it there (hard links that keep old blocks on
+          // the disk), and the next backup removes it first.
+          const noted = join(env.ctx.settings["state-dir"] as string, "lambdastack-backup", `prometheus-snapshots-${host.name.replace(/[^A-Za-z0-9._-]/g, "_")}`);
+          const note = (dirs: string[]) => env.ctx.dryRun || (dirs.length ? (mkdirSync(dirname(noted), { recursive: true, mode: 0o700 }), writeFileSync(noted, dirs.map((d) => `${d}\n`).join(""), { mode: 0o600 })) : rmSync(noted, { force: true }));
+          const left = existsSync(noted) ? readFileSync(noted, "utf8").split("\n").filter((d) => d.startsWith(`${data}/snapshots/`) && !d.includes("/..")) : [];
+          for (const d of left) {
+            env.ctx.log.warn(`${host.name}: removing the Prometheus snapshot ${d}, left by a backup that was interrupted`);
+            await ssh(h, ["rm", "-rf", "--", d]);
+          }
+          note([]);
           const snap = await viaTunnel(h, env.s["monitoring.prometheus-port"], (url) =>
             httpJson<{ data: { name: string } }>(`${url}/api/v1/admin/tsdb/snapshot`, { method: "POST", retries: 0, dryRunResult: { data: { name: "SNAPSHOT" } } }));
           const dir = `${data}/snapshots/${snap.data.name}`;
+          note([dir]);
           try {
             await sshFetch(h, dir, stage);
           } finally {
             await ssh(h, ["rm", "-rf", "--", dir]);
+            note([]);
           }
           return { facts: { snapshot: snap.data.name } };
         },
