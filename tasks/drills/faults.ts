@@ -1580,8 +1580,11 @@ hcoopSystem.entries.push(
       removeVolume(fx.restored);
       zapOrphans(fx.restored);
       clearArchives(fx.fetched);
+      rmSync(join(fx.dir, `mnt-${fx.restored}`), { recursive: true, force: true });
     },
-    args: (fx) => [fx.date, fx.volumes[0], fx.restored, "--config", fx.site, "--yes", `--backups.dir=${fx.fetched}`, `--offsite.to=${fx.remote}`],
+    // mkdir stands in for the site's `fs mkm` (both fail on a mount point that is there), so a
+    // resumed run that mounts again fails
+    args: (fx) => [fx.date, fx.volumes[0], fx.restored, "--config", fx.site, "--yes", `--backups.dir=${fx.fetched}`, `--offsite.to=${fx.remote}`, `--restore.mount-command=mkdir,${fx.dir}/mnt-{name}`],
     async verify(fx) {
       const diffs = await compareTrees(fx.tree, volumeTree(fx.restored, mkdtempSync(join(fx.dir, "restored-"))), { owners: false });
       return diffs.slice(0, 20).map((d) => `${fx.restored}: ${d}`);
