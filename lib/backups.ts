@@ -6,7 +6,7 @@
 // verify has run, NAME….verified (when, and whether it passed).
 import { existsSync, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { LifeboatError } from "./errors.ts";
+import { LifeboatError, VerifyError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
 import {
   archiveName,
@@ -147,12 +147,22 @@ export async function backupArchive<M = Record<string, unknown>>(sourceDir: stri
   let startedAt = o.startedAt ?? new Date();
   const held = existsSync(o.folder) ? readdirSync(o.folder) : [];
   const encrypt = { passphrase: o.age?.passphrase || undefined, recipients: o.age?.recipients?.length ? [...o.age.recipients] : undefined };
-  if (o.resumed && !ctx.dryRun) {
-    const own = listBackups(o.folder).find((b) => b.name.startsWith(`${o.name}-${stamp(startedAt)}.tar.`) && b.verified === "passed");
+  // The interrupted run's archive, when it can be read here: under its final name it is whole
+  // (packArchive renames it last), so one verified as passed, or not yet verified at all (killed
+  // between the pack and the verify), is verified now and used. One that failed, or fails now,
+  // stays as it is and a new one is packed under the next second.
+  const openable = !encrypt.recipients || !!encrypt.passphrase;
+  if (o.resumed && !ctx.dryRun && openable) {
+    const own = listBackups(o.folder).find((b) => b.name.startsWith(`${o.name}-${stamp(startedAt)}.tar.`) && b.verified !== "failed");
     if (own) {
-      ctx.log.info(`${own.name} is in ${o.folder} already, verified (the interrupted run packed it): verifying it again, not packing anew`);
-      const report = await verifyArchive<M>(own.path, { decrypt: encrypt, record: true, ctx });
-      if (report.manifest) return { path: own.path, manifest: report.manifest, verified: true, bytes: statSync(own.path).size };
+      ctx.log.info(`${own.name} is in ${o.folder} already (the interrupted run packed it${own.verified === "passed" ? " and verified it" : ""}): verifying it, not packing anew`);
+      try {
+        const report = await verifyArchive<M>(own.path, { decrypt: encrypt, record: true, ctx });
+        if (report.manifest) return { path: own.path, manifest: report.manifest, verified: true, bytes: statSync(own.path).size };
+      } catch (e) {
+        if (!(e instanceof VerifyError)) throw e;
+        ctx.log.warn(`${own.name} does not verify (${e.message}): packing a new archive`);
+      }
     }
   }
   while (held.some((f) => f.startsWith(`${o.name}-${stamp(startedAt)}.tar.`))) startedAt = new Date(startedAt.getTime() + 1000);

@@ -3,7 +3,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { generateIdentity, identityToRecipient } from "age-encryption";
 import {
@@ -143,10 +143,34 @@ test("a resumed backup finds the archive its killed run packed and verified: it 
   assert.equal(again.manifest, first.manifest);
   assert.is(again.verified, true);
   assert.equal(listBackups(dir).map((b) => b.name), ["app-backup-2026-11-21T101500Z.tar.gz"], "one archive, not two");
-  // one that never passed its verification is not taken for the run's own: a new one is packed
-  writeFileSync(`${first.path}.verified`, JSON.stringify({ ok: false, at: new Date().toISOString(), size: 0, mtimeMs: 0 }));
+  // one whose verification failed is not taken for the run's own: a new one is packed
+  const st = statSync(first.path);
+  writeFileSync(`${first.path}.verified`, JSON.stringify({ ok: false, at: new Date().toISOString(), size: st.size, mtimeMs: st.mtimeMs }));
+  assert.equal(listBackups(dir).map((b) => b.verified), ["failed"]);
   const anew = await backupArchive(source(), { folder: dir, name: "app-backup", startedAt, meta: { n: 1 }, resumed: true });
   assert.is(anew.path, join(dir, "app-backup-2026-11-21T101501Z.tar.gz"));
+});
+
+test("a resumed backup whose killed run packed the archive but never verified it verifies that one and uses it; a damaged one is left and a new one packed", async () => {
+  const { logs } = testContext({ name: "app-backup" });
+  const dir = join(tmp(), "backups");
+  const startedAt = new Date("2026-11-21T10:15:00.123Z");
+  const first = await backupArchive(source(), { folder: dir, name: "app-backup", startedAt, meta: { n: 1 } });
+  rmSync(`${first.path}.verified`); // killed between the pack and the verify
+  assert.equal(listBackups(dir).map((b) => b.verified), ["never"]);
+  const again = await backupArchive(source(), { folder: dir, name: "app-backup", startedAt, meta: { n: 1 }, resumed: true });
+  assert.is(again.path, first.path);
+  assert.is(again.verified, true);
+  assert.equal(listBackups(dir).map((b) => [b.name, b.verified]), [["app-backup-2026-11-21T101500Z.tar.gz", "passed"]], "one archive, verified now");
+  // damaged and never verified: it does not verify, so a new one is packed beside it
+  rmSync(`${first.path}.verified`);
+  const bytes = readFileSync(first.path);
+  bytes[bytes.length >> 1] ^= 0xff;
+  writeFileSync(first.path, bytes);
+  const anew = await backupArchive(source(), { folder: dir, name: "app-backup", startedAt, meta: { n: 1 }, resumed: true });
+  assert.is(anew.path, join(dir, "app-backup-2026-11-21T101501Z.tar.gz"));
+  assert.match(logs(), /app-backup-2026-11-21T101500Z\.tar\.gz does not verify .*: packing a new archive/);
+  assert.equal(listBackups(dir).map((b) => b.verified), ["passed", "failed"]);
 });
 
 test("backupArchive encrypts with a passphrase (.tar.gz.age, verified) and for recipients only (not verified, with a warning)", async () => {
