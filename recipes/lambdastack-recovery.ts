@@ -40,6 +40,8 @@
 // Settings: recipes/lambdastack.ts (from, and offsite.s3.* / offsite.ssh.* to reach it). Exit codes: 3 an archive or checksum is damaged (nothing was
 // cleared), 5 a component was not confirmed (nothing recovered), 1 a component failed (the summary
 // names component@host).
+import { existsSync } from "node:fs";
+import { dirname } from "node:path";
 import process from "node:process";
 import { ageOptions, checkSha1File, exec, fanOut, isOffsiteUrl, LifeboatError, offsiteFetch, offsiteList, offsiteOptions, parseOffsite, recipe, sshGet, sshList, step, unpackArchive, UsageError, VerifyError, type Manifest } from "../lib/mod.ts";
 import * as ls from "./lambdastack.ts";
@@ -89,6 +91,7 @@ await recipe({
       return picked;
     });
 
+    let verifiedHere = 0; // items this process verified into staging/run (a failed fan-out keeps them for --resume)
     const verify = fanOut("verify", `fetch and verify every archive (${from ? "off-site .sha256" : ".sha1"} and manifest) before touching any host`, parts, { key: (p) => p.prefix, concurrency: s.concurrency }, async (p) => {
       const { name, source } = find.output[p.prefix];
       let local = `${staging}/${run}/${name}`;
@@ -110,6 +113,7 @@ await recipe({
       const meta = metaOf(report.manifest, name);
       await exec(["rm", "-f", "--", `${dir}/manifest.json`]);
       if (meta.host !== p.host.name && p.component !== "postgresql") ctx.log.info(`${p.prefix}: backed up on ${meta.host}, recovering onto ${p.host.name}`);
+      verifiedHere++;
       return { dir, meta };
     });
 
@@ -142,6 +146,9 @@ await recipe({
       });
     });
     const recover = fanOut("recover", `recover ${components.join(", ")} (${groupsNow().length} component hosts, ${s.concurrency} at once)`, groupsNow, { key: (g) => g.key, concurrency: s.concurrency }, async (g) => {
+      // the verified copies are read before the host is touched: a restore clears its target first
+      const gone = ctx.dryRun ? [] : g.parts.map((p) => verify.output[p.prefix].dir).filter((d) => !existsSync(d));
+      if (gone.length) throw new LifeboatError(`the verified archive contents ${gone.join(", ")} are gone from staging; nothing on ${g.key} was touched`, { hint: "run the recovery again without --resume: it fetches and verifies the archives anew" });
       const done: Record<string, unknown> = {};
       for (const p of g.parts) {
         const v = verify.output[p.prefix];
@@ -153,10 +160,13 @@ await recipe({
     return {
       steps: [find, verify, locate, ...confirm, recover],
       cleanup: async () => {
-        // a run that failed after verifying keeps its unpacked archives: --resume recovers from them
-        if (recover.hasOutput || ctx.dryRun || !verify.hasOutput) await exec(["rm", "-rf", "--", `${staging}/${run}`], { readOnly: true }); // this run's own copies (a dry run's too)
+        // a run that failed after verifying any archive keeps its unpacked archives: the journal
+        // has those items as done, and --resume recovers from them (it verifies only the others)
+        if (recover.hasOutput || ctx.dryRun || (!verify.hasOutput && verifiedHere === 0)) await exec(["rm", "-rf", "--", `${staging}/${run}`], { readOnly: true }); // this run's own copies (a dry run's too)
         else ctx.log.warn(`kept the verified archives in ${staging}/${run} for --resume`);
-        if (recover.hasOutput) await exec(["rm", "-rf", "--", staging]); // and a resumed run's
+        // and, on --resume, the earlier runs' folders its verified items came from (only this
+        // target's: staging-dir is shared, another target's kept archives stay)
+        if (recover.hasOutput) for (const d of new Set(Object.values(verify.output).map((v) => dirname(v.dir)))) if (d !== `${staging}/${run}`) await exec(["rm", "-rf", "--", d]);
       },
       report: () => [
         ...Object.entries(find.output).map(([prefix, a]) => `${prefix.padEnd(24)} ${from ? a.source : a.name}`),

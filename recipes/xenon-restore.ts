@@ -229,9 +229,13 @@ await recipe({
       cleanup: async () => {
         // a run that failed after fetching or staging keeps them for --resume (the steps after the
         // PATCH read only the journal; the copy and the PATCH read the staged backup)
-        if (!ctx.dryRun && (fetched.hasOutput || fetchedArchive.hasOutput || staged.hasOutput) && !compared.hasOutput) ctx.log.warn(`kept ${staging} for --resume; remove it if you will not resume`);
+        // and the copy on the host, once copied: a resumed run does not copy it again (the step is
+        // journaled) and its PATCH names it
+        const keep = !ctx.dryRun && (fetched.hasOutput || fetchedArchive.hasOutput || staged.hasOutput) && !compared.hasOutput;
+        const keepOnHost = keep && !!remote && copied.hasOutput;
+        if (keep) ctx.log.warn(`kept ${staging}${keepOnHost ? ` and ${s["ssh.host"]}:${hostDir}` : ""} for --resume; remove ${keepOnHost ? "them" : "it"} if you will not resume`);
         else await exec(["rm", "-rf", "--", staging]);
-        if (remote) await ssh(remote, ["rm", "-rf", "--", hostDir]);
+        if (remote && !keepOnHost) await ssh(remote, ["rm", "-rf", "--", hostDir]);
       },
       report: () => [
         `restored     ${isArchive ? what : `run ${backup.output.run} of ${from || s["directory.store"]}`} into ${url}${at !== undefined ? ` as of ${s.at}` : ""}`,

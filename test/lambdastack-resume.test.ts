@@ -7,7 +7,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -63,6 +63,38 @@ test("a recovery SIGKILLed just after 'systemctl stop postgresql' is finished by
   assert.not.match(r.output, /no PostgreSQL primary/);
   assert.ok(active(), "postgresql runs again");
   assert.is(psql("SELECT v FROM lifeboat_marker;"), "kept");
+});
+
+test("a recovery whose verify refuses one archive keeps those it verified, and --resume recovers from them once that archive is put right", async () => {
+  provision({ [HOST]: ["haproxy"] });
+  const layout: Layout = { [HOST]: ["postgresql", "haproxy"] };
+  const build = writeInventory(join(work, "build-two"), layout);
+  const siteB = writeSite(join(work, "backup-two.yml"), work, "backup");
+  const siteR = writeSite(join(work, "recovery-two.yml"), work, "recovery");
+  const target2 = join(work, "target-two");
+  mkdirSync(target2);
+  const local = ["-t", target2, "-c", "load_balancer,postgresql", "--repository.host=local"];
+  psql("CREATE TABLE lifeboat_verify (v text); INSERT INTO lifeboat_verify VALUES ('back');");
+  const b = await runRecipe("lambdastack-backup", ["-b", build, "-f", siteB, ...local], {});
+  assert.is(b.code, 0, b.output.slice(-3000));
+  psql("DROP TABLE lifeboat_verify;");
+  const lb = readdirSync(target2).find((n) => /^haproxy_etc_.*\.tar\.gz$/.test(n));
+  assert.ok(lb, readdirSync(target2).join(", "));
+  const good = readFileSync(join(target2, lb!));
+  const bad = Buffer.from(good);
+  bad[bad.length >> 1] ^= 0xff;
+  writeFileSync(join(target2, lb!), bad);
+
+  const args = ["-b", build, "-f", siteR, ...local, "--yes"];
+  const refused = await runRecipe("lambdastack-recovery", args, {});
+  assert.is(refused.code, 3, refused.output.slice(-3000));
+  assert.match(refused.output, /kept the verified archives in .* for --resume/);
+  writeFileSync(join(target2, lb!), good);
+  const r = await runRecipe("lambdastack-recovery", [...args, "--resume"], {});
+  assert.is(r.code, 0, r.output.slice(-3000));
+  assert.match(r.output, /postgresql: done in an earlier run/);
+  assert.ok(active(), "postgresql runs");
+  assert.is(psql("SELECT v FROM lifeboat_verify;"), "back");
 });
 
 test.run();

@@ -91,4 +91,29 @@ test("ssh.host DIRECTORY: a chain of two runs lists the host's workspace over ss
   assert.equal(readdirSync(join(onTheHost, "staging")), []);
 });
 
+test("ssh.host: a restore refused at its PATCH (no --yes) keeps the copy on the host for --resume, which restores from it and then cleans up", async () => {
+  const work = tmp();
+  const hostStaging = join(tmp(), "on the host");
+  const site = xenonSite(work, [
+    `ssh: { host: ${lab.LAB_SSH_HOST}, port: ${lab.LAB_SSH_PORT}, user: ${lab.LAB_SSH_USER}, identity-file: ${JSON.stringify(lab.LAB_SSH_KEY)}, known-hosts: ${JSON.stringify(lab.LAB_SSH_KNOWN_HOSTS)} }`,
+    `host-staging: ${JSON.stringify(hostStaging)}`,
+  ]);
+  const a = await startXenonHost("node-a");
+  await seedExamples(a.url, Array.from({ length: 12 }, (_, i) => `k-${i}`), { blobBytes: 512 });
+  const want = await exampleDocuments(a.url);
+  const b = await runRecipe("xenon-backup", [...hostFlags(a), "--config", site]);
+  assert.is(b.code, 0, b.output);
+  const fresh = await startXenonHost("node-a");
+  const args = [newestArchive(work), ...hostFlags(fresh, true), "--config", site];
+  const refused = await runRecipe("xenon-restore", args);
+  assert.is(refused.code, 5, refused.output);
+  assert.match(refused.output, /kept .* and .*on the host\/restore-.* for --resume/);
+  assert.is(readdirSync(hostStaging).length, 1, "the copy stays on the host");
+  const r = await runRecipe("xenon-restore", [...args, "--yes", "--resume"]);
+  assert.is(r.code, 0, r.output);
+  assert.match(r.output, /copy the staged backup .*: done in an earlier run/);
+  assert.equal(diffDocuments(want, await exampleDocuments(fresh.url)), []);
+  assert.equal(readdirSync(hostStaging), [], "cleaned up once restored");
+});
+
 test.run();
