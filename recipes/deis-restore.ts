@@ -64,6 +64,7 @@
 // the --config site file; see --help and recipes/deis.site.example.yaml). This recipe reads
 // the backup's gateway.*, deisctl.*, store.*, database.*, backups.dir, plus age.passphrase /
 // age.identity-file, platform.*, restore.*, controller.*.
+import { createHash } from "node:crypto";
 import {
   ageOptions,
   clearStaging,
@@ -109,7 +110,9 @@ await recipe({
     const s = ctx.settings;
     const archive = ctx.args[0];
     if (!archive || ctx.args.length > 1) throw new UsageError("give exactly one ARCHIVE to restore", "e.g. npx zx recipes/deis-restore.ts /var/backups/lifeboat/deis-backup-2026-11-21T101500Z.tar.gz --config site.yaml");
-    const staging = s["restore.work-dir"] || `${s["backups.dir"]}/.deis-restore-staging`;
+    // one per cluster (the lock and the journal are per gateway): another cluster's restore must
+    // not refill what a --resume of this one uploads
+    const staging = s["restore.work-dir"] || `${s["backups.dir"]}/.deis-restore-staging-${createHash("sha256").update(s["gateway.endpoint"]).digest("hex").slice(0, 8)}`;
     const decrypt = ageOptions(s);
     const deisctlEnv = { DEISCTL_TUNNEL: s["deisctl.tunnel"] || undefined };
     const deisctl = (id: string, args: readonly string[], opts: { confirm?: string } = {}) =>

@@ -43,7 +43,7 @@ export const settings = {
   "platform.router-config": { type: "list", describe: "KEY=VALUE for `deisctl config router set`; empty: skip", default: ["bodySize=100m"], usedBy: RESTORE },
   "platform.read-keys": { type: "boolean", describe: "read the new gateway keys with `deisctl config store get gateway/…`", default: true, usedBy: RESTORE },
   "platform.start": { type: "list", describe: "deisctl arguments that start the whole platform; empty: skip", default: ["start", "platform"], usedBy: RESTORE },
-  "restore.work-dir": { describe: "where the archive is unpacked (default: backups.dir/.deis-restore-staging)", usedBy: RESTORE },
+  "restore.work-dir": { describe: "where the archive is unpacked (default: backups.dir/.deis-restore-staging-HASH, one per gateway.endpoint)", usedBy: RESTORE },
   "restore.load-dump": { type: "boolean", describe: "load dump_all.sql into an empty database container after the platform starts", default: false, usedBy: RESTORE },
   "restore.wait-seconds": { type: "number", describe: "how long to wait for the database container to accept connections", default: 600, usedBy: RESTORE },
   "controller.resave": { describe: "re-save the controller's models (auto: when the container exists)", choices: ["auto", "on", "off"], default: "auto", usedBy: RESTORE },

@@ -112,7 +112,9 @@ await recipe({
     const store = s["directory.store"];
     const isZip = type === "ZIP";
     const isStream = type === "STREAM";
-    const fetchDir = `${s.staging}/directory-fetch`; // ssh.host: the new files of the host's workspace, until they are shipped
+    // ssh.host: the new files of the host's workspace, until they are shipped; one per host (the
+    // lock and the journal are per host: another host's run must not refill what a --resume ships)
+    const fetchDir = `${s.staging}/directory-fetch-${xenon.restoreStagingName(url).slice("restore-".length)}`;
     /** A command on the Xenon host: over ssh with ssh.host, else here. */
     const onHost = (argv: string[]) => (remote ? ssh(remote, argv) : exec(argv));
     const where = remote ? `${s["ssh.host"]}:${workspace}` : workspace;
