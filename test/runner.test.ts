@@ -293,6 +293,22 @@ test("a signal that comes while a finished run is exiting does not hide the run'
   assert.equal(ran(dir), ["prepare", "use the token", "finish", "cleanup"]);
 });
 
+test("everything a run logged reaches its reader, also when a child set the shared stderr non-blocking and the reader is slow", async () => {
+  const { dir, state } = setup();
+  const p = spawn("node", ["--import=tsx", MINI, `--dir=${dir}`, `--state-dir=${state}`], {
+    env: { ...process.env, LIFEBOAT_TOKEN: TOKEN, CI: "1", MINI_NONBLOCK: "1" },
+    stdio: "pipe",
+  });
+  p.stderr!.pause(); // the pipe fills (64 KiB) and the rest waits in the process
+  await new Promise((r) => setTimeout(r, 1500));
+  let text = "";
+  p.stderr!.on("data", (d) => (text += d)).resume();
+  const [exit] = await new Promise<[number | null]>((r) => p.once("close", (c) => r([c])));
+  assert.is(exit, 0, text.slice(-2000));
+  assert.ok(text.includes("line 4095"), `the last logged line is missing (${text.length} bytes arrived)`);
+  assert.match(text, /mini finished in/);
+});
+
 /** Resolves with the child's stderr so far once it contains text. */
 function waitFor(p: ReturnType<typeof spawn>, text: string): Promise<string> {
   let out = "";
