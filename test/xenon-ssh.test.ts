@@ -20,13 +20,16 @@ test.after(async () => {
   cleanupTmp();
 });
 
+/** A Xenon site file that reaches "the host" through the lab's sshd, its staging at hostStaging. */
+const sshSite = (work: string, hostStaging: string) => xenonSite(work, [
+  `ssh: { host: ${lab.LAB_SSH_HOST}, port: ${lab.LAB_SSH_PORT}, user: ${lab.LAB_SSH_USER}, identity-file: ${JSON.stringify(lab.LAB_SSH_KEY)}, known-hosts: ${JSON.stringify(lab.LAB_SSH_KNOWN_HOSTS)} }`,
+  `host-staging: ${JSON.stringify(hostStaging)}`,
+]);
+
 test("ssh.host: ZIP fetched over ssh, restored by copying it there; a DIRECTORY run restored over ssh; the host's staging is cleaned up", async () => {
   const work = tmp();
   const hostStaging = join(tmp(), "on the host");
-  const site = xenonSite(work, [
-    `ssh: { host: ${lab.LAB_SSH_HOST}, port: ${lab.LAB_SSH_PORT}, user: ${lab.LAB_SSH_USER}, identity-file: ${JSON.stringify(lab.LAB_SSH_KEY)}, known-hosts: ${JSON.stringify(lab.LAB_SSH_KNOWN_HOSTS)} }`,
-    `host-staging: ${JSON.stringify(hostStaging)}`,
-  ]);
+  const site = sshSite(work, hostStaging);
   const a = await startXenonHost("node-a");
   await seedExamples(a.url, Array.from({ length: 25 }, (_, i) => `r-${i}`), { blobBytes: 1024 });
   const want = await exampleDocuments(a.url);
@@ -56,10 +59,7 @@ test("ssh.host DIRECTORY: a chain of two runs lists the host's workspace over ss
   const work = tmp();
   const onTheHost = join(tmp(), "xenon host");
   const a = await startXenonHost("node-a");
-  const site = xenonSite(work, [
-    `ssh: { host: ${lab.LAB_SSH_HOST}, port: ${lab.LAB_SSH_PORT}, user: ${lab.LAB_SSH_USER}, identity-file: ${JSON.stringify(lab.LAB_SSH_KEY)}, known-hosts: ${JSON.stringify(lab.LAB_SSH_KNOWN_HOSTS)} }`,
-    `host-staging: ${JSON.stringify(join(onTheHost, "staging"))}`,
-  ]);
+  const site = sshSite(work, join(onTheHost, "staging"));
   const backup = [...hostFlags(a), "--config", site, "--backup.type=DIRECTORY", `--directory.workspace=${join(onTheHost, "workspace")}`];
   const names = Array.from({ length: 20 }, (_, i) => `d-${i}`);
   await seedExamples(a.url, names, { blobBytes: 1024 });
@@ -94,10 +94,7 @@ test("ssh.host DIRECTORY: a chain of two runs lists the host's workspace over ss
 test("ssh.host: a restore refused at its PATCH (no --yes) keeps the copy on the host for --resume, which restores from it and then cleans up", async () => {
   const work = tmp();
   const hostStaging = join(tmp(), "on the host");
-  const site = xenonSite(work, [
-    `ssh: { host: ${lab.LAB_SSH_HOST}, port: ${lab.LAB_SSH_PORT}, user: ${lab.LAB_SSH_USER}, identity-file: ${JSON.stringify(lab.LAB_SSH_KEY)}, known-hosts: ${JSON.stringify(lab.LAB_SSH_KNOWN_HOSTS)} }`,
-    `host-staging: ${JSON.stringify(hostStaging)}`,
-  ]);
+  const site = sshSite(work, hostStaging);
   const a = await startXenonHost("node-a");
   await seedExamples(a.url, Array.from({ length: 12 }, (_, i) => `k-${i}`), { blobBytes: 512 });
   const want = await exampleDocuments(a.url);
