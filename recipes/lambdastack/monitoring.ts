@@ -41,22 +41,27 @@ export function backupParts(env: Env): BackupPart[] {
           // backup killed while fetching one leaves it there (hard links that keep old blocks on
           // the disk), and the next backup removes it first.
           const noted = join(env.ctx.settings["state-dir"] as string, "lambdastack-backup", `prometheus-snapshots-${host.name.replace(/[^A-Za-z0-9._-]/g, "_")}`);
-          const note = (dirs: string[]) => env.ctx.dryRun || (dirs.length ? (mkdirSync(dirname(noted), { recursive: true, mode: 0o700 }), writeFileSync(noted, dirs.map((d) => `${d}\n`).join(""), { mode: 0o600 })) : rmSync(noted, { force: true }));
+          const note = (dir: string | null) => {
+            if (env.ctx.dryRun) return;
+            if (!dir) return rmSync(noted, { force: true });
+            mkdirSync(dirname(noted), { recursive: true, mode: 0o700 });
+            writeFileSync(noted, `${dir}\n`, { mode: 0o600 });
+          };
           const left = existsSync(noted) ? readFileSync(noted, "utf8").split("\n").filter((d) => d.startsWith(`${data}/snapshots/`) && !d.includes("/..")) : [];
           for (const d of left) {
             env.ctx.log.warn(`${host.name}: removing the Prometheus snapshot ${d}, left by a backup that was interrupted`);
             await ssh(h, ["rm", "-rf", "--", d]);
           }
-          note([]);
+          note(null);
           const snap = await viaTunnel(h, env.s["monitoring.prometheus-port"], (url) =>
             httpJson<{ data: { name: string } }>(`${url}/api/v1/admin/tsdb/snapshot`, { method: "POST", retries: 0, dryRunResult: { data: { name: "SNAPSHOT" } } }));
           const dir = `${data}/snapshots/${snap.data.name}`;
-          note([dir]);
+          note(dir);
           try {
             await sshFetch(h, dir, stage);
           } finally {
             await ssh(h, ["rm", "-rf", "--", dir]);
-            note([]);
+            note(null);
           }
           return { facts: { snapshot: snap.data.name } };
         },
