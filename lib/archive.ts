@@ -63,7 +63,7 @@ import type { Header, ReadEntry, WriteEntry } from "tar";
 import type { Stats } from "node:fs";
 import { LifeboatError, RefusedError, VerifyError } from "./errors.ts";
 import { compressionOf, compressorCommand, startCompressor, startDecompressor, TAR_SUFFIX, type Compression } from "./compress.ts";
-import { isStalePartial, partialFile, partialPath, type PartialFile } from "./files.ts";
+import { flushBehind, isStalePartial, partialFile, partialPath, type PartialFile } from "./files.ts";
 import { throwIfAborted, useContext, type Context } from "./context.ts";
 import { pidAlive } from "./lock.ts";
 import { exec, ExecError, shellQuote, which } from "./exec.ts";
@@ -590,9 +590,15 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
 /** Writes the sidecars of a packed archive and renames it into place. */
 function finishPack<M>(archivePath: string, partial: PartialFile, manifest: Manifest<M>, sha: string, tarBytes: number, encrypted: boolean, compression: Compression, progress: Progress | null): Manifest<M> {
   const base = basename(archivePath);
-  writeSidecar(`${archivePath}.sha256`, `${sha}  ${base}\n`);
-  writeSidecar(`${archivePath}.info.json`, JSON.stringify(infoOf(manifest, sha, tarBytes, encrypted, compression), null, 2) + "\n");
-  partial.commit();
+  try {
+    writeSidecar(`${archivePath}.sha256`, `${sha}  ${base}\n`);
+    writeSidecar(`${archivePath}.info.json`, JSON.stringify(infoOf(manifest, sha, tarBytes, encrypted, compression), null, 2) + "\n");
+    partial.commit();
+  } catch (e) {
+    // A write-back failed (a fsync said EIO or ENOSPC): no sidecar without its archive.
+    for (const s of [".sha256", ".info.json"]) rmSync(`${archivePath}${s}`, { force: true });
+    throw e;
+  }
   progress?.done(`packed ${base}: ${manifest.entries.length} entries, ${formatBytes(manifest.totals.bytes)} → ${formatBytes(statSync(archivePath).size)}`);
   return manifest;
 }
@@ -725,8 +731,10 @@ async function packWithGnuTar<M>(
     return manifest;
   })().finally(() => manifestWritten());
   const shaP = hashGrowingFile(partial.tmp, finished, stop.signal);
+  const behind = flushBehind(partial.tmp); // the commit's fsync then has only the tail to write
   try {
     const [manifest, sha256] = await Promise.all([manifestP, shaP, done]);
+    await behind.stop();
     throwIfAborted(ctx);
     const changed = entries.filter((e) => changedSince(join(sourceDir, e.rel), e.st)).map((e) => e.rel);
     if (changed.length) {
@@ -740,7 +748,7 @@ async function packWithGnuTar<M>(
     const toolFailed = stop.signal.reason instanceof ExecError ? stop.signal.reason : null; // set by `finished` before this runs
     stop.abort(e);
     wake();
-    await Promise.allSettled([finished, manifestP, shaP]);
+    await Promise.allSettled([finished, manifestP, shaP, behind.stop()]);
     if (ctx.signal.aborted) throw ctx.signal.reason;
     // The tool's own verdict (e.g. "No space left", "Cannot open: Permission denied") says more than an aborted read here.
     throw toolFailed ? tarFailure(toolFailed, stderrTail) : e;
@@ -856,8 +864,13 @@ async function hashGrowingFile(path: string, finished: Promise<void>, signal: Ab
 
 function writeSidecar(path: string, text: string): void {
   const f = partialFile(path);
-  writeFileSync(f.tmp, text, { mode: 0o600 });
-  f.commit();
+  try {
+    writeFileSync(f.tmp, text, { mode: 0o600 });
+    f.commit();
+  } catch (e) {
+    f.discard();
+    throw e;
+  }
 }
 
 function manifestOf<M>(ctx: Context, o: PackOptions<M>, started: Date, finished: Date, entries: ManifestEntry[]): Manifest<M> {

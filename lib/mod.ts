@@ -11,7 +11,7 @@ export { exec, probe, which, shellQuote, shellJoin, ExecError, type ExecOptions,
 
 export { step, fanOut, FanOutFailed, type Step, type StepApi, type StepOptions, type FanOutOptions, type StepOutcome } from "./steps.ts";
 export { main, recipe, type MainDefinition, type MainResult, type RecipeDefinition, type Plan, type PriorRun } from "./recipe.ts";
-export { captureToFile, clearStaging, partialFile, type CaptureOptions, type PartialFile } from "./files.ts";
+export { captureToFile, clearStaging, flushBehind, partialFile, type CaptureOptions, type FlushBehind, type FlushBehindOptions, type PartialFile } from "./files.ts";
 
 export {
   packArchive,

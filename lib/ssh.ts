@@ -11,7 +11,7 @@
 // Deis runbook's expected warning on live logs: the archive is complete and holds those
 // files as they were mid-write, so it is reported, not fatal. Every other tar or ssh
 // failure removes the partial file and throws.
-import { closeSync, createReadStream, createWriteStream, existsSync, fdatasync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createParallelGzip } from "./compress.ts";
@@ -206,22 +206,19 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
   const transfer = async (into: string | Writable): Promise<void> => {
     const partial = typeof into === "string" ? into : null;
     let poll: NodeJS.Timeout | undefined;
-    let flusher: ReturnType<typeof backgroundFlush> | undefined;
     let sink: Writable | null = null;
     let downstream: Promise<void> = Promise.resolve();
     try {
       let stdout: StdoutSpec;
       let onStdoutBytes: ((n: number) => void) | undefined;
       if (partial && opts.gzip !== "local") {
-        // ssh writes to the file itself; progress follows the file's size, and the data
-        // written so far is flushed to disk in the background, so the final fsync is short.
+        // ssh writes to the file itself; progress follows the file's size (captureToFile
+        // flushes what is written to disk behind it, so the final fsync is short).
         stdout = { file: partial, inPlace: true };
         poll = setInterval(() => {
           try {
             const size = statSync(partial).size;
             if (size > result.bytes) counted(size - result.bytes);
-            flusher ??= backgroundFlush(partial);
-            flusher.nudge(size);
           } catch { /* not created yet */ }
         }, 250);
       } else {
@@ -271,11 +268,9 @@ export async function sshTar(target: SshTarget, remoteDir: string, dest: string 
       if (partial) {
         const size = statSync(partial).size;
         if (result.bytes < size) counted(size - result.bytes);
-        await flusher?.close();
       }
     } catch (e) {
       clearInterval(poll);
-      await flusher?.close();
       // Stop our own gzip chain WITH the error: a stream destroyed without one just after its
       // last chunk counts as ended, and the rest of its pipeline then waits forever (issue 14).
       // The caller's own Writable is only closed, so no 'error' lands on it unasked.
@@ -461,32 +456,6 @@ function tarDiagnostics() {
     },
     /** The last lines that came from neither tar nor sudo (ssh's own). */
     other: () => other,
-  };
-}
-
-/**
- * fdatasync of a file another process is writing, on libuv's pool, once per 64 MiB
- * written: disk writes overlap the transfer instead of all waiting for the final fsync.
- */
-function backgroundFlush(path: string) {
-  const fd = openSync(path, "r");
-  let flushed = 0;
-  let running: Promise<void> | null = null;
-  let closed = false;
-  return {
-    nudge(size: number) {
-      if (running || closed || size - flushed < 64 << 20) return;
-      running = new Promise<void>((resolve) => fdatasync(fd, () => resolve())).then(() => {
-        flushed = size;
-        running = null;
-      });
-    },
-    async close() {
-      if (closed) return;
-      closed = true;
-      await running;
-      closeSync(fd);
-    },
   };
 }
 
