@@ -1420,7 +1420,12 @@ export async function unpackArchive<M = Record<string, unknown>>(archivePath: st
   mkdirSync(targetDir, { recursive: true, mode: 0o700 });
   const staging = join(targetDir, `.partial-unpack-${randomBytes(6).toString("hex")}.${process.pid}`);
   mkdirSync(staging, { mode: 0o700 });
-  const { Unpack } = await import("tar");
+  // The synchronous unpacker: each piece of tar the decompressor hands over is written out
+  // before the next, from this thread. node-tar's async one sends every open, write and close
+  // through the thread pool; on 2 cores those round trips and wake-ups cost more than the
+  // writes (1 GiB: 3.8 s against 3.0 s, and half the system time). Decompression still runs
+  // on the pool, beside it.
+  const { UnpackSync: Unpack } = await import("tar");
   const preserveOwner = !!options.sameOwner && process.getuid?.() === 0;
   const progress = options.progress === false ? null : ctx.log.progress(`extract ${basename(archivePath)}`, { total: statSync(archivePath).size });
   const check = new EntryCheck();
@@ -1469,7 +1474,8 @@ export async function unpackArchive<M = Record<string, unknown>>(archivePath: st
       await pump(opened, unpack as unknown as Writable, ctx);
     } catch (e) {
       throwIfAborted(ctx);
-      if ((e as NodeJS.ErrnoException).syscall) {
+      // A system call's failure (Deno names its errno code but not the call): the disk, not the archive.
+      if ((e as NodeJS.ErrnoException).syscall || /^E[A-Z0-9]+$/.test(String((e as NodeJS.ErrnoException).code))) {
         const full = (e as NodeJS.ErrnoException).code === "ENOSPC";
         throw new LifeboatError(`extracting ${basename(archivePath)} into ${targetDir} failed: ${full ? "no space left on the device" : (e as Error).message}`, {
           hint: "nothing was restored; fix the target and run again",

@@ -332,6 +332,31 @@ test("a full disk fails the pack with a clear error and leaves no partial file",
   }
 });
 
+test("a full disk fails the unpack with a clear error, restores nothing and leaves the target as it was", async () => {
+  testContext();
+  const root = tmp();
+  const src = join(root, "src");
+  mkdirSync(join(src, "d"), { recursive: true });
+  writeFileSync(join(src, "a.txt"), "small");
+  writeFileSync(join(src, "d", "incompressible.bin"), seededBytes("full-unpack", 4 << 20));
+  const archive = join(root, "x.tar.gz");
+  await packArchive(src, archive);
+  const mnt = join(root, "small");
+  mkdirSync(mnt);
+  if (spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt]).status !== 0) {
+    console.log("  (skipped: cannot mount a tmpfs here)");
+    return;
+  }
+  try {
+    mkdirSync(join(mnt, "target"));
+    const e = await rejects(unpackArchive(archive, join(mnt, "target")), Error, /no space left/);
+    assert.match(String((e as { hint?: string }).hint), /nothing was restored/);
+    assert.equal(readdirSync(join(mnt, "target")), [], "the target is as it was: empty, no staging folder");
+  } finally {
+    spawnSync("umount", [mnt]);
+  }
+});
+
 test("verifyArchive reports a file sha256 that differs from the .sha256 sidecar", async () => {
   testContext();
   const { src, archive } = sample();
