@@ -36,6 +36,7 @@ import {
   createReadStream,
   createWriteStream,
   existsSync,
+  fstatSync,
   lchownSync,
   lstatSync,
   lutimesSync,
@@ -69,6 +70,7 @@ import { pidAlive } from "./lock.ts";
 import { exec, ExecError, shellQuote, which } from "./exec.ts";
 import { formatBytes, type Progress } from "./log.ts";
 import { settledWithin } from "./retry.ts";
+import { hashFileOffThread } from "./checksum.ts";
 import { expandHome, type SettingSpecs, type SettingValues } from "./settings.ts";
 
 export type { Compression } from "./compress.ts";
@@ -982,31 +984,75 @@ interface Opened {
   source: Readable;
   compression: Compression | null;
   encrypted: boolean;
+  /** The sha256 of the archive file, once the source has been read to its end. */
+  sha256(): Promise<string>;
+  /** Stops what runs beside the source (the hashing thread) after a failure. */
+  cancel(): void;
 }
+
+/** From this size on, the archive file is hashed on a worker thread beside the reader (below, a thread costs more than it saves). */
+const HASH_OFF_THREAD = 64 << 20;
 
 /**
  * Opens an archive: file → sha256 of every byte (and progress) → [age] = the tar stream's
- * compressed bytes, with the compression told by the magic bytes.
+ * compressed bytes, with the compression told by the magic bytes. A big archive is hashed on a
+ * worker thread reading the same file (checked by its device and inode, and the byte count):
+ * this thread parses, hashes and writes every entry, and an unpack waits for it.
  */
-async function openArchive(path: string, o: VerifyOptions, fileHash: ReturnType<typeof createHash>, onBytes: (n: number) => void, signal: AbortSignal): Promise<Opened> {
+async function openArchive(path: string, o: VerifyOptions, onBytes: (n: number) => void, signal: AbortSignal): Promise<Opened> {
   const kind = sniff(path);
   if (kind === "unknown") throw notAnArchive(path);
   const decrypter = kind === "age" ? await decrypterFor(path, o) : null;
+  const fd = openSync(path, "r");
+  const st = fstatSync(fd);
   // An abort destroys the file stream, and with it every stage after it.
-  const file = createReadStream(path, { signal, highWaterMark: 1 << 20 });
-  const hasher = hashing(fileHash, onBytes);
+  const file = createReadStream("", { fd, signal, highWaterMark: 1 << 20 });
+  let read = 0;
+  let sha256: () => Promise<string>;
+  let cancel = () => {};
+  let hasher: Transform;
+  if (st.size >= HASH_OFF_THREAD) {
+    const stop = new AbortController();
+    const onAbort = () => stop.abort(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    const digest = hashFileOffThread(path, { signal: stop.signal }).finally(() => signal.removeEventListener("abort", onAbort));
+    digest.catch(() => {}); // awaited in sha256()
+    cancel = () => stop.abort(new Error("cancelled"));
+    hasher = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        read += chunk.length;
+        onBytes(chunk.length);
+        cb(null, chunk);
+      },
+    });
+    sha256 = async () => {
+      const d = await digest;
+      if (d.dev !== Number(st.dev) || d.ino !== Number(st.ino) || d.bytes !== read) {
+        throw new VerifyError(`archive ${basename(path)} changed while it was read (${read} bytes read, ${d.bytes} hashed)`, [], "make sure nothing writes or replaces the archive, and run again");
+      }
+      return d.digest;
+    };
+  } else {
+    const fileHash = createHash("sha256");
+    hasher = hashing(fileHash, onBytes);
+    sha256 = async () => fileHash.digest("hex");
+  }
   file.on("error", (e) => hasher.destroy(e));
   file.pipe(hasher);
-  if (!decrypter) return { source: hasher, compression: kind === "tar" ? null : kind as Compression, encrypted: false };
+  if (!decrypter) return { source: hasher, compression: kind === "tar" ? null : kind as Compression, encrypted: false, sha256, cancel };
   let plain: Readable;
   try {
     plain = Readable.fromWeb((await decrypter.decrypt(Readable.toWeb(hasher) as unknown as ReadableStream<Uint8Array>)) as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
   } catch (e) {
     file.destroy();
+    cancel();
     throw keyError(path, e);
   }
-  const head = await peek(plain);
-  return { source: plain, compression: compressionOf(head), encrypted: true };
+  const head = await peek(plain).catch((e) => {
+    cancel();
+    throw e;
+  });
+  return { source: plain, compression: compressionOf(head), encrypted: true, sha256, cancel };
 }
 
 /** Streams an opened archive's tar bytes into a tar consumer (Parser or Unpack), decompressing on the way. */
@@ -1228,7 +1274,6 @@ function verdict<M>(archivePath: string, r: ReadResult, o: VerifyOptions): { rep
 /** Reads every entry once (verify): hashes, path safety and type checks. */
 async function scan(path: string, o: VerifyOptions, ctx: Context): Promise<ReadResult> {
   const { Parser } = await import("tar");
-  const fileHash = createHash("sha256");
   const progress = o.progress === false ? null : ctx.log.progress(`verify ${basename(path)}`, { total: statSync(path).size });
   const check = new EntryCheck();
   const wanted = new WeakMap<object, Rec | "manifest">();
@@ -1247,10 +1292,13 @@ async function scan(path: string, o: VerifyOptions, ctx: Context): Promise<ReadR
   const warnings: string[] = [];
   parser.on("warn", (_code: string, message: string) => warnings.push(message));
   let opened: Opened | undefined;
+  let sha256: string;
   try {
-    opened = await openArchive(path, o, fileHash, (n) => progress?.add(n), ctx.signal);
+    opened = await openArchive(path, o, (n) => progress?.add(n), ctx.signal);
     await pump(opened, parser as unknown as Writable, ctx);
+    sha256 = await opened.sha256();
   } catch (e) {
+    opened?.cancel();
     progress?.fail(`verify ${basename(path)} failed`);
     throwIfAborted(ctx);
     throw readError(path, e);
@@ -1261,7 +1309,7 @@ async function scan(path: string, o: VerifyOptions, ctx: Context): Promise<ReadR
   }
   if (check.problems.length) progress?.fail(`verify ${basename(path)}: ${check.problems.length} problem(s)`);
   else progress?.done(`verified ${basename(path)}: ${check.entries} entries, ${formatBytes(check.bytes)}`);
-  return { check, sha256: fileHash.digest("hex"), encrypted: opened.encrypted, compression: opened.compression };
+  return { check, sha256, encrypted: opened.encrypted, compression: opened.compression };
 }
 
 /**
@@ -1465,14 +1513,16 @@ export async function unpackArchive<M = Record<string, unknown>>(archivePath: st
     }) as unknown as (e: ReadEntry) => ReadEntry,
     onwarn: (_code: string, message: string) => warnings.push(message),
   });
-  const fileHash = createHash("sha256");
   let done: { report: VerifyReport<M>; seen: Map<string, ManifestEntry> };
   try {
-    let opened: Opened;
+    let opened: Opened | undefined;
+    let sha256: string;
     try {
-      opened = await openArchive(archivePath, options, fileHash, (n) => progress?.add(n), ctx.signal);
+      opened = await openArchive(archivePath, options, (n) => progress?.add(n), ctx.signal);
       await pump(opened, unpack as unknown as Writable, ctx);
+      sha256 = await opened.sha256();
     } catch (e) {
+      opened?.cancel();
       throwIfAborted(ctx);
       // A system call's failure (Deno names its errno code but not the call): the disk, not the archive.
       if ((e as NodeJS.ErrnoException).syscall || /^E[A-Z0-9]+$/.test(String((e as NodeJS.ErrnoException).code))) {
@@ -1485,7 +1535,7 @@ export async function unpackArchive<M = Record<string, unknown>>(archivePath: st
       throw readError(archivePath, e);
     }
     if (warnings.length) throw new VerifyError(`archive ${basename(archivePath)} is damaged (${warnings[0]})`, warnings, "the archive is unusable; nothing was restored. Use another copy.");
-    const { report, seen } = verdict<M>(archivePath, { check, sha256: fileHash.digest("hex"), encrypted: opened.encrypted, compression: opened.compression }, options);
+    const { report, seen } = verdict<M>(archivePath, { check, sha256, encrypted: opened.encrypted, compression: opened.compression }, options);
     if (check.manifests) rmSync(join(staging, MANIFEST_NAME), { force: true });
     for (const l of symlinks) placeSymlink(staging, l, preserveOwner);
     moveInto(staging, targetDir);

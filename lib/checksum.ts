@@ -1,10 +1,12 @@
 // checksum: `sha1sum`-format files beside archives, as LambdaStack's backup role writes them
 // (`<sha1hex>  <archive basename>\n` in `<archive>.sha1`) and its recovery checks them.
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readFileSync, writeFileSync, renameSync } from "node:fs";
+import { createReadStream, existsSync, fstatSync, openSync, readFileSync, writeFileSync, renameSync } from "node:fs";
 import { basename } from "node:path";
 import { pipeline } from "node:stream/promises";
 import process from "node:process";
+import { Worker } from "node:worker_threads";
 import { useContext, type Context } from "./context.ts";
 import { VerifyError } from "./errors.ts";
 
@@ -51,4 +53,64 @@ export async function checkSha1File(path: string, sumFile = `${path}.sha1`, opts
   const actual = await sha1File(path);
   if (actual !== m[1]) throw new VerifyError(`${label}: sha1 mismatch (file ${actual}, ${basename(sumFile)} says ${m[1]})`, [], "the archive or its checksum is damaged; restore refused before touching anything");
   return actual;
+}
+
+/**
+ * Whether a worker thread can load a .ts module: Deno, and Node that strips types itself (22.18
+ * and later). On Node 20 with tsx the loader does not reach worker threads: hash on this one.
+ */
+const TS_WORKERS = !!(process.versions as Record<string, string | undefined>).deno ||
+  !!(process as unknown as { features?: { typescript?: unknown } }).features?.typescript;
+
+/** The same, on this thread. */
+async function hashHere(path: string, algorithm: string, signal?: AbortSignal): Promise<FileDigest> {
+  const fd = openSync(path, "r");
+  const st = fstatSync(fd);
+  const h = createHash(algorithm);
+  let bytes = 0;
+  await pipeline(createReadStream("", { fd, highWaterMark: 1 << 20, signal }), async function* (src: AsyncIterable<Buffer>) {
+    for await (const c of src) {
+      h.update(c);
+      bytes += c.length;
+    }
+  });
+  return { digest: h.digest("hex"), bytes, dev: Number(st.dev), ino: Number(st.ino) };
+}
+
+/** What {@link hashFileOffThread} read: the digest, the bytes, and which file it was (dev, ino). */
+export interface FileDigest {
+  digest: string;
+  bytes: number;
+  dev: number;
+  ino: number;
+}
+
+/**
+ * The hash of a file computed on a worker thread, so that a CPU-bound main thread (an unpack
+ * that parses, hashes and writes every entry) does not pay for it. Resolves with the file's
+ * identity too: compare it with your own reader's fstat to know both read the same file. Rejects
+ * with the read error, or when aborted (the worker is stopped).
+ * @example const d = await hashFileOffThread("/var/backups/x.tar.gz"); // { digest, bytes, dev, ino }
+ */
+export function hashFileOffThread(path: string, opts: { algorithm?: string; signal?: AbortSignal } = {}): Promise<FileDigest> {
+  if (!TS_WORKERS) return hashHere(path, opts.algorithm ?? "sha256", opts.signal);
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL("./hash-worker.ts", import.meta.url), { workerData: { path, algorithm: opts.algorithm ?? "sha256" } });
+    w.unref();
+    let settled = false;
+    // Settles first, then stops the thread (Deno emits 'exit' from terminate() itself).
+    const settle = (f: () => void) => {
+      if (settled) return;
+      settled = true;
+      opts.signal?.removeEventListener("abort", onAbort);
+      f();
+      void w.terminate();
+    };
+    const onAbort = () => settle(() => reject(opts.signal!.reason));
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    w.once("message", (m: ({ ok: true } & FileDigest) | { ok: false; message: string; code?: string }) =>
+      settle(() => (m.ok ? resolve({ digest: m.digest, bytes: m.bytes, dev: m.dev, ino: m.ino }) : reject(Object.assign(new Error(m.message), { code: m.code })))));
+    w.once("error", (e) => settle(() => reject(e)));
+    w.once("exit", (code) => settle(() => reject(new Error(`the hashing thread exited (${code}) before it answered`))));
+  });
 }

@@ -684,6 +684,24 @@ test("unpack checks the sidecar sha256 in the same read, and restores nothing wh
   assert.equal(namesIn(out), []);
 });
 
+test("a big archive, hashed on a worker thread beside the reader, is checked against its sidecar the same way", async () => {
+  testContext();
+  const root = tmp();
+  const src = bigTree(join(root, "src"), 80); // over the 64 MiB from which openArchive hashes off the main thread
+  const archive = join(root, "b", "big.tar.gz");
+  await packArchive(src, archive);
+  const want = readFileSync(`${archive}.sha256`, "utf8").split(" ")[0];
+  assert.is((await verifyArchive(archive)).sha256, want, "verify: the worker's sha256 is the file's");
+  const out = join(root, "out");
+  assert.is((await unpackArchive(archive, out)).sha256, want, "unpack: the same");
+  assert.equal(namesIn(out).sort(), readdirSync(src).sort());
+  writeFileSync(`${archive}.sha256`, `${"0".repeat(64)}  big.tar.gz\n`);
+  const out2 = join(root, "out2");
+  await rejects(verifyArchive(archive), VerifyError, /differs from big\.tar\.gz\.sha256/);
+  await rejects(unpackArchive(archive, out2), VerifyError, /differs from big\.tar\.gz\.sha256/);
+  assert.equal(namesIn(out2), [], "nothing restored");
+});
+
 test("a quick verify reads sidecars and the key only; unpack then checks the manifest says what info.json said", async () => {
   testContext();
   const { src, archive } = sample();
