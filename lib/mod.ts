@@ -135,7 +135,7 @@ export {
 export { OFFSITE_SETTINGS, offsiteSettings, offsiteOptions, parseOffsite, isOffsiteUrl, offsiteCopy, offsiteVerify, offsiteList, offsitePrune, offsiteFetch, offsiteBackup, type OffsiteOptions, type OffsiteBackupOptions, type OffsiteBackupResult, type OffsiteDest, type OffsiteCopyResult, type OffsiteVerifyResult, type OffsitePruneOptions, type OffsiteFetchOptions } from "./offsite.ts";
 export { readInventory, loadInventory, parseInventory, inventoryFile, groupHosts, groupHostNames, inventoryHost, sshTargetOf, type Inventory, type InventoryGroup, type InventoryHost, type ReadInventoryOptions } from "./inventory.ts";
 export { sshFetch, sshPut, sshGet, sshList, sshListFiles, sshFreeSpace, sshUsage, sshTunnel, sshPush, sshClear, type SshFetchOptions, type SshCopyOptions, type SshTunnel, type SshTunnelOptions, type SshPushOptions } from "./remote.ts";
-export { sha1File, writeSha1File, checkSha1File } from "./checksum.ts";
+export { sha1File, writeSha1File, checkSha1File, hashFileOffThread, type FileDigest } from "./checksum.ts";
 export { readJsonFile, type ReadJsonFileOptions } from "./jsonfile.ts";
 export { verifyZip, type ZipReport, type ZipEntryInfo, type VerifyZipOptions } from "./zip.ts";
 export { receiveRangedPuts, serveRanged, type ReceiveOptions, type ReceiveResult, type ServeOptions } from "./ranged.ts";
