@@ -1480,6 +1480,13 @@ export async function unpackArchive<M = Record<string, unknown>>(archivePath: st
   const wanted = new WeakMap<object, Rec | "manifest">();
   const symlinks: ManifestEntry[] = [];
   const warnings: string[] = [];
+  // After a failed write, UnpackSync closes the file's descriptor but goes on writing the
+  // entry's later pieces to that number, and sets its mtime and closes it again at the entry's
+  // end: by then the number may be another file's. So at the first error (strict: every entry
+  // error is an 'error', raised inside the failing write) the entry streams we hand it are
+  // destroyed, which ends their pieces and their 'end', and no later entry is admitted.
+  const flowing = new Set<Transform>();
+  let broken = false;
   const unpack = new Unpack({
     cwd: staging,
     strict: true,
@@ -1487,6 +1494,7 @@ export async function unpackArchive<M = Record<string, unknown>>(archivePath: st
     preserveOwner,
     processUmask: 0,
     filter: (p: string, e: ReadEntry | Stats) => {
+      if (broken) return false;
       const entry = e as ReadEntry;
       const to = check.admit(entry);
       if (!to) return false;
@@ -1504,14 +1512,22 @@ export async function unpackArchive<M = Record<string, unknown>>(archivePath: st
     transform: ((e: ReadEntry) => {
       const to = wanted.get(e);
       if (!to) return undefined;
-      return new Transform({
+      const t = new Transform({
         transform(chunk: Buffer, _e, cb) {
           check.add(to, chunk);
           cb(null, chunk);
         },
       });
+      flowing.add(t);
+      t.once("close", () => flowing.delete(t));
+      return t;
     }) as unknown as (e: ReadEntry) => ReadEntry,
     onwarn: (_code: string, message: string) => warnings.push(message),
+  });
+  unpack.prependListener("error", () => {
+    broken = true;
+    for (const t of flowing) t.destroy();
+    flowing.clear();
   });
   let done: { report: VerifyReport<M>; seen: Map<string, ManifestEntry> };
   try {
