@@ -70,7 +70,7 @@ import { pidAlive } from "./lock.ts";
 import { exec, ExecError, shellQuote, which } from "./exec.ts";
 import { formatBytes, type Progress } from "./log.ts";
 import { settledWithin } from "./retry.ts";
-import { hashFileOffThread } from "./checksum.ts";
+import { HASH_OFF_THREAD, hashFileOffThread } from "./checksum.ts";
 import { expandHome, type SettingSpecs, type SettingValues } from "./settings.ts";
 
 export type { Compression } from "./compress.ts";
@@ -592,13 +592,16 @@ export async function packArchive<M = Record<string, unknown>>(sourceDir: string
 /** Writes the sidecars of a packed archive and renames it into place. */
 function finishPack<M>(archivePath: string, partial: PartialFile, manifest: Manifest<M>, sha: string, tarBytes: number, encrypted: boolean, compression: Compression, progress: Progress | null): Manifest<M> {
   const base = basename(archivePath);
+  const written: string[] = [];
   try {
-    writeSidecar(`${archivePath}.sha256`, `${sha}  ${base}\n`);
-    writeSidecar(`${archivePath}.info.json`, JSON.stringify(infoOf(manifest, sha, tarBytes, encrypted, compression), null, 2) + "\n");
+    for (const [suffix, text] of [[".sha256", `${sha}  ${base}\n`], [".info.json", JSON.stringify(infoOf(manifest, sha, tarBytes, encrypted, compression), null, 2) + "\n"]]) {
+      writeSidecar(`${archivePath}${suffix}`, text);
+      written.push(`${archivePath}${suffix}`);
+    }
     partial.commit();
   } catch (e) {
-    // A write-back failed (a fsync said EIO or ENOSPC): no sidecar without its archive.
-    for (const s of [".sha256", ".info.json"]) rmSync(`${archivePath}${s}`, { force: true });
+    // A write-back failed (a fsync said EIO or ENOSPC): no sidecar of ours without its archive.
+    for (const p of written) rmSync(p, { force: true });
     throw e;
   }
   progress?.done(`packed ${base}: ${manifest.entries.length} entries, ${formatBytes(manifest.totals.bytes)} → ${formatBytes(statSync(archivePath).size)}`);
@@ -991,7 +994,7 @@ interface Opened {
 }
 
 /** From this size on, the archive file is hashed on a worker thread beside the reader (below, a thread costs more than it saves). */
-const HASH_OFF_THREAD = 64 << 20;
+const HASH_OFF_THREAD_FROM = 64 << 20;
 
 /**
  * Opens an archive: file → sha256 of every byte (and progress) → [age] = the tar stream's
@@ -1011,22 +1014,31 @@ async function openArchive(path: string, o: VerifyOptions, onBytes: (n: number) 
   let sha256: () => Promise<string>;
   let cancel = () => {};
   let hasher: Transform;
-  if (st.size >= HASH_OFF_THREAD) {
+  if (st.size >= HASH_OFF_THREAD_FROM && HASH_OFF_THREAD) {
     const stop = new AbortController();
     const onAbort = () => stop.abort(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
-    const digest = hashFileOffThread(path, { signal: stop.signal }).finally(() => signal.removeEventListener("abort", onAbort));
+    const pace = new Int32Array(new SharedArrayBuffer(4)); // the MiB read here: the thread stays near it
+    const digest = hashFileOffThread(path, { signal: stop.signal, pace }).finally(() => signal.removeEventListener("abort", onAbort));
     digest.catch(() => {}); // awaited in sha256()
     cancel = () => stop.abort(new Error("cancelled"));
     hasher = new Transform({
       transform(chunk: Buffer, _e, cb) {
         read += chunk.length;
+        if (read >> 20 !== Atomics.load(pace, 0)) {
+          Atomics.store(pace, 0, read >> 20);
+          Atomics.notify(pace, 0);
+        }
         onBytes(chunk.length);
         cb(null, chunk);
       },
     });
     sha256 = async () => {
-      const d = await digest;
+      Atomics.store(pace, 0, 0x7fffffff); // the reading here is over: let the thread finish the file
+      Atomics.notify(pace, 0);
+      const d = await digest.catch((e: Error) => {
+        throw new VerifyError(`archive ${basename(path)} could not be read (${e.message})`, [], "check the disk it is on, or use another copy");
+      });
       if (d.dev !== Number(st.dev) || d.ino !== Number(st.ino) || d.bytes !== read) {
         throw new VerifyError(`archive ${basename(path)} changed while it was read (${read} bytes read, ${d.bytes} hashed)`, [], "make sure nothing writes or replaces the archive, and run again");
       }
@@ -1038,6 +1050,7 @@ async function openArchive(path: string, o: VerifyOptions, onBytes: (n: number) 
     sha256 = async () => fileHash.digest("hex");
   }
   file.on("error", (e) => hasher.destroy(e));
+  hasher.once("close", () => file.destroy()); // a failure downstream: the descriptor is closed now, not at exit
   file.pipe(hasher);
   if (!decrypter) return { source: hasher, compression: kind === "tar" ? null : kind as Compression, encrypted: false, sha256, cancel };
   let plain: Readable;

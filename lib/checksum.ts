@@ -56,11 +56,28 @@ export async function checkSha1File(path: string, sumFile = `${path}.sha1`, opts
 }
 
 /**
- * Whether a worker thread can load a .ts module: Deno, and Node that strips types itself (22.18
- * and later). On Node 20 with tsx the loader does not reach worker threads: hash on this one.
+ * Whether hashFileOffThread uses a thread: a worker can load a .ts module on Deno, and on Node
+ * that strips types itself (22.18 and later). On Node 20 with tsx the loader does not reach
+ * worker threads: it hashes on the calling thread.
  */
-const TS_WORKERS = !!(process.versions as Record<string, string | undefined>).deno ||
+export const HASH_OFF_THREAD = !!(process.versions as Record<string, string | undefined>).deno ||
   !!(process as unknown as { features?: { typescript?: unknown } }).features?.typescript;
+
+/** Options for {@link hashFileOffThread}. */
+export interface HashOffThreadOptions {
+  /** A `node:crypto` hash name (default sha256). */
+  algorithm?: string;
+  /** Stops the thread and rejects with the reason. */
+  signal?: AbortSignal;
+  /**
+   * Your own reader's progress, in MiB, in element 0 (an Int32Array over a SharedArrayBuffer;
+   * store it with Atomics.store and wake the thread with Atomics.notify): the thread stays at most
+   * `aheadMiB` in front, so a file bigger than memory is read from disk once.
+   */
+  pace?: Int32Array;
+  /** How far ahead of `pace` the thread may read, in MiB (default 256). */
+  aheadMiB?: number;
+}
 
 /** The same, on this thread. */
 async function hashHere(path: string, algorithm: string, signal?: AbortSignal): Promise<FileDigest> {
@@ -92,11 +109,12 @@ export interface FileDigest {
  * with the read error, or when aborted (the worker is stopped).
  * @example const d = await hashFileOffThread("/var/backups/x.tar.gz"); // { digest, bytes, dev, ino }
  */
-export function hashFileOffThread(path: string, opts: { algorithm?: string; signal?: AbortSignal } = {}): Promise<FileDigest> {
-  if (!TS_WORKERS) return hashHere(path, opts.algorithm ?? "sha256", opts.signal);
+export function hashFileOffThread(path: string, opts: HashOffThreadOptions = {}): Promise<FileDigest> {
+  if (opts.signal?.aborted) return Promise.reject(opts.signal.reason);
+  if (!HASH_OFF_THREAD) return hashHere(path, opts.algorithm ?? "sha256", opts.signal);
   return new Promise((resolve, reject) => {
-    const w = new Worker(new URL("./hash-worker.ts", import.meta.url), { workerData: { path, algorithm: opts.algorithm ?? "sha256" } });
-    w.unref();
+    const workerData = { path, algorithm: opts.algorithm ?? "sha256", pace: opts.pace?.buffer, aheadMiB: opts.aheadMiB ?? 256 };
+    const w = new Worker(new URL("./hash-worker.ts", import.meta.url), { workerData });
     let settled = false;
     // Settles first, then stops the thread (Deno emits 'exit' from terminate() itself).
     const settle = (f: () => void) => {

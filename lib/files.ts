@@ -62,7 +62,12 @@ export function partialFile(path: string): PartialFile {
     commit() {
       fsyncPath(tmp);
       renameSync(tmp, path);
-      fsyncPath(dirname(path));
+      try {
+        fsyncPath(dirname(path));
+      } catch (e) {
+        rmSync(path, { force: true, recursive: true }); // its name may not survive a crash: nothing that looks complete
+        throw e;
+      }
     },
     discard() {
       rmSync(tmp, { force: true });
@@ -106,20 +111,22 @@ export function flushBehind(path: string, opts: FlushBehindOptions = {}): FlushB
   let flushed = 0;
   let error: Error | null = null;
   let running: Promise<void> | null = null;
+  let off = false;
   const tick = () => {
-    if (running || error || fd === null) return;
+    if (running || error || off || fd === null) return;
     let size: number;
     try {
       size = fstatSync(fd).size;
-    } catch (e) {
-      error = e as Error;
+    } catch {
+      off = true;
       return;
     }
     if (size - flushed < every) return;
     const at = fd;
     running = new Promise<void>((done) => fdatasync(at, (e) => {
-      if (e) error ??= e;
-      else flushed = size;
+      if (!e) flushed = size;
+      else if (LOST.has(e.code ?? "")) error ??= e;
+      else off = true; // a filesystem that cannot fsync: the commit's fsync skips it too
       running = null;
       done();
     }));
