@@ -311,9 +311,8 @@ test("a pack through GNU tar | pigz killed with SIGKILL takes tar, pigz and its 
   await verifyArchive(archive);
 });
 
-test("a full disk fails the pack with a clear error and leaves no partial file", async () => {
-  testContext();
-  const root = tmp();
+/** Runs f with a 1 MiB tmpfs mounted at ROOT/small (the "full disk"); skipped where no tmpfs can be mounted. */
+async function onSmallDisk(root: string, f: (mnt: string) => Promise<void>): Promise<void> {
   const mnt = join(root, "small");
   mkdirSync(mnt);
   if (spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt]).status !== 0) {
@@ -321,15 +320,23 @@ test("a full disk fails the pack with a clear error and leaves no partial file",
     return;
   }
   try {
-    const src = join(root, "src");
-    mkdirSync(src);
-    writeFileSync(join(src, "incompressible.bin"), seededBytes("full", 4 << 20));
-    const e = await rejects(packArchive(src, join(mnt, "x.tar.gz")), Error, /no space left/);
-    assert.match(String((e as { hint?: string }).hint), /free space/);
-    assert.equal(readdirSync(mnt), [], "nothing left on the full disk");
+    await f(mnt);
   } finally {
     spawnSync("umount", [mnt]);
   }
+}
+
+test("a full disk fails the pack with a clear error and leaves no partial file", async () => {
+  testContext();
+  const root = tmp();
+  const src = join(root, "src");
+  mkdirSync(src);
+  writeFileSync(join(src, "incompressible.bin"), seededBytes("full", 4 << 20));
+  await onSmallDisk(root, async (mnt) => {
+    const e = await rejects(packArchive(src, join(mnt, "x.tar.gz")), Error, /no space left/);
+    assert.match(String((e as { hint?: string }).hint), /free space/);
+    assert.equal(readdirSync(mnt), [], "nothing left on the full disk");
+  });
 });
 
 test("a full disk fails the unpack with a clear error, restores nothing and leaves the target as it was", async () => {
@@ -341,20 +348,12 @@ test("a full disk fails the unpack with a clear error, restores nothing and leav
   writeFileSync(join(src, "d", "incompressible.bin"), seededBytes("full-unpack", 4 << 20));
   const archive = join(root, "x.tar.gz");
   await packArchive(src, archive);
-  const mnt = join(root, "small");
-  mkdirSync(mnt);
-  if (spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt]).status !== 0) {
-    console.log("  (skipped: cannot mount a tmpfs here)");
-    return;
-  }
-  try {
+  await onSmallDisk(root, async (mnt) => {
     mkdirSync(join(mnt, "target"));
     const e = await rejects(unpackArchive(archive, join(mnt, "target")), Error, /no space left/);
     assert.match(String((e as { hint?: string }).hint), /nothing was restored/);
     assert.equal(readdirSync(join(mnt, "target")), [], "the target is as it was: empty, no staging folder");
-  } finally {
-    spawnSync("umount", [mnt]);
-  }
+  });
 });
 
 test("verifyArchive reports a file sha256 that differs from the .sha256 sidecar", async () => {
