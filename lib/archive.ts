@@ -383,11 +383,10 @@ function toolVersions(extra: Record<string, string> = {}): Record<string, string
 }
 
 /** Hashes a stream of bytes on the way through. */
-function hashing(hash: ReturnType<typeof createHash>, onBytes?: (n: number) => void): Transform {
+function hashing(hash: ReturnType<typeof createHash>): Transform {
   return new Transform({
     transform(chunk: Buffer, _e, cb) {
       hash.update(chunk);
-      onBytes?.(chunk.length);
       cb(null, chunk);
     },
   });
@@ -1010,45 +1009,39 @@ async function openArchive(path: string, o: VerifyOptions, onBytes: (n: number) 
   const st = fstatSync(fd);
   // An abort destroys the file stream, and with it every stage after it.
   const file = createReadStream("", { fd, signal, highWaterMark: 1 << 20 });
+  // A big archive is hashed by a thread of its own, paced by what is read here (in MiB); a small one here.
+  const offThread = st.size >= HASH_OFF_THREAD_FROM && HASH_OFF_THREAD;
+  const fileHash = offThread ? null : createHash("sha256");
+  const pace = new Int32Array(new SharedArrayBuffer(4));
+  const stop = new AbortController();
+  const digest = offThread ? hashFileOffThread(path, { signal: AbortSignal.any([signal, stop.signal]), pace }) : null;
+  digest?.catch(() => {}); // awaited in sha256()
   let read = 0;
-  let sha256: () => Promise<string>;
-  let cancel = () => {};
-  let hasher: Transform;
-  if (st.size >= HASH_OFF_THREAD_FROM && HASH_OFF_THREAD) {
-    const stop = new AbortController();
-    const onAbort = () => stop.abort(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    const pace = new Int32Array(new SharedArrayBuffer(4)); // the MiB read here: the thread stays near it
-    const digest = hashFileOffThread(path, { signal: stop.signal, pace }).finally(() => signal.removeEventListener("abort", onAbort));
-    digest.catch(() => {}); // awaited in sha256()
-    cancel = () => stop.abort(new Error("cancelled"));
-    hasher = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        read += chunk.length;
-        if (read >> 20 !== Atomics.load(pace, 0)) {
-          Atomics.store(pace, 0, read >> 20);
-          Atomics.notify(pace, 0);
-        }
-        onBytes(chunk.length);
-        cb(null, chunk);
-      },
-    });
-    sha256 = async () => {
-      Atomics.store(pace, 0, 0x7fffffff); // the reading here is over: let the thread finish the file
-      Atomics.notify(pace, 0);
-      const d = await digest.catch((e: Error) => {
-        throw new VerifyError(`archive ${basename(path)} could not be read (${e.message})`, [], "check the disk it is on, or use another copy");
-      });
-      if (d.dev !== Number(st.dev) || d.ino !== Number(st.ino) || d.bytes !== read) {
-        throw new VerifyError(`archive ${basename(path)} changed while it was read (${read} bytes read, ${d.bytes} hashed)`, [], "make sure nothing writes or replaces the archive, and run again");
+  const hasher = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      read += chunk.length;
+      fileHash?.update(chunk);
+      if (digest && read >> 20 !== Atomics.load(pace, 0)) {
+        Atomics.store(pace, 0, read >> 20);
+        Atomics.notify(pace, 0);
       }
-      return d.digest;
-    };
-  } else {
-    const fileHash = createHash("sha256");
-    hasher = hashing(fileHash, onBytes);
-    sha256 = async () => fileHash.digest("hex");
-  }
+      onBytes(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  const cancel = () => stop.abort(new Error("cancelled"));
+  const sha256 = async () => {
+    if (!digest) return fileHash!.digest("hex");
+    Atomics.store(pace, 0, 0x7fffffff); // the reading here is over: let the thread finish the file
+    Atomics.notify(pace, 0);
+    const d = await digest.catch((e: Error) => {
+      throw new VerifyError(`archive ${basename(path)} could not be read (${e.message})`, [], "check the disk it is on, or use another copy");
+    });
+    if (d.dev !== Number(st.dev) || d.ino !== Number(st.ino) || d.bytes !== read) {
+      throw new VerifyError(`archive ${basename(path)} changed while it was read (${read} bytes read, ${d.bytes} hashed)`, [], "make sure nothing writes or replaces the archive, and run again");
+    }
+    return d.digest;
+  };
   file.on("error", (e) => hasher.destroy(e));
   hasher.once("close", () => file.destroy()); // a failure downstream: the descriptor is closed now, not at exit
   file.pipe(hasher);

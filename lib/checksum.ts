@@ -15,9 +15,7 @@ import { VerifyError } from "./errors.ts";
  * @example const hex = await sha1File("/lsbackup/mounted/haproxy_etc_20260101-120000.tar.gz");
  */
 export async function sha1File(path: string): Promise<string> {
-  const h = createHash("sha1");
-  await pipeline(createReadStream(path), h);
-  return h.digest("hex");
+  return (await fileDigest(path, "sha1")).digest;
 }
 
 /**
@@ -79,8 +77,12 @@ export interface HashOffThreadOptions {
   aheadMiB?: number;
 }
 
-/** The same, on this thread. */
-async function hashHere(path: string, algorithm: string, signal?: AbortSignal): Promise<FileDigest> {
+/**
+ * A file's hash on this thread, streamed, with its size and identity: the one streamed file
+ * hash of lib/ (sha1File, fileSha256 and hashFileOffThread's fallback use it).
+ * @example const { digest, bytes } = await fileDigest(path, "sha256");
+ */
+export async function fileDigest(path: string, algorithm: string, signal?: AbortSignal): Promise<FileDigest> {
   const fd = openSync(path, "r");
   const st = fstatSync(fd);
   const h = createHash(algorithm);
@@ -111,7 +113,7 @@ export interface FileDigest {
  */
 export function hashFileOffThread(path: string, opts: HashOffThreadOptions = {}): Promise<FileDigest> {
   if (opts.signal?.aborted) return Promise.reject(opts.signal.reason);
-  if (!HASH_OFF_THREAD) return hashHere(path, opts.algorithm ?? "sha256", opts.signal);
+  if (!HASH_OFF_THREAD) return fileDigest(path, opts.algorithm ?? "sha256", opts.signal);
   return new Promise((resolve, reject) => {
     const workerData = { path, algorithm: opts.algorithm ?? "sha256", pace: opts.pace?.buffer, aheadMiB: opts.aheadMiB ?? 256 };
     const w = new Worker(new URL("./hash-worker.ts", import.meta.url), { workerData });

@@ -16,6 +16,7 @@ import { LifeboatError, VerifyError } from "./errors.ts";
 import { exec, ExecError } from "./exec.ts";
 import { captureToFile, diskFull, partialFile } from "./files.ts";
 import { startCompressor } from "./compress.ts";
+import { fileDigest } from "./checksum.ts";
 import { useContext, type Context } from "./context.ts";
 import type { AgeOptions } from "./archive.ts";
 
@@ -178,10 +179,8 @@ async function plainInto(path: string, sink: Writable, o: UnsealOptions, ctx: Co
 
 /** sha256 and size of a file, streamed. */
 export async function fileSha256(path: string): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash("sha256");
-  let bytes = 0;
-  await pipeline(createReadStream(path), hashing(hash, (n) => (bytes += n)), new Writable({ write(_c, _e, cb) { cb(); } }));
-  return { sha256: hash.digest("hex"), bytes };
+  const d = await fileDigest(path, "sha256");
+  return { sha256: d.digest, bytes: d.bytes };
 }
 
 /**
