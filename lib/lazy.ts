@@ -22,3 +22,18 @@ export function lazyRequire<T>(specifier: string): () => T {
   let mod: T | undefined;
   return () => (mod ??= require(specifier) as T);
 }
+
+/**
+ * A Node built-in module, loaded as CommonJS. An `import { request } from "node:http"` builds
+ * the module's ES facade, which reads every export once; on Node 22 and later node:http's
+ * `WebSocket` getter then loads undici (the fetch implementation), 25–40 ms of a process's start
+ * for a module that is only used for its `request` and `Agent`. Deno 2 has `require` as well.
+ *
+ * ```ts
+ * const http = builtinModule<typeof import("node:http")>("node:http");
+ * http.request({ host: "127.0.0.1", port: 7480, path: "/" });
+ * ```
+ */
+export function builtinModule<T>(name: `node:${string}`): T {
+  return require(name) as T;
+}

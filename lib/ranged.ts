@@ -13,13 +13,17 @@
 // memory, stop on the context's interrupt, and describe themselves in a dry run.
 import { createReadStream, existsSync, statSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { LifeboatError, VerifyError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
 import { captureToFile } from "./files.ts";
 import { formatBytes } from "./log.ts";
 import { settledWithin } from "./retry.ts";
+import { builtinModule } from "./lazy.ts";
+
+// Not `import … from "node:http"`: see builtinModule.
+const { createServer } = builtinModule<typeof import("node:http")>("node:http");
 
 /** Options for {@link receiveRangedPuts}. */
 export interface ReceiveOptions {

@@ -97,6 +97,20 @@ test("recipes reach lib/ only through lib/mod.ts (the recipe-author surface), an
   assert.equal(bad, []);
 });
 
+test("importing lib/ loads neither undici nor node:http's ES facade (a process that syncs S3 starts 20-40 ms sooner)", () => {
+  // node:http as an ES import builds a facade that reads every export; its WebSocket getter
+  // loads undici (Node 22 and later). lib/ takes it through builtinModule (lib/lazy.ts).
+  const probe = `for (const m of ["./lib/mod.ts", "./lib/s3.ts", "./lib/ranged.ts"]) await import(m);
+    const s3 = await import("./lib/s3.ts");
+    s3.s3Client({ endpoint: "http://127.0.0.1:9", accessKey: "a", secretKey: "b" }).destroy();
+    console.log(JSON.stringify(process.moduleLoadList.filter((m) => /undici|NativeModule https?$/.test(m))));`;
+  const r = spawnSync(process.execPath, [...process.execArgv, "--input-type=module", "-e", probe], { cwd: ROOT, encoding: "utf8" });
+  assert.is(r.status, 0, r.stderr);
+  const loaded: string[] = JSON.parse(r.stdout.trim().split("\n").pop()!);
+  assert.ok(loaded.includes("NativeModule http"), `node:http was not loaded at all: ${r.stdout}`); // the probe reached the module
+  assert.equal(loaded.filter((m) => m.includes("undici")), []);
+});
+
 test("every target make help lists is a rule in the Makefile", () => {
   const listed = helpTargets();
   assert.ok(listed.includes("demo") && listed.includes("test"), `make help lists: ${listed.join(" ")}`);

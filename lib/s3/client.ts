@@ -3,15 +3,18 @@
 // AWS_* variable, profile or config file is read. Nothing of the SDK is loaded by importing
 // this file: the lean path's signer on the first request, the SDK's client on the first call
 // that needs it.
-import { Agent as HttpAgent } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SignatureV4 } from "@smithy/signature-v4";
 import { UsageError } from "../errors.ts";
 import { useContext, type Context } from "../context.ts";
+import { builtinModule } from "../lazy.ts";
 import { WIRE, wireDeps } from "./fast.ts";
+
+// Not `import … from "node:http"`: see builtinModule.
+const { Agent: HttpAgent } = builtinModule<typeof import("node:http")>("node:http");
+const { Agent: HttpsAgent } = builtinModule<typeof import("node:https")>("node:https");
 
 /** Options for {@link s3Client}. */
 export interface S3Options {

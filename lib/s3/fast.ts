@@ -2,13 +2,18 @@
 // and listings: the SDK's own SignatureV4 signs, node:http carries, the SDK's XML parser reads
 // refusals; no per-command middleware. Its modules are loaded on first use (see `wireDeps`).
 import { Buffer } from "node:buffer";
-import { request as httpRequest, type Agent as HttpAgent, type IncomingMessage } from "node:http";
-import { request as httpsRequest, type Agent as HttpsAgent } from "node:https";
+import type { Agent as HttpAgent, IncomingMessage } from "node:http";
+import type { Agent as HttpsAgent } from "node:https";
 import type { Readable } from "node:stream";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SignatureV4 } from "@smithy/signature-v4";
 import type { S3Handle } from "./client.ts";
+import { builtinModule } from "../lazy.ts";
 import { FileSource, releaseBuffer } from "./etag.ts";
+
+// Not `import … from "node:http"`: see builtinModule.
+const http = builtinModule<typeof import("node:http")>("node:http");
+const https = builtinModule<typeof import("node:https")>("node:https");
 
 /**
  * The per-object path: GET, PUT and HEAD of objects, part uploads, listings. It is the SDK's
@@ -143,15 +148,15 @@ function send(
   w: Wire, hostname: string, method: string, path: string, headers: Record<string, string>, body: Readable | undefined, signal: AbortSignal | undefined,
 ): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const https = w.url.protocol === "https:";
-    const req = (https ? httpsRequest : httpRequest)({
+    const tls = w.url.protocol === "https:";
+    const req = (tls ? https : http).request({
       protocol: w.url.protocol,
       hostname,
       port: w.url.port || undefined,
       method,
       path,
       headers,
-      agent: https ? w.httpsAgent : w.httpAgent,
+      agent: tls ? w.httpsAgent : w.httpAgent,
       signal,
     });
     let connectTimer: ReturnType<typeof setTimeout> | undefined;
