@@ -113,6 +113,11 @@ async function proxy(opts: {
    * does every later completion of it.
    */
   lostCompletion?: boolean;
+  /**
+   * The first multipart completion is answered 200 with an `<Error>` body, without reaching the
+   * gateway: S3's way of failing a completion after it has begun answering.
+   */
+  failedCompletion200?: boolean;
 }) {
   const up = new URL(creds.endpoint);
   let damaged = 0;
@@ -136,6 +141,12 @@ async function proxy(opts: {
     if (opts.hang?.(req.method!, decodeURIComponent(req.url!.split("?")[0]))) {
       damaged++;
       return req.resume();
+    }
+    if (req.method === "POST" && opts.failedCompletion200 && damaged === 0 && new URL(req.url!, "http://x").searchParams.has("uploadId")) {
+      damaged++;
+      req.resume();
+      res.writeHead(200, { "content-type": "application/xml" });
+      return void res.end(`<?xml version="1.0" encoding="UTF-8"?>\n\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>`);
     }
     const uploadId = req.method === "POST" && opts.lostCompletion ? new URL(req.url!, "http://x").searchParams.get("uploadId") : null;
     if (uploadId && completing.has(uploadId)) return void (req.resume(), inProgress(res));
@@ -857,6 +868,47 @@ test("a multipart completion answered 'already in progress' is confirmed by the 
     c.destroy();
     await p.close();
   }
+});
+
+test("a multipart completion answered 200 with an error document is retried, not taken for success", async () => {
+  const b = await bucket();
+  const src = tmp();
+  const data = randomBytes(11 * MiB);
+  writeFileSync(join(src, "big"), data);
+  const p = await proxy({ failedCompletion200: true });
+  const c = s3Client({ ...creds, endpoint: p.endpoint });
+  try {
+    const r = await s3Sync(src, `s3://${b}`, { client: c, multipartThreshold: 5 * MiB, partSize: 5 * MiB, attempts: 3, progress: false });
+    assert.is(r.uploaded, 1);
+    assert.is(p.damaged(), 1, "the first completion got the error document");
+    assert.is(p.seen().filter((x) => x.startsWith("POST ") && x.includes("uploadId=")).length, 2, "the completion was sent again");
+    const parts = [0, 1, 2].map((i) => createHash("md5").update(data.subarray(i * 5 * MiB, (i + 1) * 5 * MiB)).digest());
+    assert.equal(await fingerprint(b), { big: [11 * MiB, `${createHash("md5").update(Buffer.concat(parts)).digest("hex")}-3`] });
+    assert.equal(await openUploads(b), []);
+  } finally {
+    c.destroy();
+    await p.close();
+  }
+});
+
+test("an upload in parts never loads the SDK's client (23 MiB and 0.1 s of CPU)", () => {
+  // A fresh process: this one has loaded the client for its own bucket calls.
+  const src = tmp();
+  writeFileSync(join(src, "a-big"), randomBytes(11 * MiB));
+  const script = `
+    const s3 = await import(${JSON.stringify(new URL("../lib/s3.ts", import.meta.url).href)});
+    const c = s3.s3Client(${JSON.stringify(creds)});
+    const r = await s3.s3Sync(${JSON.stringify(src)}, "s3://" + process.argv[1], { client: c, multipartThreshold: 5 << 20, partSize: 5 << 20, index: false, progress: false });
+    c.destroy();
+    const { createRequire } = await import("node:module");
+    const sdk = Object.keys(createRequire(import.meta.url).cache).filter((k) => k.includes("@aws-sdk/client-s3/"));
+    console.log(JSON.stringify({ uploaded: r.uploaded, sdk }));`;
+  return bucket().then((b) => {
+    const out = spawnSync(process.execPath, [...process.execArgv, "--input-type=module", "-e", script, b], { encoding: "utf8" });
+    assert.is(out.status, 0, out.stderr);
+    const got = JSON.parse(out.stdout.trim().split("\n").pop()!);
+    assert.equal(got, { uploaded: 1, sdk: [] });
+  });
 });
 
 test("an interrupted upload stops at once, aborts its multipart upload and leaves only whole objects", async () => {

@@ -16,12 +16,13 @@ const http = builtinModule<typeof import("node:http")>("node:http");
 const https = builtinModule<typeof import("node:https")>("node:https");
 
 /**
- * The per-object path: GET, PUT and HEAD of objects, part uploads, listings. It is the SDK's
- * own SignatureV4 over node:http, without the client's per-command middleware stack (endpoint
- * rules, schema serde, checksum and user-agent plugins), which costs about 1 ms of CPU per
- * request, 4 times the request itself: on a small machine shared with the gateway that decides
- * the speed of thousands of small objects. Keys are encoded as the SDK encodes them. Every
- * other call (bucket calls, multipart bookkeeping, deletes) goes through the full client.
+ * The per-object path: GET, PUT and HEAD of objects, uploads in parts (start, parts, completion,
+ * abort), listings. It is the SDK's own SignatureV4 over node:http, without the client's
+ * per-command middleware stack (endpoint rules, schema serde, checksum and user-agent plugins),
+ * which costs about 1 ms of CPU per request, 4 times the request itself: on a small machine
+ * shared with the gateway that decides the speed of thousands of small objects. Keys are
+ * encoded as the SDK encodes them. Every other call (bucket calls, deletes) goes through the
+ * full client.
  */
 export interface Wire {
   url: URL;
@@ -81,19 +82,23 @@ export interface WireResponse {
   body: Readable;
 }
 
-/** Sends one signed request; resolves with a 2xx response (its body unread), rejects with the gateway's error code as the error's name. */
-export async function wire(h: S3Handle, op: {
-  method: "GET" | "PUT" | "HEAD";
+/** One request on the lean path. */
+export interface WireRequest {
+  method: "GET" | "PUT" | "HEAD" | "POST" | "DELETE";
   bucket: string;
   /** The object; none for a call on the bucket itself (a listing). */
   key?: string;
   query?: Record<string, string>;
   headers?: Record<string, string | undefined>;
-  body?: Readable;
+  /** A stream (a file's bytes) or a small document (a multipart completion's part list). */
+  body?: Readable | Buffer;
   length?: number;
   /** Cancels the request (the sync's interrupt). */
   signal?: AbortSignal;
-}): Promise<WireResponse> {
+}
+
+/** Sends one signed request; resolves with a 2xx response (its body unread), rejects with the gateway's error code as the error's name. */
+export async function wire(h: S3Handle, op: WireRequest): Promise<WireResponse> {
   const w = WIRE.get(h)!;
   const d = deps ?? (await wireDeps());
   const signer = await w.signer();
@@ -127,12 +132,35 @@ export async function wire(h: S3Handle, op: {
   } catch {
     data = undefined;
   }
+  throw gatewayError(status, data, hd);
+}
+
+/** The gateway's refusal as an error named by its code, shaped as the SDK's are (errors.ts classifies both alike). */
+function gatewayError(status: number, data: any, hd: Record<string, string>): Error {
   const code = data?.Error?.Code ?? data?.Code ?? (status === 404 ? "NotFound" : `HTTP${status}`);
-  throw Object.assign(new Error(data?.Error?.Message ?? data?.Message ?? code), {
+  return Object.assign(new Error(data?.Error?.Message ?? data?.Message ?? code), {
     name: code,
     $fault: status >= 500 ? "server" : "client",
     $metadata: { httpStatusCode: status, requestId: hd["x-amz-request-id"] },
   });
+}
+
+/**
+ * A request whose answer is a small XML document (a multipart upload's start or completion),
+ * parsed by the SDK's parser. An error document rejects like {@link wire}'s refusals, also under
+ * a 200: S3 may answer a completion that fails after it began with 200 and an `<Error>` body.
+ * @example const r = await wireXml(h, { method: "POST", bucket, key, query: { uploads: "" } }); r.InitiateMultipartUploadResult.UploadId
+ */
+export async function wireXml(h: S3Handle, op: WireRequest): Promise<any> {
+  const res = await wire(h, op);
+  const text = await readSmall(res.body, 1 << 20);
+  const data = text.trim() ? deps!.parseXML(text) : {};
+  if (data?.Error) {
+    // The status the failure would have had (its retry classification follows from it).
+    const code = data.Error.Code;
+    throw gatewayError(code === "InternalError" ? 500 : code === "SlowDown" || code === "ServiceUnavailable" ? 503 : 400, data, res.headers);
+  }
+  return data;
 }
 
 /** A timeout, named as the SDK names it (errors.ts classifies it as transient and as an outage). */
@@ -145,7 +173,7 @@ function timeoutError(msg: string): Error {
  * socket silent for socketTimeoutMs while the request or its response body is under way.
  */
 function send(
-  w: Wire, hostname: string, method: string, path: string, headers: Record<string, string>, body: Readable | undefined, signal: AbortSignal | undefined,
+  w: Wire, hostname: string, method: string, path: string, headers: Record<string, string>, body: Readable | Buffer | undefined, signal: AbortSignal | undefined,
 ): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const tls = w.url.protocol === "https:";
@@ -163,7 +191,7 @@ function send(
     const fail = (e: Error) => {
       if (connectTimer) clearTimeout(connectTimer);
       req.destroy(e);
-      body?.destroy();
+      if (body && !Buffer.isBuffer(body)) body.destroy();
       reject(e);
     };
     req.once("socket", (sock) => {
@@ -183,6 +211,7 @@ function send(
       resolve(res);
     });
     if (body instanceof FileSource) body.sendTo(req).catch(fail); // its buffers are used again: no garbage per chunk
+    else if (Buffer.isBuffer(body)) req.end(body);
     else if (body) {
       body.once("error", (e) => fail(e));
       body.pipe(req);

@@ -136,32 +136,3 @@ export function headersFromWire(hd: Record<string, string>): Partial<S3IndexEntr
   if (hd["last-modified"]) out.lastModified = new Date(hd["last-modified"]).toISOString();
   return out;
 }
-
-/** The object's headers as the index recorded them. */
-export function headersOf(e: S3IndexEntry | undefined) {
-  return {
-    ContentType: e?.contentType,
-    CacheControl: e?.cacheControl,
-    ContentDisposition: e?.contentDisposition,
-    ContentEncoding: e?.contentEncoding,
-    ContentLanguage: e?.contentLanguage,
-    Metadata: e?.metadata,
-  };
-}
-
-/** The index's record of an object's headers, from the SDK's HeadObject output. */
-export function headersFrom(out: {
-  ContentType?: string; CacheControl?: string; ContentDisposition?: string; ContentEncoding?: string;
-  ContentLanguage?: string; Metadata?: Record<string, string>; LastModified?: Date;
-}): Partial<S3IndexEntry> {
-  const h: Partial<S3IndexEntry> = {};
-  if (out.ContentType) h.contentType = out.ContentType;
-  if (out.CacheControl) h.cacheControl = out.CacheControl;
-  if (out.ContentDisposition) h.contentDisposition = out.ContentDisposition;
-  if (out.ContentEncoding) h.contentEncoding = out.ContentEncoding;
-  if (out.ContentLanguage) h.contentLanguage = out.ContentLanguage;
-  if (out.Metadata && Object.keys(out.Metadata).length) h.metadata = out.Metadata;
-  if (out.LastModified) h.lastModified = out.LastModified.toISOString();
-  return h;
-}
-

@@ -6,13 +6,11 @@ import { createHash } from "node:crypto";
 import { LifeboatError, VerifyError } from "../errors.ts";
 import { failures, limit as limiter, mapLimit, type Limit } from "../limit.ts";
 import type { Progress } from "../log.ts";
-import type { S3Client } from "@aws-sdk/client-s3";
 import { deleteKeys } from "./buckets.ts";
-import { onceOf, sdkLib } from "./client.ts";
 import { call, ChecksumMismatch, completionInProgress, patiently } from "./errors.ts";
 import { FileSource, Hasher, localMatches, schemeOf } from "./etag.ts";
-import { wire } from "./fast.ts";
-import { cachedEtag, headersOf, indexHeader, putHeaders, readS3Index, writeIndex, type S3IndexEntry } from "./index.ts";
+import { wire, wireXml } from "./fast.ts";
+import { cachedEtag, indexHeader, putHeaders, readS3Index, writeIndex, type S3IndexEntry } from "./index.ts";
 import { S3_ESCAPED_DIR, s3UnescapePath } from "./keys.ts";
 import { stripEtag, type S3Object } from "./list.ts";
 import { failAll, finish, listRemote, startProgress, transfer, walkLocal, type LocalFile, type SyncState } from "./run.ts";
@@ -122,14 +120,14 @@ async function uploadFile(
   let partSize = recorded?.partSize ?? s.partSize;
   if (!recorded?.partSize) while (Math.ceil(file.size / partSize) > 10000) partSize *= 2;
   const target = `upload ${file.path} → s3://${s.bucket}/${key}`;
-  const headers = headersOf(entry);
+  const headers = putHeaders(entry);
   let etag: string;
   if (!multipart) {
     etag = await transfer(s, target, () => limit(async () => {
       const tap = new Hasher({ whole: true });
       const body = new FileSource(file.abs, 0, file.size, tap, (n) => progress.add(n));
       try {
-        const out = await wire(s.h, { method: "PUT", bucket: s.bucket, key, body, length: file.size, headers: putHeaders(entry), signal: s.ctx.signal });
+        const out = await wire(s.h, { method: "PUT", bucket: s.bucket, key, body, length: file.size, headers, signal: s.ctx.signal });
         out.body.resume();
         const got = stripEtag(out.headers.etag);
         checkSent(tap, file, got, tap.md5(), target);
@@ -169,18 +167,21 @@ const ABORT_ATTEMPTS = 14;
  * be there with the ETag the sent parts give.
  */
 async function uploadMultipart(
-  s: SyncState, file: LocalFile, key: string, partSize: number, headers: ReturnType<typeof headersOf>, target: string,
+  s: SyncState, file: LocalFile, key: string, partSize: number, headers: Record<string, string | undefined>, target: string,
   limit: Limit, progress: Progress,
 ): Promise<string> {
-  const { CompleteMultipartUploadCommand, CreateMultipartUploadCommand, HeadObjectCommand } = await sdkLib();
-  const once = await onceOf(s.h);
+  // All on the lean path (fast.ts): an upload in parts no longer loads the SDK's client.
   const signal = s.ctx.signal;
   const created = await transfer(s, target, () =>
-    once.send(new CreateMultipartUploadCommand({ Bucket: s.bucket, Key: key, ...headers }), { abortSignal: signal as any }));
-  const uploadId = created.UploadId!;
+    wireXml(s.h, { method: "POST", bucket: s.bucket, key, query: { uploads: "" }, headers, signal }));
+  const uploadId: string | undefined = created?.InitiateMultipartUploadResult?.UploadId;
+  if (!uploadId) throw new LifeboatError(`s3 ${target}: the gateway started no multipart upload (no UploadId in its answer)`);
   const n = Math.max(1, Math.ceil(file.size / partSize));
-  const headEtag = async () =>
-    stripEtag((await once.send(new HeadObjectCommand({ Bucket: s.bucket, Key: key }), { abortSignal: signal as any })).ETag);
+  const headEtag = async () => {
+    const r = await wire(s.h, { method: "HEAD", bucket: s.bucket, key, signal });
+    r.body.resume();
+    return stripEtag(r.headers.etag);
+  };
   try {
     const digests: Buffer[] = new Array(n);
     let failed = false;
@@ -215,16 +216,19 @@ async function uploadMultipart(
     if (bad) throw (bad as PromiseRejectedResult).reason;
     const parts = settled.map((r) => (r as PromiseFulfilledResult<{ ETag: string | undefined; PartNumber: number }>).value);
     const expected = `${createHash("md5").update(Buffer.concat(digests)).digest("hex")}-${n}`;
+    const list = await completionList(parts);
     let tries = 0;
     let done: string;
     try {
       done = await transfer(s, `${target} complete`, async () => {
         try {
           tries++;
-          const out = await once.send(new CompleteMultipartUploadCommand({ Bucket: s.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
-            { abortSignal: signal as any });
+          const out = await wireXml(s.h, {
+            method: "POST", bucket: s.bucket, key, query: { uploadId }, body: list, length: list.length, headers: { "content-type": "application/xml" }, signal,
+          });
           // Ceph 16 answers <ETag></ETag>: ask for it.
-          if (out.ETag) return stripEtag(out.ETag);
+          const etag = out?.CompleteMultipartUploadResult?.ETag;
+          if (typeof etag === "string" && etag) return stripEtag(etag);
           return await headEtag();
         } catch (e: any) {
           // A retried complete whose first try went through: the object is there.
@@ -244,21 +248,31 @@ async function uploadMultipart(
     }
     return done;
   } catch (e) {
-    await abortUpload(s, once, key, uploadId, target);
+    await abortUpload(s, key, uploadId, target);
     throw e;
   }
 }
 
 /** Aborts a multipart upload, riding out a gateway restart; when it cannot, says which upload is left and how to remove it. */
-async function abortUpload(s: SyncState, once: S3Client, key: string, uploadId: string, target: string): Promise<void> {
-  const { AbortMultipartUploadCommand } = await sdkLib();
+async function abortUpload(s: SyncState, key: string, uploadId: string, target: string): Promise<void> {
   try {
-    await patiently(Math.max(s.attempts, ABORT_ATTEMPTS), () => once.send(new AbortMultipartUploadCommand({ Bucket: s.bucket, Key: key, UploadId: uploadId })).catch((e) => {
-      if (e?.name === "NoSuchUpload") return; // already gone (completed or aborted)
-      throw e;
-    }), CLEANUP);
+    await patiently(Math.max(s.attempts, ABORT_ATTEMPTS), async () => {
+      try {
+        (await wire(s.h, { method: "DELETE", bucket: s.bucket, key, query: { uploadId }, signal: CLEANUP })).body.resume();
+      } catch (e: any) {
+        if (e?.name !== "NoSuchUpload") throw e; // already gone (completed or aborted)
+      }
+    }, CLEANUP);
   } catch (e) {
     s.ctx.log.warn(`s3 ${target}: could not abort multipart upload ${uploadId} (${(e as Error).message}); its parts take space until it is ` +
       `aborted: run the sync again once the gateway answers, or abort it (aws s3api abort-multipart-upload, or s3RemoveBucket with purge)`);
   }
+}
+
+/** A CompleteMultipartUpload request's body: the parts, in order, with their ETags (XML built by the SDK's builder). */
+async function completionList(parts: { ETag: string | undefined; PartNumber: number }[]): Promise<Buffer> {
+  const { XmlNode } = await import("@aws-sdk/xml-builder");
+  const doc = new XmlNode("CompleteMultipartUpload").addAttribute("xmlns", "http://s3.amazonaws.com/doc/2006-03-01/");
+  for (const p of parts) doc.addChildNode(new XmlNode("Part").addChildNode(XmlNode.of("ETag", p.ETag ?? "")).addChildNode(XmlNode.of("PartNumber", String(p.PartNumber))));
+  return Buffer.from(doc.toString(), "utf8");
 }
