@@ -25,5 +25,8 @@ for b in "${which[@]}"; do
     startup) ;;
   esac
   echo "== bench/$b.ts (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-  node "bench/$b.ts"
+  args=()
+  # s3: downloads onto a fresh journaled ext4 (see bench/s3.md, "How it is measured"), and the memory table.
+  [ "$b" = s3 ] && args=(--memory --download-fs ext4)
+  node "bench/$b.ts" "${args[@]}"
 done

@@ -1,7 +1,7 @@
 // Benchmark: s3Sync against s3cmd sync, aws s3 sync (Debian's v2), rclone sync, rclone copy
 // --transfers 16 and rclone sync --checksum --fast-list, on the lab's Ceph RADOS Gateway.
 //
-//   node --import=tsx bench/s3.ts [--runs 3] [--shapes small,big] [--tools lifeboat,rclone16,…] [--memory] [--no-write]
+//   node --import=tsx bench/s3.ts [--runs 3] [--shapes small,big] [--tools lifeboat,rclone16,…] [--memory] [--download-fs ext4] [--no-write]
 //   node --import=tsx bench/s3.ts sync SRC DST [--concurrency N] [--index FILE] [--rehash]   (lifeboat, as its own process)
 //
 // Shapes (made once under bench/data/, incompressible):
@@ -71,6 +71,28 @@ const runs = Number(flag("runs") ?? 3);
 const RCLONES = ["rclone", "rclone16", "rclonefast"];
 const shapes = (flag("shapes") ?? "small,big").split(",").filter(Boolean);
 const memory = argv.includes("--memory");
+// --download-fs ext4: downloads land on a fresh ext4 made with mkfs's defaults (a journal, as on
+// an operator's disk) on a loop device, instead of bench/data's filesystem. This machine's root
+// ext4 has no journal: there, creating files soon after others were deleted costs system time
+// (ext4's recently_deleted scan) that swings 0.5-2.5 s between runs of the same tool.
+const downloadFs = flag("download-fs");
+let dlRoot = work;
+if (downloadFs) {
+  if (downloadFs !== "ext4") throw new Error("--download-fs takes ext4");
+  const img = join(work, "s3-dlfs.img");
+  dlRoot = join(work, "s3-dlfs");
+  spawnSync("umount", [dlRoot], { stdio: "ignore" });
+  mkdirSync(dlRoot, { recursive: true });
+  rmSync(img, { force: true });
+  execFileSync("truncate", ["-s", "16G", img]);
+  execFileSync("mkfs.ext4", ["-q", "-F", img]);
+  execFileSync("mount", ["-o", "loop", img, dlRoot]);
+  process.on("exit", () => {
+    spawnSync("umount", [dlRoot], { stdio: "ignore" });
+    rmSync(img, { force: true });
+  });
+  for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
+}
 
 interface Shape { name: string; dir: string; tools: string[]; what: string; make: () => void }
 const MiB = 1 << 20;
@@ -274,7 +296,7 @@ async function benchShape(shape: Shape, tools: string[], rounds: number, phases 
     const order = tools.map((_, i) => tools[(i + run - 1) % tools.length]);
     for (const tool of order) {
       const bucket = `lbt-bench-${shape.name}-${tool}-${run}-${process.pid}`;
-      const dl = join(work, `s3-dl-${tool}`);
+      const dl = join(dlRoot, `s3-dl-${tool}`);
       const index = join(work, `s3-index-${tool}.jsonl`);
       const tag = `${shape.name}-${tool}-${run}`;
       rmSync(dl, { recursive: true, force: true });
@@ -327,7 +349,8 @@ function shapeTable(shape: Shape, r: { rows: Round[]; loads: string[]; startup: 
     `### ${shape.name}: ${shape.what} (${census(shape.dir).size} files, ${(bytes / MiB).toFixed(0)} MiB)`,
     "",
     `Median of ${r.rows.length / tools.length} round(s), ${new Date().toISOString().slice(0, 16)}Z, ${execFileSync("nproc", { encoding: "utf8" }).trim()} cores shared with the gateway; ` +
-      `load average (1/5/15 min) before each round: ${r.loads.join(" → ")}.`,
+      `load average (1/5/15 min) before each round: ${r.loads.join(" → ")}.` +
+      (downloadFs ? " Downloads land on a fresh, journaled ext4 on a loop device (`--download-fs ext4`)." : " Downloads land on bench/data's filesystem."),
     "",
     "| tool | upload s | no-op re-sync s | download s | CPU s (up / re-sync / down) | peak RSS MiB (up / re-sync / down) |",
     "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -389,7 +412,7 @@ if (!argv.includes("--no-write")) {
   const tail = prev.includes("<!-- /results -->") ? prev.slice(prev.indexOf("<!-- /results -->") + "<!-- /results -->".length) : "\n";
   const runtime = [...process.execArgv, ...(process.env.NODE_OPTIONS ? [`NODE_OPTIONS=${process.env.NODE_OPTIONS}`] : [])].join(" ");
   const repro = `bash test/lab/ceph.sh up && node ${process.execArgv.join(" ")} bench/s3.ts --runs ${runs} --shapes ${shapes.join(",")}` +
-    `${toolsFlag ? ` --tools ${toolsFlag.join(",")}` : ""}${memory ? " --memory" : ""}`;
+    `${toolsFlag ? ` --tools ${toolsFlag.join(",")}` : ""}${memory ? " --memory" : ""}${downloadFs ? ` --download-fs ${downloadFs}` : ""}`;
   writeFileSync(md, `${head}<!-- results -->\nReproduce: \`${repro.replace(/ +/g, " ")}\` (Node ${process.version}${runtime ? `, ${runtime}` : ""})\n\n` +
     `Wall seconds per process, startup included; (n) after a peer's time is lifeboat's time over it: below 1, lifeboat is faster.\n\n` +
     `${parts.join("\n\n")}\n<!-- /results -->${tail}`);
