@@ -87,6 +87,23 @@ test("--dry-run of backup and restore changes nothing and prints every command",
   assert.is(await fingerprint(), before, "no object, file, row or archive changed");
 });
 
+test("each gateway's restore stages in a folder of its own, the same one on every run (another cluster's restore cannot refill what a --resume uploads)", async () => {
+  const work = drill!.work;
+  const stagingOf = async (endpoint?: string) => {
+    const r = await runRecipe("deis-restore", [drill!.archive, "--config", work.site, "--dry-run", ...(endpoint ? [`--gateway.endpoint=${endpoint}`] : [])], work);
+    assert.is(r.code, 0, r.output);
+    const m = /\[dry-run\] s3 sync (\S+)\/buckets\/registry s3:\/\/registry/.exec(r.output);
+    assert.ok(m, `no s3 sync line in:\n${r.output}`);
+    return m![1];
+  };
+  const here = await stagingOf();
+  assert.match(here, /\/\.deis-restore-staging-[0-9a-f]{8}$/);
+  assert.is(await stagingOf(), here, "the same gateway stages in the same folder again (a --resume finds it)");
+  const other = await stagingOf("http://127.0.0.2:7480");
+  assert.is.not(other, here, "another gateway's restore stages elsewhere");
+  takeDeisctlCalls(work);
+});
+
 test("restore refuses a damaged archive before any platform step (exit 3)", async () => {
   const work = drill!.work;
   takeDeisctlCalls(work);
