@@ -67,6 +67,15 @@ test("ssh.host DIRECTORY: a chain of two runs lists the host's workspace over ss
   assert.is(dry.code, 0, dry.output);
   assert.match(dry.output, /\[dry-run\] ssh .*find .*xenon host\/workspace.* -delete/);
   assert.ok(!existsSync(join(work, "store")), "a dry run ships nothing");
+  // The fetched files wait in a folder per host (the lock and the journal are per host): another
+  // host's run must not refill what a --resume of this one ships.
+  const fetchDirOf = (out: string) => /\[dry-run\] rm -rf -- (\S*\/directory-fetch-[^\s/]+)\n/.exec(out)?.[1];
+  const other = await startXenonHost("node-other");
+  const dryOther = await runRecipe("xenon-backup", [...hostFlags(other), ...backup.slice(hostFlags(a).length), "--directory.full", "--dry-run"]);
+  assert.is(dryOther.code, 0, dryOther.output);
+  assert.ok(fetchDirOf(dry.output), `no fetch folder in:\n${dry.output}`);
+  assert.ok(fetchDirOf(dryOther.output), `no fetch folder in:\n${dryOther.output}`);
+  assert.is.not(fetchDirOf(dryOther.output), fetchDirOf(dry.output), "each host's files are fetched into a folder of its own");
   const b1 = await runRecipe("xenon-backup", [...backup, "--directory.full"]);
   assert.is(b1.code, 0, b1.output);
   assert.match(b1.output, new RegExp(`fetch the new files from ${lab.LAB_SSH_HOST}:.*/xenon host/workspace`));
@@ -83,7 +92,7 @@ test("ssh.host DIRECTORY: a chain of two runs lists the host's workspace over ss
   assert.is(runs[1].chain, runs[0].chain, "run 2 joins run 1's chain");
   assert.is(runs[1].files.length, onHost, "run 2's manifest lists every file the snapshot needs");
   assert.is(runs[1].shipped.length, fresh);
-  assert.ok(!existsSync(join(work, "staging", "directory-fetch")), "the fetched files are gone once shipped");
+  assert.equal(readdirSync(join(work, "staging")).filter((f) => f.startsWith("directory-fetch")), [], "the fetched files are gone once shipped");
   const b = await startXenonHost("node-a");
   const r = await runRecipe("xenon-restore", [runs[1].run, ...hostFlags(b, true), "--config", site, "--yes"]);
   assert.is(r.code, 0, r.output);
