@@ -39,6 +39,7 @@ import {
   type S3Object,
 } from "../lib/s3.ts";
 import { releaseBuffer } from "../lib/s3/etag.ts";
+import { WIRE, wire } from "../lib/s3/fast.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 import { LAB_DIR, needLab } from "../tasks/drills/lab.ts";
 
@@ -114,10 +115,11 @@ async function proxy(opts: {
    */
   lostCompletion?: boolean;
   /**
-   * The first multipart completion is answered 200 with an `<Error>` body, without reaching the
-   * gateway: S3's way of failing a completion after it has begun answering.
+   * The first multipart completion is answered 200 with an `<Error>` body ("error") or with no
+   * body ("empty"), without reaching the gateway: S3's way of failing a completion after it has
+   * begun answering.
    */
-  failedCompletion200?: boolean;
+  failedCompletion200?: "error" | "empty";
 }) {
   const up = new URL(creds.endpoint);
   let damaged = 0;
@@ -146,7 +148,7 @@ async function proxy(opts: {
       damaged++;
       req.resume();
       res.writeHead(200, { "content-type": "application/xml" });
-      return void res.end(`<?xml version="1.0" encoding="UTF-8"?>\n\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>`);
+      return void res.end(opts.failedCompletion200 === "empty" ? "" : `<?xml version="1.0" encoding="UTF-8"?>\n\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>`);
     }
     const uploadId = req.method === "POST" && opts.lostCompletion ? new URL(req.url!, "http://x").searchParams.get("uploadId") : null;
     if (uploadId && completing.has(uploadId)) return void (req.resume(), inProgress(res));
@@ -870,12 +872,12 @@ test("a multipart completion answered 'already in progress' is confirmed by the 
   }
 });
 
-test("a multipart completion answered 200 with an error document is retried, not taken for success", async () => {
+for (const kind of ["error", "empty"] as const) test(`a multipart completion answered 200 with ${kind === "error" ? "an error document" : "no body"} is retried, not taken for success`, async () => {
   const b = await bucket();
   const src = tmp();
   const data = randomBytes(11 * MiB);
   writeFileSync(join(src, "big"), data);
-  const p = await proxy({ failedCompletion200: true });
+  const p = await proxy({ failedCompletion200: kind });
   const c = s3Client({ ...creds, endpoint: p.endpoint });
   try {
     const r = await s3Sync(src, `s3://${b}`, { client: c, multipartThreshold: 5 * MiB, partSize: 5 * MiB, attempts: 3, progress: false });
@@ -888,6 +890,20 @@ test("a multipart completion answered 200 with an error document is retried, not
   } finally {
     c.destroy();
     await p.close();
+  }
+});
+
+test("a refused HEAD gives its connection back at once (it held it until the 60 s socket timeout)", async () => {
+  const b = await bucket();
+  const c = s3Client({ ...creds, maxSockets: 1 });
+  try {
+    const err = await wire(c, { method: "HEAD", bucket: b, key: "not-there" }).catch((e) => e);
+    assert.is(err?.name, "NotFound");
+    const agent = WIRE.get(c)!.httpAgent;
+    const count = (m: NodeJS.ReadOnlyDict<unknown[]>) => Object.values(m).reduce((n, l) => n + (l?.length ?? 0), 0);
+    await until(() => count(agent.sockets) === 0 && count(agent.freeSockets) === 1, "the socket is free again");
+  } finally {
+    c.destroy();
   }
 });
 

@@ -127,6 +127,7 @@ export async function wire(h: S3Handle, op: WireRequest): Promise<WireResponse> 
   if (status >= 200 && status < 300) return { status, headers: hd, body: response };
   let data: any;
   try {
+    if (op.method === "HEAD") response.resume(); // no body, but unread it would hold the socket
     const text = op.method === "HEAD" ? "" : await readSmall(response, 1 << 20);
     data = text ? d.parseXML(text) : undefined;
   } catch {
@@ -149,17 +150,16 @@ function gatewayError(status: number, data: any, hd: Record<string, string>): Er
  * A request whose answer is a small XML document (a multipart upload's start or completion),
  * parsed by the SDK's parser. An error document rejects like {@link wire}'s refusals, also under
  * a 200: S3 may answer a completion that fails after it began with 200 and an `<Error>` body.
+ * As the SDK does (its throw-200-exceptions rule), such an answer, or an empty one, counts as a
+ * 503: a passing failure, tried again.
  * @example const r = await wireXml(h, { method: "POST", bucket, key, query: { uploads: "" } }); r.InitiateMultipartUploadResult.UploadId
  */
 export async function wireXml(h: S3Handle, op: WireRequest): Promise<any> {
   const res = await wire(h, op);
   const text = await readSmall(res.body, 1 << 20);
-  const data = text.trim() ? deps!.parseXML(text) : {};
-  if (data?.Error) {
-    // The status the failure would have had (its retry classification follows from it).
-    const code = data.Error.Code;
-    throw gatewayError(code === "InternalError" ? 500 : code === "SlowDown" || code === "ServiceUnavailable" ? 503 : 400, data, res.headers);
-  }
+  if (!text.trim()) throw gatewayError(503, { Error: { Code: "InternalError", Message: `the gateway answered ${res.status} with an empty body` } }, res.headers);
+  const data = deps!.parseXML(text);
+  if (data && typeof data === "object" && Object.hasOwn(data, "Error")) throw gatewayError(503, data, res.headers);
   return data;
 }
 

@@ -12,8 +12,9 @@
 //   sync.ts     s3Sync, its options and report; upload.ts and download.ts do each direction,
 //   run.ts      with what they share
 //
-// The AWS SDK v3 does the protocol. Listings, bucket calls, multipart bookkeeping and deletes
-// go through its client; object bodies go through the lean path (fast.ts). A streamed body
+// The AWS SDK v3 does the protocol. Bucket calls and deletes go through its client; object
+// bodies, listings and uploads in parts go through the lean path (fast.ts: the SDK's signer and
+// XML parser over node:http). A streamed body
 // cannot be replayed by the SDK, so each transfer runs in lib/retry.ts's loop with the SDK's
 // error classification, reopening the file (or restarting the download) on each attempt: a
 // gateway restart is ridden out. Concurrency is lib/limit.ts's.
