@@ -50,6 +50,7 @@ type Deps = {
   encode: typeof import("@smithy/core/protocols").extendedEncodeURIComponent;
   queryString: typeof import("@smithy/core/protocols").buildQueryString;
   parseXML: typeof import("@aws-sdk/xml-builder").parseXML;
+  XmlNode: typeof import("@aws-sdk/xml-builder").XmlNode;
 };
 let deps: Deps | undefined;
 let loading: Promise<Deps> | undefined;
@@ -67,12 +68,24 @@ export function wireDeps(): Promise<Deps> {
     import("@aws-sdk/xml-builder"),
   ]).then(([sig, ck, proto, xml]) => (deps = {
     SignatureV4: sig.SignatureV4, Sha256: ck.Sha256, HttpRequest: proto.HttpRequest, encode: proto.extendedEncodeURIComponent, queryString: proto.buildQueryString, parseXML: xml.parseXML,
+    XmlNode: xml.XmlNode,
   })));
 }
 
 /** The XML parser, once wireDeps() has resolved (every response that is parsed came through wire). */
 export function parseXml(text: string): any {
   return deps!.parseXML(text);
+}
+
+/**
+ * A CompleteMultipartUpload request's body: the parts, in order, with their ETags, built by the
+ * SDK's XML builder. Once wireDeps() has resolved (the upload's start came through wire).
+ */
+export function completionXml(parts: { ETag: string | undefined; PartNumber: number }[]): Buffer {
+  const { XmlNode } = deps!;
+  const doc = new XmlNode("CompleteMultipartUpload").addAttribute("xmlns", "http://s3.amazonaws.com/doc/2006-03-01/");
+  for (const p of parts) doc.addChildNode(new XmlNode("Part").addChildNode(XmlNode.of("ETag", p.ETag ?? "")).addChildNode(XmlNode.of("PartNumber", String(p.PartNumber))));
+  return Buffer.from(doc.toString(), "utf8");
 }
 
 export interface WireResponse {
@@ -92,6 +105,7 @@ export interface WireRequest {
   headers?: Record<string, string | undefined>;
   /** A stream (a file's bytes) or a small document (a multipart completion's part list). */
   body?: Readable | Buffer;
+  /** The body's length (a Buffer's is its own). */
   length?: number;
   /** Cancels the request (the sync's interrupt). */
   signal?: AbortSignal;
@@ -105,7 +119,8 @@ export async function wire(h: S3Handle, op: WireRequest): Promise<WireResponse> 
   const headers: Record<string, string> = { "x-amz-content-sha256": "UNSIGNED-PAYLOAD" };
   for (const [k, v] of Object.entries(op.headers ?? {})) if (v !== undefined) headers[k] = v;
   headers.host = w.pathStyle ? w.url.host : `${op.bucket}.${w.url.host}`;
-  if (op.length !== undefined) headers["content-length"] = String(op.length);
+  const length = op.length ?? (Buffer.isBuffer(op.body) ? op.body.length : undefined);
+  if (length !== undefined) headers["content-length"] = String(length);
   const base = w.url.pathname.replace(/\/$/, "");
   const keyPath = op.key === undefined ? undefined : op.key.split("/").map(d.encode).join("/");
   const path = w.pathStyle ? `${base}/${op.bucket}${keyPath === undefined ? "" : `/${keyPath}`}` : `${base}/${keyPath ?? ""}`;
@@ -127,8 +142,8 @@ export async function wire(h: S3Handle, op: WireRequest): Promise<WireResponse> 
   if (status >= 200 && status < 300) return { status, headers: hd, body: response };
   let data: any;
   try {
-    if (op.method === "HEAD") response.resume(); // no body, but unread it would hold the socket
-    const text = op.method === "HEAD" ? "" : await readSmall(response, 1 << 20);
+    // A HEAD's answer has no body, but unread it would hold the socket.
+    const text = op.method === "HEAD" ? (response.resume(), "") : await readSmall(response, 1 << 20);
     data = text ? d.parseXML(text) : undefined;
   } catch {
     data = undefined;

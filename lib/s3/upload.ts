@@ -9,7 +9,7 @@ import type { Progress } from "../log.ts";
 import { deleteKeys } from "./buckets.ts";
 import { call, ChecksumMismatch, completionInProgress, patiently } from "./errors.ts";
 import { FileSource, Hasher, localMatches, schemeOf } from "./etag.ts";
-import { wire, wireXml } from "./fast.ts";
+import { completionXml, wire, wireXml } from "./fast.ts";
 import { cachedEtag, indexHeader, putHeaders, readS3Index, writeIndex, type S3IndexEntry } from "./index.ts";
 import { S3_ESCAPED_DIR, s3UnescapePath } from "./keys.ts";
 import { stripEtag, type S3Object } from "./list.ts";
@@ -216,7 +216,7 @@ async function uploadMultipart(
     if (bad) throw (bad as PromiseRejectedResult).reason;
     const parts = settled.map((r) => (r as PromiseFulfilledResult<{ ETag: string | undefined; PartNumber: number }>).value);
     const expected = `${createHash("md5").update(Buffer.concat(digests)).digest("hex")}-${n}`;
-    const list = await completionList(parts);
+    const list = completionXml(parts);
     let tries = 0;
     let done: string;
     try {
@@ -224,7 +224,7 @@ async function uploadMultipart(
         try {
           tries++;
           const out = await wireXml(s.h, {
-            method: "POST", bucket: s.bucket, key, query: { uploadId }, body: list, length: list.length, headers: { "content-type": "application/xml" }, signal,
+            method: "POST", bucket: s.bucket, key, query: { uploadId }, body: list, headers: { "content-type": "application/xml" }, signal,
           });
           // Ceph 16 answers <ETag></ETag>: ask for it.
           const etag = out?.CompleteMultipartUploadResult?.ETag;
@@ -267,12 +267,4 @@ async function abortUpload(s: SyncState, key: string, uploadId: string, target: 
     s.ctx.log.warn(`s3 ${target}: could not abort multipart upload ${uploadId} (${(e as Error).message}); its parts take space until it is ` +
       `aborted: run the sync again once the gateway answers, or abort it (aws s3api abort-multipart-upload, or s3RemoveBucket with purge)`);
   }
-}
-
-/** A CompleteMultipartUpload request's body: the parts, in order, with their ETags (XML built by the SDK's builder). */
-async function completionList(parts: { ETag: string | undefined; PartNumber: number }[]): Promise<Buffer> {
-  const { XmlNode } = await import("@aws-sdk/xml-builder");
-  const doc = new XmlNode("CompleteMultipartUpload").addAttribute("xmlns", "http://s3.amazonaws.com/doc/2006-03-01/");
-  for (const p of parts) doc.addChildNode(new XmlNode("Part").addChildNode(XmlNode.of("ETag", p.ETag ?? "")).addChildNode(XmlNode.of("PartNumber", String(p.PartNumber))));
-  return Buffer.from(doc.toString(), "utf8");
 }
