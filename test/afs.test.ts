@@ -106,7 +106,7 @@ for (const kind of ["age", "ccrypt"] as const) {
     await verifySealed(full.path, { seal, sha256: full.sha256, bytes: full.bytes });
     await afsRestoreFile(cell, "user.tafs.restored", full.path, { seal, overwrite: "full" });
     await afsRestoreFile(cell, "user.tafs.restored", inc.path, { seal, overwrite: "incremental" });
-    const diffs = await compareTrees(volumeTree(vol), volumeTree("user.tafs.restored"), { owners: false });
+    const diffs = await compareTrees(volumeTree(vol, tmp()), volumeTree("user.tafs.restored", tmp()), { owners: false });
     assert.equal(diffs, []);
     assert.ok(!logs().includes("correct horse"), "the passphrase never reaches the log");
   });

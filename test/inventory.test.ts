@@ -2,7 +2,7 @@
 // children, host ranges, ansible_* connection vars, group vars and their precedence. No lab.
 // Run: node --import=tsx test/inventory.test.ts
 // deno: yes
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "uvu";
@@ -140,6 +140,7 @@ test("readInventory: a build dir's inventory file is found; a dir without one is
   assert.equal(groupHostNames(inv, "haproxy"), ["ls-1"]);
   assert.throws(() => inventoryFile(join(dir, "empty")), (e: Error) => e instanceof UsageError && /holds no inventory/.test(e.message));
   assert.throws(() => inventoryFile(join(dir, "missing")), /no such file/);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test.run();

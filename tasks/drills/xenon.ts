@@ -35,13 +35,13 @@ export interface XenonHost {
   id: string;
   /** The restart command for the restore (`restart` setting): stops the process and starts it again. */
   restart: string[];
-  /** Stops it (and waits until it is gone). */
+  /** Stops it (and waits until it is gone); a temp folder it made is removed. */
   stop(): Promise<void>;
 }
 
 /** Options for {@link startXenonHost}. */
 export interface XenonHostOptions {
-  /** Folder for the host (default: a new temp folder). */
+  /** Folder for the host (default: a new temp folder, removed again by `stop()`). */
   dir?: string;
   /** The in-memory index (`--in-memory`): its documents are gone when the process stops. */
   inMemory?: boolean;
@@ -83,6 +83,7 @@ export async function startXenonHost(id: string, opts: XenonHostOptions = {}): P
     stop: async () => {
       running.delete(host);
       await new Promise((ok) => spawn("bash", [`${dir}/stop.sh`], { stdio: "ignore" }).on("close", ok));
+      if (!opts.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
   running.add(host);
@@ -90,8 +91,9 @@ export async function startXenonHost(id: string, opts: XenonHostOptions = {}): P
     if (await fetch(`${url}/core/management`).then((r) => r.status < 500, () => false)) return host;
     await sleep(100);
   }
+  const log = readFileSync(`${dir}/host.log`, "utf8");
   await host.stop();
-  throw new Error(`the Xenon stand-in did not start: ${readFileSync(`${dir}/host.log`, "utf8")}`);
+  throw new Error(`the Xenon stand-in did not start: ${log}`);
 }
 
 /** Stops every host {@link startXenonHost} started that is still running. */
