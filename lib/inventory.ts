@@ -23,6 +23,7 @@ import { useContext, type Context } from "./context.ts";
 import { UsageError } from "./errors.ts";
 import { exec, which } from "./exec.ts";
 import { lazyRequire } from "./lazy.ts";
+import { yamlProblem } from "./settings.ts";
 import type { SshTarget } from "./ssh.ts";
 
 // yaml loads when a YAML inventory is parsed.
@@ -219,7 +220,7 @@ export function parseInventoryYaml(text: string, source = "inventory"): Inventor
   try {
     doc = YAML().parse(text);
   } catch (e) {
-    throw new UsageError(`${source}: not valid YAML: ${(e as Error).message.split("\n")[0]}`);
+    throw new UsageError(`${source}: not valid YAML: ${yamlProblem(e, text)}`);
   }
   if (!isMap(doc)) throw new UsageError(`${source}: a YAML inventory is a mapping of groups (all: {hosts, vars, children})`);
   const walk = (name: string, body: unknown, where: string) => {

@@ -235,13 +235,27 @@ function readSite(path: string): Record<string, unknown> {
   } catch (e) {
     throw new UsageError(`cannot read site file ${path}: ${(e as Error).message}`);
   }
+  let doc: unknown;
   try {
-    const doc = YAML().parse(text) ?? {};
-    if (typeof doc !== "object" || Array.isArray(doc)) throw new Error("top level must be a mapping");
-    return doc as Record<string, unknown>;
+    doc = YAML().parse(text) ?? {};
   } catch (e) {
-    throw new UsageError(`site file ${path} is not valid YAML: ${(e as Error).message}`);
+    throw new UsageError(`site file ${path} is not valid YAML: ${yamlProblem(e, text)}`);
   }
+  if (typeof doc !== "object" || Array.isArray(doc)) throw new UsageError(`site file ${path}: the top level must be a mapping`);
+  return doc as Record<string, unknown>;
+}
+
+/**
+ * What is wrong with a YAML document, without its text: the yaml package's message quotes the
+ * offending line (and an alias's name), which in a site file or an inventory may be a secret's
+ * value. Gives the error's code, its line and column, and the key on that line.
+ * @example yamlProblem(e, text) // "BAD_SCALAR_START at line 3, column 17 (key secret-key)"
+ */
+export function yamlProblem(e: unknown, text: string): string {
+  const pe = e as { code?: string; linePos?: { line: number; col: number }[] };
+  const at = pe.linePos?.[0];
+  const key = at ? /^\s*(?:-\s+)?([\w.-]+)\s*:/.exec(text.split("\n")[at.line - 1] ?? "")?.[1] : undefined;
+  return `${pe.code ?? (e instanceof ReferenceError ? "UNRESOLVED_ALIAS" : "PARSE_ERROR")}${at ? ` at line ${at.line}, column ${at.col}` : ""}${key ? ` (key ${key})` : ""}; the line is not shown, as it may hold a secret`;
 }
 
 function readSecretFile(key: string, path: string): string {

@@ -96,6 +96,24 @@ test("ill-typed values name the key and their source", () => {
   usage(() => parse([`--config=${site("a: [unclosed\n")}`]), /not valid YAML/);
 });
 
+test("a site file that is not valid YAML is refused without showing the line: it may hold a secret", () => {
+  const cases = [
+    ["gateway:\n  secret-key: @Zx9pQ\n", /BAD_SCALAR_START at line 2, column 15 \(key secret-key\)/],
+    ["gateway:\n  password: *Zx9pQ\n", /UNRESOLVED_ALIAS/],
+    ["password: 'Zx9pQ\n", /MISSING_CHAR at line 2, column 1/],
+  ] as const;
+  for (const [text, says] of cases) {
+    try {
+      parse([`--config=${site(text)}`]);
+      assert.unreachable("parsed");
+    } catch (e) {
+      assert.instance(e, UsageError);
+      assert.not.match((e as Error).message, /Zx9pQ/);
+      assert.match((e as Error).message, says);
+    }
+  }
+});
+
 test("a secret comes from env, a file, a command or the site file, never argv, and is registered", () => {
   const secrets = new Secrets();
   const dir = tmp();
