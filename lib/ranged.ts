@@ -11,6 +11,7 @@
 //   Xenon's FileUtils.getFile reads); a GET without Range answers the whole file.
 // Both listen where they are told (default 127.0.0.1), hold at most one chunk per request in
 // memory, stop on the context's interrupt, and describe themselves in a dry run.
+import { randomBytes } from "node:crypto";
 import { createReadStream, existsSync, statSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
@@ -25,15 +26,31 @@ import { builtinModule } from "./lazy.ts";
 // Not `import … from "node:http"`: see builtinModule.
 const { createServer } = builtinModule<typeof import("node:http")>("node:http");
 
+/**
+ * The default URL path of a served or received file: /TOKEN/backup.zip with 128 random bits, so
+ * that only the client given the URL can fetch the file (a plaintext backup) or send into it;
+ * anyone else who can connect gets 404.
+ */
+function unguessablePath(): string {
+  return `/${randomBytes(16).toString("hex")}/backup.zip`;
+}
+
+/** The URL a client is given: publicUrl's scheme, host and port with our path, else the listener's. */
+function clientUrl(publicUrl: string | undefined, listen: string, port: number | string, urlPath: string): string {
+  if (!publicUrl) return `http://${listen.includes(":") ? `[${listen}]` : listen}:${port}${urlPath}`;
+  const u = new URL(publicUrl);
+  return `${u.origin}${urlPath}`;
+}
+
 /** Options for {@link receiveRangedPuts}. */
 export interface ReceiveOptions {
   /** Address to listen on (default 127.0.0.1). */
   listen?: string;
   /** Port (default 0: any free one). */
   port?: number;
-  /** The URL the sender is given, when it reaches this host by another name (default http://LISTEN:PORT/PATH). */
+  /** How the sender reaches this host, when by another name: its scheme, host and port are used, with our path (default http://LISTEN:PORT). */
   publicUrl?: string;
-  /** URL path the PUTs go to (default /backup.zip); other paths get 404. */
+  /** URL path the PUTs go to (default /TOKEN/backup.zip, TOKEN 128 random bits); other paths get 404. */
   path?: string;
   /** Give up when no chunk arrived for this long once the first came, in ms (default 60 000). */
   idleTimeoutMs?: number;
@@ -66,15 +83,15 @@ type Range = [number, number];
  * no file, when send fails, a chunk is refused, chunks stop coming, or bytes are missing when
  * send returns.
  * @example
- * const got = await receiveRangedPuts("/var/backups/xenon.zip", { listen: "0.0.0.0", port: 8099, publicUrl: "http://backup-host:8099/backup.zip" },
+ * const got = await receiveRangedPuts("/var/backups/xenon.zip", { listen: "0.0.0.0", port: 8099, publicUrl: "http://backup-host:8099" },
  *   (url) => xenonBackup(host, { destination: url, type: "STREAM" }));
  */
 export async function receiveRangedPuts<T>(file: string, opts: ReceiveOptions, send: (url: string) => Promise<T>): Promise<ReceiveResult & { sent: T }> {
   const ctx = opts.ctx ?? useContext();
   const listen = opts.listen ?? "127.0.0.1";
-  const urlPath = opts.path ?? "/backup.zip";
+  const urlPath = opts.path ?? (ctx.dryRun ? "/TOKEN/backup.zip" : unguessablePath());
   if (ctx.dryRun) {
-    const url = opts.publicUrl ?? `http://${listen}:${opts.port ?? "PORT"}${urlPath}`;
+    const url = clientUrl(opts.publicUrl, listen, opts.port || "PORT", urlPath);
     ctx.log.command(`receive ranged PUTs on ${listen}:${opts.port ?? "any port"}${urlPath} into ${file} (0600, atomic)`, "dry-run");
     return { path: file, bytes: 0, chunks: 0, ms: 0, sent: await send(url) };
   }
@@ -148,7 +165,7 @@ export async function receiveRangedPuts<T>(file: string, opts: ReceiveOptions, s
       server.listen(opts.port ?? 0, listen, ok);
     });
     const port = (server.address() as AddressInfo).port;
-    const url = opts.publicUrl ?? `http://${listen.includes(":") ? `[${listen}]` : listen}:${port}${urlPath}`;
+    const url = clientUrl(opts.publicUrl, listen, port, urlPath);
     ctx.log.info(`  receiving the stream at ${url}`);
     const idle = opts.idleTimeoutMs ?? 60_000;
     const first = opts.firstChunkTimeoutMs ?? 30 * 60_000;
@@ -213,9 +230,9 @@ export interface ServeOptions {
   listen?: string;
   /** Port (default 0: any free one). */
   port?: number;
-  /** The URL the client is given, when it reaches this host by another name. */
+  /** How the client reaches this host, when by another name: its scheme, host and port are used, with our path (default http://LISTEN:PORT). */
   publicUrl?: string;
-  /** URL path of the file (default /backup.zip). */
+  /** URL path of the file (default /TOKEN/backup.zip, TOKEN 128 random bits); other paths get 404. */
   path?: string;
   ctx?: Context;
 }
@@ -223,16 +240,16 @@ export interface ServeOptions {
 /**
  * Serves one file over HTTP with Range support while use(url) runs, then stops. Resolves to
  * what use resolved to, plus how many requests and bytes were served.
- * @example await serveRanged("/var/backups/x.zip", { listen: "0.0.0.0", publicUrl: "http://backup-host:8098/backup.zip", port: 8098 },
+ * @example await serveRanged("/var/backups/x.zip", { listen: "0.0.0.0", publicUrl: "http://backup-host:8098", port: 8098 },
  *   (url) => xenonRestore(host, { destination: url }));
  */
 export async function serveRanged<T>(file: string, opts: ServeOptions, use: (url: string) => Promise<T>): Promise<{ result: T; requests: number; bytes: number }> {
   const ctx = opts.ctx ?? useContext();
   const listen = opts.listen ?? "127.0.0.1";
-  const urlPath = opts.path ?? "/backup.zip";
+  const urlPath = opts.path ?? (ctx.dryRun ? "/TOKEN/backup.zip" : unguessablePath());
   if (ctx.dryRun) {
     ctx.log.command(`serve ${file} with Range support on ${listen}:${opts.port ?? "any port"}${urlPath} while the restore runs`, "dry-run");
-    return { result: await use(opts.publicUrl ?? `http://${listen}:${opts.port ?? "PORT"}${urlPath}`), requests: 0, bytes: 0 };
+    return { result: await use(clientUrl(opts.publicUrl, listen, opts.port || "PORT", urlPath)), requests: 0, bytes: 0 };
   }
   if (!existsSync(file)) throw new LifeboatError(`cannot serve ${file}: no such file`);
   let requests = 0;
@@ -262,7 +279,7 @@ export async function serveRanged<T>(file: string, opts: ServeOptions, use: (url
     server.once("error", (e) => no(new LifeboatError(`cannot listen on ${listen}:${opts.port ?? 0} to serve ${file}: ${e.message}`, { hint: "choose another http.port or http.listen" })));
     server.listen(opts.port ?? 0, listen, ok);
   });
-  const url = opts.publicUrl ?? `http://${listen}:${(server.address() as AddressInfo).port}${urlPath}`;
+  const url = clientUrl(opts.publicUrl, listen, (server.address() as AddressInfo).port, urlPath);
   ctx.log.info(`  serving ${file} at ${url}`);
   try {
     return { result: await use(url), requests, bytes };

@@ -31,11 +31,17 @@ async function send(url: string, data: Buffer, size: number, order?: number[], i
 /** Nothing but the finished file (no hidden partial file) is left in the folder. */
 const leftovers = (dir: string) => readdirSync(dir);
 
-test("chunks in any order, several in flight, give back the exact bytes, atomically and 0600", async () => {
+test("chunks in any order, several in flight, give back the exact bytes, atomically and 0600; a PUT to /backup.zip without the token is 404", async () => {
   const dir = tmp();
   const data = randomBytes(5 * 65536 + 123);
   const order = [5, 2, 0, 4, 1, 3];
-  const got = await receiveRangedPuts(join(dir, "b.zip"), {}, (url) => send(url, data, 65536, order, 3));
+  let guessed = 0;
+  const got = await receiveRangedPuts(join(dir, "b.zip"), {}, async (url) => {
+    // someone else who can connect, sending to the path without the token, is answered 404
+    guessed = await put(new URL("/backup.zip", url).href, randomBytes(65536), 0, 65536, data.length);
+    return send(url, data, 65536, order, 3);
+  });
+  assert.is(guessed, 404);
   assert.is(got.bytes, data.length);
   assert.is(got.chunks, 6);
   assert.ok(Buffer.compare(readFileSync(join(dir, "b.zip")), data) === 0);
@@ -117,10 +123,10 @@ test("a sender that never sends: the receiver gives up after the first-chunk tim
   const err = await receiveRangedPuts(join(dir, "b.zip"), { firstChunkTimeoutMs: 300 }, () => new Promise<void>((r) => (release = r))).then(() => null, (e: Error) => e);
   release();
   assert.match(err!.message, /no chunk came within/);
-  assert.match((err as { hint?: string }).hint ?? "", /can the Xenon host reach http:\/\/127\.0\.0\.1:\d+\/backup\.zip/);
+  assert.match((err as { hint?: string }).hint ?? "", /can the Xenon host reach http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32}\/backup\.zip/);
 });
 
-test("serveRanged: Range bytes=S-E answers [S, E) with an exclusive-end Content-Range; a plain GET the whole file; 416 past the end", async () => {
+test("serveRanged: only the unguessable path is served (/backup.zip alone is 404); Range bytes=S-E answers [S, E) with an exclusive-end Content-Range; a plain GET the whole file; 416 past the end", async () => {
   const dir = tmp();
   const data = randomBytes(1_200_000);
   writeFileSync(join(dir, "f.zip"), data);
@@ -132,9 +138,12 @@ test("serveRanged: Range bytes=S-E answers [S, E) with an exclusive-end Content-
     const whole = Buffer.from(await (await fetch(url)).arrayBuffer());
     const past = await fetch(url, { headers: { range: "bytes=1200000-1300000" } });
     const other = await fetch(url.replace("/backup.zip", "/other"));
-    return { first: [first.status, first.headers.get("content-range"), body], last: [last.status, last.headers.get("content-range"), tail], whole, past: past.status, other: other.status };
+    const guessed = await fetch(new URL("/backup.zip", url));
+    return { first: [first.status, first.headers.get("content-range"), body], last: [last.status, last.headers.get("content-range"), tail], whole, past: past.status, other: other.status, guessed: guessed.status, url };
   });
-  const { first, last, whole, past, other } = r.result;
+  const { first, last, whole, past, other, guessed, url } = r.result;
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/[0-9a-f]{32}\/backup\.zip$/, "a path no one can guess");
+  assert.is(guessed, 404, "GET /backup.zip without the token");
   assert.equal(first.slice(0, 2), [206, "bytes 0-524288/1200000"]);
   assert.ok(Buffer.compare(first[2] as Buffer, data.subarray(0, 524288)) === 0);
   assert.equal(last.slice(0, 2), [206, "bytes 1048576-1200000/1200000"]);
