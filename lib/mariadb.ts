@@ -151,12 +151,13 @@ async function dumpTo(server: MariaDbServer, args: string[], out: string, what: 
  * Dumps one database as SQL with `mariadb-dump --single-transaction --routines --events
  * --triggers --hex-blob --databases NAME` (so the dump creates the database with its character
  * set and collation, then its tables), into a file written atomically (mode 0600). Any name
- * works: it is one argv word after `--databases`.
+ * works: it is one argv word after `--databases --`.
  * @example await mariadbDump({ socket: "/run/mysqld/mysqld.sock", user: "root" }, "wordpress", "stage/mariadb/wordpress.sql");
  */
 export function mariadbDump(server: MariaDbServer, database: string, out: string, opts: MariaDbOptions = {}): Promise<MariaDbResult> {
   const ctx = opts.ctx ?? useContext();
-  return dumpTo(server, ["--single-transaction", "--routines", "--events", "--triggers", "--hex-blob", "--databases", database], out, database, ctx);
+  // "--" ends the options: a database named "--version" or "-r/some/file" is a name, not an option (mariadb-dump reads options anywhere).
+  return dumpTo(server, ["--single-transaction", "--routines", "--events", "--triggers", "--hex-blob", "--databases", "--", database], out, database, ctx);
 }
 
 /**

@@ -16,7 +16,7 @@ import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createParallelGzip } from "./compress.ts";
 import { useContext, type Context } from "./context.ts";
-import { LifeboatError } from "./errors.ts";
+import { LifeboatError, UsageError } from "./errors.ts";
 import { exec, ExecError, shellJoin, type ExecOptions, type ExecResult, type StdinSpec, type StdoutSpec } from "./exec.ts";
 import { captureToFile } from "./files.ts";
 import { formatBytes } from "./log.ts";
@@ -63,6 +63,13 @@ export function sshCommand(target: SshTarget, remoteArgv: readonly string[]): st
   if (target.port) argv.push("-p", String(target.port));
   if (target.identityFile) argv.push("-i", target.identityFile, "-o", "IdentitiesOnly=yes");
   if (target.knownHostsFile) argv.push("-o", `UserKnownHostsFile=${target.knownHostsFile}`, "-o", "StrictHostKeyChecking=yes");
+  // ssh would read a host or user that starts with "-" as an option (-oProxyCommand=… runs a
+  // command here); one with a space or a control character is no host name either.
+  for (const [what, v] of [["host", target.host], ["user", target.user]] as const) {
+    if (v !== undefined && (v === "" || v.startsWith("-") || /[\s\x00-\x1f\x7f]/.test(v))) {
+      throw new UsageError(`ssh ${what} ${JSON.stringify(v)} is not a valid ${what} name`, "check the inventory's ansible_host/ansible_user, or the ssh:// URL");
+    }
+  }
   argv.push(target.user ? `${target.user}@${target.host}` : target.host);
   argv.push("--", shellJoin(remoteArgv));
   return argv;

@@ -8,7 +8,9 @@
 //   - a target on the repository host smaller than the estimate is refused up front (df over ssh);
 //   - Prometheus' TSDB snapshot is removed from the host after a backup, and after a backup
 //     whose fetch of the snapshot fails (a `tar` on the host that fails for snapshot dirs); one
-//     a SIGKILLed backup left there is removed by the next backup.
+//     a SIGKILLed backup left there is removed by the next backup;
+//   - a snapshot name in Prometheus' answer that is no snapshot's ("../keep", from whatever
+//     listens on its port) is refused before that path is fetched or removed on the host.
 // Run: bash test/run.sh test/lambdastack-snapshots.test.ts
 // needs: docker lshosts
 import { test } from "uvu";
@@ -181,6 +183,30 @@ chmod 755 /usr/local/bin/tar`);
   assert.is(again.code, 0, again.output.slice(-2000));
   assert.ok(again.output.includes(`removing the Prometheus snapshot /var/lib/prometheus/snapshots/${snap}, left by a backup that was interrupted`), again.output.slice(-3000));
   assert.is(left(), "", "neither snapshot is left");
+});
+
+test("a snapshot name that is not a snapshot's ('../keep', from whatever listens on Prometheus' port) is refused: nothing outside snapshots/ is fetched or removed", async () => {
+  // Prometheus stopped; on its port, a server that answers every request with that name.
+  onHost(HOST, `mkdir -p /var/lib/prometheus/keep && echo precious > /var/lib/prometheus/keep/file && systemctl stop prometheus
+cat > /tmp/fake-prom.py <<'PY'
+import http.server, json
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        b = json.dumps({"status": "success", "data": {"name": "../keep"}}).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json"); self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+    do_GET = do_POST = answer
+http.server.HTTPServer(("127.0.0.1", 9090), H).serve_forever()
+PY
+(setsid python3 /tmp/fake-prom.py >/dev/null 2>&1 &) ; for i in $(seq 50); do python3 -c 'import socket; socket.create_connection(("127.0.0.1", 9090))' 2>/dev/null && break; sleep 0.1; done`);
+  try {
+    const bad = await backup("monitoring");
+    assert.is(bad.code, 1, bad.output.slice(-2000));
+    assert.match(bad.output, /Prometheus answered the snapshot request with the name "\.\.\/keep", which is not a snapshot's name/, bad.output.slice(-2500));
+    assert.is(onHost(HOST, "cat /var/lib/prometheus/keep/file"), "precious\n", "the folder the name pointed at is still there");
+  } finally {
+    onHost(HOST, "pkill -f 'fake-pro[m]' || true"); // (its own command line must not match)
+    onHost(HOST, "rm -rf /tmp/fake-prom.py /var/lib/prometheus/keep; systemctl start prometheus");
+  }
 });
 
 test.run();

@@ -14,7 +14,7 @@
 //                         grafana-server, clear, extract, start.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { httpJson, readJsonFile, ssh, sshClear, sshFetch, sshPush, sshUsage, writeJsonFile, type InventoryHost } from "../../lib/mod.ts";
+import { httpJson, LifeboatError, readJsonFile, ssh, sshClear, sshFetch, sshPush, sshUsage, writeJsonFile, type InventoryHost } from "../../lib/mod.ts";
 import { viaTunnel, type BackupPart, type Env, type RecoveryPart } from "../lambdastack.ts";
 
 interface Silence { id?: string; matchers: unknown[]; startsAt: string; endsAt: string; createdBy: string; comment: string; status?: { state: string } }
@@ -55,6 +55,11 @@ export function backupParts(env: Env): BackupPart[] {
           note(null);
           const snap = await viaTunnel(h, env.s["monitoring.prometheus-port"], (url) =>
             httpJson<{ data: { name: string } }>(`${url}/api/v1/admin/tsdb/snapshot`, { method: "POST", retries: 0, dryRunResult: { data: { name: "SNAPSHOT" } } }));
+          // The name comes from an HTTP answer and goes into a remote rm -rf: Prometheus names
+          // snapshots 20060102T150405Z-<hex>; anything else (a "../" above all) is refused.
+          if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(snap.data?.name ?? "")) {
+            throw new LifeboatError(`${host.name}: Prometheus answered the snapshot request with the name ${JSON.stringify(snap.data?.name)}, which is not a snapshot's name`, { hint: "is it Prometheus that listens on monitoring.prometheus-port?" });
+          }
           const dir = `${data}/snapshots/${snap.data.name}`;
           note(dir);
           try {
