@@ -55,6 +55,7 @@ import {
   compressionOptions,
   backupArchive,
   checkFreeSpace,
+  ensureBackupFolder,
   exec,
   formatBytes,
   offsiteBackup,
@@ -107,6 +108,10 @@ await recipe({
       bytes += Number((await psqlQuery(database, "SELECT sum(pg_database_size(oid)) FROM pg_database"))[0][0]);
       checkFreeSpace(s["backups.dir"], 2 * bytes); // the staging copy, then the archive
       await exec(["rm", "-rf", "--", staging]); // what an earlier failed run left
+      // The staged copies (the database's WAL objects among them) are as private as the archive:
+      // the backups folder 0700 when it is made here, the staging folder 0700 in any case.
+      ensureBackupFolder(s["backups.dir"]);
+      await exec(["mkdir", "-p", "-m", "700", "--", staging]);
       return { startedAt: new Date().toISOString() };
     });
 

@@ -324,6 +324,27 @@ test("a bucket named like the runbook's db_wal (an underscore) syncs both ways",
   assert.is((await s3Sync(`s3://${b}`, tmp(), { client: s3 })).downloaded, 1);
 });
 
+test("a download writes its files 0600 and makes its folders 0700, the destination too, whatever the umask", async () => {
+  const b = await bucket();
+  const src = tmp();
+  mkdirSync(join(src, "a/b"), { recursive: true });
+  writeFileSync(join(src, "a/b/wal"), randomBytes(1000));
+  writeFileSync(join(src, "top"), randomBytes(10));
+  await s3Sync(src, `s3://${b}`, { client: s3 });
+  const old = process.umask(0o022);
+  try {
+    const root = tmp();
+    const dst = join(root, "backups/.staging/buckets", b);
+    assert.is((await s3Sync(`s3://${b}`, dst, { client: s3 })).downloaded, 2);
+    for (const d of ["backups", "backups/.staging", "backups/.staging/buckets", `backups/.staging/buckets/${b}`, `backups/.staging/buckets/${b}/a`, `backups/.staging/buckets/${b}/a/b`]) {
+      assert.is(statSync(join(root, d)).mode & 0o777, 0o700, d);
+    }
+    for (const f of ["a/b/wal", "top"]) assert.is(statSync(join(dst, f)).mode & 0o777, 0o600, f);
+  } finally {
+    process.umask(old);
+  }
+});
+
 test("dry-run prints mb, uploads, deletes and rb and changes nothing", async () => {
   const b = await bucket();
   const src = tmp();

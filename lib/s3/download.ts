@@ -129,7 +129,7 @@ export async function download(s: SyncState, src: string, dst: string): Promise<
   const tmpRoot = join(s.dir, S3_TMP_DIR);
   cleanTmp(tmpRoot);
   const tmpDir = join(tmpRoot, String(process.pid));
-  mkdirSync(tmpDir, { recursive: true });
+  mkdirSync(tmpDir, { recursive: true, mode: 0o700 }); // and the destination, if new: private, as the files in it
   const progress = startProgress(s, `download s3://${s.bucket}/${s.prefix} →`, report.transferredBytes);
   const limit = limiter(s.concurrency);
   todo.sort((a, b) => b.obj.size - a.obj.size);
@@ -253,7 +253,7 @@ async function downloadObject(
       const final = join(s.dir, path);
       const parent = dirname(final);
       if (!s.made.has(parent)) {
-        mkdirSync(parent, { recursive: true });
+        mkdirSync(parent, { recursive: true, mode: 0o700 });
         s.made.add(parent);
       }
       await fsp.rename(tmp, final); // in the thread pool too: it can wait on the journal

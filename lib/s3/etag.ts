@@ -201,7 +201,7 @@ export async function saveBody(
   path: string, body: Readable, opts: { whole: boolean; partSizes: number[] }, onBytes: (n: number) => void, mtime?: Date,
 ): Promise<Digests> {
   const hash = new Hasher(opts);
-  const fd = await new Promise<number>((ok, fail) => open(path, "wx", 0o644, (e, fd) => (e ? fail(e) : ok(fd))));
+  const fd = await new Promise<number>((ok, fail) => open(path, "wx", 0o600, (e, fd) => (e ? fail(e) : ok(fd))));
   try {
     for await (const chunk of body as AsyncIterable<Buffer>) {
       for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);

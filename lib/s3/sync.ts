@@ -7,6 +7,9 @@
 // prefix of other keys, such as `a` beside `a/b`) is stored under an escaped name (keys.ts).
 // Names starting with `.lifeboat-s3-` at the top of the dir are never uploaded as objects.
 //
+// Modes. A download's files are written 0600 and the folders it makes 0700 (the destination too,
+// when it makes it): a bucket's objects are as private as the backups made of them.
+//
 // Comparison. "checksum" (the default) compares the local MD5 (or MD5-of-part-MD5s for a
 // multipart ETag) with the ETag; the index (index.ts) caches each file's ETag with its size and
 // mtime, so an unchanged file is not read again (`rehash: true` reads every file). "size"
