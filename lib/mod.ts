@@ -7,6 +7,7 @@ export { ExitCode, LifeboatError, UsageError, VerifyError, LockedError, RefusedE
 export { formatBytes, formatDuration } from "./log.ts";
 export { expandHome, type SettingSpec, type SettingSpecs, type SettingValues } from "./settings.ts";
 export { useContext, type Context } from "./context.ts";
+export { withoutCredentials } from "./secrets.ts";
 export { exec, probe, which, shellQuote, shellJoin, ExecError, type ExecOptions, type ExecResult, type StdinSpec, type StdoutSpec, type StdoutFile } from "./exec.ts";
 
 export { step, fanOut, FanOutFailed, type Step, type StepApi, type StepOptions, type FanOutOptions, type StepOutcome } from "./steps.ts";

@@ -9,6 +9,7 @@ import { createContext, setDefaultContext, withContext, type Context } from "./c
 import { killRunning } from "./exec.ts";
 import { noteTarget, notifyFailure } from "./notify.ts";
 import { acquireLock } from "./lock.ts";
+import { withoutCredentials } from "./secrets.ts";
 import { formatDuration, type LogSink } from "./log.ts";
 import { GLOBAL_SETTINGS, helpText, type SettingSpecs, type SettingValues } from "./settings.ts";
 import { printOutcomes, readJournal, runSteps, StepFailed, type Step, type StepOutcome } from "./steps.ts";
@@ -185,7 +186,8 @@ export function targetKey(name: string, target: string): string {
  */
 export function recipe<T extends SettingSpecs>(def: RecipeDefinition<T>): Promise<MainResult> {
   return main(def, async (ctx) => {
-    const target = def.target(ctx);
+    // A URL's credentials never reach the lock's and journal's names or the journal itself.
+    const target = withoutCredentials(def.target(ctx));
     noteTarget(ctx as Context, target);
     const key = targetKey(def.name, target);
     const g = ctx.settings as unknown as SettingValues<typeof GLOBAL_SETTINGS>;

@@ -29,7 +29,8 @@ export class Secrets {
 
   /** Masks every registered secret, and passwords in URLs (`user:pass@host`), with `mask` (default ***). */
   redact(text: string, mask: string = MASK): string {
-    let out = text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)([^\s@/]+)(@)/gi, `$1${mask}$3`);
+    // The password runs to the last "@" before the host: one written unencoded may hold an "@" itself.
+    let out = text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)([^\s/?#]*)(@)/gi, `$1${mask}$3`);
     if (this.#values.size === 0) return out;
     if (!this.#pattern) {
       const sorted = [...this.#values].sort((a, b) => b.length - a.length);
@@ -42,4 +43,14 @@ export class Secrets {
 
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/**
+ * The text with the credentials of every URL in it taken out (`scheme://user:pass@host` →
+ * `scheme://host`): for what is derived from a URL and kept, such as folder and lock names, a
+ * journal's target or a manifest, where masking would still leave a user name.
+ * @example withoutCredentials("http://admin:hunter2@xenon:8000") // "http://xenon:8000"
+ */
+export function withoutCredentials(text: string): string {
+  return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^\s/?#]*@/gi, "$1");
 }

@@ -344,7 +344,7 @@ export async function runSteps(ctx: Context, steps: Step[], opts: RunStepsOption
     pid: process.pid,
     status: "running",
     started: new Date().toISOString(),
-    steps: steps.map((s) => ({ id: s.id, title: s.title })),
+    steps: steps.map((s) => ({ id: s.id, title: ctx.secrets.redact(s.title) })), // titles may quote a URL with its password
     done: [],
     outputs: {},
     items: {},

@@ -82,6 +82,7 @@ import {
   step,
   UsageError,
   verifyZip,
+  withoutCredentials,
   xenonBackup,
   xenonCounts,
   xenonHostInfo,
@@ -209,7 +210,7 @@ await recipe({
 
     /** What the manifest records for the restore. */
     const meta = (files: xenon.Meta["files"]): xenon.Meta => ({
-      url,
+      url: withoutCredentials(url),
       hostId: host.output.id,
       type,
       indexLink: s["index-link"],

@@ -7,7 +7,7 @@
 //   - `LAYOUT`: the names inside an archive.
 //
 // This file runs nothing: the recipes import it.
-import { AGE_SETTINGS, compressionSettings, OFFSITE_SETTINGS, offsiteSettings, type SettingSpecs, type SshTarget } from "../lib/mod.ts";
+import { AGE_SETTINGS, compressionSettings, OFFSITE_SETTINGS, offsiteSettings, type SettingSpecs, type SshTarget, withoutCredentials } from "../lib/mod.ts";
 
 const BACKUP = ["xenon-backup"] as const;
 const RESTORE = ["xenon-restore"] as const;
@@ -58,9 +58,9 @@ export function sshTarget(s: { "ssh.host"?: string; "ssh.port": number; "ssh.use
   return { host: s["ssh.host"], port: s["ssh.port"], user: s["ssh.user"] || undefined, identityFile: s["ssh.identity-file"] || undefined, knownHostsFile: s["ssh.known-hosts"] || undefined };
 }
 
-/** The restore's staging folder name for a host: one per URL (the recipe's lock is too), so a resumed run finds the failed run's. */
+/** The restore's staging folder name for a host: one per URL (the recipe's lock is too), so a resumed run finds the failed run's; never with the URL's credentials. */
 export function restoreStagingName(url: string): string {
-  return `restore-${url.replace(/^[a-z]+:\/\//i, "").replace(/[^A-Za-z0-9.-]+/g, "_")}`;
+  return `restore-${withoutCredentials(url).replace(/^[a-z]+:\/\//i, "").replace(/[^A-Za-z0-9.-]+/g, "_")}`;
 }
 
 /** The in-memory index: a restart would wipe it. */

@@ -7,6 +7,9 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { helpText, parseSettings, Secrets, UsageError, type SettingSpecs } from "../lib/internal.ts";
 import { cleanupTmp, tmp } from "./helpers.ts";
+import { targetKey } from "../lib/recipe.ts";
+import { withoutCredentials } from "../lib/mod.ts";
+import { restoreStagingName } from "../recipes/xenon.ts";
 
 const specs = {
   "gateway.endpoint": { describe: "S3 endpoint", default: "http://127.0.0.1:7480" },
@@ -133,6 +136,17 @@ test("Secrets masks every registered value and passwords in URLs", () => {
   s.add("p@ss w0rd");
   assert.is(s.redact("login with p@ss w0rd now"), "login with *** now");
   assert.is(s.redact("postgres://app:letmein@db:5432/x"), "postgres://app:***@db:5432/x");
+  // a password written with an unencoded "@" is masked whole, up to the host
+  assert.is(s.redact("fetch http://admin:p@ss@xenon:8000/core failed"), "fetch http://admin:***@xenon:8000/core failed");
+});
+
+test("withoutCredentials takes a URL's user and password out of what is kept: lock and journal names, Xenon's staging folders", () => {
+  assert.is(withoutCredentials("http://admin:hunter2@xenon:8000"), "http://xenon:8000");
+  assert.is(withoutCredentials("see http://admin:p@ss@x:1/a?b=c@d and ssh://u@h/dir"), "see http://x:1/a?b=c@d and ssh://h/dir");
+  assert.is(withoutCredentials("/var/backups/lifeboat"), "/var/backups/lifeboat");
+  assert.not.match(targetKey("xenon-restore", withoutCredentials("http://admin:hunter2@x:8000")), /hunter2|admin/);
+  assert.not.match(restoreStagingName("http://admin:hunter2@x:8000"), /hunter2|admin/);
+  assert.is(restoreStagingName("http://admin:hunter2@x:8000"), restoreStagingName("http://x:8000"));
 });
 
 test.run();

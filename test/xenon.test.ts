@@ -11,7 +11,7 @@ import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { backupArchive, unpackArchive, xenonBackup, xenonRestore } from "../lib/mod.ts";
+import { backupArchive, unpackArchive, verifyArchive, xenonBackup, xenonRestore } from "../lib/mod.ts";
 import { runRecipe } from "../tasks/drills/hoss.ts";
 import {
   diffDocuments, exampleDocuments, hostFlags, newestArchive, seedExamples, startXenonHost, stopXenonHosts,
@@ -65,6 +65,37 @@ test("--dry-run: the backup and the restore print the PATCH and the commands, an
   assert.is(pidOf(fresh), pid, "the host was not restarted");
   assert.equal(await exampleDocuments(fresh.url), {}, "nothing was restored");
   await fresh.stop();
+});
+
+test("a URL with credentials: they reach no log line, no folder, lock or journal (name or content) and not the manifest", async () => {
+  const dir = tmp();
+  const credSite = xenonSite(dir);
+  const cred = (h: XenonHost) => h.url.replace("http://", "http://admin:hunter2@");
+  const b = await runRecipe("xenon-backup", [`--url=${cred(src)}`, "--config", credSite, "--yes"]);
+  assert.is(b.code, 0, b.output);
+  const fresh = await startXenonHost("node-c");
+  const r = await runRecipe("xenon-restore", [newestArchive(dir), `--url=${cred(fresh)}`, `--restart=${fresh.restart.join(",")}`, "--config", credSite, "--yes"]);
+  assert.is(r.code, 0, r.output);
+  assert.equal(await exampleDocuments(fresh.url), want, "restored");
+  await fresh.stop();
+  // a failed restore's journal is kept: make one (the host is gone) and look at it too
+  const failed = await runRecipe("xenon-restore", [newestArchive(dir), `--url=${cred(fresh)}`, `--restart=${fresh.restart.join(",")}`, "--config", credSite, "--yes"]);
+  assert.is.not(failed.code, 0);
+  for (const out of [b.output, r.output, failed.output]) assert.not.match(out, /hunter2|admin@/);
+  const seen: string[] = [];
+  const walk = (d: string) => {
+    for (const n of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, n.name);
+      seen.push(p);
+      assert.not.match(n.name, /hunter2|admin/, p);
+      if (n.isDirectory()) walk(p);
+      else if (!/\.(gz|zip|zst)$/.test(n.name)) assert.not.match(readFileSync(p, "latin1"), /hunter2/, `${p}: ${/.{0,200}hunter2.{0,60}/.exec(readFileSync(p, "latin1"))?.[0]}`);
+    }
+  };
+  walk(dir);
+  assert.ok(seen.some((p) => p.includes(`${dir}/state/journal/`)), "a journal was looked at");
+  const v = await verifyArchive(newestArchive(dir));
+  assert.not.match(JSON.stringify(v.manifest), /hunter2|admin@/);
 });
 
 test("backup --resume: a STREAM (or ZIP) backup is refused up front; a DIRECTORY run continues at its failed step", async () => {
