@@ -145,7 +145,7 @@ await recipe({
 
     const config = step("config", "copy the server configuration (CONFIG-DIR without data/ and BACKUP_ROOT)", async () => {
       const skip = [...s["config.exclude"].flatMap((name) => ["!", "-name", name]), "!", "-path", backupRoot];
-      await exec(["find", configDir, "-mindepth", "1", "-maxdepth", "1", ...skip, "-exec", "cp", "-a", "-t", `${current}/config`, "--", "{}", "+"]);
+      await exec(["find", configDir.startsWith("-") ? `./${configDir}` : configDir, "-mindepth", "1", "-maxdepth", "1", ...skip, "-exec", "cp", "-a", "-t", `${current}/config`, "--", "{}", "+"]);
       await exec(["chmod", `--reference=${configDir}`, "--", `${current}/config`]); // the restore gives CONFIG-DIR this mode
       await exec(["chown", `--reference=${configDir}`, "--", `${current}/config`]);
     });

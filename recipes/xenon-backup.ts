@@ -168,7 +168,7 @@ await recipe({
 
     const clear = step("clear", `clear the workspace ${where} (daily full)`, async () => {
       await onHost(["mkdir", "-p", "-m", "700", "--", workspace]);
-      await onHost(["find", workspace, "-mindepth", "1", "-maxdepth", "1", "-delete"]);
+      await onHost(["find", workspace.startsWith("-") ? `./${workspace}` : workspace, "-mindepth", "1", "-maxdepth", "1", "-delete"]); // find takes no "--"
     }, { when: isDir && s["directory.full"] });
 
     const before = step("list", `list the workspace ${where} before the backup`, async () => {

@@ -30,6 +30,7 @@ import { compareTrees } from "../lib/compare.ts";
 import { LifeboatError } from "../lib/errors.ts";
 import { shellJoin } from "../lib/exec.ts";
 import { ssh, sshCommand, sshTar, sshUntar, type SshTarget } from "../lib/ssh.ts";
+import { sshClear } from "../lib/remote.ts";
 import { AWKWARD_NAMES, makeSampleTree, seededBytes } from "../tasks/drills/fixtures.ts";
 import { cleanupTmp, testContext, tmp, freePort } from "./helpers.ts";
 import { needLab } from "../tasks/drills/lab.ts";
@@ -363,6 +364,19 @@ test("AES-GCM is preferred on a CPU with AES instructions, ahead of ssh's own li
   assert.equal(words({ ...target(), options: { Ciphers: "chacha20-poly1305@openssh.com" } }).filter((w) => /^ciphers=/i.test(w)), ["Ciphers=chacha20-poly1305@openssh.com"]);
   // the lab's sshd accepts what the client now asks for: a login works with the defaults
   assert.equal((await ssh(target(), ["echo", "ok"])).stdout.trim(), "ok");
+});
+
+test("sshClear empties a dir named like a find expression (-delete) and nothing else: the lab user's home keeps its files", async () => {
+  const t = target(lab.LAB_SSH_USER2); // home /home/lifeboat: a relative dir is relative to it
+  const { stdout: home } = await ssh(t, ["pwd"]);
+  await ssh(t, ["sh", "-c", 'mkdir -p -- ./-delete && touch -- ./-delete/x lifeboat-keep-me']);
+  try {
+    await sshClear(t, ["-delete"]);
+    const { stdout } = await ssh(t, ["sh", "-c", 'ls -A -- ./-delete; test -e lifeboat-keep-me && test -e .profile && echo kept']);
+    assert.is(stdout, "kept\n", `-delete emptied, the rest of ${home.trim()} kept`);
+  } finally {
+    await ssh(t, ["rm", "-rf", "--", "./-delete", "lifeboat-keep-me"]);
+  }
 });
 
 test("an unreachable port fails fast with a connection error", async () => {
