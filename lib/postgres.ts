@@ -621,9 +621,31 @@ async function loadFrom(
   return { bytes, ms, dryRun: false };
 }
 
+/** Where a line of SQL ends: outside any quote, or inside a "quoted name", a 'literal' or an E'escaped literal'. */
+type QuoteState = null | '"' | "'" | "E'";
+
+/** The quote state after a line, given the state it started in; a -- comment outside quotes runs to the line's end. */
+function quotesAfter(line: string, state: QuoteState): QuoteState {
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (state === null) {
+      if (c === "-" && line[i + 1] === "-") return null;
+      if (c === '"') state = '"';
+      else if (c === "'") state = (line[i - 1] === "E" || line[i - 1] === "e") && !/[A-Za-z0-9_]/.test(line[i - 2] ?? "") ? "E'" : "'";
+    } else if (state === "E'" && c === "\\") i++;
+    else if (c === state[state.length - 1]) {
+      if (line[i + 1] === c) i++; // a doubled quote stays inside
+      else state = null;
+    }
+  }
+  return state;
+}
+
 /**
  * Drops `CREATE ROLE x;` lines for roles that already exist, in the roles section of a
  * pg_dumpall script (before the first \connect or COPY); after that, bytes pass untouched.
+ * Only whole statements count: a line inside a quoted role name or a literal (a name may hold a
+ * newline and `CREATE ROLE postgres;` after it) is passed on as it is.
  */
 function skipCreateRoles(roles: string[], ctx: Context): Transform {
   const skip = new Set<string>();
@@ -632,6 +654,7 @@ function skipCreateRoles(roles: string[], ctx: Context): Transform {
     skip.add(`CREATE ROLE "${r.replace(/"/g, '""')}";`);
   }
   let scanning = true;
+  let quotes: QuoteState = null;
   let pending: Buffer = Buffer.alloc(0);
   return new Transform({
     transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback) {
@@ -643,13 +666,15 @@ function skipCreateRoles(roles: string[], ctx: Context): Transform {
         const nl = buf.indexOf(10, start);
         if (nl < 0) break;
         const line = buf.subarray(start, nl).toString("utf8");
-        if (skip.has(line.trimEnd())) {
+        const outside = quotes === null;
+        if (outside && skip.has(line.trimEnd())) {
           ctx.log.debug(`skipped "${line.trim()}": the role exists in the target`);
         } else {
           outParts.push(buf.subarray(start, nl + 1));
         }
         start = nl + 1;
-        if (line.startsWith("\\connect") || line.startsWith("COPY ")) {
+        quotes = quotesAfter(line, quotes);
+        if (outside && (line.startsWith("\\connect") || line.startsWith("COPY "))) {
           scanning = false;
           break;
         }

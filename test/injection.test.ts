@@ -1,13 +1,14 @@
 // Hostile names that a command would read as options: an ssh host or user that starts with "-",
-// a MariaDB database named like a mariadb-dump option. No lab: mariadb-dump is a stand-in
-// script that records its arguments.
+// a MariaDB database named like a mariadb-dump option; and a PostgreSQL role name that holds a
+// line a restore would otherwise drop. No lab: mariadb-dump and psql are stand-in scripts.
 // Run: node test/injection.test.ts
 // deno: yes
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { mariadbDump, sshCommand, UsageError } from "../lib/mod.ts";
+import { Readable } from "node:stream";
+import { mariadbDump, psqlFile, sshCommand, UsageError } from "../lib/mod.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
 
 test.after(() => cleanupTmp());
@@ -44,6 +45,19 @@ echo "-- dump of $(tail -n 1 "${dir}/args")"
     assert.is(readFileSync(victim, "utf8"), "precious\n");
   }
   assert.ok(existsSync(victim));
+});
+
+test("psqlFile skips only the real CREATE ROLE of an existing role: one inside a quoted role name (a newline in it) reaches psql whole", async () => {
+  const { ctx } = testContext();
+  const dir = tmp();
+  writeFileSync(join(dir, "psql"), `#!/bin/sh\ncat > "${dir}/loaded.sql"\n`);
+  chmodSync(join(dir, "psql"), 0o755);
+  const role = 'x";\nCREATE ROLE postgres;\n--';
+  const id = `"${role.replace(/"/g, '""')}"`;
+  const head = `--\n-- Roles\n--\n\nCREATE ROLE ${id};\nALTER ROLE ${id} WITH NOSUPERUSER LOGIN;\nCOMMENT ON ROLE ${id} IS 'it''s\nCREATE ROLE postgres;\n';\n`;
+  const tail = `ALTER ROLE postgres WITH SUPERUSER;\n\n\\connect template1\nCREATE ROLE postgres;\nALTER TABLE t OWNER TO ${id};\n`;
+  await psqlFile({ binDir: dir }, Readable.from([`${head}CREATE ROLE postgres;\n${tail}`]), { progress: false, ctx });
+  assert.is(readFileSync(join(dir, "loaded.sql"), "utf8"), head + tail, "only the roles section's own CREATE ROLE postgres; is gone");
 });
 
 test.run();
