@@ -99,7 +99,7 @@ export async function httpJson<T = unknown>(url: string, opts: HttpJsonOptions =
       });
     }
     if (expect(res.status)) return parseBody(res, shown) as T;
-    const body = ctx.secrets.redact(trimBody(res.text));
+    const body = trimBody(ctx.secrets.redact(res.text.slice(0, 1 << 16))); // masked whole, before the cut and the whitespace fold
     const error = new HttpError(`${shown}: HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}${body ? `: ${body}` : ""}`, res.status, body, {
       hint: hintFor(res.status),
     });
@@ -153,7 +153,11 @@ export function prepare(url: string, opts: Pick<HttpJsonOptions, "headers" | "au
   }
   const headers: Record<string, string> = { accept: "application/json" };
   for (const [k, v] of Object.entries(opts.headers ?? {})) {
-    if (/authorization|cookie|token|key|secret|password/i.test(k)) ctx.secrets.add(v);
+    if (/authorization|cookie|token|key|secret|password/i.test(k)) {
+      ctx.secrets.add(v);
+      const scheme = /^(?:Bearer|Basic|Token|ApiKey)\s+(\S.*)$/i.exec(v); // the credential alone may be echoed too
+      if (scheme) ctx.secrets.add(scheme[1]);
+    }
     headers[k.toLowerCase()] = v;
   }
   if (auth) {

@@ -29,6 +29,8 @@ const server: Server = createServer(async (req: IncomingMessage, res) => {
   if (path === "/always-500") return json(500, { error: `internal; you sent ${req.headers.authorization}` });
   if (path === "/echo") return json(200, { method: req.method, body: body ? JSON.parse(body) : null, auth: req.headers.authorization ?? null });
   if (path === "/empty") return res.writeHead(204).end();
+  // an error page that quotes the bearer token alone, after enough text that the 300-character cut falls inside it
+  if (path === "/echo-token") return json(401, { error: `${"x".repeat(270)} token ${String(req.headers.authorization).replace(/^Bearer /, "")} is not valid` });
   json(404, {});
 });
 await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -97,6 +99,16 @@ test("httpJson masks the password from auth or the URL in errors and logs", asyn
     assert.not.match(text, basic);
   }
   assert.match(e2.message, `http://admin:***@127.0.0.1:`);
+});
+
+test("httpJson masks a bearer token quoted alone in an error body, also where the message is cut inside it", async () => {
+  const { logs } = testContext({ argv: ["--verbose"] });
+  const token = "tok-9f8e7d6c5b4a39281706";
+  const e = await failure(httpJson(`${base}/echo-token`, { ...fast, retries: 0, headers: { authorization: `Bearer ${token}` } }));
+  assert.match(e.message, /HTTP 401/);
+  for (const text of [e.message, e.body, logs()]) {
+    assert.not.match(text, token.slice(0, 8), "not even the part before the cut");
+  }
 });
 
 test("httpJson sends a JSON body with basic auth and reads an empty answer as null", async () => {
