@@ -102,6 +102,9 @@ await recipe({
     const keyPaths = s["keys.paths"].map(expandHome);
     const relative = keyPaths.filter((k) => !k.startsWith("/"));
     if (relative.length) throw new UsageError(`keys.paths must be absolute: ${relative.join(", ")}`);
+    // Each database's dump is the file db/NAME.dump: a name must be a file name.
+    const unfit = s["db.databases"].filter((db) => db === "" || db === "." || db === ".." || db.startsWith("-") || /[/\x00-\x1f\x7f]/.test(db));
+    if (unfit.length) throw new UsageError(`db.databases: ${unfit.map((d) => JSON.stringify(d)).join(", ")} cannot be a dump's file name (db/NAME.dump)`, "name the databases as PostgreSQL lists them; names with /, a leading - or control characters are not supported");
     if (backupRoot.startsWith(`${configDir}/`) && backupRoot.slice(configDir.length + 1).includes("/")) {
       throw new UsageError(`BACKUP_ROOT ${backupRoot} lies deeper inside ${configDir} than one level`, "put BACKUP_ROOT directly in the working dir (the default ~/.hoss/backup) or outside it");
     }

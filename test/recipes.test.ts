@@ -76,4 +76,12 @@ test("a task reads a recipe's site file: its age block is used, the system's oth
   }
 });
 
+test("hoss-backup refuses a database name that cannot be its dump's file name, before anything runs", () => {
+  for (const bad of ["../etc", "a/b", "-x"]) {
+    const r = spawnSync(process.execPath, ["--import=tsx", join(RECIPES, "hoss-backup.ts"), `--db.databases=hoss_core,${bad}`, "--dry-run"], { encoding: "utf8", env: { ...process.env, CI: "1" } });
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, `db.databases: ${JSON.stringify(bad)} cannot be a dump's file name`);
+  }
+});
+
 test.run();
