@@ -40,7 +40,7 @@
 // Settings: recipes/lambdastack.ts (from, and offsite.s3.* / offsite.ssh.* to reach it). Exit codes: 3 an archive or checksum is damaged (nothing was
 // cleared), 5 a component was not confirmed (nothing recovered), 1 a component failed (the summary
 // names component@host).
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
 import { ageOptions, checkSha1File, exec, fanOut, isOffsiteUrl, LifeboatError, offsiteFetch, offsiteList, offsiteOptions, parseOffsite, recipe, sshGet, sshList, step, unpackArchive, UsageError, VerifyError, type Manifest } from "../lib/mod.ts";
@@ -77,7 +77,7 @@ await recipe({
       // off-site (--from): the listing's path is the copy's URL; on the repository host: target-path/NAME
       const listed = from
         ? (await offsiteList(from, offsite)).map((e) => ({ name: e.name, source: e.path }))
-        : (repo ? await sshList(env.ssh(repo), s["target-path"]) : (await exec(["ls", "-1", "--", s["target-path"]], { readOnly: true })).stdout.split("\n")).map((name) => ({ name, source: `${s["target-path"]}/${name}` }));
+        : (repo ? await sshList(env.ssh(repo), s["target-path"]) : localNames(s["target-path"])).map((name) => ({ name, source: `${s["target-path"]}/${name}` }));
       const names = listed.map((e) => e.name);
       const picked: Record<string, { name: string; source: string }> = {};
       const missing: string[] = [];
@@ -181,4 +181,13 @@ function metaOf(m: Manifest<ls.ArchiveMeta> | null, name: string): ls.Meta {
   if (!meta?.prefix || !meta.snapshot) throw new VerifyError(`${name}: its manifest has no lambdastack record`, [], "not an archive lambdastack-backup made; restore refused before touching anything");
   if (!name.startsWith(`${meta.prefix}_${meta.snapshot}.`)) throw new VerifyError(`${name}: its manifest says ${meta.prefix}_${meta.snapshot}`, [], "the archive was renamed or swapped; restore refused before touching anything");
   return meta;
+}
+
+/** The names in a local folder, read as they are (`ls -1` split on newlines: a name holding one made two). */
+function localNames(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch (e) {
+    throw new LifeboatError(`cannot list ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { hint: "check -t (target-path)" });
+  }
 }
