@@ -133,12 +133,15 @@ restore-xenon: deps
 drill-xenon: deps
 	$(RUN) drill:xenon $(ARGS)
 
+# A make variable as one shell word (nothing when empty): ARCHIVE and DIR may hold spaces or quotes.
+shq = $(if $(1),'$(subst ','\'',$(1))',)
+
 verify: deps
-	$(RUN) archive:verify $(ARCHIVE) $(ARGS)
+	$(RUN) archive:verify $(call shq,$(ARCHIVE)) $(ARGS)
 list: deps
-	$(RUN) archive:list $(DIR) $(ARGS)
+	$(RUN) archive:list $(call shq,$(DIR)) $(ARGS)
 prune: deps
-	$(RUN) archive:prune $(DIR) $(ARGS)
+	$(RUN) archive:prune $(call shq,$(DIR)) $(ARGS)
 
 bench: deps
 	bash bench/run.sh
