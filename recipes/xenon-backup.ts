@@ -56,6 +56,7 @@
 //
 // Settings: recipes/xenon.ts holds the table both recipes share (flags, env LIFEBOAT_*, the site
 // file; see --help and recipes/xenon.site.example.yaml).
+import { pathToFileURL } from "node:url";
 import {
   ageOptions,
   compressionOptions,
@@ -132,8 +133,9 @@ await recipe({
 
     const prepareHost = step("prepare-host", `prepare ${hostDir} on ${s["ssh.host"]}`, () => ssh(remote!, ["mkdir", "-p", "-m", "700", "--", hostDir]), { when: isZip && !!remote });
 
-    const zipBackup = step("backup-zip", `back up (PATCH BackupRequest, ZIP to file:${hostZip})`, () =>
-      xenonBackup(url, { destination: `file:${hostZip}`, type: "ZIP" }, api), { when: isZip });
+    // file: URIs built from the path (a space, # or % in it is escaped: Xenon parses the URI)
+    const zipBackup = step("backup-zip", `back up (PATCH BackupRequest, ZIP to ${pathToFileURL(hostZip).href})`, () =>
+      xenonBackup(url, { destination: pathToFileURL(hostZip).href, type: "ZIP" }, api), { when: isZip });
 
     const fetchZip = step("fetch-zip", `fetch the zip from ${s["ssh.host"]}:${hostZip}`, () => sshGet(remote!, hostZip, zip), { when: isZip && !!remote });
 
@@ -176,8 +178,8 @@ await recipe({
       return remote ? (await sshListFiles(remote, workspace)).map((f) => f.name) : listNames(workspace);
     }, { when: isDir });
 
-    const dirBackup = step("backup-directory", `back up (PATCH BackupRequest, DIRECTORY to file:${workspace}/)`, () =>
-      xenonBackup(url, { destination: `file:${workspace}/`, type: "DIRECTORY" }, api), { when: isDir });
+    const dirBackup = step("backup-directory", `back up (PATCH BackupRequest, DIRECTORY to ${pathToFileURL(`${workspace}/`).href})`, () =>
+      xenonBackup(url, { destination: pathToFileURL(`${workspace}/`).href, type: "DIRECTORY" }, api), { when: isDir });
 
     // ssh.host: the host's workspace listed with sizes; only the files the store's chain does not
     // hold yet (new names) are fetched (tar over ssh), and their sizes checked when shipped

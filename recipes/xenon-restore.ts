@@ -63,6 +63,7 @@
 // Settings: recipes/xenon.ts holds the table both recipes share (flags, env LIFEBOAT_*, the site
 // file; see --help and recipes/xenon.site.example.yaml).
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import {
   ageOptions,
   chainAssemble,
@@ -198,7 +199,7 @@ await recipe({
         const served = await serveRanged(staged.output.path, { listen: s["http.listen"], port: s["http.port"], publicUrl: s["http.url"] || undefined }, req);
         ctx.log.ok(`served ${formatBytes(served.bytes)} in ${served.requests} requests`);
       } else {
-        await req(`file:${onHost(staged.output.path)}${staged.output.kind === "dir" ? "/" : ""}`);
+        await req(pathToFileURL(`${onHost(staged.output.path)}${staged.output.kind === "dir" ? "/" : ""}`).href); // a space, # or % escaped
       }
       if (!ctx.dryRun) writeFileSync(patchSent, "done\n");
     }, { confirm: `replace the document index of the Xenon host at ${url} with the backup's?` });

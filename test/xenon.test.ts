@@ -98,6 +98,20 @@ test("a URL with credentials: they reach no log line, no folder, lock or journal
   assert.not.match(JSON.stringify(v.manifest), /hunter2|admin@/);
 });
 
+test("folders whose paths hold a space and a # reach Xenon as proper file: URIs: a ZIP backup and its restore work", async () => {
+  const dir = join(tmp(), "st a#ge");
+  mkdirSync(dir);
+  const odd = xenonSite(dir);
+  const b = await runRecipe("xenon-backup", [...hostFlags(src), "--config", odd, "--yes"]);
+  assert.is(b.code, 0, b.output);
+  assert.match(b.output, /ZIP to file:\/\/\/.*\/st%20a%23ge\//);
+  const fresh = await startXenonHost("node-d");
+  const r = await runRecipe("xenon-restore", [newestArchive(dir), ...hostFlags(fresh, true), "--config", odd, "--yes"]);
+  assert.is(r.code, 0, r.output);
+  assert.equal(await exampleDocuments(fresh.url), want);
+  await fresh.stop();
+});
+
 test("backup --resume: a STREAM (or ZIP) backup is refused up front; a DIRECTORY run continues at its failed step", async () => {
   const z = await run("xenon-backup", [...hostFlags(src), "--backup.type=STREAM", "--resume"]);
   assert.is(z.code, 2, z.output);
