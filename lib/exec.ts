@@ -131,7 +131,8 @@ const MASK_TOKEN = "LIFEBOATMASKEDSECRET";
  * @example shellQuote("it's") // 'it'\''s'
  */
 export function shellQuote(word: string): string {
-  if (word !== "" && SAFE.test(word)) return word;
+  // A leading "=" is quoted too: zsh (a login shell over ssh) expands =cmd to cmd's path.
+  if (word !== "" && SAFE.test(word) && !word.startsWith("=")) return word;
   return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 

@@ -540,6 +540,11 @@ function select(all: string[], patterns: string[] | undefined): string[] {
 }
 
 function seg(name: string): string {
+  // encodeURIComponent leaves "." and ".." as they are, and URL parsing then takes them as path
+  // steps (DELETE _snapshot/REPO/.. would unregister the repository); a leading "_" names an API.
+  if (name === "" || name === "." || name === ".." || name.startsWith("_")) {
+    throw new UsageError(`${JSON.stringify(name)} is not a valid repository, snapshot or index name`, "names are lower-case and do not start with _ (Elasticsearch/OpenSearch's own rule)");
+  }
   return encodeURIComponent(name);
 }
 

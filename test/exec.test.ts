@@ -22,10 +22,11 @@ test("dry-run prints the command quoted for a POSIX shell and does not run it", 
 
 test("a quoted word reads back as the same argv in sh", async () => {
   testContext();
-  const words = ["a b", "it's", "$(touch /tmp/pwned-lifeboat)", "new\nline", "-n", "ünï", ""];
+  const words = ["a b", "it's", "$(touch /tmp/pwned-lifeboat)", "new\nline", "-n", "ünï", "", "=ls", "a=b"];
   const r = await exec(["sh", "-c", `printf '%s\\0' ${shellJoin(words)}`]);
   assert.equal(r.stdout.split("\0").slice(0, -1), words);
   assert.not.ok(existsSync("/tmp/pwned-lifeboat"));
+  assert.is(shellJoin(["=ls"]), "'=ls'", "zsh would expand =ls to ls's path");
 });
 
 test("a secret with a quote in it is masked in dry-run prints, env and argv alike", async () => {

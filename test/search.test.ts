@@ -86,6 +86,18 @@ test("register, snapshot and list: the snapshot ends SUCCESS with the chosen ind
   assert.ok(list[0].start.getTime() <= list[1].start.getTime());
 });
 
+test("a snapshot or repository named '.', '..', '' or '_…' is refused before any request: a snapshot '..' would have been a PUT on the repository itself", async () => {
+  const { url, repo, location } = await server();
+  await searchRegisterRepository(url, repo, { location });
+  for (const name of ["..", ".", "", "_all"]) {
+    const e = await failure(() => searchSnapshot(url, repo, name, { indices: ["x"], includeGlobalState: false }));
+    assert.match(e.message, /is not a valid repository, snapshot or index name/);
+  }
+  const e = await failure(() => searchListSnapshots(url, ".."));
+  assert.match(e.message, /is not a valid repository, snapshot or index name/);
+  assert.equal((await httpJson<Record<string, unknown>>(`${url}/_snapshot/${repo}`))[repo] !== undefined, true, "the repository is still registered");
+});
+
 test("latest is the newest SUCCESS snapshot; an empty repository says there is none", async () => {
   const { url, repo, location } = await server();
   await seed(url, "ix", 2);
