@@ -77,7 +77,7 @@ export async function httpJson<T = unknown>(url: string, opts: HttpJsonOptions =
   const shown = `${method} ${req.display}`;
   const reads = method === "GET" || method === "HEAD" || !!opts.readOnly;
   if (ctx.dryRun && (!reads || "dryRunResult" in opts)) {
-    ctx.log.command(`${shown}${req.bodyText !== undefined ? ` ${preview(req.bodyText)}` : ""}`, "dry-run");
+    ctx.log.command(`${shown}${req.bodyText !== undefined ? ` ${preview(req.bodyText, ctx)}` : ""}`, "dry-run");
     return opts.dryRunResult as T;
   }
   ctx.log.command(shown, ctx.dryRun ? "probe" : "run");
@@ -98,7 +98,7 @@ export async function httpJson<T = unknown>(url: string, opts: HttpJsonOptions =
         cause: e,
       });
     }
-    if (expect(res.status)) return parseBody(res, shown) as T;
+    if (expect(res.status)) return parseBody(res, shown, ctx) as T;
     const body = trimBody(ctx.secrets.redact(res.text.slice(0, 1 << 16))); // masked whole, before the cut and the whitespace fold
     const error = new HttpError(`${shown}: HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}${body ? `: ${body}` : ""}`, res.status, body, {
       hint: hintFor(res.status),
@@ -221,21 +221,24 @@ export function trimBody(text: string, max = 300): string {
   return one.length > max ? `${one.slice(0, max)}…` : one;
 }
 
-function parseBody(res: FetchResult, shown: string): unknown {
+function parseBody(res: FetchResult, shown: string, ctx: Context): unknown {
   if (res.text.trim() === "") return null;
   try {
     return JSON.parse(res.text);
   } catch (e) {
     if (/json/i.test(res.contentType)) {
-      throw new HttpError(`${shown}: HTTP ${res.status} answered with invalid JSON: ${trimBody(res.text)}`, res.status, trimBody(res.text), { cause: e });
+      const body = trimBody(ctx.secrets.redact(res.text.slice(0, 1 << 16)));
+      throw new HttpError(`${shown}: HTTP ${res.status} answered with invalid JSON: ${body}`, res.status, body, { cause: e });
     }
     return res.text;
   }
 }
 
-function preview(body: string | Uint8Array): string {
+/** A request body as the dry run shows it: masked whole, then cut (a secret cut first would show in part). */
+function preview(body: string | Uint8Array, ctx: Context): string {
   if (typeof body !== "string") return `(${body.length} bytes)`;
-  return body.length > 200 ? `${body.slice(0, 199)}…` : body;
+  const masked = ctx.secrets.redact(body.slice(0, 1 << 16));
+  return masked.length > 200 ? `${masked.slice(0, 199)}…` : masked;
 }
 
 function hintFor(status: number): string | undefined {

@@ -173,7 +173,8 @@ export function parseInventoryIni(text: string, source = "inventory"): Inventory
     }
     if (section.kind === "vars") {
       const eq = line.indexOf("=");
-      if (eq < 1) throw new UsageError(`${where}: expected key=value in [${section.name}:vars], got '${line}'`);
+      // (the line is not shown: it may be a password's)
+      if (eq < 1) throw new UsageError(`${where}: expected key=value in [${section.name}:vars], got a line without '='`);
       group(inv, section.name).vars[line.slice(0, eq).trim()] = unquote(line.slice(eq + 1).trim());
       return;
     }
@@ -181,7 +182,7 @@ export function parseInventoryIni(text: string, source = "inventory"): Inventory
     try {
       tokens = shlexSplit(line.replace(/\s+#.*$/, ""));
     } catch (e) {
-      throw new UsageError(`${where}: cannot split '${line}': ${(e as Error).message}`);
+      throw new UsageError(`${where}: cannot split the line of host ${JSON.stringify(line.trim().split(/\s/)[0])}: ${(e as Error).message} (the line is not shown: it may hold a password)`);
     }
     if (section.kind === "children") {
       const g = group(inv, section.name);
@@ -193,7 +194,7 @@ export function parseInventoryIni(text: string, source = "inventory"): Inventory
     const vars: Record<string, unknown> = {};
     for (const kv of rest) {
       const eq = kv.indexOf("=");
-      if (eq < 1) throw new UsageError(`${where}: host ${hostSpec}: expected key=value, got '${kv}'`);
+      if (eq < 1) throw new UsageError(`${where}: host ${hostSpec}: expected key=value, got a word without '=' (not shown: it may be a password)`);
       vars[kv.slice(0, eq)] = kv.slice(eq + 1);
     }
     // `name:port` (not an IPv6 address) sets ansible_port, as the plugin does.
@@ -260,7 +261,8 @@ export function parseInventoryJson(text: string, source = "inventory"): Inventor
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw new UsageError(`${source}: not valid JSON: ${(e as Error).message}`);
+    // V8's message quotes the text around the fault, which may be a password.
+    throw new UsageError(`${source}: not valid JSON${/position (\d+)/.exec((e as Error).message) ? ` at position ${/position (\d+)/.exec((e as Error).message)![1]}` : ""} (the text is not shown: it may hold a password)`);
   }
   if (!isMap(doc)) throw new UsageError(`${source}: ansible-inventory JSON is an object of groups`);
   const hostvars = (isMap(doc._meta) && isMap(doc._meta.hostvars) ? doc._meta.hostvars : {}) as Record<string, Record<string, unknown>>;

@@ -29,8 +29,9 @@ export class Secrets {
 
   /** Masks every registered secret, and passwords in URLs (`user:pass@host`), with `mask` (default ***). */
   redact(text: string, mask: string = MASK): string {
-    // The password runs to the last "@" before the host: one written unencoded may hold an "@" itself.
-    let out = text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)([^\s/?#]*)(@)/gi, `$1${mask}$3`);
+    // The password runs to the last "@" before the host (one written unencoded may hold "@", "#"
+    // or "?"), and never past a quote, a comma or a bracket (a URL inside JSON or a message).
+    let out = text.replace(/(\b[a-z][a-z0-9+.-]{0,31}:\/\/[^\s:/@"'<>,]*:)([^\s/"'<>,]*)(@)/gi, `$1${mask}$3`);
     if (this.#values.size === 0) return out;
     if (!this.#pattern) {
       const sorted = [...this.#values].sort((a, b) => b.length - a.length);
@@ -52,5 +53,5 @@ function escapeRegExp(s: string): string {
  * @example withoutCredentials("http://admin:hunter2@xenon:8000") // "http://xenon:8000"
  */
 export function withoutCredentials(text: string): string {
-  return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^\s/?#]*@/gi, "$1");
+  return text.replace(/(\b[a-z][a-z0-9+.-]{0,31}:\/\/)[^\s/"'<>,]*@/gi, "$1");
 }

@@ -73,6 +73,7 @@ import {
   UsageError,
   which,
   type S3Handle,
+  withoutCredentials,
 } from "../lib/mod.ts";
 import * as deis from "./deis.ts";
 
@@ -145,7 +146,7 @@ await recipe({
 
     /** What the manifest records: where the data came from and how much there was (no credentials). */
     const meta = (): deis.Meta => ({
-      gateway: { endpoint: s["gateway.endpoint"], region: s["gateway.region"] },
+      gateway: { endpoint: withoutCredentials(s["gateway.endpoint"]), region: s["gateway.region"] },
       buckets: Object.fromEntries(s["gateway.buckets"].map((b, i) => [b, buckets[i].output])),
       store: { host: store.host, port: store.port, user: store.user, dir: s["store.dir"], file: deis.LAYOUT.storeTar, ...storeTar.output },
       database: { container: database.container, dockerHost: database.dockerHost ?? "local", file: deis.LAYOUT.dump, dumpBytes: dump.output.bytes },

@@ -85,6 +85,7 @@ import {
   stamp,
   step,
   UsageError,
+  withoutCredentials,
 } from "../lib/mod.ts";
 import * as hoss from "./hoss.ts";
 
@@ -148,7 +149,7 @@ await recipe({
 
     const config = step("config", "copy the server configuration (CONFIG-DIR without data/ and BACKUP_ROOT)", async () => {
       const skip = [...s["config.exclude"].flatMap((name) => ["!", "-name", name]), "!", "-path", backupRoot];
-      await exec(["find", configDir.startsWith("-") ? `./${configDir}` : configDir, "-mindepth", "1", "-maxdepth", "1", ...skip, "-exec", "cp", "-a", "-t", `${current}/config`, "--", "{}", "+"]);
+      await exec(["find", configDir, "-mindepth", "1", "-maxdepth", "1", ...skip, "-exec", "cp", "-a", "-t", `${current}/config`, "--", "{}", "+"]);
       await exec(["chmod", `--reference=${configDir}`, "--", `${current}/config`]); // the restore gives CONFIG-DIR this mode
       await exec(["chown", `--reference=${configDir}`, "--", `${current}/config`]);
     });
@@ -200,7 +201,7 @@ await recipe({
 
     /** What the manifest records for the restore: where things came from, what was captured, counts. */
     const meta = (): hoss.Meta => ({
-      endpoint: s.endpoint,
+      endpoint: withoutCredentials(s.endpoint),
       server: version.output,
       configDir,
       backupRoot,

@@ -76,6 +76,13 @@ test("INI: bad lines are usage errors naming file and line", () => {
   assert.throws(() => parseInventoryIni("[db:oops]\n", "inv"), /not vars or children/);
   assert.throws(() => parseInventoryIni("[a:children]\nb\n[b:children]\na\n", "inv"), /its own descendant/);
   assert.throws(() => parseInventoryIni("[db]\nh1 x='unterminated\n", "inv"), /inv:2: cannot split/);
+  // a line that is refused is not quoted: it may hold a password
+  for (const [text, says] of [
+    ["[db]\nh1 ansible_password='hunter2\n", /inv:2: cannot split the line of host "h1"/],
+    ["[db:vars]\nansible_become_password hunter2\n", /inv:2: expected key=value/],
+    ["[db]\nh1 ansible_password hunter2\n", /inv:2: host h1: expected key=value/],
+  ] as const) assert.throws(() => parseInventoryIni(text, "inv"), (e: Error) => says.test(e.message) && !/hunter2/.test(e.message));
+  assert.throws(() => parseInventory('{"all": {"vars": {"ansible_password": hunter2}}}', "dyn.json"), (e: Error) => /not valid JSON/.test(e.message) && !/hunter2/.test(e.message));
 });
 
 const YAML_INV = `all:

@@ -138,11 +138,15 @@ test("Secrets masks every registered value and passwords in URLs", () => {
   assert.is(s.redact("postgres://app:letmein@db:5432/x"), "postgres://app:***@db:5432/x");
   // a password written with an unencoded "@" is masked whole, up to the host
   assert.is(s.redact("fetch http://admin:p@ss@xenon:8000/core failed"), "fetch http://admin:***@xenon:8000/core failed");
+  assert.is(s.redact("http://admin:s3cr#t@xenon:8000 and http://a:b?c@h/x"), "http://admin:***@xenon:8000 and http://a:***@h/x");
+  assert.is(s.redact('{"url":"http://u:p@h","email":"a@b.c"}'), '{"url":"http://u:***@h","email":"a@b.c"}');
 });
 
 test("withoutCredentials takes a URL's user and password out of what is kept: lock and journal names, Xenon's staging folders", () => {
   assert.is(withoutCredentials("http://admin:hunter2@xenon:8000"), "http://xenon:8000");
   assert.is(withoutCredentials("see http://admin:p@ss@x:1/a?b=c@d and ssh://u@h/dir"), "see http://x:1/a?b=c@d and ssh://h/dir");
+  assert.is(withoutCredentials("http://admin:s3cr#t@xenon:8000"), "http://xenon:8000");
+  assert.is(withoutCredentials('{"url":"http://u:p@h","email":"a@b.c"}'), '{"url":"http://h","email":"a@b.c"}');
   assert.is(withoutCredentials("/var/backups/lifeboat"), "/var/backups/lifeboat");
   assert.not.match(targetKey("xenon-restore", withoutCredentials("http://admin:hunter2@x:8000")), /hunter2|admin/);
   assert.not.match(restoreStagingName("http://admin:hunter2@x:8000"), /hunter2|admin/);
