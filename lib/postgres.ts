@@ -621,8 +621,11 @@ async function loadFrom(
   return { bytes, ms, dryRun: false };
 }
 
-/** Where a line of SQL ends: outside any quote, or inside a "quoted name", a 'literal' or an E'escaped literal'. */
-type QuoteState = null | '"' | "'" | "E'";
+/**
+ * Where a line of SQL ends: outside (null), or inside a "quoted name", a 'literal', an E'escaped
+ * literal', a $tag$ dollar-quoted body or a /* block comment *\/ (the state names its closer).
+ */
+type QuoteState = null | string;
 
 /** The quote state after a line, given the state it started in; a -- comment outside quotes runs to the line's end. */
 function quotesAfter(line: string, state: QuoteState): QuoteState {
@@ -630,10 +633,25 @@ function quotesAfter(line: string, state: QuoteState): QuoteState {
     const c = line[i];
     if (state === null) {
       if (c === "-" && line[i + 1] === "-") return null;
-      if (c === '"') state = '"';
-      else if (c === "'") state = (line[i - 1] === "E" || line[i - 1] === "e") && !/[A-Za-z0-9_]/.test(line[i - 2] ?? "") ? "E'" : "'";
+      if (c === "/" && line[i + 1] === "*") {
+        state = "*/";
+        i++;
+      } else if (c === '"') state = '"';
+      else if (c === "'") state = (line[i - 1] === "E" || line[i - 1] === "e") && !/[A-Za-z0-9_$]/.test(line[i - 2] ?? "") ? "E'" : "'";
+      else if (c === "$" && !/[A-Za-z0-9_$]/.test(line[i - 1] ?? "")) {
+        const tag = /^\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$/.exec(line.slice(i))?.[0];
+        if (tag) {
+          state = tag;
+          i += tag.length - 1;
+        }
+      }
     } else if (state === "E'" && c === "\\") i++;
-    else if (c === state[state.length - 1]) {
+    else if (state === "*/" || state.startsWith("$")) {
+      if (line.startsWith(state, i)) {
+        i += state.length - 1;
+        state = null;
+      }
+    } else if (c === state[state.length - 1]) {
       if (line[i + 1] === c) i++; // a doubled quote stays inside
       else state = null;
     }
@@ -674,7 +692,9 @@ function skipCreateRoles(roles: string[], ctx: Context): Transform {
         }
         start = nl + 1;
         quotes = quotesAfter(line, quotes);
-        if (outside && (line.startsWith("\\connect") || line.startsWith("COPY "))) {
+        // The roles section ends there, whatever the quotes seemed to say: at worst a line is not
+        // skipped (psql then stops at "role exists"); the data after it is never looked at.
+        if (line.startsWith("\\connect") || line.startsWith("COPY ")) {
           scanning = false;
           break;
         }

@@ -58,6 +58,11 @@ test("psqlFile skips only the real CREATE ROLE of an existing role: one inside a
   const tail = `ALTER ROLE postgres WITH SUPERUSER;\n\n\\connect template1\nCREATE ROLE postgres;\nALTER TABLE t OWNER TO ${id};\n`;
   await psqlFile({ binDir: dir }, Readable.from([`${head}CREATE ROLE postgres;\n${tail}`]), { progress: false, ctx });
   assert.is(readFileSync(join(dir, "loaded.sql"), "utf8"), head + tail, "only the roles section's own CREATE ROLE postgres; is gone");
+  // a plain script: a function body with a dollar quote and a block comment holding an apostrophe;
+  // the data after COPY is never looked at (a row that reads CREATE ROLE postgres; stays)
+  const plain = `CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$\n/* don't touch */ SELECT 1;\n$body$;\nCOPY t (a) FROM stdin;\nit's\nCREATE ROLE postgres;\n\\.\n`;
+  await psqlFile({ binDir: dir }, Readable.from([plain]), { progress: false, ctx });
+  assert.is(readFileSync(join(dir, "loaded.sql"), "utf8"), plain, "every data row reaches psql");
 });
 
 test.run();
