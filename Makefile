@@ -133,11 +133,12 @@ restore-xenon: deps
 drill-xenon: deps
 	$(RUN) drill:xenon $(ARGS)
 
-# A make variable as one shell word (nothing when empty): ARCHIVE and DIR may hold spaces or quotes.
+# A make variable as one shell word (nothing when empty): DIR may hold spaces or quotes. (ARCHIVE
+# stays as the shell splits and globs it: verify takes several archives, ARCHIVE="backups/*.tar.gz".)
 shq = $(if $(1),'$(subst ','\'',$(1))',)
 
 verify: deps
-	$(RUN) archive:verify $(call shq,$(ARCHIVE)) $(ARGS)
+	$(RUN) archive:verify $(ARCHIVE) $(ARGS)
 list: deps
 	$(RUN) archive:list $(call shq,$(DIR)) $(ARGS)
 prune: deps

@@ -16,7 +16,7 @@ import { createReadStream, existsSync, statSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { LifeboatError, VerifyError } from "./errors.ts";
+import { LifeboatError, UsageError, VerifyError } from "./errors.ts";
 import { useContext, type Context } from "./context.ts";
 import { captureToFile } from "./files.ts";
 import { formatBytes } from "./log.ts";
@@ -35,11 +35,31 @@ function unguessablePath(): string {
   return `/${randomBytes(16).toString("hex")}/backup.zip`;
 }
 
-/** The URL a client is given: publicUrl's scheme, host and port with our path, else the listener's. */
-function clientUrl(publicUrl: string | undefined, listen: string, port: number | string, urlPath: string): string {
-  if (!publicUrl) return `http://${listen.includes(":") ? `[${listen}]` : listen}:${port}${urlPath}`;
-  const u = new URL(publicUrl);
-  return `${u.origin}${urlPath}`;
+/**
+ * publicUrl checked before anything listens, as the base the client is given: its scheme, host,
+ * port and path (a reverse proxy's prefix; an older setting's trailing /backup.zip is dropped).
+ */
+function publicBase(publicUrl: string | undefined, setting: string): string | undefined {
+  if (!publicUrl) return undefined;
+  let u: URL;
+  try {
+    u = new URL(publicUrl);
+  } catch {
+    throw new UsageError(`${setting} ${JSON.stringify(publicUrl)} is not a URL`, "give it as http://HOST:PORT, the address the other host reaches this one by");
+  }
+  if (!u.host) throw new UsageError(`${setting} ${JSON.stringify(publicUrl)} names no host`, "give it as http://HOST:PORT");
+  return `${u.protocol}//${u.host}${u.pathname.replace(/\/backup\.zip$/, "").replace(/\/+$/, "")}`;
+}
+
+/** The URL a client is given: the public base with our path, else the listener's address. */
+function clientUrl(base: string | undefined, listen: string, port: number | string, urlPath: string): string {
+  return `${base ?? `http://${listen.includes(":") ? `[${listen}]` : listen}:${port}`}${urlPath}`;
+}
+
+/** Whether a request's path is ours: the token path, after whatever prefix a reverse proxy kept. */
+function ourPath(reqUrl: string | undefined, urlPath: string): boolean {
+  const p = new URL(reqUrl ?? "/", "http://x").pathname;
+  return p === urlPath || p.endsWith(urlPath);
 }
 
 /** Options for {@link receiveRangedPuts}. */
@@ -90,8 +110,9 @@ export async function receiveRangedPuts<T>(file: string, opts: ReceiveOptions, s
   const ctx = opts.ctx ?? useContext();
   const listen = opts.listen ?? "127.0.0.1";
   const urlPath = opts.path ?? (ctx.dryRun ? "/TOKEN/backup.zip" : unguessablePath());
+  const base = publicBase(opts.publicUrl, "stream.url"); // refused before anything listens
   if (ctx.dryRun) {
-    const url = clientUrl(opts.publicUrl, listen, opts.port || "PORT", urlPath);
+    const url = clientUrl(base, listen, opts.port || "PORT", urlPath);
     ctx.log.command(`receive ranged PUTs on ${listen}:${opts.port ?? "any port"}${urlPath} into ${file} (0600, atomic)`, "dry-run");
     return { path: file, bytes: 0, chunks: 0, ms: 0, sent: await send(url) };
   }
@@ -120,7 +141,7 @@ export async function receiveRangedPuts<T>(file: string, opts: ReceiveOptions, s
         told ||= !failure;
         fail(new LifeboatError(`stream into ${file}: refused a chunk: ${why}`, { hint: "the sender sent a bad or repeated chunk; nothing was kept; run the backup again" }));
       };
-      if (new URL(req.url ?? "/", "http://x").pathname !== urlPath) return void res.writeHead(404).end();
+      if (!ourPath(req.url, urlPath)) return void res.writeHead(404).end();
       if (req.method !== "PUT") return void res.writeHead(405, { allow: "PUT" }).end();
       if (failure) return void res.writeHead(503).end(`${failure.message}\n`);
       const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(req.headers["content-range"] ?? ""));
@@ -165,7 +186,7 @@ export async function receiveRangedPuts<T>(file: string, opts: ReceiveOptions, s
       server.listen(opts.port ?? 0, listen, ok);
     });
     const port = (server.address() as AddressInfo).port;
-    const url = clientUrl(opts.publicUrl, listen, port, urlPath);
+    const url = clientUrl(base, listen, port, urlPath);
     ctx.log.info(`  receiving the stream at ${url}`);
     const idle = opts.idleTimeoutMs ?? 60_000;
     const first = opts.firstChunkTimeoutMs ?? 30 * 60_000;
@@ -247,15 +268,16 @@ export async function serveRanged<T>(file: string, opts: ServeOptions, use: (url
   const ctx = opts.ctx ?? useContext();
   const listen = opts.listen ?? "127.0.0.1";
   const urlPath = opts.path ?? (ctx.dryRun ? "/TOKEN/backup.zip" : unguessablePath());
+  const base = publicBase(opts.publicUrl, "http.url"); // refused before anything listens
   if (ctx.dryRun) {
     ctx.log.command(`serve ${file} with Range support on ${listen}:${opts.port ?? "any port"}${urlPath} while the restore runs`, "dry-run");
-    return { result: await use(clientUrl(opts.publicUrl, listen, opts.port || "PORT", urlPath)), requests: 0, bytes: 0 };
+    return { result: await use(clientUrl(base, listen, opts.port || "PORT", urlPath)), requests: 0, bytes: 0 };
   }
   if (!existsSync(file)) throw new LifeboatError(`cannot serve ${file}: no such file`);
   let requests = 0;
   let bytes = 0;
   const server = createServer((req, res) => {
-    if (new URL(req.url ?? "/", "http://x").pathname !== urlPath) return void res.writeHead(404).end();
+    if (!ourPath(req.url, urlPath)) return void res.writeHead(404).end();
     if (req.method !== "GET" && req.method !== "HEAD") return void res.writeHead(405, { allow: "GET, HEAD" }).end();
     requests++;
     const size = statSync(file).size;
@@ -279,7 +301,7 @@ export async function serveRanged<T>(file: string, opts: ServeOptions, use: (url
     server.once("error", (e) => no(new LifeboatError(`cannot listen on ${listen}:${opts.port ?? 0} to serve ${file}: ${e.message}`, { hint: "choose another http.port or http.listen" })));
     server.listen(opts.port ?? 0, listen, ok);
   });
-  const url = clientUrl(opts.publicUrl, listen, (server.address() as AddressInfo).port, urlPath);
+  const url = clientUrl(base, listen, (server.address() as AddressInfo).port, urlPath);
   ctx.log.info(`  serving ${file} at ${url}`);
   try {
     return { result: await use(url), requests, bytes };

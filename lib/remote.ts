@@ -288,7 +288,7 @@ export async function sshPush(target: SshTarget, localDir: string, remoteDir: st
  * @example await sshClear(prom, ["/var/lib/prometheus"]);
  */
 export async function sshClear(target: SshTarget, dirs: string[], opts: { sudo?: boolean; ctx?: Context } = {}): Promise<void> {
-  // find takes no "--": a dir that starts with "-" (-delete) would be read as its expression.
-  const argv = ["sh", "-c", 'for d in "$@"; do case $d in -*) d="./$d" ;; esac; mkdir -p -- "$d" && find "$d" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} + || exit 1; done', "sh", ...dirs];
+  // find takes no "--": a relative dir ("-delete", "!", "(") would be read as its expression: ./DIR.
+  const argv = ["sh", "-c", 'for d in "$@"; do case $d in /*) ;; *) d="./$d" ;; esac; mkdir -p -- "$d" && find "$d" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} + || exit 1; done', "sh", ...dirs];
   await ssh(target, opts.sudo ? ["sudo", "-n", ...argv] : argv, { ctx: opts.ctx });
 }

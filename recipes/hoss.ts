@@ -8,6 +8,7 @@
 //   - `hossDirs`: the working dir and BACKUP_ROOT, as hossadm finds them.
 //
 // This file runs nothing: the recipes import it.
+import { resolve } from "node:path";
 import { AGE_SETTINGS, compressionSettings, offsiteSettings, dotenv, expandHome, type SettingSpecs, type SettingValues } from "../lib/mod.ts";
 
 const BACKUP = ["hoss-backup"] as const;
@@ -79,9 +80,10 @@ export type ArchiveMeta = { hoss: Meta };
 
 /** The working dir and BACKUP_ROOT: the backup-root setting, else BACKUP_ROOT in .env, else CONFIG-DIR/backup. */
 export function hossDirs(s: Pick<SettingValues<typeof settings>, "config-dir" | "backup-root">, sources: Record<string, string>): { configDir: string; backupRoot: string; backupRootFrom: string } {
-  const configDir = expandHome(s["config-dir"]);
+  // Absolute (resolved against the working folder): find and cp read a folder named "-x" as an option.
+  const configDir = resolve(expandHome(s["config-dir"]));
   const fromEnv = dotenv.loadSafe(`${configDir}/.env`).BACKUP_ROOT;
-  const backupRoot = expandHome(s["backup-root"] || fromEnv || `${configDir}/backup`);
+  const backupRoot = resolve(expandHome(s["backup-root"] || fromEnv || `${configDir}/backup`));
   const backupRootFrom = s["backup-root"] ? sources["backup-root"] : fromEnv ? `${configDir}/.env` : "the default";
   return { configDir, backupRoot, backupRootFrom };
 }

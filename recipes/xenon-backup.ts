@@ -105,6 +105,7 @@ await recipe({
     const api = { token: s["auth.token"] || undefined, user: s["auth.user"] || undefined, password: s["auth.password"] || undefined, indexServiceLink: s["index-link"] };
     const isDir = type === "DIRECTORY";
     const run = isDir ? chainRunName(s["directory.store"]) : stamp(); // never the name of a run already in the store (two runs in one second)
+    xenon.requireAbsolute(s, ["staging", "host-staging", "directory.workspace"]);
     const staging = `${s.staging}/backup-${run}`;
     const zip = `${staging}/${xenon.LAYOUT.zip}`;
     const remote = xenon.sshTarget(s);
@@ -170,7 +171,7 @@ await recipe({
 
     const clear = step("clear", `clear the workspace ${where} (daily full)`, async () => {
       await onHost(["mkdir", "-p", "-m", "700", "--", workspace]);
-      await onHost(["find", workspace.startsWith("-") ? `./${workspace}` : workspace, "-mindepth", "1", "-maxdepth", "1", "-delete"]); // find takes no "--"
+      await onHost(["find", workspace.startsWith("/") ? workspace : `./${workspace}`, "-mindepth", "1", "-maxdepth", "1", "-delete"]); // find takes no "--"
     }, { when: isDir && s["directory.full"] });
 
     const before = step("list", `list the workspace ${where} before the backup`, async () => {

@@ -113,6 +113,7 @@ await recipe({
     if (s.deliver === "http" && !isArchive) throw new UsageError("a DIRECTORY run cannot be restored over http: Xenon treats an http backup as a zip", "use --deliver file");
     const at = s.at ? toMicros(s.at) : undefined;
     // one staging folder per host (the recipe's lock is per host too): a resumed run finds the failed run's
+    xenon.requireAbsolute(s, ["staging", "host-staging"]);
     const staging = `${s.staging}/${xenon.restoreStagingName(url)}`;
     const remote = xenon.sshTarget(s);
     const hostDir = remote ? `${s["host-staging"]}/${xenon.restoreStagingName(url)}` : staging;

@@ -7,7 +7,7 @@
 //   - `LAYOUT`: the names inside an archive.
 //
 // This file runs nothing: the recipes import it.
-import { AGE_SETTINGS, compressionSettings, OFFSITE_SETTINGS, offsiteSettings, type SettingSpecs, type SshTarget, withoutCredentials } from "../lib/mod.ts";
+import { AGE_SETTINGS, compressionSettings, OFFSITE_SETTINGS, offsiteSettings, type SettingSpecs, type SshTarget, UsageError, withoutCredentials } from "../lib/mod.ts";
 
 const BACKUP = ["xenon-backup"] as const;
 const RESTORE = ["xenon-restore"] as const;
@@ -61,6 +61,14 @@ export function sshTarget(s: { "ssh.host"?: string; "ssh.port": number; "ssh.use
 /** The restore's staging folder name for a host: one per URL (the recipe's lock is too), so a resumed run finds the failed run's; never with the URL's credentials. */
 export function restoreStagingName(url: string): string {
   return `restore-${withoutCredentials(url).replace(/^[a-z]+:\/\//i, "").replace(/[^A-Za-z0-9.-]+/g, "_")}`;
+}
+
+/** Folders Xenon is given as file: URIs must be absolute: a relative one would be resolved on this machine, not on the host. */
+export function requireAbsolute(s: Record<string, unknown>, keys: string[]): void {
+  for (const k of keys) {
+    const v = s[k];
+    if (typeof v === "string" && v !== "" && !v.startsWith("/")) throw new UsageError(`${k} must be an absolute path, not ${JSON.stringify(v)}`, "Xenon is given it as a file: URI");
+  }
 }
 
 /** The in-memory index: a restart would wipe it. */

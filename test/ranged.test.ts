@@ -7,8 +7,8 @@ import * as assert from "uvu/assert";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { receiveRangedPuts, serveRanged, VerifyError } from "../lib/mod.ts";
-import { cleanupTmp, testContext, tmp } from "./helpers.ts";
+import { receiveRangedPuts, serveRanged, UsageError, VerifyError } from "../lib/mod.ts";
+import { cleanupTmp, freePort, testContext, tmp } from "./helpers.ts";
 
 testContext();
 test.after(cleanupTmp);
@@ -153,6 +153,28 @@ test("serveRanged: only the unguessable path is served (/backup.zip alone is 404
   assert.is(other, 404);
   assert.is(r.requests, 4);
   assert.ok(!existsSync(join(dir, "f.zip.partial")));
+});
+
+test("serveRanged: http.url's host, port and path prefix are kept (an older trailing /backup.zip dropped); one that is not a URL is refused before anything listens", async () => {
+  const dir = tmp();
+  writeFileSync(join(dir, "f.zip"), "zip bytes");
+  const port = await freePort();
+  const r = await serveRanged(join(dir, "f.zip"), { port, publicUrl: `http://127.0.0.1:${port}/prefix/backup.zip` }, async (url) => ({ url, status: (await fetch(url)).status }));
+  assert.match(r.result.url, new RegExp(`^http://127\\.0\\.0\\.1:${port}/prefix/[0-9a-f]{32}/backup\\.zip$`));
+  assert.is(r.result.status, 200);
+  for (const bad of ["backup-host", "backup-host:8098"]) {
+    let err: Error | undefined;
+    try {
+      await serveRanged(join(dir, "f.zip"), { port, publicUrl: bad }, async () => 0);
+    } catch (e) {
+      err = e as Error;
+    }
+    assert.instance(err, UsageError, bad);
+    assert.match(err!.message, /http\.url .* (is not a URL|names no host)/);
+  }
+  // nothing was left listening on the port
+  const again = await serveRanged(join(dir, "f.zip"), { port }, async (url) => (await fetch(url)).status);
+  assert.is(again.result, 200);
 });
 
 test.run();

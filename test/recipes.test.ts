@@ -84,4 +84,13 @@ test("hoss-backup refuses a database name that cannot be its dump's file name, b
   }
 });
 
+test("xenon recipes refuse a relative staging or workspace folder: Xenon is given it as a file: URI, which would resolve it here", () => {
+  for (const [name, flag] of [["xenon-backup", "--staging=rel/dir"], ["xenon-backup", "--directory.workspace=ws"], ["xenon-restore", "--host-staging=x"]] as const) {
+    const args = name === "xenon-restore" ? ["/nonexistent/xenon-backup.tar.gz", flag, "--ssh.host=h"] : [flag, "--dry-run"];
+    const r = spawnSync(process.execPath, ["--import=tsx", join(RECIPES, `${name}.ts`), ...args, "--dry-run"], { encoding: "utf8", env: { ...process.env, CI: "1" } });
+    assert.is(r.status, 2, `${name} ${flag}: ${r.stderr}`);
+    assert.match(r.stderr, /must be an absolute path/);
+  }
+});
+
 test.run();

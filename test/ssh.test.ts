@@ -366,16 +366,17 @@ test("AES-GCM is preferred on a CPU with AES instructions, ahead of ssh's own li
   assert.equal((await ssh(target(), ["echo", "ok"])).stdout.trim(), "ok");
 });
 
-test("sshClear empties a dir named like a find expression (-delete) and nothing else: the lab user's home keeps its files", async () => {
+test("sshClear empties dirs named like find expressions (-delete, !) and nothing else: the lab user's home keeps its files", async () => {
   const t = target(lab.LAB_SSH_USER2); // home /home/lifeboat: a relative dir is relative to it
   const { stdout: home } = await ssh(t, ["pwd"]);
   await ssh(t, ["sh", "-c", 'mkdir -p -- ./-delete && touch -- ./-delete/x lifeboat-keep-me']);
   try {
-    await sshClear(t, ["-delete"]);
-    const { stdout } = await ssh(t, ["sh", "-c", 'ls -A -- ./-delete; test -e lifeboat-keep-me && test -e .profile && echo kept']);
+    await ssh(t, ["sh", "-c", 'mkdir -p -- "./!" && touch -- "./!/y"']);
+    await sshClear(t, ["-delete", "!"]);
+    const { stdout } = await ssh(t, ["sh", "-c", 'find ./-delete "./!" -mindepth 1; test -e lifeboat-keep-me && test -e .profile && echo kept']);
     assert.is(stdout, "kept\n", `-delete emptied, the rest of ${home.trim()} kept`);
   } finally {
-    await ssh(t, ["rm", "-rf", "--", "./-delete", "lifeboat-keep-me"]);
+    await ssh(t, ["rm", "-rf", "--", "./-delete", "./!", "lifeboat-keep-me"]);
   }
 });
 
