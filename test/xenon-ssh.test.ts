@@ -8,10 +8,13 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { runRecipe } from "../tasks/drills/hoss.ts";
 import { needLab } from "../tasks/drills/lab.ts";
 import { diffDocuments, exampleDocuments, hostFlags, newestArchive, seedExamples, startXenonHost, stopXenonHosts, xenonRequest, xenonSite } from "../tasks/drills/xenon.ts";
 import { cleanupTmp, testContext, tmp } from "./helpers.ts";
+
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 const lab = needLab("sshd");
 testContext();
@@ -41,7 +44,8 @@ test("ssh.host: ZIP fetched over ssh, restored by copying it there; a DIRECTORY 
   const r = await runRecipe("xenon-restore", [newestArchive(work), ...hostFlags(fresh, true), "--config", site, "--yes"]);
   assert.is(r.code, 0, r.output);
   assert.match(r.output, new RegExp(`copy the staged backup to ${lab.LAB_SSH_HOST}:${hostStaging}/restore-`));
-  assert.match(r.output, new RegExp(`Xenon restored its index from file:${hostStaging}/restore-.*/unpacked/xenon-backup\\.zip`));
+  // the file: URI escapes the host staging's spaces ("on the host")
+  assert.match(r.output, new RegExp(`Xenon restored its index from ${escapeRegExp(pathToFileURL(hostStaging).href)}/restore-.*/unpacked/xenon-backup\\.zip`));
   assert.equal(diffDocuments(want, await exampleDocuments(fresh.url)), []);
   assert.equal(readdirSync(hostStaging), []);
   // a DIRECTORY run taken on the host (ssh.host empty), restored from here: its folder goes over ssh
@@ -50,7 +54,7 @@ test("ssh.host: ZIP fetched over ssh, restored by copying it there; a DIRECTORY 
   const fresh2 = await startXenonHost("node-a");
   const r2 = await runRecipe("xenon-restore", ["latest", ...hostFlags(fresh2, true), "--config", site, "--yes"]);
   assert.is(r2.code, 0, r2.output);
-  assert.match(r2.output, new RegExp(`Xenon restored its index from file:${hostStaging}/restore-.*/run/`));
+  assert.match(r2.output, new RegExp(`Xenon restored its index from ${escapeRegExp(pathToFileURL(hostStaging).href)}/restore-.*/run/`));
   assert.equal(diffDocuments(want, await exampleDocuments(fresh2.url)), []);
   assert.equal(readdirSync(hostStaging), []);
 });
