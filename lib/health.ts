@@ -8,7 +8,7 @@ import { createConnection } from "node:net";
 import { useContext, type Context } from "./context.ts";
 import { LifeboatError } from "./errors.ts";
 import { exec, ExecError, shellJoin } from "./exec.ts";
-import { describeFetchError, fetchOnce, prepare, trimBody, type BasicAuth } from "./http.ts";
+import { describeFetchError, fetchOnce, maskedBody, prepare, type BasicAuth } from "./http.ts";
 import { formatDuration } from "./log.ts";
 import { retry } from "./retry.ts";
 
@@ -163,17 +163,17 @@ function checker(probe: HealthProbe, ctx: Context): Check {
       }
       const status = `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`;
       const okStatus = want ? want.includes(res.status) : res.status >= 200 && res.status < 300;
-      if (!okStatus) return { ok: false, detail: `${status}${res.text ? `: ${trimBody(ctx.secrets.redact(res.text.slice(0, 1 << 16)), 200)}` : ""}` };
+      if (!okStatus) return { ok: false, detail: `${status}${res.text ? `: ${maskedBody(ctx, res.text, 200)}` : ""}` };
       if (!probe.json) return { ok: true, detail: status };
       let body: unknown;
       try {
         body = JSON.parse(res.text);
       } catch {
-        return { ok: false, detail: `${status} but the body is not JSON: ${trimBody(ctx.secrets.redact(res.text.slice(0, 1 << 16)), 200)}` };
+        return { ok: false, detail: `${status} but the body is not JSON: ${maskedBody(ctx, res.text, 200)}` };
       }
       return probe.json(body)
         ? { ok: true, detail: status }
-        : { ok: false, detail: `${status} but the JSON check said not yet: ${trimBody(ctx.secrets.redact(res.text.slice(0, 1 << 16)), 200)}` };
+        : { ok: false, detail: `${status} but the JSON check said not yet: ${maskedBody(ctx, res.text, 200)}` };
     };
   }
   if ("tcp" in probe) {
@@ -194,7 +194,7 @@ function checker(probe: HealthProbe, ctx: Context): Check {
     try {
       const r = await exec(probe.command, { readOnly: true, stdout: "capture", env: probe.env, timeoutMs, ctx });
       if (!probe.stdout || probe.stdout(r.stdout)) return { ok: true, detail: "exit 0" };
-      return { ok: false, detail: `exit 0 but stdout did not match: ${trimBody(ctx.secrets.redact(r.stdout.slice(0, 1 << 16)), 200) || "(empty)"}` };
+      return { ok: false, detail: `exit 0 but stdout did not match: ${maskedBody(ctx, r.stdout, 200) || "(empty)"}` };
     } catch (e) {
       if (!(e instanceof ExecError)) throw e;
       const why = e.message.startsWith("command failed (") ? e.message.slice("command failed (".length).split(")")[0] : "failed";

@@ -99,7 +99,7 @@ export async function httpJson<T = unknown>(url: string, opts: HttpJsonOptions =
       });
     }
     if (expect(res.status)) return parseBody(res, shown, ctx) as T;
-    const body = trimBody(ctx.secrets.redact(res.text.slice(0, 1 << 16))); // masked whole, before the cut and the whitespace fold
+    const body = maskedBody(ctx, res.text);
     const error = new HttpError(`${shown}: HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}${body ? `: ${body}` : ""}`, res.status, body, {
       hint: hintFor(res.status),
     });
@@ -221,13 +221,22 @@ export function trimBody(text: string, max = 300): string {
   return one.length > max ? `${one.slice(0, max)}…` : one;
 }
 
+/**
+ * A response body as an error shows it: secrets masked first (a secret cut, or split by the
+ * whitespace fold, would show in part), then cut as {@link trimBody} does.
+ * @example throw new Error(`HTTP 500: ${maskedBody(ctx, res.text)}`)
+ */
+export function maskedBody(ctx: Context, text: string, max = 300): string {
+  return trimBody(ctx.secrets.redact(text.slice(0, 1 << 16)), max);
+}
+
 function parseBody(res: FetchResult, shown: string, ctx: Context): unknown {
   if (res.text.trim() === "") return null;
   try {
     return JSON.parse(res.text);
   } catch (e) {
     if (/json/i.test(res.contentType)) {
-      const body = trimBody(ctx.secrets.redact(res.text.slice(0, 1 << 16)));
+      const body = maskedBody(ctx, res.text);
       throw new HttpError(`${shown}: HTTP ${res.status} answered with invalid JSON: ${body}`, res.status, body, { cause: e });
     }
     return res.text;

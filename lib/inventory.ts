@@ -262,7 +262,8 @@ export function parseInventoryJson(text: string, source = "inventory"): Inventor
     doc = JSON.parse(text);
   } catch (e) {
     // V8's message quotes the text around the fault, which may be a password.
-    throw new UsageError(`${source}: not valid JSON${/position (\d+)/.exec((e as Error).message) ? ` at position ${/position (\d+)/.exec((e as Error).message)![1]}` : ""} (the text is not shown: it may hold a password)`);
+    const at = /position (\d+)/.exec((e as Error).message)?.[1];
+    throw new UsageError(`${source}: not valid JSON${at ? ` at position ${at}` : ""} (the text is not shown: it may hold a password)`);
   }
   if (!isMap(doc)) throw new UsageError(`${source}: ansible-inventory JSON is an object of groups`);
   const hostvars = (isMap(doc._meta) && isMap(doc._meta.hostvars) ? doc._meta.hostvars : {}) as Record<string, Record<string, unknown>>;

@@ -58,8 +58,7 @@ function clientUrl(base: string | undefined, listen: string, port: number | stri
 
 /** Whether a request's path is ours: the token path, after whatever prefix a reverse proxy kept. */
 function ourPath(reqUrl: string | undefined, urlPath: string): boolean {
-  const p = new URL(reqUrl ?? "/", "http://x").pathname;
-  return p === urlPath || p.endsWith(urlPath);
+  return new URL(reqUrl ?? "/", "http://x").pathname.endsWith(urlPath);
 }
 
 /** Options for {@link receiveRangedPuts}. */
