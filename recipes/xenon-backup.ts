@@ -135,8 +135,9 @@ await recipe({
     const prepareHost = step("prepare-host", `prepare ${hostDir} on ${s["ssh.host"]}`, () => ssh(remote!, ["mkdir", "-p", "-m", "700", "--", hostDir]), { when: isZip && !!remote });
 
     // file: URIs built from the path (a space, # or % in it is escaped: Xenon parses the URI)
-    const zipBackup = step("backup-zip", `back up (PATCH BackupRequest, ZIP to ${pathToFileURL(hostZip).href})`, () =>
-      xenonBackup(url, { destination: pathToFileURL(hostZip).href, type: "ZIP" }, api), { when: isZip });
+    const zipUri = pathToFileURL(hostZip).href;
+    const zipBackup = step("backup-zip", `back up (PATCH BackupRequest, ZIP to ${zipUri})`, () =>
+      xenonBackup(url, { destination: zipUri, type: "ZIP" }, api), { when: isZip });
 
     const fetchZip = step("fetch-zip", `fetch the zip from ${s["ssh.host"]}:${hostZip}`, () => sshGet(remote!, hostZip, zip), { when: isZip && !!remote });
 
@@ -171,7 +172,7 @@ await recipe({
 
     const clear = step("clear", `clear the workspace ${where} (daily full)`, async () => {
       await onHost(["mkdir", "-p", "-m", "700", "--", workspace]);
-      await onHost(["find", workspace.startsWith("/") ? workspace : `./${workspace}`, "-mindepth", "1", "-maxdepth", "1", "-delete"]); // find takes no "--"
+      await onHost(["find", workspace, "-mindepth", "1", "-maxdepth", "1", "-delete"]); // absolute (requireAbsolute): find takes no "--"
     }, { when: isDir && s["directory.full"] });
 
     const before = step("list", `list the workspace ${where} before the backup`, async () => {
@@ -179,8 +180,9 @@ await recipe({
       return remote ? (await sshListFiles(remote, workspace)).map((f) => f.name) : listNames(workspace);
     }, { when: isDir });
 
-    const dirBackup = step("backup-directory", `back up (PATCH BackupRequest, DIRECTORY to ${pathToFileURL(`${workspace}/`).href})`, () =>
-      xenonBackup(url, { destination: pathToFileURL(`${workspace}/`).href, type: "DIRECTORY" }, api), { when: isDir });
+    const dirUri = pathToFileURL(`${workspace}/`).href;
+    const dirBackup = step("backup-directory", `back up (PATCH BackupRequest, DIRECTORY to ${dirUri})`, () =>
+      xenonBackup(url, { destination: dirUri, type: "DIRECTORY" }, api), { when: isDir });
 
     // ssh.host: the host's workspace listed with sizes; only the files the store's chain does not
     // hold yet (new names) are fetched (tar over ssh), and their sizes checked when shipped
